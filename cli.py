@@ -1,0 +1,200 @@
+"""``rbc``: the command line of robustbench-cnn. Commands only parse options and call the library.
+
+Errors caused by input (unknown names, bad epsilons, missing data, bad checkpoints, shape mismatches)
+are printed as one line and exit with code 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from robustbench_cnn.errors import RbcError
+
+out = Console()  # results go to stdout; progress and warnings go to stderr
+
+
+class InputError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+class RbcGroup(click.Group):
+    """A click group that turns library input errors into one-line messages with exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (RbcError, ValueError) as exc:
+            raise InputError(str(exc)) from None
+
+
+# --- shared options (defined once) ----------------------------------------------------------------
+
+def _compose(*decorators: Callable) -> Callable:
+    def apply(fn: Callable) -> Callable:
+        for deco in reversed(decorators):
+            fn = deco(fn)
+        return fn
+    return apply
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                               help="Data root (default: $RBC_DATA_DIR, else ~/.cache/robustbench_cnn/data).")
+store_option = click.option("--store", type=click.Path(file_okay=False), default=None,
+                            help="Model store (default: $RBC_HOME, else ~/.cache/robustbench_cnn).")
+device_option = click.option("--device", default="auto", show_default=True,
+                             help="auto | cpu | cuda | cuda:N | mps.")
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+dataset_option = click.option("--dataset", "-d", default="digits", show_default=True,
+                              help="digits | mnist | fashion-mnist | cifar10 | imagefolder:PATH.")
+progress_option = click.option("--progress/--no-progress", default=True, show_default=True,
+                               help="Show progress bars.")
+common_options = _compose(data_dir_option, store_option, device_option, seed_option, progress_option)
+
+
+def _parse_kv(pairs: tuple[str, ...]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"invalid --arch-arg {pair!r}: use KEY=VALUE, e.g. depth=16")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
+    table = Table(title=title)
+    columns = columns or (list(rows[0]) if rows else [])
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[_fmt(row.get(c)) for c in columns])
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+@click.group(cls=RbcGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="robustbench-cnn")
+def main() -> None:
+    """robustbench-cnn: train CNNs, attack them, defend them, and trust the robust accuracy you get."""
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+@main.group()
+def data() -> None:
+    """Datasets."""
+
+
+@data.command("list")
+@data_dir_option
+def data_list(data_dir: str | None) -> None:
+    """Show each dataset, its shape, classes and whether it is available locally."""
+    from robustbench_cnn.data import list_datasets
+
+    out.print(_table("datasets", list_datasets(data_dir)))
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+@main.group()
+def models() -> None:
+    """Architectures and trained checkpoints."""
+
+
+@models.command("list")
+@click.argument("pattern", default="*")
+@store_option
+def models_list(pattern: str, store: str | None) -> None:
+    """Show registered architectures (matching PATTERN) and the trained checkpoints of the store."""
+    from robustbench_cnn.models import MODELS
+    from robustbench_cnn.store import list_checkpoints, store_root
+
+    arch_rows = [{"architecture": name, "description": (MODELS.get(name).__doc__ or "").strip().splitlines()[0]}
+                 for name in MODELS.list(pattern)]
+    out.print(_table("architectures", arch_rows))
+    cards = list_checkpoints(store)
+    rows = [{"name": c.name, "dataset": c.dataset, "clean_acc": c.clean_accuracy, "recipe": c.recipe,
+             "threat": c.threat or "", "epochs": c.epochs, "date": c.created[:19]} for c in cards]
+    title = f"checkpoints in {store_root(store) / 'checkpoints'}"
+    out.print(_table(title, rows, ["name", "dataset", "clean_acc", "recipe", "threat", "epochs", "date"]))
+
+
+# --- train ----------------------------------------------------------------------------------------
+
+def train_options(fn: Callable) -> Callable:
+    """Options shared by `rbc train` and `rbc defend` (one training loop for both)."""
+    return _compose(
+        click.option("--model", "-m", "arch", required=True, help="Registered architecture (rbc models list)."),
+        dataset_option,
+        click.option("--epochs", type=int, default=None, help="Epochs (default by dataset: digits 15, mnist 5)."),
+        click.option("--batch-size", type=int, default=None, help="Batch size (default by dataset: 32 or 128)."),
+        click.option("--lr", type=float, default=None, help="Peak learning rate (default by dataset)."),
+        click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=None,
+                     help="Optimizer (default by dataset: sgd for digits/cifar, adam for mnist)."),
+        click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), default="onecycle",
+                     show_default=True),
+        click.option("--weight-decay", type=float, default=5e-4, show_default=True),
+        click.option("--augment/--no-augment", default=None, help="Random crops (and flips for RGB)."),
+        click.option("--subset", type=int, default=None, help="Train on a seeded subset of N images."),
+        click.option("--amp/--no-amp", default=False, help="Mixed precision on CUDA (bf16, else fp16)."),
+        click.option("--channels-last/--no-channels-last", default=False, help="channels_last memory on CUDA."),
+        click.option("--deterministic/--no-deterministic", default=False, help="Deterministic kernels."),
+        click.option("--tag", default=None, help="Suffix of the checkpoint name."),
+        click.option("--arch-arg", multiple=True, help="Architecture argument KEY=VALUE (e.g. depth=16)."),
+        common_options,
+    )(fn)
+
+
+@main.command()
+@train_options
+@click.option("--init-from", default=None, help="Start from a trained checkpoint (transfer learning).")
+@click.option("--freeze", type=click.Choice(["features"]), default=None,
+              help="With --init-from: train only the classifier head.")
+def train(arch: str, dataset: str, epochs: int | None, batch_size: int | None, lr: float | None,
+          optimizer: str | None, schedule: str, weight_decay: float, augment: bool | None, subset: int | None, amp: bool, channels_last: bool,
+          deterministic: bool, tag: str | None, arch_arg: tuple[str, ...], data_dir: str | None,
+          store: str | None, device: str, seed: int, progress: bool, init_from: str | None,
+          freeze: str | None) -> None:
+    """Train a standard model and save it to the model store."""
+    from robustbench_cnn.devices import resolve_device
+    from robustbench_cnn.models import MODELS
+    from robustbench_cnn.training import TrainConfig
+    from robustbench_cnn.workflows import train_model
+
+    MODELS.get(arch)  # unknown names fail before any data is loaded
+    resolve_device(device)
+    if freeze and not init_from:
+        raise ValueError("--freeze features needs --init-from CHECKPOINT")
+    config = TrainConfig.for_dataset(dataset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                                     schedule=schedule, weight_decay=weight_decay, augment=augment, amp=amp,
+                                     channels_last=channels_last, deterministic=deterministic, device=device,
+                                     seed=seed, freeze=freeze)
+    trained = train_model(arch, dataset, config, store=store, tag=tag, subset=subset, data_dir=data_dir,
+                          init_from=init_from, arch_kwargs=_parse_kv(arch_arg), progress=progress)
+    card = trained.card
+    out.print(_table("trained", [{"checkpoint": card.name, "clean_acc": trained.test_accuracy,
+                                  "epochs": card.epochs, "train_s": card.train_time_s,
+                                  "images/s": round(trained.result.epochs[-1].images_per_s),
+                                  "device": trained.result.device}]))
+    out.print(f"saved to {trained.folder}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

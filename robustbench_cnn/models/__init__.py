@@ -1,0 +1,79 @@
+"""CNN registry: every architecture is one decorated factory.
+
+A factory has the signature ``factory(in_channels: int, num_classes: int, input_size: int, **kwargs)``
+and returns a raw ``nn.Module`` that expects *normalized* input. :func:`build_model` wraps it in a
+:class:`NormalizedModel` so that the public model takes images in [0, 1] (normalization lives inside).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from robustbench_cnn.registry import Registry
+
+ModelFactory = Callable[..., nn.Module]
+MODELS: Registry[ModelFactory] = Registry("model")
+
+
+class NormalizedModel(nn.Module):
+    """``net((x - mean) / std)`` for images ``x`` in [0, 1]; mean/std are buffers saved with the weights."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        channels = len(mean)
+        if len(std) != channels:
+            raise ValueError("mean and std must have one value per channel")
+        self.net = net
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, channels, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, channels, 1, 1))
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.mean.shape[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def head_module(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """The classifier head: the last ``nn.Linear`` in registration order, as (parent, attr name, layer)."""
+    found: tuple[nn.Module, str, nn.Linear] | None = None
+    for parent in model.modules():
+        for attr, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                found = (parent, attr, child)
+    if found is None:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier head")
+    return found
+
+
+def build_model(
+    arch: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    input_size: int,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    **arch_kwargs: Any,
+) -> NormalizedModel:
+    """Build a registered architecture for the given input and wrap it with normalization.
+
+    ``mean``/``std`` default to 0 and 1 per channel (no normalization).
+    """
+    factory = MODELS.get(arch)
+    net = factory(in_channels=in_channels, num_classes=num_classes, input_size=input_size, **arch_kwargs)
+    mean = list(mean) if mean is not None else [0.0] * in_channels
+    std = list(std) if std is not None else [1.0] * in_channels
+    if len(mean) != in_channels:
+        raise ValueError(f"mean has {len(mean)} values but the model has {in_channels} input channels")
+    return NormalizedModel(net, mean, std)
+
+
+# Registration happens by explicit imports (no star imports).
+from robustbench_cnn.models import small as _small  # noqa: E402,F401
+from robustbench_cnn.models import torchvision_nets as _torchvision_nets  # noqa: E402,F401
+from robustbench_cnn.models import resnets as _resnets  # noqa: E402,F401

@@ -1,0 +1,99 @@
+"""Small CNNs from the robustness literature, sized for 8x8 to 32x32 images and quick CPU training.
+
+Each factory takes ``(in_channels, num_classes, input_size, **kwargs)`` and returns a raw network that
+expects normalized input; its last ``nn.Linear`` is the classifier head.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from robustbench_cnn.models import MODELS
+
+
+def arch_options(arch: str, kwargs: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+    """``defaults`` updated by ``kwargs``; an option the architecture does not have is a ``TypeError``."""
+    unknown = sorted(set(kwargs) - set(defaults))
+    if unknown:
+        accepted = ", ".join(sorted(defaults)) or "none"
+        raise TypeError(f"{arch} got unexpected option(s) {', '.join(unknown)} (accepted: {accepted})")
+    return {**defaults, **kwargs}
+
+
+@MODELS.register("lenet5")
+def lenet5(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
+    """LeNet-5 (LeCun, Bottou, Bengio, Haffner 1998, "Gradient-based learning applied to document recognition").
+
+    conv5x5-6 (pad 2) -> pool -> conv5x5-16 -> pool -> fc120 -> fc84 -> fc``num_classes``.
+    Adaptations: ReLU and 2x2 max-pooling instead of tanh and trainable sub-sampling, full C3
+    connectivity (the usual modern form). The first conv is padded by 2, so 28x28 MNIST gives the
+    classic 16x5x5 feature map (61,706 parameters for 10 classes); below 12x12 (8x8 digits) the second
+    conv is padded by 2 too, so the map stays at least 1x1 (8x8 -> 16x2x2).
+    """
+    arch_options("lenet5", kwargs)
+    pad2 = 0 if input_size >= 12 else 2
+    side = ((input_size // 2) + 2 * pad2 - 4) // 2
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, kernel_size=5, padding=pad2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * side * side, 120),
+        nn.ReLU(inplace=True),
+        nn.Linear(120, 84),
+        nn.ReLU(inplace=True),
+        nn.Linear(84, num_classes),
+    )
+
+
+@MODELS.register("smallcnn")
+def smallcnn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
+    """The MNIST network of Madry, Makelov, Schmidt, Tsipras, Vladu 2018 ("Towards deep learning models
+    resistant to adversarial attacks", the MNIST challenge model).
+
+    conv5x5-32 (pad 2) -> ReLU -> maxpool2 -> conv5x5-64 (pad 2) -> ReLU -> maxpool2 -> fc1024 -> ReLU
+    -> fc``num_classes``; 28x28 gives the paper's 7*7*64 -> 1024 layer (3,274,634 parameters for 10
+    classes). No adaptation: the flattened size follows the input (8x8 -> 2*2*64, 32x32 -> 8*8*64).
+    """
+    arch_options("smallcnn", kwargs)
+    side = input_size // 2 // 2
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * side * side, 1024),
+        nn.ReLU(inplace=True),
+        nn.Linear(1024, num_classes),
+    )
+
+
+@MODELS.register("fastcnn")
+def fastcnn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
+    """The MNIST network of Wong, Rice, Kolter 2020 ("Fast is better than free: revisiting adversarial
+    training", the FGSM-RS MNIST model).
+
+    conv4x4-16 (stride 2, pad 1) -> ReLU -> conv4x4-32 (stride 2, pad 1) -> ReLU -> flatten -> fc100 ->
+    ReLU -> fc``num_classes``; 28x28 gives the paper's 32*7*7 -> 100 layer (166,406 parameters for 10
+    classes). No adaptation: the flattened size follows the input (8x8 -> 32*2*2).
+    """
+    arch_options("fastcnn", kwargs)
+    side = ((input_size - 2) // 2 + 1 - 2) // 2 + 1  # two 4x4/2 convs with padding 1
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, kernel_size=4, stride=2, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(16, 32, kernel_size=4, stride=2, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Flatten(),
+        nn.Linear(32 * side * side, 100),
+        nn.ReLU(inplace=True),
+        nn.Linear(100, num_classes),
+    )

@@ -1,0 +1,160 @@
+"""Core value types shared by every layer: norms, threat models and attack results.
+
+``ThreatModel.parse`` is the one place where strings become threat models.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import torch
+
+
+class Norm(str, enum.Enum):
+    """The distance in which a perturbation is measured."""
+
+    LINF = "linf"
+    L2 = "l2"
+    L1 = "l1"
+    L0 = "l0"
+
+    @classmethod
+    def parse(cls, text: str) -> "Norm":
+        key = text.strip().lower().replace("_", "").replace("-", "")
+        aliases = {"linf": cls.LINF, "inf": cls.LINF, "l∞": cls.LINF, "l2": cls.L2, "2": cls.L2,
+                   "l1": cls.L1, "1": cls.L1, "l0": cls.L0, "0": cls.L0}
+        if key not in aliases:
+            raise ValueError(f"invalid norm {text!r}: use one of linf, l2, l1, l0")
+        return aliases[key]
+
+    def measure(self, delta: torch.Tensor) -> torch.Tensor:
+        """Per-sample norm of a batch of perturbations ``delta`` (N x ...)."""
+        flat = delta.detach().flatten(1).float()
+        if self is Norm.LINF:
+            return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0])
+        if self is Norm.L2:
+            return flat.norm(p=2, dim=1)
+        if self is Norm.L1:
+            return flat.abs().sum(dim=1)
+        return (flat != 0).sum(dim=1).float()
+
+
+_EPS_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*(?:/\s*([0-9]*\.?[0-9]+))?\s*$", re.I)
+
+
+def parse_eps(text: str | float | int) -> float:
+    """Parse one epsilon: ``0.3``, ``8/255`` or ``1e-2``; must be finite and >= 0."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        match = _EPS_RE.match(str(text))
+        if not match:
+            raise ValueError(f"invalid epsilon {text!r}: use a number like 0.3, 8/255 or 1e-2")
+        num, den = match.groups()
+        value = float(num) / float(den) if den else float(num)
+        if den is not None and float(den) == 0:
+            raise ValueError(f"invalid epsilon {text!r}: division by zero")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"invalid epsilon {text!r}: must be a finite number >= 0")
+    return value
+
+
+def parse_eps_list(text: str) -> list[float]:
+    """Parse a comma-separated list of epsilons into a sorted, de-duplicated list."""
+    parts = [p for p in str(text).split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"invalid epsilon list {text!r}: give at least one value, e.g. 0,0.1,0.3")
+    return sorted({parse_eps(p) for p in parts})
+
+
+def format_eps(eps: float) -> str:
+    """Human form of an epsilon: ``8/255`` when it is a small fraction of 255, else a decimal."""
+    frac = Fraction(eps).limit_denominator(255)
+    if eps > 0 and frac.denominator == 255 and abs(float(frac) - eps) < 1e-9:
+        return f"{frac.numerator}/255"
+    return f"{eps:g}"
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """A norm ball: perturbations ``delta`` with ``||delta||_norm <= eps`` and ``x + delta`` in [0, 1]."""
+
+    norm: Norm
+    eps: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.norm, Norm):
+            object.__setattr__(self, "norm", Norm.parse(str(self.norm)))
+        if not math.isfinite(self.eps) or self.eps < 0:
+            raise ValueError(f"invalid epsilon {self.eps!r}: must be a finite number >= 0")
+        if self.norm is Norm.LINF and self.eps > 1:
+            raise ValueError(f"invalid epsilon {self.eps!r} for linf: images are in [0, 1], so eps <= 1")
+
+    @classmethod
+    def parse(cls, text: str, eps: float | str | None = None) -> "ThreatModel":
+        """``"linf:8/255"``, ``"l2:0.5"``, or ``"linf"`` with ``eps`` given separately."""
+        norm_text, _, eps_text = str(text).partition(":")
+        if not eps_text and eps is None:
+            raise ValueError(f"invalid threat model {text!r}: use NORM:EPS such as linf:8/255 or l2:0.5")
+        return cls(Norm.parse(norm_text), parse_eps(eps_text if eps_text else eps))  # type: ignore[arg-type]
+
+    def with_eps(self, eps: float) -> "ThreatModel":
+        return ThreatModel(self.norm, eps)
+
+    def __str__(self) -> str:
+        return f"{self.norm.value}:{format_eps(self.eps)}"
+
+
+@dataclass
+class AttackResult:
+    """What one attack run on a batch returns. ``robust_accuracy`` is derived, never stored.
+
+    - ``success[i]``: the attack changed a correctly classified point's prediction (untargeted)
+      or made it the target (targeted). Points the model already misclassifies are never attacked:
+      ``clean_correct[i]`` is False and ``success[i]`` is False.
+    - ``target[i]``: the target class, or -1 when untargeted.
+    - ``queries[i]``: model queries spent on the sample (black-box attacks), else 0.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    clean_correct: torch.Tensor
+    perturbation_norm: torch.Tensor
+    pred_adv: torch.Tensor
+    target: torch.Tensor
+    queries: torch.Tensor
+    threat: ThreatModel
+    attack: str
+    elapsed_s: float = 0.0
+    params: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.success.numel())
+
+    @property
+    def targeted(self) -> bool:
+        return bool((self.target >= 0).any())
+
+    @property
+    def robust(self) -> torch.Tensor:
+        """Per-sample robustness: correct on the clean input and not broken by the attack."""
+        return self.clean_correct & ~self.success
+
+    @property
+    def robust_accuracy(self) -> float:
+        return float(self.robust.float().mean()) if self.n else float("nan")
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.clean_correct.float().mean()) if self.n else float("nan")
+
+    @property
+    def success_rate(self) -> float:
+        """Success among the points that were attacked (the clean-correct ones)."""
+        attacked = int(self.clean_correct.sum())
+        return float(self.success.sum()) / attacked if attacked else float("nan")

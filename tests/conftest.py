@@ -1,0 +1,34 @@
+"""Shared fixtures: seeded, offline, CPU, with an isolated model store per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("RBC_OFFLINE", "1")  # tests never try the network
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+SHARED_DATA = Path(os.environ.get("RBC_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def shared_data_or_skip(*parts: str) -> Path:
+    """The path under ../shared/data (or $RBC_DATA_DIR), or skip the test with the reason."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (set RBC_DATA_DIR to the shared data folder)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture()
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty model store for one test."""
+    monkeypatch.setenv("RBC_HOME", str(tmp_path / "store"))
+    return tmp_path / "store"
