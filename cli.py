@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from typing import Any, Callable
 
 import click
@@ -16,7 +17,16 @@ from rich.table import Table
 
 from robustbench_cnn.errors import RbcError
 
-out = Console()  # results go to stdout; progress and warnings go to stderr
+
+
+class _Out:
+    """Results go to stdout (progress and warnings go to stderr); wide when piped, so tables stay whole."""
+
+    def print(self, *objects: Any) -> None:
+        Console(width=None if sys.stdout.isatty() else 240).print(*objects)
+
+
+out = _Out()
 
 
 class InputError(click.ClickException):
@@ -143,7 +153,7 @@ def train_options(fn: Callable) -> Callable:
     return _compose(
         click.option("--model", "-m", "arch", required=True, help="Registered architecture (rbc models list)."),
         dataset_option,
-        click.option("--epochs", type=int, default=None, help="Epochs (default by dataset: digits 15, mnist 5)."),
+        click.option("--epochs", type=int, default=None, help="Epochs (default by dataset: digits 30, mnist 5)."),
         click.option("--batch-size", type=int, default=None, help="Batch size (default by dataset: 32 or 128)."),
         click.option("--lr", type=float, default=None, help="Peak learning rate (default by dataset)."),
         click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=None,

@@ -74,7 +74,7 @@ class TrainConfig:
 
 #: Training defaults by dataset: digits is tiny (1,347 training images), so small batches and more epochs.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"epochs": 15, "batch_size": 32, "optimizer": "sgd", "lr": 0.05},
+    "digits": {"epochs": 30, "batch_size": 32, "optimizer": "sgd", "lr": 0.05},
     "mnist": {"epochs": 5, "batch_size": 128, "optimizer": "adam", "lr": 3e-3},
     "fashion-mnist": {"epochs": 10, "batch_size": 128, "optimizer": "adam", "lr": 3e-3},
     "cifar10": {"epochs": 30, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "augment": True},

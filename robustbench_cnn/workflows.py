@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from robustbench_cnn.data import Split, load_split
-from robustbench_cnn.devices import resolve_device
+from robustbench_cnn.devices import resolve_device, seed_everything
 from robustbench_cnn.errors import CheckpointError
 from robustbench_cnn.models import NormalizedModel, build_model, head_module
 from robustbench_cnn.store import (ModelCard, check_compatible, checkpoint_name, git_sha, load_checkpoint,
@@ -56,6 +56,7 @@ def train_model(arch: str, dataset: str, config: TrainConfig, *, recipe: Recipe 
     arguments, data, normalization, recipe and hyper-parameters, seed, clean test accuracy and versions.
     """
     arch_kwargs = dict(arch_kwargs or {})
+    seed_everything(config.seed, config.deterministic)  # model initialisation is part of the seeded run
     train = load_split(dataset, "train", n=subset, seed=config.seed, data_dir=data_dir)
     test = load_split(dataset, "test", n=eval_n, data_dir=data_dir)
     model, arch, arch_kwargs = _fresh_or_transferred(arch, train, init_from, store, arch_kwargs)
