@@ -206,5 +206,161 @@ def train(arch: str, dataset: str, epochs: int | None, batch_size: int | None, l
     out.print(f"saved to {trained.folder}")
 
 
+# --- attack / evaluate ----------------------------------------------------------------------------
+
+def eval_options(fn: Callable) -> Callable:
+    """Options shared by `rbc attack` and `rbc evaluate`."""
+    return _compose(
+        click.option("--model", "-m", "model", default=None,
+                     help="Checkpoint name (rbc models list) or path; or a label with --model-def."),
+        click.option("--model-def", default=None, help="Bring your own model: path/to/file.py:factory."),
+        click.option("--weights", default=None, help="With --model-def: a .safetensors (or weights-only .pt)."),
+        dataset_option,
+        click.option("--threat", "-t", default="linf", show_default=True,
+                     help="Norm (linf, l2, l1), or NORM:EPS such as linf:8/255."),
+        click.option("--eps", "-e", default=None, help="Comma-separated epsilons, e.g. 0,0.1,8/255."),
+        click.option("-n", "n", type=int, default=1000, show_default=True, help="Test images (seeded subset)."),
+        click.option("--targeted/--untargeted", default=False, show_default=True),
+        click.option("--target-policy", default="random", show_default=True,
+                     help="random | least-likely | next | class:K | all."),
+        click.option("--batch-size", type=int, default=256, show_default=True),
+        click.option("--out", "-o", default=None, help="Run folder (default results/<run-id>)."),
+        click.option("--resume/--no-resume", default=False, help="Continue a run folder, skipping finished cells."),
+        common_options,
+    )(fn)
+
+
+def _threat_and_eps(threat: str, eps: str | None) -> tuple[str, list[float]]:
+    from robustbench_cnn.types import Norm, ThreatModel, parse_eps_list
+
+    if ":" in threat:
+        parsed = ThreatModel.parse(threat)
+        eps_list = parse_eps_list(eps) if eps else [parsed.eps]
+        norm = parsed.norm
+    else:
+        norm = Norm.parse(threat)
+        if not eps:
+            raise ValueError("give --eps (e.g. --eps 0,0.1,0.3) or --threat NORM:EPS")
+        eps_list = parse_eps_list(eps)
+    for value in eps_list:
+        ThreatModel(norm, value)  # validates each epsilon for the norm
+    return norm.value, eps_list
+
+
+def _run_evaluation(suite: str, attack_params: dict[str, Any], model: str | None, model_def: str | None,
+                    weights: str | None, dataset: str, threat: str, eps: str | None, n: int, targeted: bool,
+                    target_policy: str, batch_size: int, out_dir: str | None, resume: bool, data_dir: str | None,
+                    store: str | None, device: str, seed: int, progress: bool) -> None:
+    from robustbench_cnn.devices import resolve_device
+    from robustbench_cnn.runner import EvalCell, run_cells
+
+    if not model and not model_def:
+        raise ValueError("give --model NAME|PATH, or --model-def file.py:factory --weights FILE")
+    resolve_device(device)
+    norm, eps_list = _threat_and_eps(threat, eps)
+    label = model or model_def or ""
+    if targeted and target_policy == "all":
+        _target_matrix(suite, attack_params, label, dataset, norm, eps_list, n, seed, batch_size, data_dir, store,
+                       device)
+        return
+    cell = EvalCell(model=label, dataset=dataset, norm=norm, eps=eps_list, suite=suite,
+                    attack_params=attack_params, n=n, targeted=targeted, target_policy=target_policy, seed=seed,
+                    batch_size=batch_size, device=device, data_dir=data_dir, store=store, model_def=model_def,
+                    weights=weights)
+    run = run_cells([cell], out_dir, resume=resume, progress=progress)
+    show_summary(run.summary())
+    out.print(f"results in {run.dir}")
+
+
+def show_summary(summary: Any) -> None:
+    """Print a run's summary as a rich table and its validity flags as warnings (stderr)."""
+    from robustbench_cnn.flags import EXPLANATIONS
+
+    cols = ["model", "attack", "norm", "eps", "targeted", "clean_acc", "robust_acc", "success_rate", "mean_norm",
+            "mean_queries", "flags"]
+    rows = summary[cols].to_dict("records") if len(summary) else []
+    for row in rows:
+        row["eps"] = f"{row['eps']:g}"
+    out.print(_table("summary", rows, cols))
+    codes = sorted({c for f in summary["flags"].dropna() for c in str(f).split(";") if c})
+    for code in codes:
+        click.secho(f"Warning [{code}]: {EXPLANATIONS.get(code, code)}", fg="yellow", err=True)
+
+
+def _target_matrix(attack: str, attack_params: dict[str, Any], model: str, dataset: str, norm: str,
+                   eps_list: list[float], n: int, seed: int, batch_size: int, data_dir: str | None,
+                   store: str | None, device: str) -> None:
+    from attacks import get_attack
+    from robustbench_cnn.data import load_split
+    from robustbench_cnn.devices import resolve_device
+    from robustbench_cnn.evaluation import evaluate_all_targets
+    from robustbench_cnn.types import Norm, ThreatModel
+    from robustbench_cnn.workflows import load_for_dataset
+
+    dev = resolve_device(device)
+    net, card = load_for_dataset(model, dataset, dev, store, data_dir)
+    split = load_split(dataset, "test", n=n, data_dir=data_dir)
+    for eps in eps_list:
+        matrix = evaluate_all_targets(net, split.x.to(dev), split.y.to(dev), ThreatModel(Norm.parse(norm), eps),
+                                      get_attack(attack, **attack_params), seed=seed, batch_size=batch_size)
+        rows = [{"true": card.classes[i] if i < len(card.classes) else i,
+                 **{str(j): ("-" if matrix[i, j] != matrix[i, j] else f"{float(matrix[i, j]):.2f}")
+                    for j in range(matrix.shape[1])}} for i in range(matrix.shape[0])]
+        out.print(_table(f"targeted success, true class x target class ({attack}, {norm}:{eps:g})", rows))
+
+
+@main.command()
+@click.option("--attack", "-a", default="pgd", show_default=True, help="Registered attack (see --list).")
+@click.option("--param", "-p", multiple=True, help="Attack parameter KEY=VALUE (e.g. steps=100).")
+@eval_options
+def attack(attack: str, param: tuple[str, ...], **kwargs: Any) -> None:
+    """Run one attack over a list of epsilons (a robustness curve) and write the results tables."""
+    from attacks import ATTACKS
+
+    ATTACKS.get(attack)
+    params = _parse_kv(param)
+    if params:
+        from attacks import get_attack
+
+        get_attack(attack, **params)  # unknown parameters fail before any work
+    _run_evaluation(attack, params, kwargs.pop("model"), kwargs.pop("model_def"), kwargs.pop("weights"),
+                    out_dir=kwargs.pop("out"), **kwargs)
+
+
+@main.command()
+@click.option("--suite", "-s", default="standard", show_default=True,
+              help="quick | standard (AutoAttack standard + PGD) | plus, or comma-separated attack names.")
+@eval_options
+def evaluate(suite: str, **kwargs: Any) -> None:
+    """Worst case per sample over a cascade of attacks, for each epsilon."""
+    from robustbench_cnn.evaluation import SUITES
+    from attacks import ATTACKS
+
+    if suite not in SUITES:
+        for name in suite.split(","):
+            if name.strip() not in SUITES:
+                ATTACKS.get(name.strip())
+    _run_evaluation(suite, {}, kwargs.pop("model"), kwargs.pop("model_def"), kwargs.pop("weights"),
+                    out_dir=kwargs.pop("out"), **kwargs)
+
+
+@main.group("attacks")
+def attacks_group() -> None:
+    """Registered attacks."""
+
+
+@attacks_group.command("list")
+def attacks_list() -> None:
+    """Show every registered attack: kind, norms, targeted support, defaults."""
+    from attacks import ATTACKS
+    from robustbench_cnn.evaluation import SUITES
+
+    rows = [{"attack": name, "kind": cls.kind, "norms": ",".join(n.value for n in cls.norms),
+             "targeted": cls.supports_targeted, "defaults": json.dumps(cls.defaults, default=str)}
+            for name, cls in ATTACKS.items()]
+    out.print(_table("attacks", rows))
+    out.print(_table("suites", [{"suite": k, "attacks": " -> ".join(a for a, _ in v)} for k, v in SUITES.items()]))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,374 @@
+"""The evaluation engine: per-sample worst case over a cascade of attacks, along a growing epsilon ball.
+
+For each epsilon (ascending), the suite's attacks run one after another, each only on the points still
+robust (as AutoAttack does); points the model misclassifies are never attacked, and a point broken at a
+smaller epsilon counts as broken at every larger one (its adversarial example lies in the larger ball), so
+a whole robustness curve costs little more than its largest epsilon.
+
+``evaluate(model, x, y, "linf", [0, 0.1, 0.3], "standard")`` works for any ``nn.Module`` taking images in
+[0, 1] and returning logits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
+from robustbench_cnn.flags import Flag, curve_flags, flag, model_flags
+from robustbench_cnn.progress import make_progress
+from robustbench_cnn.types import AttackResult, Norm, ThreatModel
+
+#: Attack cascades by name: (attack, params) in order. Cheap strong attacks first, black-box checks last.
+SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    # A fast check: iterative PGD, then FGSM as a masking check (single-step must not beat iterative).
+    "quick": [("pgd", {"steps": 20}), ("fgsm", {})],
+    # AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square 5000) preceded by PGD-40, so it is at least as strong.
+    "standard": [("pgd", {"steps": 40}), ("apgd-ce", {}), ("apgd-t", {}), ("fab-t", {}),
+                 ("square", {"n_queries": 5000})],
+    # More restarts and more diverse losses on top of standard.
+    "plus": [("pgd", {"steps": 100, "restarts": 5}), ("apgd-ce", {"n_restarts": 5}), ("apgd-dlr", {"n_restarts": 5}),
+             ("apgd-t", {}), ("fab-t", {}), ("square", {"n_queries": 5000, "n_restarts": 1}), ("fgsm", {})],
+}
+
+TARGET_POLICIES = ("random", "least-likely", "next", "class:K", "all")
+
+
+def resolve_attacks(attacks: str | Sequence[str | Attack | tuple[str, dict[str, Any]]],
+                    norm: Norm) -> tuple[str, list[Attack]]:
+    """A suite name, attack names, (name, params) pairs or instances -> (suite label, attacks for ``norm``).
+
+    Attacks of a suite that do not support ``norm`` are left out (e.g. FAB-T has no L1); a single attack
+    that does not support it is an error.
+    """
+    if isinstance(attacks, str):
+        if attacks in SUITES:
+            chosen = [get_attack(name, **params) for name, params in SUITES[attacks]]
+            kept = [a for a in chosen if norm in a.norms]
+            if not kept:
+                raise ValueError(f"suite {attacks!r} has no attack for norm {norm.value}")
+            return attacks, kept
+        items: Sequence[Any] = [a.strip() for a in attacks.split(",") if a.strip()]
+    else:
+        items = attacks
+    built: list[Attack] = []
+    for item in items:
+        if isinstance(item, Attack):
+            built.append(item)
+        elif isinstance(item, tuple):
+            built.append(get_attack(item[0], **item[1]))
+        elif item in SUITES:
+            built.extend(resolve_attacks(item, norm)[1])
+        else:
+            built.append(get_attack(str(item)))
+    for attack in built:
+        if norm not in attack.norms:
+            supported = ", ".join(n.value for n in attack.norms)
+            raise ValueError(f"attack {attack.name!r} does not support norm {norm.value}: use {supported}")
+    if not built:
+        raise ValueError("no attacks given")
+    label = attacks if isinstance(attacks, str) else ",".join(a.name for a in built)
+    return label, built
+
+
+@dataclass
+class EpsOutcome:
+    """The cascade at one epsilon: each attack's result (on the points it ran on) and the worst case."""
+
+    eps: float
+    steps: list[AttackResult]  # per attack, in cascade order, covering all N points
+    robust: torch.Tensor  # [N] bool: robust to every attack at this eps (and every smaller eps)
+    broken_by: torch.Tensor  # [N] int: index of the attack that broke the point, -1 if robust / not attacked
+    x_adv: torch.Tensor  # [N,...] worst-case adversarial examples (clean input where robust)
+    pred_adv: torch.Tensor
+    perturbation_norm: torch.Tensor
+    queries: torch.Tensor
+    cumulative_robust: list[float]  # robust accuracy after each attack in the cascade
+    elapsed_s: float
+
+
+@dataclass
+class Evaluation:
+    """A whole evaluation: clean predictions, the curve of cascades, and the validity flags."""
+
+    norm: Norm
+    suite: str
+    attacks: list[Attack]
+    labels: torch.Tensor
+    pred_clean: torch.Tensor
+    targets: torch.Tensor  # [N] int, -1 when untargeted
+    target_policy: str | None
+    outcomes: list[EpsOutcome]
+    flags: list[Flag] = field(default_factory=list)
+    num_classes: int = 0
+    seed: int = 0
+
+    @property
+    def targeted(self) -> bool:
+        return self.target_policy is not None
+
+    @property
+    def clean_correct(self) -> torch.Tensor:
+        return self.pred_clean == self.labels
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.clean_correct.float().mean())
+
+    @property
+    def eps_list(self) -> list[float]:
+        return [o.eps for o in self.outcomes]
+
+    def robust_accuracy(self, eps: float | None = None) -> float:
+        """Worst-case robust accuracy at ``eps`` (default: the largest epsilon)."""
+        outcome = self.outcomes[-1] if eps is None else next(o for o in self.outcomes if o.eps == eps)
+        return float(outcome.robust.float().mean())
+
+    def curve(self) -> list[tuple[float, float]]:
+        return [(o.eps, float(o.robust.float().mean())) for o in self.outcomes]
+
+    def flags_at(self, eps: float) -> list[Flag]:
+        return [f for f in self.flags if f.eps is None or f.eps == eps]
+
+    # ------------------------------------------------------------------------------- table rows
+    def summary_rows(self, meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One row per attack x eps (robust accuracy after that attack in the cascade), plus one
+        ``worst-case`` row per eps when the suite has several attacks."""
+        meta = dict(meta or {})
+        clean = self.clean_accuracy
+        rows = []
+        for o in self.outcomes:
+            codes = ";".join(sorted({f.code for f in self.flags_at(o.eps)}))
+            base = {**meta, "suite": self.suite, "norm": self.norm.value, "eps": o.eps, "clean_acc": clean,
+                    "n": int(self.labels.numel()), "targeted": self.targeted,
+                    "target_policy": self.target_policy or "", "seed": self.seed, "flags": codes}
+            for attack, step, cum in zip(self.attacks, o.steps, o.cumulative_robust):
+                rows.append({**base, "attack": attack.name, "attack_kind": attack.kind,
+                             "attack_params": json.dumps(attack.params, sort_keys=True, default=str),
+                             "robust_acc": cum, "success_rate": step.success_rate,
+                             **_norm_stats(step.perturbation_norm[step.success]),
+                             **_query_stats(step.queries), "elapsed_s": step.elapsed_s})
+            if len(self.attacks) > 1:
+                broken = ~o.robust & self.clean_correct
+                rows.append({**base, "attack": "worst-case", "attack_kind": "suite",
+                             "attack_params": json.dumps([a.name for a in self.attacks]),
+                             "robust_acc": float(o.robust.float().mean()),
+                             "success_rate": _safe_div(int(broken.sum()), int(self.clean_correct.sum())),
+                             **_norm_stats(o.perturbation_norm[broken]),
+                             **_query_stats(o.queries), "elapsed_s": o.elapsed_s})
+        return rows
+
+    def sample_rows(self, sample_ids: torch.Tensor | None = None,
+                    meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One row per sample x eps for the worst case: robust, which attack broke it, norm, queries."""
+        meta = dict(meta or {})
+        ids = sample_ids if sample_ids is not None else torch.arange(self.labels.numel())
+        rows = []
+        correct = self.clean_correct
+        for o in self.outcomes:
+            names = [a.name for a in self.attacks]
+            for i in range(self.labels.numel()):
+                b = int(o.broken_by[i])
+                rows.append({**meta, "attack": names[b] if b >= 0 else "", "norm": self.norm.value, "eps": o.eps,
+                             "sample_id": int(ids[i]), "label": int(self.labels[i]),
+                             "clean_correct": bool(correct[i]), "success": b >= 0, "robust": bool(o.robust[i]),
+                             "perturbation_norm": float(o.perturbation_norm[i]), "queries": int(o.queries[i]),
+                             "pred_clean": int(self.pred_clean[i]), "pred_adv": int(o.pred_adv[i]),
+                             "target": int(self.targets[i])})
+        return rows
+
+
+def _safe_div(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def _norm_stats(norms: torch.Tensor) -> dict[str, float]:
+    if not norms.numel():
+        return {"mean_norm": float("nan"), "median_norm": float("nan")}
+    return {"mean_norm": float(norms.float().mean()), "median_norm": float(norms.float().median())}
+
+
+def _query_stats(queries: torch.Tensor) -> dict[str, Any]:
+    total = int(queries.sum())
+    return {"total_queries": total, "mean_queries": float(queries.float().mean()) if queries.numel() else 0.0}
+
+
+def _empty_result(x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, targets: torch.Tensor,
+                  threat: ThreatModel, attack: Attack) -> AttackResult:
+    n = y.numel()
+    return AttackResult(x_adv=x.clone(), success=torch.zeros(n, dtype=torch.bool), clean_correct=pred == y,
+                        perturbation_norm=torch.zeros(n), pred_adv=pred.clone(), target=targets.clone(),
+                        queries=torch.zeros(n, dtype=torch.int64), threat=threat, attack=attack.name,
+                        params=dict(attack.params))
+
+
+def pick_targets(policy: str, logits: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return choose_targets(policy, logits, y, logits.shape[1], generator)
+
+
+@torch.no_grad()
+def _clean_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)]).cpu()
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | str,
+             eps_list: Iterable[float], attacks: str | Sequence[Any] = "quick", *,
+             targeted: bool = False, target_policy: str = "random", seed: int = 0,
+             batch_size: int | None = 256, progress: bool = False,
+             device: str | torch.device | None = None) -> Evaluation:
+    """Evaluate ``model`` on ``(x, y)`` against a cascade of attacks for each epsilon.
+
+    Args:
+        model: any ``nn.Module`` taking images in [0, 1] and returning logits.
+        x, y: images N x C x H x W in [0, 1] and int64 labels.
+        norm: ``"linf"``, ``"l2"``, ... (the threat model's norm).
+        eps_list: epsilons; evaluated in ascending order with the growing-ball trick.
+        attacks: a suite name (``quick``, ``standard``, ``plus``), comma-separated attack names, or a list of
+            names, ``(name, params)`` pairs or ``Attack`` instances.
+        targeted: run targeted attacks with ``target_policy`` (random | least-likely | next | class:K); attacks
+            that take no targets are left out of a targeted suite. For ``all`` use :func:`evaluate_all_targets`.
+        seed: seeds target choice and every attack.
+        batch_size: attack mini-batch size.
+    Returns:
+        An :class:`Evaluation` whose ``robust_accuracy(eps)`` is the per-sample worst case over the attacks.
+    """
+    norm = norm if isinstance(norm, Norm) else Norm.parse(str(norm))
+    eps_sorted = sorted({float(e) for e in eps_list})
+    if not eps_sorted:
+        raise ValueError("no epsilons given")
+    for eps in eps_sorted:
+        ThreatModel(norm, eps)  # validates
+    suite, chain = resolve_attacks(attacks, norm)
+    if targeted:
+        if target_policy == "all":
+            raise ValueError("target policy 'all' gives a success matrix: use evaluate_all_targets")
+        chain = [a for a in chain if a.supports_targeted]
+        if not chain:
+            raise ValueError(f"none of the attacks in {suite!r} supports targets")
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        x, y = x.to(dev), y.to(dev)
+        logits = _clean_logits(model, x, batch_size or 256)
+        pred = logits.argmax(1)
+        y_cpu = y.cpu()
+        targets = pick_targets(target_policy, logits, y_cpu, seed) if targeted else torch.full_like(y_cpu, -1)
+        flags = model_flags(model, x, y, was_training)
+        outcomes = _run_cascade(model, x, y, pred, targets, norm, eps_sorted, chain, targeted, seed,
+                                batch_size, progress)
+    finally:
+        model.train(was_training)
+    evaluation = Evaluation(norm, suite, chain, y_cpu, pred, targets, target_policy if targeted else None,
+                            outcomes, flags, int(logits.shape[1]), seed)
+    evaluation.flags.extend(_cascade_flags(evaluation, int(x[0].numel())))
+    return evaluation
+
+
+def _run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, targets: torch.Tensor,
+                 norm: Norm, eps_sorted: list[float], chain: list[Attack], targeted: bool, seed: int,
+                 batch_size: int | None, progress: bool) -> list[EpsOutcome]:
+    n = y.numel()
+    correct = pred == y.cpu()
+    robust_prev = correct.clone()  # points never attacked successfully so far
+    if targeted:
+        robust_prev &= targets != y.cpu()
+    x_cpu = x.detach().cpu()
+    best_x, best_pred = x_cpu.clone(), pred.clone()
+    best_norm, best_q = torch.zeros(n), torch.zeros(n, dtype=torch.int64)
+    broken_by = torch.full((n,), -1, dtype=torch.int64)
+    outcomes: list[EpsOutcome] = []
+    with make_progress(enabled=progress) as bar:
+        task = bar.add_task("attacks", total=len(eps_sorted) * len(chain))
+        for eps in eps_sorted:
+            threat = ThreatModel(norm, eps)
+            start = time.perf_counter()
+            robust = robust_prev.clone()
+            steps, cumulative = [], []
+            for k, attack in enumerate(chain):
+                bar.update(task, description=f"{attack.name} {threat}")
+                idx = robust.nonzero().flatten()
+                step = _empty_result(x_cpu, y.cpu(), pred, targets, threat, attack)
+                if idx.numel() and eps > 0:
+                    sub = attack(model, x[idx.to(x.device)], y[idx.to(y.device)], threat,
+                                 targets=targets[idx].to(x.device) if targeted else None,
+                                 seed=seed, batch_size=batch_size)
+                    hit = sub.success.cpu()
+                    step.success[idx] = hit
+                    step.x_adv[idx] = sub.x_adv.cpu()
+                    step.pred_adv[idx] = sub.pred_adv.cpu()
+                    step.perturbation_norm[idx] = sub.perturbation_norm.cpu()
+                    step.queries[idx] = sub.queries.cpu()
+                    step.elapsed_s = sub.elapsed_s
+                    newly = idx[hit]
+                    robust[newly] = False
+                    broken_by[newly] = k
+                    best_x[newly] = sub.x_adv.cpu()[hit]
+                    best_pred[newly] = sub.pred_adv.cpu()[hit]
+                    best_norm[newly] = sub.perturbation_norm.cpu()[hit]
+                    best_q[idx] += sub.queries.cpu()
+                steps.append(step)
+                cumulative.append(float(robust.float().mean()))
+                bar.advance(task)
+            outcomes.append(EpsOutcome(eps, steps, robust.clone(), broken_by.clone(), best_x.clone(),
+                                       best_pred.clone(), best_norm.clone(), best_q.clone(), cumulative,
+                                       time.perf_counter() - start))
+            robust_prev = robust
+    return outcomes
+
+
+def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
+    """Flags read off the cascade: weaker attacks beating stronger ones, and the curve's shape."""
+    flags = curve_flags(ev.norm, ev.eps_list, [float(o.robust.float().mean()) for o in ev.outcomes],
+                        ev.clean_accuracy, ev.num_classes, input_numel)
+    iterative_seen = False
+    white_seen = False
+    for k, attack in enumerate(ev.attacks):
+        for o in ev.outcomes:
+            new = int((o.broken_by == k).sum()) if o.eps > 0 else 0
+            if (attack.kind in ("score", "decision") and white_seen and new
+                    and not any(f.code == "black-box-beats-white-box" and f.eps == o.eps for f in flags)):
+                flags.append(flag("black-box-beats-white-box", f"{attack.name} broke {new} more points", o.eps))
+            if attack.name == "fgsm" and iterative_seen and new:
+                flags.append(flag("single-step-beats-iterative", f"fgsm broke {new} more points", o.eps))
+        if attack.kind == "white-box":
+            white_seen = True
+            if attack.name != "fgsm":
+                iterative_seen = True
+    return flags
+
+
+def evaluate_all_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                         attack: str | Attack = "pgd", *, seed: int = 0,
+                         batch_size: int | None = 256) -> torch.Tensor:
+    """Targeted success matrix (true class x target class) for target policy ``all``.
+
+    Entry [i, j] is the fraction of correctly classified points of class i that the attack moved to class j
+    (NaN on the diagonal and where class i has no correctly classified points).
+    """
+    attack = attack if isinstance(attack, Attack) else get_attack(attack)
+    if not attack.supports_targeted:
+        raise ValueError(f"attack {attack.name!r} does not support targets")
+    logits = _clean_logits(model, x, batch_size or 256)
+    num_classes = logits.shape[1]
+    matrix = torch.full((num_classes, num_classes), float("nan"))
+    y_cpu = y.cpu()
+    for target_class in all_targets(num_classes):
+        targets = torch.full_like(y, int(target_class))
+        result = attack(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size)
+        ok = result.clean_correct.cpu() & (y_cpu != int(target_class))
+        for i in range(num_classes):
+            sel = ok & (y_cpu == i)
+            if sel.any():
+                matrix[i, int(target_class)] = result.success.cpu()[sel].float().mean()
+    return matrix
+
+
+__all__ = ["ATTACKS", "Evaluation", "EpsOutcome", "SUITES", "evaluate", "evaluate_all_targets",
+           "resolve_attacks"]
