@@ -1,0 +1,216 @@
+"""Evaluation engine: per-sample worst case, growing ball, validity flags, results tables, attack CLI."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from attack_fixtures import digits, trained_model
+from attacks import get_attack
+from robustbench_cnn.evaluation import evaluate, resolve_attacks
+from robustbench_cnn.results import SUMMARY_SCHEMA, RunStore, comparable
+from robustbench_cnn.types import Norm, ThreatModel
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def data():
+    _, _, x, y = digits()
+    return x[:120], y[:120]
+
+
+def test_worst_case_is_the_per_sample_and_of_each_attack(data) -> None:
+    x, y = data
+    model = trained_model()
+    attacks = [get_attack("pgd", steps=10, random_start=False, rel_stepsize=0.25), get_attack("fgsm")]
+    ev = evaluate(model, x, y, "linf", [0.1], attacks)
+    threat = ThreatModel(Norm.LINF, 0.1)
+    alone = [a(model, x, y, threat).robust for a in attacks]
+    assert torch.equal(ev.outcomes[0].robust, alone[0] & alone[1])
+    assert ev.robust_accuracy(0.1) <= min(float(r.float().mean()) for r in alone)
+
+
+def test_growing_ball_is_monotone_and_starts_at_clean(data) -> None:
+    x, y = data
+    ev = evaluate(trained_model(), x, y, "linf", [0.2, 0, 0.05, 0.1], "quick")
+    assert ev.eps_list == [0, 0.05, 0.1, 0.2]
+    assert ev.robust_accuracy(0) == ev.clean_accuracy
+    for small, large in zip(ev.outcomes, ev.outcomes[1:]):
+        assert bool((large.robust <= small.robust).all())  # robust at a larger eps => robust at smaller
+    assert ev.robust_accuracy(0.2) < ev.clean_accuracy
+
+
+def test_misclassified_points_are_not_attacked(data) -> None:
+    x, y = data
+    model = trained_model(steps=20)  # weak model: many mistakes
+    ev = evaluate(model, x, y, "linf", [0.1], "fgsm")
+    wrong = ~ev.clean_correct
+    assert wrong.any() and bool((ev.outcomes[0].broken_by[wrong] == -1).all())
+
+
+def test_targeted_success_means_reaching_the_target(data) -> None:
+    x, y = data
+    ev = evaluate(trained_model(), x, y, "linf", [0.3], "pgd", targeted=True, target_policy="next")
+    assert torch.equal(ev.targets, (ev.labels + 1) % 10)
+    o = ev.outcomes[0]
+    broken = o.broken_by >= 0
+    assert broken.any() and torch.equal(o.pred_adv[broken], ev.targets[broken])
+
+
+class Softmaxed(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x).softmax(1)
+
+
+class Noisy(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x + 0.05 * torch.randn_like(x))
+
+
+class Quantized(nn.Module):
+    """Rounds inputs to 4 levels: zero gradients almost everywhere (classic gradient masking)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(torch.round(x * 3) / 3)
+
+
+@pytest.mark.parametrize("wrapper,code", [(Softmaxed, "probabilities"), (Noisy, "randomized"),
+                                          (Quantized, "zero-gradients")])
+def test_model_flags(data, wrapper, code) -> None:
+    x, y = data
+    ev = evaluate(wrapper(trained_model()), x[:40], y[:40], "linf", [0.05], "fgsm")
+    assert code in {f.code for f in ev.flags}
+    clean = evaluate(trained_model(), x[:40], y[:40], "linf", [0.05], "fgsm")
+    assert code not in {f.code for f in clean.flags}
+
+
+def test_train_mode_is_flagged_and_restored(data) -> None:
+    x, y = data
+    model = trained_model().train()
+    ev = evaluate(model, x[:40], y[:40], "linf", [0.05], "fgsm")
+    assert "train-mode" in {f.code for f in ev.flags} and model.training
+
+
+def test_single_step_beating_iterative_is_flagged(data) -> None:
+    x, y = data
+    weak_pgd = get_attack("pgd", steps=2, abs_stepsize=0.001, random_start=False)
+    ev = evaluate(trained_model(), x, y, "linf", [0.2], [weak_pgd, get_attack("fgsm")])
+    assert "single-step-beats-iterative" in {f.code for f in ev.flags}
+
+
+def test_above_chance_at_huge_eps_is_flagged(data) -> None:
+    x, y = data
+    useless = get_attack("pgd", steps=1, abs_stepsize=1e-4, random_start=False)
+    ev = evaluate(trained_model(), x[:60], y[:60], "linf", [0.6], [useless])
+    assert "above-chance" in {f.code for f in ev.flags}
+
+
+def test_suite_resolution_and_errors() -> None:
+    label, chain = resolve_attacks("standard", Norm.LINF)
+    assert label == "standard" and [a.name for a in chain][:2] == ["pgd", "apgd-ce"]
+    assert "square" in [a.name for a in chain]
+    with pytest.raises(ValueError, match="'cw-l2' does not support norm linf: use l2"):
+        resolve_attacks("cw-l2", Norm.LINF)
+    assert [a.name for a in resolve_attacks("pgd,fgsm", Norm.L2)[1]] == ["pgd", "fgsm"]
+
+
+def test_summary_rows_have_the_schema(data) -> None:
+    from robustbench_cnn.results import typed_frame
+
+    x, y = data
+    ev = evaluate(trained_model(), x[:50], y[:50], "linf", [0, 0.1], "quick")
+    frame = typed_frame(ev.summary_rows({"model": "tiny"}), SUMMARY_SCHEMA)
+    assert list(frame.columns) == list(SUMMARY_SCHEMA)
+    assert set(frame["attack"]) == {"pgd", "fgsm", "worst-case"} and len(frame) == 6
+    worst = frame[frame["attack"] == "worst-case"].set_index("eps")["robust_acc"]
+    assert worst[0.1] == pytest.approx(ev.robust_accuracy(0.1))
+    assert str(frame["eps"].dtype) == "Float64" and str(frame["targeted"].dtype) == "boolean"
+
+
+# --- results store and CLI -------------------------------------------------------------------------
+
+@pytest.fixture()
+def digits_model(store):
+    from robustbench_cnn.training import TrainConfig
+    from robustbench_cnn.workflows import train_model
+
+    train_model("lenet5", "digits", TrainConfig.for_dataset("digits", epochs=5), progress=False)
+    return "digits/lenet5-standard"
+
+
+def test_cells_resume_without_losing_or_duplicating_rows(digits_model, tmp_path) -> None:
+    from robustbench_cnn.errors import RbcError
+    from robustbench_cnn.runner import EvalCell, run_cells
+
+    cells = [EvalCell(model=digits_model, dataset="digits", norm="linf", eps=[0, 0.1], suite=s, n=60)
+             for s in ("fgsm", "pgd")]
+    full = run_cells(cells, tmp_path / "full", progress=False).summary()
+    partial = run_cells(cells[:1], tmp_path / "part", progress=False)
+    with pytest.raises(RbcError, match="pass --resume"):
+        run_cells(cells, tmp_path / "part", progress=False)
+    resumed = run_cells(cells, tmp_path / "part", resume=True, progress=False)
+    assert len(resumed.summary()) == len(full) == 4
+    pd.testing.assert_frame_equal(comparable(resumed.summary().drop(columns="cell_id")),
+                                  comparable(full.drop(columns="cell_id")))
+    assert (partial.dir / "samples.parquet").exists() and len(RunStore(partial.dir).samples()) == 4 * 60 // 2 * 2
+
+
+def test_cli_attack_writes_tables_and_rejects_bad_input(digits_model, tmp_path) -> None:
+    from cli import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["attack", "-m", digits_model, "--attack", "fgsm", "--eps", "0,0.1",
+                                       "-n", "50", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = pd.read_parquet(out / "summary.parquet")
+    assert list(summary["eps"]) == [0.0, 0.1] and summary["robust_acc"].iloc[0] == summary["clean_acc"].iloc[0]
+    assert len(pd.read_parquet(out / "samples.parquet")) == 100 and (out / "run.json").exists()
+    bad = CliRunner().invoke(main, ["attack", "-m", digits_model, "--eps", "-1"])
+    assert bad.exit_code == 2 and "invalid epsilon" in bad.output
+    bad = CliRunner().invoke(main, ["attack", "-m", digits_model, "--eps", "0.1", "-p", "stepz=3"])
+    assert bad.exit_code == 2 and "accepted" in bad.output
+
+
+def test_bring_your_own_model(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    from cli import main
+
+    (tmp_path / "mine.py").write_text(
+        "import torch\nfrom torch import nn\n"
+        "def build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    save_file(net.state_dict(), str(tmp_path / "w.safetensors"))
+    result = CliRunner().invoke(main, ["attack", "--model-def", f"{tmp_path / 'mine.py'}:build", "--weights",
+                                       str(tmp_path / "w.safetensors"), "--attack", "fgsm", "--eps", "0.1",
+                                       "-n", "30", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = pd.read_parquet(tmp_path / "run" / "summary.parquet")
+    assert summary["checkpoint_sha256"].iloc[0] and len(summary) == 1
+    wrong = CliRunner().invoke(main, ["attack", "--model-def", f"{tmp_path / 'mine.py'}:build", "--weights",
+                                      str(tmp_path / "w.safetensors"), "--dataset", "imagefolder:/nonexistent",
+                                      "--eps", "0.1"])
+    assert wrong.exit_code == 2
