@@ -101,8 +101,16 @@ def _fmt(value: Any) -> str:
 
 @click.group(cls=RbcGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="robustbench-cnn")
-def main() -> None:
+@click.option("--threads", type=int, envvar="RBC_THREADS", default=None,
+              help="CPU threads for torch (default: torch's choice; env RBC_THREADS). Use 1 on a busy machine.")
+def main(threads: int | None) -> None:
     """robustbench-cnn: train CNNs, attack them, defend them, and trust the robust accuracy you get."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"invalid --threads {threads}: must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -360,6 +368,48 @@ def attacks_list() -> None:
             for name, cls in ATTACKS.items()]
     out.print(_table("attacks", rows))
     out.print(_table("suites", [{"suite": k, "attacks": " -> ".join(a for a, _ in v)} for k, v in SUITES.items()]))
+
+
+# --- benchmark ------------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--suite", "-s", "suite_name", default="default", show_default=True,
+              help="A built-in suite (default, ci, mnist, cifar10) or a path to a suite .toml file.")
+@click.option("--out", "-o", "out_dir", default=None, help="Run folder (default results/<suite>-<timestamp>).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--ray-address", default=None, help="Join an existing Ray cluster (default: start a local one).")
+@click.option("--resume/--no-resume", default=False, help="Continue a run folder, skipping finished cells.")
+@click.option("--report/--no-report", default=True, show_default=True, help="Write leaderboard.md/.html.")
+@common_options
+def benchmark(suite_name: str, out_dir: str | None, executor: str, ray_address: str | None, resume: bool,
+              report: bool, data_dir: str | None, store: str | None, device: str, seed: int,
+              progress: bool) -> None:
+    """Train what is missing, run the white-box, proxy and transfer attacks, write tables and report."""
+    from robustbench_cnn.benchmark import run_benchmark
+    from robustbench_cnn.devices import resolve_device
+    from robustbench_cnn.suite import load_suite
+
+    resolve_device(device)
+    suite = load_suite(suite_name)
+    if seed:
+        suite.seed = seed
+    result = run_benchmark(suite, out_dir, resume=resume, executor=executor, ray_address=ray_address, store=store,
+                           data_dir=data_dir, device=device, progress=progress, report=report)
+    summary = result.summary
+    if len(summary):
+        largest = summary[(summary["attack"].isin(["worst-case"])) | (summary["suite"] == summary["attack"])]
+        show_summary(largest if len(largest) else summary)
+    out.print(f"benchmark {suite.name}: {len(result.trained)} model(s) trained, {len(summary)} rows, "
+              f"{result.seconds:.1f} s; results in {result.run_dir}")
+    if result.report:
+        out.print(f"report: {result.report[0]} and {result.report[1]}")
+
+
+# --- commands defined beside the library code they call ------------------------------------------------
+from robustbench_cnn.cli_report import regress_command, report_command  # noqa: E402
+
+main.add_command(report_command)  # rbc report
+main.add_command(regress_command)  # rbc regress
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,239 @@
+"""``rbc benchmark``: train what is missing, evaluate white-box (untargeted and targeted), attack through a
+proxy (substitute) model, transfer between the models, and write the tables and the leaderboard report.
+
+Every step is resumable: trained models live in the model store; white-box and proxy results are cells of the
+run folder (skipped when present); the transfer matrix is one file written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from robustbench_cnn.progress import console
+from robustbench_cnn.results import (SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, atomic_write_parquet, new_run_id,
+                                     typed_frame)
+from robustbench_cnn.runner import EvalCell, run_cells
+from robustbench_cnn.suite import ModelSpec, Suite
+from robustbench_cnn.types import AttackResult, Norm, ThreatModel
+
+
+@dataclass
+class BenchmarkResult:
+    run_dir: Path
+    summary: pd.DataFrame
+    trained: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    report: tuple[Path, Path] | None = None
+
+
+def ensure_model(spec: ModelSpec, dataset: str, suite: Suite, *, store: str | os.PathLike | None,
+                 data_dir: str | os.PathLike | None, device: str, progress: bool) -> tuple[str, bool]:
+    """The checkpoint name of ``spec`` on ``dataset``, training it first if the store lacks it."""
+    from robustbench_cnn.data import dataset_info
+    from robustbench_cnn.errors import CheckpointError
+    from robustbench_cnn.store import resolve_checkpoint
+    from robustbench_cnn.training import TrainConfig
+
+    name = spec.checkpoint_name(dataset_info(dataset, data_dir).slug)
+    try:
+        resolve_checkpoint(name, store)
+        return name, False
+    except CheckpointError:
+        if spec.checkpoint:
+            raise
+    config = TrainConfig.for_dataset(dataset, epochs=spec.epochs, device=device, seed=suite.seed, **spec.train)
+    if spec.recipe == "standard":
+        from robustbench_cnn.workflows import train_model
+
+        train_model(spec.arch, dataset, config, store=store, tag=spec.tag, data_dir=data_dir, progress=progress)
+    else:
+        from defenses import defend
+
+        defend(spec.recipe, spec.arch, dataset, spec.threat, config, store=store, tag=spec.tag, data_dir=data_dir,
+               progress=progress, **spec.params)
+    return name, True
+
+
+def transfer_rows(results: list[AttackResult], meta: dict[str, Any], suite_label: str) -> list[dict[str, Any]]:
+    """Summary rows (the results schema) for black-box results, one per epsilon."""
+    rows = []
+    for res in results:
+        hit_norms = res.perturbation_norm[res.success].float()
+        rows.append({**meta, "suite": suite_label, "attack": res.attack, "attack_kind": "transfer",
+                     "attack_params": json.dumps(res.params, sort_keys=True, default=str),
+                     "targeted": res.targeted, "target_policy": "", "norm": res.threat.norm.value,
+                     "eps": res.threat.eps, "clean_acc": res.clean_accuracy, "robust_acc": res.robust_accuracy,
+                     "success_rate": res.success_rate, "n": res.n,
+                     "mean_norm": float(hit_norms.mean()) if hit_norms.numel() else float("nan"),
+                     "median_norm": float(hit_norms.median()) if hit_norms.numel() else float("nan"),
+                     "mean_queries": float(res.queries.float().mean()), "total_queries": int(res.queries.sum()),
+                     "elapsed_s": res.elapsed_s, "flags": ""})
+    return rows
+
+
+def run_benchmark(suite: Suite, out: str | os.PathLike | None = None, *, resume: bool = False,
+                  executor: str = "local", ray_address: str | None = None, store: str | os.PathLike | None = None,
+                  data_dir: str | os.PathLike | None = None, device: str = "auto", progress: bool = True,
+                  report: bool = True) -> BenchmarkResult:
+    """Run a whole suite into ``out`` (default ``results/<run-id>``) and write the report."""
+    start = time.perf_counter()
+    run_dir = Path(out) if out else Path("results") / new_run_id(suite.name)
+    run = RunStore(run_dir)
+    if not resume and run.cells_dir.exists() and any(run.cells_dir.iterdir()):
+        from robustbench_cnn.errors import RbcError
+
+        raise RbcError(f"run folder {run_dir} already holds results: pass --resume to continue it, "
+                       f"or choose another --out")
+    trained: list[str] = []
+    cells: list[EvalCell] = []
+    names_by_dataset: dict[str, dict[str, str]] = {}
+    for dataset in suite.datasets:
+        names_by_dataset[dataset] = {}
+        for spec in suite.models:
+            name, was_trained = ensure_model(spec, dataset, suite, store=store, data_dir=data_dir, device=device,
+                                             progress=progress)
+            if was_trained:
+                trained.append(name)
+            names_by_dataset[dataset][name.split("/", 1)[1]] = name
+            common = dict(model=name, dataset=dataset, norm=suite.norm, n=suite.n, seed=suite.seed,
+                          batch_size=suite.batch_size, device=device,
+                          data_dir=str(data_dir) if data_dir else None, store=str(store) if store else None)
+            cells.append(EvalCell(eps=suite.eps, suite=suite.attacks, **common))
+            if suite.targeted:
+                cells.append(EvalCell(eps=[parse(e) for e in suite.targeted.get("eps", suite.eps)],
+                                      suite=suite.targeted.get("attack", "pgd"), targeted=True,
+                                      target_policy=suite.targeted.get("policy", "random"), **common))
+    console.print(f"[bold]benchmark {suite.name}[/]: {len(trained)} model(s) trained, {len(cells)} white-box cells")
+    run_cells(cells, run_dir, resume=True, executor=executor, ray_address=ray_address, progress=progress,
+              config={"suite": suite.to_dict()})
+    for dataset in suite.datasets:
+        if suite.proxy:
+            _proxy_cells(suite, dataset, names_by_dataset[dataset], run, store=store, data_dir=data_dir,
+                         device=device, progress=progress)
+        if suite.transfer and len(names_by_dataset[dataset]) > 1:
+            _transfer_matrix(suite, dataset, names_by_dataset[dataset], run, store=store, data_dir=data_dir,
+                             device=device)
+    run.finalize()
+    _write_examples(suite, run_dir, names_by_dataset, store=store, data_dir=data_dir, device=device)
+    paths = None
+    if report:
+        from robustbench_cnn.report import write_report
+
+        paths = write_report(run_dir, store=store)
+    return BenchmarkResult(run_dir, run.summary(), trained, time.perf_counter() - start, paths)
+
+
+def parse(eps: Any) -> float:
+    from robustbench_cnn.types import parse_eps
+
+    return parse_eps(eps)
+
+
+def _load(name: str, dataset: str, store: Any, data_dir: Any, device: str) -> tuple[torch.nn.Module, Any]:
+    from robustbench_cnn.devices import resolve_device
+    from robustbench_cnn.workflows import load_for_dataset
+
+    return load_for_dataset(name, dataset, resolve_device(device), store, data_dir)
+
+
+def _proxy_cells(suite: Suite, dataset: str, names: dict[str, str], run: RunStore, *, store: Any, data_dir: Any,
+                 device: str, progress: bool) -> None:
+    """Train a substitute of the proxy target from oracle labels, then transfer from it to every model."""
+    from attacks.blackbox.substitute import eval_indices, train_substitute
+    from attacks.blackbox.transfer import transfer_attack
+    from robustbench_cnn.data import load_split
+    from robustbench_cnn.results import cell_id
+    from robustbench_cnn.store import git_sha
+
+    proxy = dict(suite.proxy or {})
+    target_key = proxy.pop("target", next(iter(names)))
+    if target_key not in names:
+        raise ValueError(f"proxy target {target_key!r} is not a model of the suite: use one of {', '.join(names)}")
+    transfer = suite.transfer or {"attack": "fgsm", "eps": max(suite.eps)}
+    attack = transfer.get("attack", "fgsm")
+    eps_list = [e for e in suite.eps if e > 0]
+    key = dict(kind="proxy", dataset=dataset, target=names[target_key], proxy=proxy, attack=attack, eps=eps_list,
+               n=suite.n, seed=suite.seed, models=sorted(names.values()))
+    cid = cell_id(model=f"proxy-{target_key}", suite="proxy", norm=suite.norm, **key)
+    if run.has_cell(cid):
+        return
+    target, _ = _load(names[target_key], dataset, store, data_dir, device)
+    seed_size = int(proxy.get("seed_size", 150))
+    sub = train_substitute(target, dataset, proxy.pop("substitute", "lenet5"), seed=suite.seed, device=device,
+                           data_dir=data_dir, store=store, target_name=names[target_key], progress=progress,
+                           **proxy)
+    test = load_split(dataset, "test", data_dir=data_dir)
+    n_eval = min(suite.n or len(test), len(test) - seed_size)  # never evaluate on the attacker's seed set
+    idx = torch.from_numpy(eval_indices(len(test), n_eval, seed_size))
+    x, y = test.x[idx], test.y[idx]
+    rows = []
+    for key_name, name in names.items():
+        model, card = _load(name, dataset, store, data_dir, device)
+        results = transfer_attack(sub.model, model, x, y, Norm.parse(suite.norm), attack, eps_list, seed=suite.seed,
+                                  source_names=["proxy"], target_name=name)
+        meta = {"schema_version": SCHEMA_VERSION, "run_id": run.run_id, "cell_id": cid, "model": name,
+                "checkpoint_sha256": card.weights_sha256, "arch": card.arch,
+                "defense": card.recipe if card.recipe != "standard" else "", "dataset": dataset, "split": "test",
+                "seed": suite.seed, "device": device, "git_sha": git_sha() or "",
+                "versions": json.dumps({"oracle_queries_substitute": int(sub.queries)})}
+        rows.extend(transfer_rows(results, meta, f"proxy:{target_key}"))
+    run.write_cell(cid, typed_frame(rows, SUMMARY_SCHEMA))
+
+
+def _transfer_matrix(suite: Suite, dataset: str, names: dict[str, str], run: RunStore, *, store: Any,
+                     data_dir: Any, device: str) -> None:
+    from attacks.blackbox.matrix import transfer_matrix
+    from robustbench_cnn.data import load_split
+
+    path = run.dir / "transfer_matrix.parquet"
+    if path.exists():
+        return
+    transfer = suite.transfer or {}
+    threat = ThreatModel(Norm.parse(suite.norm), parse(transfer.get("eps", max(suite.eps))))
+    models = {name: _load(name, dataset, store, data_dir, device)[0] for name in names.values()}
+    split = load_split(dataset, "test", n=suite.n, data_dir=data_dir)
+    table = transfer_matrix(models, split.x, split.y, threat, transfer.get("attack", "fgsm"), seed=suite.seed)
+    table.insert(0, "dataset", dataset)
+    atomic_write_parquet(table, path)
+
+
+def _write_examples(suite: Suite, run_dir: Path, names_by_dataset: dict[str, dict[str, str]], *, store: Any,
+                    data_dir: Any, device: str, k: int = 8) -> None:
+    """A few clean/adversarial pairs per model (``examples.npz``) for the report's example grid."""
+    import numpy as np
+
+    from attacks import get_attack
+    from robustbench_cnn.data import load_split
+
+    path = run_dir / "examples.npz"
+    if path.exists():
+        return
+    eps = max(suite.eps)
+    if eps <= 0:
+        return
+    arrays: dict[str, list[Any]] = {"x": [], "x_adv": [], "y": [], "pred_clean": [], "pred_adv": [], "model": []}
+    for dataset, names in names_by_dataset.items():
+        split = load_split(dataset, "test", n=k, data_dir=data_dir)
+        for name in names.values():
+            model, _ = _load(name, dataset, store, data_dir, device)
+            dev = next(model.parameters()).device
+            res = get_attack("pgd", steps=20)(model, split.x.to(dev), split.y.to(dev),
+                                              ThreatModel(Norm.parse(suite.norm), eps), seed=suite.seed)
+            with torch.no_grad():
+                pred = model(split.x.to(dev)).argmax(1).cpu()
+            arrays["x"].append(split.x.numpy())
+            arrays["x_adv"].append(res.x_adv.cpu().numpy())
+            arrays["y"].append(split.y.numpy())
+            arrays["pred_clean"].append(pred.numpy())
+            arrays["pred_adv"].append(res.pred_adv.cpu().numpy())
+            arrays["model"].append(np.array([name] * len(split.y)))
+    if arrays["x"] and len({a.shape[1:] for a in arrays["x"]}) == 1:
+        np.savez_compressed(path, **{key: np.concatenate(val) for key, val in arrays.items()})

@@ -1,0 +1,136 @@
+"""Benchmark suites: datasets x models (with training recipes) x threat models x attacks x epsilons.
+
+A suite is a TOML file (see ``suites/*.toml``) or one of the built-in ones (``default``, ``ci``). Parsing
+validates everything up front (names, epsilons, recipes), so a typo fails before any training starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustbench_cnn.errors import RbcError
+from robustbench_cnn.types import Norm, ThreatModel, parse_eps
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+
+
+@dataclass
+class ModelSpec:
+    """A model of the suite: an architecture and a recipe (``standard`` or a defense), or a checkpoint."""
+
+    arch: str
+    recipe: str = "standard"
+    threat: str | None = None  # training threat model of a defense, e.g. "linf:0.1"
+    epochs: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # defense parameters (alpha, steps, beta, ...)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides (batch_size, lr, ...)
+    tag: str | None = None
+    checkpoint: str | None = None  # use an existing checkpoint instead of training
+
+    def checkpoint_name(self, dataset_slug: str) -> str:
+        from robustbench_cnn.store import checkpoint_name
+
+        return self.checkpoint or checkpoint_name(dataset_slug, self.arch, self.recipe, self.tag)
+
+
+@dataclass
+class Suite:
+    name: str
+    datasets: list[str]
+    models: list[ModelSpec]
+    norm: str = "linf"
+    eps: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
+    attacks: str = "quick"
+    n: int | None = 1000
+    seed: int = 0
+    batch_size: int = 256
+    targeted: dict[str, Any] | None = None  # {attack, policy, eps}
+    proxy: dict[str, Any] | None = None  # {target, substitute, seed_size, rounds, lam, budget, epochs_per_round}
+    transfer: dict[str, Any] | None = None  # {attack, eps}: proxy -> every model, and the transfer matrix
+    source: str = "<built-in>"
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _model(entry: dict[str, Any], where: str) -> ModelSpec:
+    known = set(ModelSpec.__dataclass_fields__)
+    unknown = set(entry) - known
+    if unknown:
+        raise RbcError(f"{where}: unknown model keys {', '.join(sorted(unknown))} (use {', '.join(sorted(known))})")
+    if "arch" not in entry:
+        raise RbcError(f"{where}: every [[models]] entry needs arch = \"...\"")
+    return ModelSpec(**entry)
+
+
+def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
+    """Build and validate a :class:`Suite` from the TOML structure."""
+    from attacks import ATTACKS
+    from defenses import DEFENSES
+    from robustbench_cnn.evaluation import SUITES
+    from robustbench_cnn.models import MODELS
+
+    try:
+        threat = data.get("threat", {})
+        norm = Norm.parse(threat.get("norm", "linf")).value
+        eps = sorted({parse_eps(e) for e in threat.get("eps", [0.0, 0.1, 0.2, 0.3])})
+        for e in eps:
+            ThreatModel(Norm.parse(norm), e)
+        models = [_model(m, f"{source} [[models]] #{i + 1}") for i, m in enumerate(data.get("models", []))]
+        datasets = list(data.get("datasets", ["digits"]))
+        suite = Suite(name=str(data.get("name", Path(source).stem)), datasets=datasets, models=models, norm=norm,
+                      eps=eps, attacks=str(data.get("whitebox", {}).get("suite", "quick")), n=data.get("n", 1000),
+                      seed=int(data.get("seed", 0)), batch_size=int(data.get("batch_size", 256)),
+                      targeted=data.get("targeted"), proxy=data.get("proxy"), transfer=data.get("transfer"),
+                      source=source)
+    except (TypeError, ValueError) as exc:
+        raise RbcError(f"invalid suite {source}: {exc}") from None
+    if not models:
+        raise RbcError(f"invalid suite {source}: it lists no [[models]]")
+    for spec in models:
+        if not spec.checkpoint:
+            MODELS.get(spec.arch)
+            if spec.recipe != "standard":
+                DEFENSES.get(spec.recipe)
+                if not spec.threat:
+                    raise RbcError(f"invalid suite {source}: model {spec.arch}/{spec.recipe} needs threat = "
+                                   f"\"linf:EPS\" (the training threat model)")
+                ThreatModel.parse(spec.threat)
+    for name in suite.attacks.split(","):
+        if name not in SUITES:
+            ATTACKS.get(name)
+    if suite.targeted:
+        ATTACKS.get(suite.targeted.get("attack", "pgd"))
+    if suite.transfer:
+        ATTACKS.get(suite.transfer.get("attack", "fgsm"))
+    if suite.proxy:
+        MODELS.get(suite.proxy.get("substitute", "lenet5"))
+    return suite
+
+
+def load_suite(name_or_path: str | None) -> Suite:
+    """A built-in suite by name (``default``, ``ci``, ``mnist``, ``cifar10``) or a TOML file path."""
+    text = name_or_path or "default"
+    path = Path(text)
+    if not path.suffix:
+        path = SUITES_DIR / f"{text}.toml"
+        if not path.exists():
+            known = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+            raise RbcError(f"unknown suite {text!r}: use one of {', '.join(known)} or a path to a .toml file")
+    if not path.exists():
+        raise RbcError(f"suite file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise RbcError(f"suite file {path} is not valid TOML: {exc}") from None
+    return parse_suite(data, str(path))

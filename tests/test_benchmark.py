@@ -1,0 +1,122 @@
+"""Suites, the benchmark workflow, determinism, and a SIGKILL mid-run resumed without lost or duplicated rows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from robustbench_cnn.errors import RbcError
+from robustbench_cnn.results import comparable, read_summary
+from robustbench_cnn.suite import load_suite, parse_suite
+
+TINY_SUITE = """
+name = "tiny"
+datasets = ["digits"]
+n = 60
+seed = 0
+[threat]
+norm = "linf"
+eps = [0.0, 0.1]
+[whitebox]
+suite = "fgsm"
+[targeted]
+attack = "fgsm"
+policy = "next"
+eps = [0.1]
+[[models]]
+arch = "lenet5"
+epochs = 3
+[[models]]
+arch = "fastcnn"
+epochs = 3
+[[models]]
+arch = "lenet5"
+recipe = "fgsm-rs"
+threat = "linf:0.1"
+epochs = 2
+"""
+
+
+def write_suite(tmp_path: Path, text: str = TINY_SUITE) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(text)
+    return path
+
+
+def test_built_in_suites_parse() -> None:
+    default = load_suite("default")
+    assert default.datasets == ["digits"] and len({m.arch for m in default.models}) >= 3
+    defended = {m.arch for m in default.models if m.recipe != "standard"}
+    assert len(defended) >= 2 and all(m.threat for m in default.models if m.recipe != "standard")
+    for name in ("ci", "mnist", "cifar10"):
+        assert load_suite(name).models
+
+
+def test_bad_suites_fail_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(RbcError, match="unknown suite 'nope'"):
+        load_suite("nope")
+    with pytest.raises(RbcError, match="not valid TOML"):
+        load_suite(str(write_suite(tmp_path, "name = [")))
+    with pytest.raises(RbcError, match="needs threat"):
+        parse_suite({"models": [{"arch": "lenet5", "recipe": "pgd-at"}]})
+    with pytest.raises(RbcError, match="Did you mean: lenet5"):
+        parse_suite({"models": [{"arch": "lenet"}]})
+    with pytest.raises(RbcError, match="invalid epsilon"):
+        parse_suite({"models": [{"arch": "lenet5"}], "threat": {"eps": [-0.1]}})
+
+
+def _rbc(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "--threads", "1", *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_benchmark_writes_tables_and_is_deterministic(tmp_path: Path, store) -> None:
+    from robustbench_cnn.benchmark import run_benchmark
+
+    suite = load_suite(str(write_suite(tmp_path)))
+    first = run_benchmark(suite, tmp_path / "a", progress=False, report=False)
+    assert sorted(first.trained) == ["digits/fastcnn-standard", "digits/lenet5-fgsm-rs", "digits/lenet5-standard"]
+    summary = read_summary(first.run_dir)
+    # 3 models x (2 untargeted eps + 1 targeted eps), one attack each
+    assert len(summary) == 9 and set(summary["targeted"]) == {True, False}
+    assert (first.run_dir / "samples.parquet").exists() and (first.run_dir / "run.json").exists()
+    second = run_benchmark(suite, tmp_path / "b", progress=False, report=False)
+    assert second.trained == []  # models come from the store the second time
+    pd.testing.assert_frame_equal(comparable(read_summary(second.run_dir)).drop(columns="cell_id"),
+                                  comparable(summary).drop(columns="cell_id"))
+
+
+def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path, store) -> None:
+    env = {**os.environ, "RBC_HOME": str(store)}
+    suite = write_suite(tmp_path)
+    full = _rbc("benchmark", "--suite", str(suite), "--out", str(tmp_path / "full"), "--no-report",
+                "--no-progress", env=env)
+    assert full.wait(timeout=600) == 0, full.stdout.read()
+    # The models are in the store now, so the second run only evaluates: kill it after its first cell lands.
+    killed = _rbc("benchmark", "--suite", str(suite), "--out", str(tmp_path / "cut"), "--no-report",
+                  "--no-progress", env=env)
+    cells = tmp_path / "cut" / "cells"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(cells.glob("*.summary.parquet")):
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    finished = len(list(cells.glob("*.summary.parquet")))
+    assert killed.returncode == -signal.SIGKILL and 1 <= finished < 6, finished
+    refused = _rbc("benchmark", "--suite", str(suite), "--out", str(tmp_path / "cut"), "--no-progress", env=env)
+    assert refused.wait(timeout=300) == 2 and "--resume" in refused.stdout.read()
+    resumed = _rbc("benchmark", "--suite", str(suite), "--out", str(tmp_path / "cut"), "--resume", "--no-report",
+                   "--no-progress", env=env)
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    a, b = read_summary(tmp_path / "full"), read_summary(tmp_path / "cut")
+    assert len(b) == len(a) == 9 and not b.duplicated(["cell_id", "attack", "eps"]).any()
+    pd.testing.assert_frame_equal(comparable(a), comparable(b))
+    assert len(pd.read_parquet(tmp_path / "cut" / "samples.parquet")) == len(
+        pd.read_parquet(tmp_path / "full" / "samples.parquet"))
