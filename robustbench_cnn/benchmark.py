@@ -127,7 +127,8 @@ def run_benchmark(suite: Suite, out: str | os.PathLike | None = None, *, resume:
     if report:
         from robustbench_cnn.report import write_report
 
-        paths = write_report(run_dir, store=store)
+        paths = write_report(run_dir, store=store,
+                             eps={suite.norm: suite.report_eps} if suite.report_eps is not None else None)
     return BenchmarkResult(run_dir, run.summary(), trained, time.perf_counter() - start, paths)
 
 
@@ -206,34 +207,14 @@ def _transfer_matrix(suite: Suite, dataset: str, names: dict[str, str], run: Run
 
 
 def _write_examples(suite: Suite, run_dir: Path, names_by_dataset: dict[str, dict[str, str]], *, store: Any,
-                    data_dir: Any, device: str, k: int = 8) -> None:
+                    data_dir: Any, device: str) -> None:
     """A few clean/adversarial pairs per model (``examples.npz``) for the report's example grid."""
-    import numpy as np
+    from robustbench_cnn.devices import resolve_device
+    from robustbench_cnn.examples import write_examples
 
-    from attacks import get_attack
-    from robustbench_cnn.data import load_split
-
-    path = run_dir / "examples.npz"
-    if path.exists():
-        return
     eps = max(suite.eps)
-    if eps <= 0:
+    if (run_dir / "examples.npz").exists() or eps <= 0 or len(suite.datasets) != 1:
         return
-    arrays: dict[str, list[Any]] = {"x": [], "x_adv": [], "y": [], "pred_clean": [], "pred_adv": [], "model": []}
-    for dataset, names in names_by_dataset.items():
-        split = load_split(dataset, "test", n=k, data_dir=data_dir)
-        for name in names.values():
-            model, _ = _load(name, dataset, store, data_dir, device)
-            dev = next(model.parameters()).device
-            res = get_attack("pgd", steps=20)(model, split.x.to(dev), split.y.to(dev),
-                                              ThreatModel(Norm.parse(suite.norm), eps), seed=suite.seed)
-            with torch.no_grad():
-                pred = model(split.x.to(dev)).argmax(1).cpu()
-            arrays["x"].append(split.x.numpy())
-            arrays["x_adv"].append(res.x_adv.cpu().numpy())
-            arrays["y"].append(split.y.numpy())
-            arrays["pred_clean"].append(pred.numpy())
-            arrays["pred_adv"].append(res.pred_adv.cpu().numpy())
-            arrays["model"].append(np.array([name] * len(split.y)))
-    if arrays["x"] and len({a.shape[1:] for a in arrays["x"]}) == 1:
-        np.savez_compressed(path, **{key: np.concatenate(val) for key, val in arrays.items()})
+    dataset = suite.datasets[0]
+    write_examples(run_dir, list(names_by_dataset[dataset].values()), dataset, f"{suite.norm}:{eps}", n=4,
+                   seed=suite.seed, store=store, data_dir=data_dir, device=str(resolve_device(device)))

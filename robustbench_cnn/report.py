@@ -79,19 +79,22 @@ class Board:
     entries: pd.DataFrame
     attacks: list[str]  # per-attack columns, in cascade order
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    setting: str = "white-box"  # or "black-box": transfer through a proxy, ranked on its own board
 
     @property
     def title(self) -> str:
         target = f"targeted ({self.target_policy})" if self.targeted else "untargeted"
-        return f"{self.dataset} · {self.norm} · {target}"
+        setting = " · black-box transfer" if self.setting == "black-box" else ""
+        return f"{self.dataset} · {self.norm} · {target}{setting}"
 
     @property
     def slug(self) -> str:
         text = f"{self.dataset}-{self.norm}" + (f"-targeted-{self.target_policy}" if self.targeted else "")
+        text += "-black-box" if self.setting == "black-box" else ""
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-_GROUP = ["dataset", "norm", "targeted", "target_policy"]
+_GROUP = ["dataset", "norm", "setting", "targeted", "target_policy"]
 _ENTRY = ["model", "suite"]
 
 
@@ -102,6 +105,8 @@ def _normalized(summary: pd.DataFrame) -> pd.DataFrame:
     frame["targeted"] = frame["targeted"].astype("boolean").fillna(False).astype(bool) if "targeted" in frame \
         else False
     frame.loc[~frame["targeted"], "target_policy"] = ""
+    kinds = frame["attack_kind"].astype("string").fillna("") if "attack_kind" in frame else pd.Series("", frame.index)
+    frame["setting"] = np.where(kinds == "transfer", "black-box", "white-box")
     for col in ("eps", "clean_acc", "robust_acc"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     if "n" not in frame:
@@ -176,10 +181,12 @@ def leaderboards(summary: pd.DataFrame, store: str | os.PathLike | None = None,
     worst = worst_case(frame)
     cards = _cards(store)
     boards = []
-    for (dataset, norm, targeted, policy), group in worst.groupby(_GROUP, sort=True, dropna=False):
+    worst = worst.assign(_order=worst["setting"].map({"white-box": 0, "black-box": 1}))
+    for (dataset, norm, _, setting, targeted, policy), group in worst.groupby(
+            ["dataset", "norm", "_order", "setting", "targeted", "target_policy"], sort=True, dropna=False):
         sel = _select_eps(group, (eps or {}).get(str(norm)))
         cells = frame[(frame["dataset"] == dataset) & (frame["norm"] == norm) & (frame["targeted"] == targeted)
-                      & (frame["target_policy"] == policy)]
+                      & (frame["target_policy"] == policy) & (frame["setting"] == setting)]
         attacks = [a for a in dict.fromkeys(cells["attack"]) if a and a != WORST_CASE]
         rows, curves = [], {}
         multi_suite = group["suite"].nunique() > 1
@@ -208,7 +215,8 @@ def leaderboards(summary: pd.DataFrame, store: str | os.PathLike | None = None,
                                   ascending=[True, False, False, True, True], kind="mergesort")
         table = table.drop(columns="_missing").reset_index(drop=True)
         table.insert(0, "rank", range(1, len(table) + 1))
-        boards.append(Board(str(dataset), str(norm), bool(targeted), str(policy), sel, table, attacks, curves))
+        boards.append(Board(str(dataset), str(norm), bool(targeted), str(policy), sel, table, attacks, curves,
+                            str(setting)))
     return boards
 
 

@@ -55,6 +55,7 @@ class Suite:
     targeted: dict[str, Any] | None = None  # {attack, policy, eps}
     proxy: dict[str, Any] | None = None  # {target, substitute, seed_size, rounds, lam, budget, epochs_per_round}
     transfer: dict[str, Any] | None = None  # {attack, eps}: proxy -> every model, and the transfer matrix
+    report_eps: float | None = None  # the epsilon the leaderboard ranks at (default: the largest)
     source: str = "<built-in>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +93,7 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
                       eps=eps, attacks=str(data.get("whitebox", {}).get("suite", "quick")), n=data.get("n", 1000),
                       seed=int(data.get("seed", 0)), batch_size=int(data.get("batch_size", 256)),
                       targeted=data.get("targeted"), proxy=data.get("proxy"), transfer=data.get("transfer"),
+                      report_eps=(parse_eps(data["report"]["eps"]) if "eps" in data.get("report", {}) else None),
                       source=source)
     except (TypeError, ValueError) as exc:
         raise RbcError(f"invalid suite {source}: {exc}") from None
