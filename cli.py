@@ -411,6 +411,12 @@ from robustbench_cnn.cli_report import regress_command, report_command  # noqa: 
 main.add_command(report_command)  # rbc report
 main.add_command(regress_command)  # rbc regress
 
+from attacks.blackbox import cli_blackbox  # noqa: E402
+
+main.add_command(cli_blackbox.proxy_group)  # rbc proxy train
+main.add_command(cli_blackbox.transfer_command)  # rbc transfer
+main.add_command(cli_blackbox.transfer_matrix_command)  # rbc transfer-matrix
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,311 @@
+"""Black-box attacks: the oracle's accounting and opacity, substitute training, transfer and the matrix.
+
+Tiny and seeded: digits (8x8), small CNNs trained once per module, one CPU thread.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from attacks import get_attack
+from attacks.blackbox import (Oracle, eval_indices, load_seed_set, matrix_wide, random_noise_attack,
+                              seed_set_indices, train_substitute, transfer_attack, transfer_matrix)
+from attacks.targets import choose_targets
+from robustbench_cnn.data import load_split, select_indices
+from robustbench_cnn.errors import BudgetExceededError
+from robustbench_cnn.models import build_model
+from robustbench_cnn.store import load_checkpoint
+from robustbench_cnn.training import TrainConfig, fit
+from robustbench_cnn.types import ThreatModel
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _train(arch: str, epochs: int | None = None, seed: int = 0) -> nn.Module:
+    torch.set_num_threads(1)
+    train = load_split("digits", "train")
+    info = train.info
+    model = build_model(arch, in_channels=1, num_classes=10, input_size=8, mean=info.mean, std=info.std)
+    fit(model, train.x, train.y, TrainConfig.for_dataset("digits", epochs=epochs, device="cpu", seed=seed),
+        progress=False)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def target() -> nn.Module:
+    return _train("fastcnn")
+
+
+@pytest.fixture(scope="module")
+def evalset():
+    data = load_split("digits", "test", n=300)  # disjoint from the 150-image seed set (450 test images)
+    return data.x, data.y
+
+
+@pytest.fixture(scope="module")
+def substitute(target, tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    # 150 + 150 + 300 = 600 labels after 3 rounds; the budget cuts the 4th round's 600 new points to 400
+    result = train_substitute(target, "digits", "lenet5", rounds=4, budget=1000, epochs_per_round=5,
+                              device="cpu", store=store, target_name="digits/fastcnn-standard")
+    return result, store
+
+
+# --- the oracle ------------------------------------------------------------------------------------
+
+def _linear() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+
+
+def test_oracle_counts_every_query_in_total_and_per_sample() -> None:
+    model, x = _linear(), torch.rand(12, 1, 8, 8)
+    oracle = Oracle(model, "labels")
+    oracle(x[:5], ids=torch.arange(5))
+    oracle(x[:3], ids=torch.tensor([0, 0, 7]))  # repeated ids count once per occurrence
+    oracle(x[:4])  # without ids: total only
+    assert oracle.total == 12 and oracle.calls == 3
+    assert oracle.counts(torch.tensor([0, 1, 4, 5, 7, 100])).tolist() == [3, 1, 1, 0, 1, 0]
+    assert oracle.remaining() is None
+    oracle.reset()
+    assert oracle.total == 0 and oracle.counts().numel() == 0
+
+
+def test_oracle_budget_is_enforced_before_the_model_runs() -> None:
+    calls = []
+    model = _linear()
+    model.register_forward_hook(lambda *a: calls.append(1))
+    oracle = Oracle(model, "labels", budget=10)
+    oracle(torch.rand(6, 1, 8, 8), ids=torch.arange(6))
+    assert oracle.remaining() == 4
+    with pytest.raises(BudgetExceededError, match=r"budget exceeded: this query needs 5 more, 6 of 10 are used"):
+        oracle(torch.rand(5, 1, 8, 8), ids=torch.arange(5))
+    assert oracle.total == 6 and len(calls) == 1 and oracle.counts(torch.arange(6)).tolist() == [1] * 6
+    oracle(torch.rand(4, 1, 8, 8))
+    assert oracle.remaining() == 0
+    with pytest.raises(BudgetExceededError):
+        oracle(torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="invalid query budget"):
+        Oracle(model, budget=-1)
+
+
+def test_backprop_through_the_oracle_fails_loudly() -> None:
+    model = _linear()
+    oracle = Oracle(model, "scores", scores="logits")
+    x = torch.rand(3, 1, 8, 8, requires_grad=True)
+    out = oracle(x)
+    assert not out.requires_grad and out.grad_fn is None
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        out.sum().backward()
+    assert x.grad is None and all(p.grad is None for p in model.parameters())
+    # not a module: no parameters to reach, and a white-box attack cannot use it as a model
+    assert not isinstance(oracle, nn.Module) and not hasattr(oracle, "parameters")
+    with pytest.raises((AttributeError, TypeError)):
+        get_attack("fgsm")(oracle, x.detach(), torch.zeros(3, dtype=torch.int64), ThreatModel.parse("linf:0.1"))
+
+
+def test_labels_mode_leaks_no_scores_and_scores_mode_gives_probabilities() -> None:
+    model, x = _linear(), torch.rand(8, 1, 8, 8)
+    logits = model(x).detach()
+    labels = Oracle(model, "labels")(x)
+    assert labels.dtype == torch.int64 and labels.shape == (8,)
+    assert torch.equal(labels, logits.argmax(1))
+    oracle = Oracle(model, "labels")
+    oracle(x)
+    state = {k: v for k, v in vars(oracle).items() if not k.endswith("__model")}
+    assert not any(isinstance(v, torch.Tensor) and v.is_floating_point() for v in state.values())
+    probs = Oracle(model, "scores")(x)
+    assert torch.allclose(probs.sum(1), torch.ones(8)) and torch.allclose(probs, logits.softmax(1))
+    assert torch.allclose(Oracle(model, "scores", scores="logits")(x), logits)
+    assert torch.equal(Oracle(model, "scores").labels(x), labels)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        oracle(x * 3)
+
+
+def test_oracle_restores_the_train_mode_of_the_target() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(64, 10)).train()
+    x = torch.rand(4, 1, 8, 8)
+    oracle = Oracle(model, "scores", scores="logits")
+    assert torch.equal(oracle(x), oracle(x))  # eval mode inside: dropout off
+    assert model.training
+
+
+# --- seed set vs. evaluation set ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("total", [450, 10_000])
+def test_seed_set_is_disjoint_from_the_evaluation_set(total: int) -> None:
+    seed = seed_set_indices(total, 150)
+    evaluation = select_indices(total, total - 150)
+    assert len(seed) == 150 and not set(seed) & set(evaluation)
+    assert set(seed) | set(evaluation) == set(range(total))
+    assert np.array_equal(eval_indices(total, None, 150), evaluation)
+    with pytest.raises(ValueError, match="overlap the attacker's seed set"):
+        eval_indices(total, total - 149, 150)
+
+
+def test_seed_set_split_is_disjoint_from_load_split() -> None:
+    seed = load_seed_set("digits", 150)
+    evaluation = load_split("digits", "test", n=300)
+    assert len(seed) == 150 and not set(seed.index.tolist()) & set(evaluation.index.tolist())
+
+
+# --- substitute training ----------------------------------------------------------------------------
+
+def test_substitute_stays_within_budget_and_agrees_with_the_oracle(substitute) -> None:
+    result, store = substitute
+    hist = result.history
+    assert result.queries == 1000  # exactly as counted: 150 + 150 + 300 + 400 (capped by the budget)
+    assert hist["queries"].tolist() == [150, 300, 600, 1000]
+    assert hist["new_queries"].tolist() == [150, 150, 300, 400]
+    assert hist["lambda"].tolist() == [0.0, 0.1, 0.1, 0.1]
+    assert dict(hist.dtypes.astype(str)) == {"round": "int64", "lambda": "float64", "train_size": "int64",
+                                             "new_queries": "int64", "queries": "int64",
+                                             "substitute_accuracy": "float64", "agreement": "float64",
+                                             "seconds": "float64"}
+    assert hist["agreement"].iloc[-1] > 0.6  # measured 0.85 (chance: 0.1)
+    model, card = load_checkpoint("digits/lenet5-substitute-of-fastcnn-standard", store)
+    assert card.recipe == "substitute" and card.extra["queries"] == 1000
+    assert card.extra["target"] == "digits/fastcnn-standard" and len(card.extra["history"]) == 4
+    assert card.extra["eval_max_n"] == 300
+
+
+def test_substitute_reservoir_sign_flip_and_scores_mode(target) -> None:
+    result = train_substitute(target, "digits", "lenet5", rounds=5, tau=2, budget=None, epochs_per_round=1,
+                              max_new_per_round=50, oracle_mode="scores", device="cpu", save=False)
+    assert result.history["new_queries"].tolist() == [150, 50, 50, 50, 50]
+    assert result.history["lambda"].tolist() == [0.0, 0.1, 0.1, -0.1, -0.1]
+    assert result.queries == 350 and result.card.extra["oracle_mode"] == "scores"
+    with pytest.raises(Exception, match="too small to label the seed set"):
+        train_substitute(target, "digits", "lenet5", budget=100, save=False)
+
+
+# --- transfer ------------------------------------------------------------------------------------------
+
+def test_transfer_from_the_target_itself_is_a_white_box_attack(target, evalset) -> None:
+    x, y = evalset
+    (res,) = transfer_attack(target, target, x, y, ThreatModel.parse("linf:0.3"), "fgsm",
+                             source_names=["self"], target_name="t")
+    assert res.attack == "transfer:fgsm" and res.params["sources"] == ["self"]
+    assert res.success_rate > 0.8  # measured 0.96
+    assert torch.equal(res.queries, res.clean_correct.long())  # one query per attacked point
+    assert (res.perturbation_norm <= 0.3 + 1e-6).all()
+    assert torch.equal(res.x_adv[~res.clean_correct], x[~res.clean_correct])
+    assert not res.success[~res.clean_correct].any()
+
+
+def test_transfer_from_the_substitute_beats_random_noise(substitute, target, evalset) -> None:
+    x, y = evalset
+    sub = substitute[0].model
+    results = transfer_attack(sub, target, x, y, "linf", "fgsm", eps_list=[0.3, 0.1])
+    assert [r.threat.eps for r in results] == [0.1, 0.3]
+    noise = random_noise_attack(target, x, y, ThreatModel.parse("linf:0.3"))
+    assert noise.success_rate < 0.3  # measured 0.16
+    assert results[1].success_rate > noise.success_rate + 0.2  # measured 0.70 vs 0.16
+    oracle = Oracle(target, "labels", budget=2 * len(y))
+    (mi,) = transfer_attack({"sub": sub, "self": target}, oracle, x, y, ThreatModel.parse("linf:0.3"),
+                            "mi-fgsm")
+    assert mi.params["sources"] == ["sub", "self"] and oracle.total == len(y) + int(mi.clean_correct.sum())
+
+
+def test_targeted_transfer_counts_success_only_on_the_target_class(target, evalset) -> None:
+    x, y = evalset
+    targets = choose_targets("next", None, y, 10)
+    (res,) = transfer_attack(target, target, x, y, ThreatModel.parse("linf:0.3"), "pgd", targets=targets,
+                             attack_params={"steps": 10, "rel_stepsize": 0.1})
+    assert res.targeted and torch.equal(res.target, targets)
+    assert torch.equal(res.success, res.clean_correct & (res.pred_adv == targets))
+    assert res.success_rate > 0.5  # white-box PGD-10, measured 0.87
+    assert res.params["source_attack_params"]["early_stop"] is False
+
+
+def test_transfer_refuses_black_box_source_attacks(target, evalset) -> None:
+    x, y = evalset
+    with pytest.raises(ValueError, match="white-box attack on the source"):
+        transfer_attack(target, target, x, y, ThreatModel.parse("linf:0.3"), "square")
+
+
+def test_transfer_matrix_over_three_architectures(target, evalset) -> None:
+    x, y = evalset
+    models = {"fastcnn": target, "lenet5": _train("lenet5", seed=1), "smallcnn": _train("smallcnn", epochs=5, seed=2)}
+    table = transfer_matrix(models, x, y, ThreatModel.parse("linf:0.2"), "fgsm")
+    assert len(table) == 9 and table["white_box"].sum() == 3
+    assert (table["white_box"] == (table["source"] == table["target"])).all()
+    assert str(table["n"].dtype) == "int64" and str(table["success_rate"].dtype) == "float64"
+    assert str(table["source"].dtype) == "string"
+    diag = table.loc[table["white_box"], "success_rate"].mean()
+    off = table.loc[~table["white_box"], "success_rate"].mean()
+    assert diag >= off  # measured 0.87 vs 0.59
+    wide = matrix_wide(table)
+    assert list(wide.index) == list(models) and list(wide.columns) == list(models)
+
+
+# --- the command line ----------------------------------------------------------------------------------
+
+def _invoke(command, *args: str):
+    return CliRunner().invoke(command, list(args))
+
+
+def test_cli_proxy_train_then_transfer_then_matrix(store, tmp_path) -> None:
+    from attacks.blackbox.cli_blackbox import proxy_group, transfer_command, transfer_matrix_command
+    from robustbench_cnn.workflows import train_model
+
+    train_model("fastcnn", "digits", TrainConfig.for_dataset("digits", epochs=8, device="cpu"), progress=False)
+    res = _invoke(proxy_group, "train", "--target", "digits/fastcnn-standard", "--rounds", "2",
+                  "--epochs-per-round", "2", "--budget", "250", "--device", "cpu", "--no-progress",
+                  "--out", str(tmp_path / "proxy"))
+    assert res.exit_code == 0, res.output
+    assert "--source digits/lenet5-substitute-of-fastcnn-standard" in res.output
+    history = pd.read_parquet(tmp_path / "proxy" / "history.parquet")
+    assert history["queries"].tolist() == [150, 250]
+
+    res = _invoke(transfer_command, "--source", "digits/lenet5-substitute-of-fastcnn-standard",
+                  "--target", "digits/fastcnn-standard", "--attack", "fgsm", "--eps", "0.1,0.3",
+                  "--device", "cpu", "--out", str(tmp_path / "transfer"))
+    assert res.exit_code == 0, res.output
+    summary = pd.read_parquet(tmp_path / "transfer" / "summary.parquet")
+    assert summary["eps"].tolist() == [0.1, 0.3] and (summary["n"] == 300).all()  # capped: disjoint
+    assert (summary["attack"] == "transfer:fgsm").all() and str(summary["total_queries"].dtype) == "Int64"
+    assert (summary["total_queries"] == summary["attacked"]).all()  # one target query per attacked point
+    samples = pd.read_parquet(tmp_path / "transfer" / "samples.parquet")
+    assert len(samples) == 600 and not set(samples["sample_id"]) & set(load_seed_set("digits", 150).index.tolist())
+    assert json.loads((tmp_path / "transfer" / "run.json").read_text())["command"] == "transfer"
+
+    res = _invoke(transfer_command, "--source", "digits/lenet5-substitute-of-fastcnn-standard,digits/fastcnn-standard",
+                  "--target", "digits/fastcnn-standard", "--threat", "linf:0.3", "--targeted",
+                  "--target-policy", "next", "-n", "50", "--device", "cpu", "--out", str(tmp_path / "t2"))
+    assert res.exit_code == 0, res.output
+    summary = pd.read_parquet(tmp_path / "t2" / "summary.parquet")
+    assert summary["targeted"].all() and summary["target_policy"].tolist() == ["next"]
+
+    res = _invoke(transfer_matrix_command, "--models",
+                  "digits/fastcnn-standard,digits/lenet5-substitute-of-fastcnn-standard",
+                  "--threat", "linf:0.3", "-n", "100", "--device", "cpu", "--out", str(tmp_path / "m"))
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_parquet(tmp_path / "m" / "transfer_matrix.parquet")) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "a/b", "--target", "a/b", "--attack", "square", "--threat", "linf:0.3"], "white-box"),
+    (["--source", "a/b", "--target", "a/b", "--threat", "linf"], "no epsilon"),
+    (["--source", "a/b", "--target", "digits/nope", "--threat", "linf:0.3"], "no checkpoint 'digits/nope'"),
+])
+def test_cli_transfer_errors_are_one_line(store, args, message) -> None:
+    from attacks.blackbox.cli_blackbox import transfer_command
+
+    res = _invoke(transfer_command, *args)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], res.output
