@@ -1,0 +1,352 @@
+"""PGD throughput against foolbox, torchattacks, ART and the forward+backward bound; cost of an 8-epsilon curve.
+
+Part 1, throughput. One model (``--model``, default ``smallcnn`` on 1x28x28, seeded random weights, eval mode,
+parameters frozen for every contender), one batch (``--batch``, default 256, uniform noise in [0, 1]) labelled
+with the model's own predictions (so every point is clean-correct and every contender attacks every point), PGD
+linf eps 0.3, ``--steps`` (10) steps of ``2.5 * eps / steps``, random start, cross-entropy:
+
+- ``ours``: ``attacks.get_attack("pgd", steps=10, random_start=True, early_stop=False)`` through ``Attack.__call__``
+  (validation, clean prediction, projection, re-evaluation included);
+- ``foolbox``: ``LinfPGD(steps, abs_stepsize, random_start=True)`` on ``foolbox.PyTorchModel``;
+- ``torchattacks``: ``torchattacks.PGD(eps, alpha, steps, random_start=True)``;
+- ``art``: ``ProjectedGradientDescentPyTorch(max_iter=steps, eps_step, num_random_init=1)`` on a
+  ``PyTorchClassifier`` (numpy in and out, as ART's API is);
+- ``bound``: a plain loop of ``steps`` x (forward, CE, ``torch.autograd.grad`` w.r.t. the input) on the batch.
+
+Repetitions are interleaved (the order rotates each round) after one warm-up call each; the figure is the median of
+``images * steps / seconds``. Targets: ours >= the fastest library, ours >= 0.95 x bound. A profile of one call of
+``ours`` (forward calls with and without grad, and their time) says where the time beyond the bound goes.
+
+Part 2, robustness curve. ``--curve-model`` (default the store's ``mnist/lenet5-standard``; trained here for 3 epochs
+when missing) on ``--curve-n`` MNIST test points, 8 epsilons (``--curve-eps``), PGD with the same steps and step rule
+(``rel_stepsize = 2.5 / steps``, random start) for both: ours via ``evaluate(..., [("pgd", ...)], eps_list)`` and
+``Attack.robustness_curve`` (growing ball, early stop), foolbox via one multi-epsilon call
+``attack(fmodel, x, y, epsilons=[...])``. Target: ours >= 3x cheaper at equal or lower robust accuracy per eps.
+
+    RBC_DATA_DIR=../shared/data RBC_HOME=/tmp/store python benchmarks/attack_throughput.py --threads 1
+
+Writes ``results/benchmarks/attack_throughput.{parquet,csv,md}`` (and ``attack_throughput_curve.*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attacks import get_attack
+from robustbench_cnn.evaluation import evaluate
+from robustbench_cnn.models import build_model
+from robustbench_cnn.types import ThreatModel
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "n/a"
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ contenders
+def make_contenders(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+                    seed: int) -> dict[str, Callable[[], torch.Tensor]]:
+    """Zero-argument callables, each running one full PGD on the batch and returning the adversarial batch."""
+    import foolbox as fb
+    import torchattacks
+    from art.attacks.evasion import ProjectedGradientDescentPyTorch
+    from art.estimators.classification import PyTorchClassifier
+
+    alpha = 2.5 * eps / steps
+    threat = ThreatModel.parse(f"linf:{eps}")
+    ours = get_attack("pgd", steps=steps, random_start=True, early_stop=False)
+    fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=x.device)
+    fb_attack = fb.attacks.LinfPGD(steps=steps, abs_stepsize=alpha, random_start=True)
+    ta_attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+    classifier = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+                                   nb_classes=int(model(x[:1]).shape[1]), clip_values=(0.0, 1.0),
+                                   device_type="gpu" if x.device.type == "cuda" else "cpu")
+    art_attack = ProjectedGradientDescentPyTorch(classifier, norm=np.inf, eps=eps, eps_step=alpha, max_iter=steps,
+                                                 num_random_init=1, batch_size=x.shape[0], verbose=False)
+    x_np, y_np = x.cpu().numpy(), y.cpu().numpy()
+
+    def run_ours() -> torch.Tensor:
+        return ours(model, x, y, threat, seed=seed).x_adv
+
+    def run_foolbox() -> torch.Tensor:
+        _, clipped, _ = fb_attack(fmodel, x, y, epsilons=eps)
+        return clipped
+
+    def run_torchattacks() -> torch.Tensor:
+        return ta_attack(x, y)
+
+    def run_art() -> torch.Tensor:
+        return torch.from_numpy(art_attack.generate(x_np, y_np))
+
+    def run_bound() -> torch.Tensor:
+        xa = x.clone()
+        for _ in range(steps):
+            xa.requires_grad_(True)
+            loss = F.cross_entropy(model(xa), y)
+            (grad,) = torch.autograd.grad(loss, [xa])
+            xa = xa.detach()
+        return xa
+
+    return {"ours": run_ours, "foolbox": run_foolbox, "torchattacks": run_torchattacks, "art": run_art,
+            "bound": run_bound}
+
+
+class Probe(nn.Module):
+    """Wraps a model: records each forward call (grad enabled?, rows, seconds) for the profile."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.calls: list[tuple[bool, int, float]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = time.perf_counter()
+        out = self.model(x)
+        self.calls.append((torch.is_grad_enabled(), int(x.shape[0]), time.perf_counter() - t))
+        return out
+
+
+def profile_ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, seed: int,
+                 reps: int) -> dict[str, float]:
+    """Where one call of ours spends its time: forwards with grad (the steps), forwards without grad (clean
+    prediction, PGD's own final check, the base class's re-evaluation), backward + the rest."""
+    probe = Probe(model).eval()
+    attack = get_attack("pgd", steps=steps, random_start=True, early_stop=False)
+    threat = ThreatModel.parse(f"linf:{eps}")
+    totals, fwd_grad, fwd_nograd, n_grad, n_nograd = [], [], [], [], []
+    for _ in range(reps):
+        probe.calls.clear()
+        t = time.perf_counter()
+        attack(probe, x, y, threat, seed=seed)
+        totals.append(time.perf_counter() - t)
+        fwd_grad.append(sum(s for g, _, s in probe.calls if g))
+        fwd_nograd.append(sum(s for g, _, s in probe.calls if not g))
+        n_grad.append(sum(1 for g, _, _ in probe.calls if g))
+        n_nograd.append(sum(1 for g, _, _ in probe.calls if not g))
+    # one no-grad forward and one forward+backward of the bound, on the same batch
+    one_fwd, one_fb = [], []
+    for _ in range(reps):
+        with torch.no_grad():
+            t = time.perf_counter()
+            model(x)
+            one_fwd.append(time.perf_counter() - t)
+        xa = x.clone().requires_grad_(True)
+        t = time.perf_counter()
+        (g,) = torch.autograd.grad(F.cross_entropy(model(xa), y), [xa])
+        one_fb.append(time.perf_counter() - t)
+    med = statistics.median
+    total = med(totals)
+    return {"total_s": total, "forward_calls_with_grad": med(n_grad), "forward_calls_no_grad": med(n_nograd),
+            "forward_with_grad_s": med(fwd_grad), "forward_no_grad_s": med(fwd_nograd),
+            "backward_and_rest_s": total - med(fwd_grad) - med(fwd_nograd),
+            "one_forward_no_grad_s": med(one_fwd), "one_forward_backward_s": med(one_fb),
+            "bound_equivalent_s": steps * med(one_fb)}
+
+
+# ------------------------------------------------------------------------------------------------- the curve
+def curve_model(name: str, store: str | None, data_dir: str | None) -> nn.Module:
+    from robustbench_cnn.errors import CheckpointError
+    from robustbench_cnn.store import load_checkpoint
+    from robustbench_cnn.training import TrainConfig
+    from robustbench_cnn.workflows import train_model
+
+    try:
+        return load_checkpoint(name, store, "cpu")[0].eval()
+    except CheckpointError:
+        dataset, _, rest = name.partition("/")
+        arch = rest.rsplit("-standard", 1)[0]
+        config = TrainConfig.for_dataset(dataset, epochs=3, device="cpu")
+        return train_model(arch, dataset, config, store=store, data_dir=data_dir, progress=False).model.eval()
+
+
+def run_curve(args: argparse.Namespace, eps_text: str) -> pd.DataFrame:
+    import foolbox as fb
+
+    from robustbench_cnn.data import load_split
+
+    model = curve_model(args.curve_model, args.store, args.data_dir)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    test = load_split(args.curve_model.split("/")[0], "test", n=args.curve_n, data_dir=args.data_dir)
+    x, y = test.x, test.y
+    eps_list = [float(e) for e in eps_text.split(",")]
+    rel = 2.5 / args.steps
+    attack = get_attack("pgd", steps=args.steps, rel_stepsize=rel, random_start=True)
+    fmodel = fb.PyTorchModel(model, bounds=(0, 1))
+    fb_attack = fb.attacks.LinfPGD(steps=args.steps, rel_stepsize=rel, random_start=True)
+    with torch.no_grad():
+        clean_correct = model(x).argmax(1) == y
+
+    def ours_eval():
+        ev = evaluate(model, x, y, "linf", eps_list, [attack], seed=args.seed, batch_size=len(y))
+        return [acc for _, acc in ev.curve()]
+
+    def ours_curve():
+        results = attack.robustness_curve(model, x, y, "linf", eps_list, seed=args.seed)
+        return [r.robust_accuracy for r in results]
+
+    def foolbox_multi():
+        torch.manual_seed(args.seed)
+        _, _, success = fb_attack(fmodel, x, y, epsilons=eps_list)
+        return [float((clean_correct & ~s).float().mean()) for s in success]
+
+    contenders = {"ours: evaluate(pgd, 8 eps)": ours_eval, "ours: Attack.robustness_curve": ours_curve,
+                  "foolbox: attack(epsilons=8)": foolbox_multi}
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    accs: dict[str, list[float]] = {}
+    loads: list[str] = []
+    names = list(contenders)
+    for rep in range(args.curve_reps):
+        for k in names[rep % len(names):] + names[:rep % len(names)]:
+            t = time.perf_counter()
+            accs[k] = contenders[k]()
+            times[k].append(time.perf_counter() - t)
+        loads.append(_load())
+    fb_time = statistics.median(times["foolbox: attack(epsilons=8)"])
+    rows = []
+    for k in names:
+        med = statistics.median(times[k])
+        rows.append({"contender": k, "median_s": med, "runs_s": " ".join(f"{t:.2f}" for t in times[k]),
+                     "speedup_vs_foolbox": fb_time / med,
+                     **{f"ra@{e:g}": a for e, a in zip(eps_list, accs[k])},
+                     "n": len(y), "steps": args.steps, "eps_list": eps_text, "load_avg": loads[-1]})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smallcnn")
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--size", type=int, default=28)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--eps", type=float, default=0.3)
+    parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions (after a warm-up)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--curve-model", default="mnist/lenet5-standard")
+    parser.add_argument("--curve-n", type=int, default=1000)
+    parser.add_argument("--curve-eps", default="0.0375,0.075,0.1125,0.15,0.1875,0.225,0.2625,0.3;"
+                        "0.02,0.04,0.06,0.08,0.1,0.12,0.14,0.16",
+                        help="8 comma-separated epsilons; several lists separated by ';' (one curve each)")
+    parser.add_argument("--curve-reps", type=int, default=3)
+    parser.add_argument("--no-curve", action="store_true")
+    parser.add_argument("--store", default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="results/benchmarks/attack_throughput", help="path without extension")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.getLogger("art").setLevel(logging.WARNING)
+
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, in_channels=args.channels, num_classes=10, input_size=args.size,
+                        mean=[0.5] * args.channels, std=[0.5] * args.channels).to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.rand(args.batch, args.channels, args.size, args.size, generator=gen).to(device)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every point clean-correct: every contender attacks every point
+
+    contenders = make_contenders(model, x, y, args.eps, args.steps, args.seed)
+    names = list(contenders)
+    for fn in contenders.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in names}
+    loads = []
+    for rep in range(args.reps):
+        for k in names[rep % len(names):] + names[:rep % len(names)]:
+            torch.manual_seed(args.seed + rep)
+            t = time.perf_counter()
+            contenders[k]()
+            times[k].append(time.perf_counter() - t)
+        loads.append(_load())
+    work = args.batch * args.steps
+    med = {k: statistics.median(v) for k, v in times.items()}
+    libs = ("foolbox", "torchattacks", "art")
+    fastest_lib = min(libs, key=lambda k: med[k])
+    rows = []
+    for k in names:
+        rows.append({"contender": k, "images_x_steps_per_s": work / med[k], "median_s": med[k],
+                     "min_s": min(times[k]), "max_s": max(times[k]), "vs_bound": med["bound"] / med[k],
+                     "vs_fastest_library": med[fastest_lib] / med[k], "model": args.model,
+                     "input": f"{args.channels}x{args.size}x{args.size}", "batch": args.batch, "steps": args.steps,
+                     "reps": args.reps, "threads": args.threads, "device": str(device),
+                     "load_avg_first_last": f"{loads[0]} | {loads[-1]}"})
+    df = pd.DataFrame(rows)
+    prof = profile_ours(model, x, y, args.eps, args.steps, args.seed, reps=max(3, args.reps // 2))
+    prof["load_avg"] = _load()
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out.with_suffix(".parquet"), index=False)
+    df.to_csv(out.with_suffix(".csv"), index=False)
+    shown = df[["contender", "images_x_steps_per_s", "median_s", "min_s", "max_s", "vs_bound",
+                "vs_fastest_library"]]
+    cmd = "python benchmarks/attack_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    ours_ok = med["ours"] <= med[fastest_lib]
+    bound_ok = med["bound"] / med["ours"] >= 0.95
+    text = [f"# PGD throughput ({args.model} {args.channels}x{args.size}x{args.size}, batch {args.batch}, "
+            f"{args.steps} steps, {args.threads} thread(s), {device}, {platform.processor() or platform.machine()})",
+            "", f"`{cmd.strip()}`", "", _markdown(shown),
+            f"load average (1/5/15 min) at first and last round: {loads[0]} | {loads[-1]}", "",
+            f"- ours >= fastest library ({fastest_lib}): {'yes' if ours_ok else 'NO'}",
+            f"- ours >= 0.95 x bound: {'yes' if bound_ok else 'NO'} ({med['bound'] / med['ours']:.3f})", "",
+            "## Profile of ours (one call, medians)", "",
+            "\n".join(f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in prof.items()), ""]
+    if not args.no_curve:
+        curves = []
+        for k, eps_text in enumerate(e for e in args.curve_eps.split(";") if e.strip()):
+            curve = run_curve(args, eps_text.strip())
+            curves.append(curve.assign(curve=k))
+            fb_row = curve[curve.contender.str.startswith("foolbox")].iloc[0]
+            ra_cols = [c for c in curve.columns if c.startswith("ra@")]
+            shown_curve = curve.drop(columns=["eps_list", "n", "steps"])
+            text += [f"## 8-epsilon curve {k + 1}: eps {eps_text.strip()} ({args.curve_model}, n={args.curve_n}, "
+                     f"PGD-{args.steps}, rel step 2.5/{args.steps}, random start)", "", _markdown(shown_curve)]
+            for _, r in curve.iterrows():
+                if r.contender.startswith("ours"):
+                    le = all(r[c] <= fb_row[c] + 1e-12 for c in ra_cols)
+                    worse = [c for c in ra_cols if r[c] > fb_row[c] + 1e-12]
+                    text.append(f"- {r.contender}: {r.speedup_vs_foolbox:.2f}x cheaper than foolbox "
+                                f"(target >= 3x: {'yes' if r.speedup_vs_foolbox >= 3 else 'NO'}); robust accuracy "
+                                f"<= foolbox's at every eps: {'yes' if le else 'NO (' + ', '.join(worse) + ')'}")
+            text.append("")
+        all_curves = pd.concat(curves, ignore_index=True)
+        all_curves.to_parquet(out.with_name(out.name + "_curve.parquet"), index=False)
+        all_curves.to_csv(out.with_name(out.name + "_curve.csv"), index=False)
+    report = "\n".join(text) + "\n"
+    out.with_suffix(".md").write_text(report)
+    print(report)
+    return df
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""FGSM adversarial training with a random start ("fast is better than free", Wong et al. 2020)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from defenses.base import Defense, positive
+from defenses.guard import OverfitGuard
+from defenses.registry import DEFENSES
+from robustbench_cnn.training import EpochCallback, StepContext, TrainConfig
+
+
+@DEFENSES.register("fgsm-rs")
+class FGSMRS(Defense):
+    """FGSM-RS: one FGSM step of size ``alpha`` from a uniform random point of the eps ball.
+
+    Paper: Wong, Rice, Kolter, "Fast is better than free: Revisiting adversarial training", ICLR 2020
+    (https://arxiv.org/abs/2001.03994). The cyclic learning rate of the paper is the loop's default
+    ``onecycle`` schedule.
+    Norm: linf (the paper); l2 is supported (uniform start in the l2 ball, normalised step).
+    Arguments:
+        threat (ThreatModel): the training ball.
+        alpha (float | None): FGSM step size (default ``1.25 * eps``; the paper: 1.25 eps on CIFAR-10,
+            0.375 for eps = 0.3 on MNIST).
+        random_start (bool): uniform random initialisation in the ball (default True; False is plain FGSM
+            training, prone to catastrophic overfitting).
+        guard (bool): the catastrophic-overfitting guard (default True): PGD accuracy on a fixed training
+            batch after each epoch; the best state is restored at the end if accuracy collapsed (see
+            :class:`defenses.guard.OverfitGuard`). Active when trained through ``defend``.
+        guard_steps (int): PGD steps of the guard's check (default 5).
+        guard_drop (float): a drop of the check's accuracy by more than this from the best is a collapse
+            (default 0.2).
+        guard_n (int): training images in the guard's fixed check batch (default 256).
+    Cost: 2 forward + backward passes per batch (plus the guard's check once per epoch).
+
+    Example::
+
+        >>> recipe = get_defense("fgsm-rs", threat="linf:0.3", alpha=0.375)
+    """
+
+    defaults: dict[str, Any] = {"alpha": None, "random_start": True, "guard": True, "guard_steps": 5,
+                                "guard_drop": 0.2, "guard_n": 256}
+
+    def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params["alpha"] is None:
+            params["alpha"] = 1.25 * self.threat.eps
+        positive(params, "alpha", self.name)
+        positive(params, "guard_steps", self.name, integer=True)
+        positive(params, "guard_drop", self.name)
+        positive(params, "guard_n", self.name, integer=True)
+        params["random_start"], params["guard"] = bool(params["random_start"]), bool(params["guard"])
+        self.guard: OverfitGuard | None = None
+        return params
+
+    def callbacks(self, config: TrainConfig) -> list[EpochCallback]:
+        if not self.p["guard"]:
+            return []
+        self.guard = OverfitGuard(self.threat, config.epochs, steps=self.p["guard_steps"],
+                                  drop=self.p["guard_drop"], n=self.p["guard_n"], seed=config.seed)
+        return [self.guard]
+
+    def report(self) -> dict[str, Any]:
+        return {"guard": self.guard.report()} if self.guard is not None else {}
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if self.guard is not None:
+            self.guard.observe(x, y)
+        return self.adversarial_ce(model, x, y, ctx, steps=1, alpha=self.p["alpha"],
+                                   start="uniform" if self.p["random_start"] else "none")

@@ -1,0 +1,89 @@
+"""Catastrophic-overfitting guard (Wong, Rice, Kolter 2020, "Fast is better than free", Sec. 5.2).
+
+Single-step adversarial training can collapse within one epoch: FGSM accuracy shoots up while PGD
+accuracy falls to ~0. Wong et al. detect it by PGD accuracy on a training minibatch at the end of each
+epoch. This guard measures PGD accuracy on one *fixed* training batch after every epoch, keeps a copy of
+the best state (by that accuracy), records an event whenever accuracy drops more than ``drop`` below the
+best, and at the last epoch restores the best state if the model is still collapsed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from defenses.perturb import pgd_accuracy
+from robustbench_cnn.training import EpochStats
+from robustbench_cnn.types import ThreatModel
+
+
+class OverfitGuard:
+    """An epoch callback ``guard(stats, model)``; feed it a training batch with :meth:`observe` first.
+
+    Arguments:
+        threat (ThreatModel): the ball of the PGD check.
+        epochs (int): the last epoch (where the best state is restored if needed).
+        steps (int): PGD steps of the check (default 5, as Wong et al.; step ``2.5 * eps / steps``).
+        n (int): images in the fixed check batch, taken from the first training batches (default 256;
+            Wong et al. use one minibatch of 128; fewer images make the check noisy).
+        drop (float): a fall of PGD accuracy by more than this from the best is a collapse (default 0.2).
+        seed (int): seed of the PGD random start (the same every epoch, so epochs are comparable).
+    """
+
+    def __init__(self, threat: ThreatModel, epochs: int, *, steps: int = 5, drop: float = 0.2, n: int = 256,
+                 seed: int = 0) -> None:
+        self.threat, self.epochs, self.steps, self.drop, self.seed = threat, int(epochs), int(steps), float(drop), seed
+        self.n = int(n)
+        self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.history: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.best_accuracy = float("-inf")
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.restored_epoch: int | None = None
+        self._collapsed = False
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Collect the first ``n`` training images seen as the fixed check batch (later calls: no-op)."""
+        have = 0 if self.batch is None else len(self.batch[1])
+        if have >= self.n:
+            return
+        x, y = x[: self.n - have].detach().clone(), y[: self.n - have].detach().clone()
+        self.batch = (x, y) if self.batch is None else (torch.cat([self.batch[0], x]), torch.cat([self.batch[1], y]))
+
+    def __call__(self, stats: EpochStats, model: nn.Module) -> None:
+        if self.batch is None:
+            return
+        _, acc = pgd_accuracy(model, *self.batch, self.threat, steps=self.steps, seed=self.seed)
+        self.update(stats.epoch, acc, model)
+        stats.extra["guard_pgd_accuracy"] = acc
+        stats.extra["guard_restored"] = self.restored_epoch is not None
+
+    def update(self, epoch: int, accuracy: float, model: nn.Module) -> None:
+        """Record the check's ``accuracy`` after ``epoch`` (1-based); may restore the best state."""
+        self.history.append({"epoch": epoch, "pgd_accuracy": accuracy})
+        if accuracy >= self.best_accuracy:
+            self.best_accuracy, self.best_epoch = accuracy, epoch
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        collapsed = accuracy < self.best_accuracy - self.drop
+        if collapsed and not self._collapsed:
+            self.events.append({"event": "collapse", "epoch": epoch, "best_epoch": self.best_epoch,
+                                "before": self.best_accuracy, "after": accuracy})
+        self._collapsed = collapsed
+        if epoch >= self.epochs and collapsed and self.best_state is not None:
+            model.load_state_dict(self.best_state)
+            self.restored_epoch = self.best_epoch
+            self.events.append({"event": "restored", "epoch": epoch, "best_epoch": self.best_epoch,
+                                "before": accuracy, "after": self.best_accuracy})
+
+    @property
+    def fired(self) -> bool:
+        """Whether a collapse was detected at any epoch."""
+        return any(e["event"] == "collapse" for e in self.events)
+
+    def report(self) -> dict[str, Any]:
+        return {"steps": self.steps, "drop": self.drop, "batch_size": 0 if self.batch is None else len(self.batch[1]),
+                "history": list(self.history), "events": list(self.events), "fired": self.fired,
+                "restored_epoch": self.restored_epoch}

@@ -1,0 +1,83 @@
+"""The clean/robust trade-off table of the defended models in a store (one row per checkpoint).
+
+A *defended* checkpoint is one whose card names a threat model (``rbc defend`` always records it;
+``rbc train`` does not). The table reads only model cards: training cost and clean accuracy from the
+card, the last-epoch PGD accuracy from ``extra["pgd_accuracy"]`` (written by ``defend``), and the
+standard-suite robust accuracy from ``extra["suite_robust_accuracy"]`` when an evaluation recorded it
+there (a float at the card's threat, or a mapping ``{"linf:0.3": 0.91, ...}``), else NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from robustbench_cnn.store import ModelCard, list_checkpoints
+
+#: Where an evaluation records the robust accuracy of the standard suite in a model card's ``extra``.
+SUITE_ROBUST_KEY = "suite_robust_accuracy"
+
+#: Columns and dtypes of the trade-off table.
+TRADEOFF_COLUMNS: dict[str, str] = {
+    "checkpoint": "string", "defense": "string", "architecture": "string", "dataset": "string",
+    "threat": "string", "epochs": "int64", "train_time_s": "float64", "epoch_time_s": "float64",
+    "clean_accuracy": "float64", "pgd_accuracy": "float64", "pgd_steps": "Int64", "pgd_n": "Int64",
+    "suite_robust_accuracy": "float64", "guard_fired": "boolean", "seed": "int64", "created": "string",
+}
+
+
+def _float(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def _suite_accuracy(card: ModelCard) -> float:
+    value = card.extra.get(SUITE_ROBUST_KEY)
+    if isinstance(value, dict):
+        value = value.get(card.threat or "")
+    return _float(value)
+
+
+def _row(card: ModelCard) -> dict[str, Any]:
+    extra = card.extra or {}
+    monitor = extra.get("pgd_monitor") or {}
+    guard = (extra.get("defense_report") or {}).get("guard")
+    return {
+        "checkpoint": card.name, "defense": card.recipe, "architecture": card.arch, "dataset": card.dataset,
+        "threat": card.threat, "epochs": int(card.epochs), "train_time_s": _float(card.train_time_s),
+        "epoch_time_s": _float(extra.get("epoch_time_s")), "clean_accuracy": _float(card.clean_accuracy),
+        "pgd_accuracy": _float(extra.get("pgd_accuracy")), "pgd_steps": monitor.get("steps"),
+        "pgd_n": monitor.get("n"), "suite_robust_accuracy": _suite_accuracy(card),
+        "guard_fired": None if guard is None else bool(guard.get("fired")), "seed": int(card.seed),
+        "created": card.created,
+    }
+
+
+def tradeoff_table(store: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per defended checkpoint of ``store`` (see :data:`TRADEOFF_COLUMNS`), sorted by
+    dataset, threat, architecture and defense."""
+    rows = [_row(card) for card in list_checkpoints(store) if card.threat]
+    frame = pd.DataFrame(rows, columns=list(TRADEOFF_COLUMNS)).astype(TRADEOFF_COLUMNS)
+    return frame.sort_values(["dataset", "threat", "architecture", "defense", "checkpoint"],
+                             ignore_index=True)
+
+
+def write_tradeoff_table(store: str | os.PathLike | None, path: str | os.PathLike) -> pd.DataFrame:
+    """Write :func:`tradeoff_table` to ``path`` (parquet, or CSV when the name ends in ``.csv``)."""
+    frame = tradeoff_table(store)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return frame
