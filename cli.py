@@ -411,6 +411,7 @@ from robustbench_cnn.cli_report import regress_command, report_command  # noqa: 
 main.add_command(report_command)  # rbc report
 main.add_command(regress_command)  # rbc regress
 
+from robustbench_cnn import cli_defend  # noqa: E402,F401  (registers rbc defend and rbc tradeoff)
 from attacks.blackbox import cli_blackbox  # noqa: E402
 
 main.add_command(cli_blackbox.proxy_group)  # rbc proxy train
