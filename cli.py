@@ -6,7 +6,6 @@ are printed as one line and exit with code 2; they never show a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from typing import Any, Callable
@@ -15,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from robustbench_cnn.cli_errors import InputError, parse_key_values
 from robustbench_cnn.errors import RbcError
 
 
@@ -27,13 +27,6 @@ class _Out:
 
 
 out = _Out()
-
-
-class InputError(click.ClickException):
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"Error: {self.format_message()}", err=True)
 
 
 class RbcGroup(click.Group):
@@ -70,17 +63,8 @@ progress_option = click.option("--progress/--no-progress", default=True, show_de
 common_options = _compose(data_dir_option, store_option, device_option, seed_option, progress_option)
 
 
-def _parse_kv(pairs: tuple[str, ...]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"invalid --arch-arg {pair!r}: use KEY=VALUE, e.g. depth=16")
-        try:
-            result[key] = json.loads(value)
-        except json.JSONDecodeError:
-            result[key] = value
-    return result
+def _parse_kv(pairs: tuple[str, ...], option: str = "--arch-arg") -> dict[str, Any]:
+    return parse_key_values(pairs, option)
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
@@ -326,7 +310,7 @@ def attack(attack: str, param: tuple[str, ...], **kwargs: Any) -> None:
     from attacks import ATTACKS
 
     ATTACKS.get(attack)
-    params = _parse_kv(param)
+    params = _parse_kv(param, "--param")
     if params:
         from attacks import get_attack
 

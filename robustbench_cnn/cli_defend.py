@@ -8,29 +8,18 @@ when this module is imported (``cli.py`` imports it at its end), whichever of th
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from cli import InputError, _parse_kv, _table, main, out, store_option, train_options
-from robustbench_cnn.errors import RbcError
+from cli import _parse_kv, _table, main, out, store_option, train_options
+from robustbench_cnn.cli_errors import input_errors
 
 #: Shown in ``--help`` without importing torch; ``tests/test_defenses.py`` checks it against the registry.
 DEFENSE_NAMES = ("standard", "pgd-at", "fgsm-rs", "trades", "mart", "free-at")
 
 
-def _input_errors(fn: Callable) -> Callable:
-    """Library input errors become one-line messages with exit code 2 (also when invoked directly)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (RbcError, ValueError) as exc:
-            raise InputError(str(exc)) from None
-
-    return wrapper
+_input_errors = input_errors
 
 
 @click.command("defend")

@@ -8,28 +8,15 @@ Attach with ``main.add_command(report_command)`` and ``main.add_command(regress_
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Any
 
 import click
 
+from robustbench_cnn.cli_errors import input_errors
 from robustbench_cnn.errors import RbcError
 
 
-def _input_errors(fn: Callable) -> Callable:
-    """Library input errors become one-line ``Error: ...`` messages with exit code 2 (also when the command
-    is invoked on its own, outside the root group)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from cli import InputError
-
-        try:
-            return fn(*args, **kwargs)
-        except (RbcError, ValueError) as exc:
-            raise InputError(str(exc)) from None
-
-    return wrapper
+_input_errors = input_errors
 
 
 def _parse_eps_options(values: tuple[str, ...]) -> dict[str, float]:

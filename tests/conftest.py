@@ -9,7 +9,8 @@ import pytest
 import torch
 
 os.environ.setdefault("RBC_OFFLINE", "1")  # tests never try the network
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread: deterministic, and on a shared 2-core machine more threads make small models slower, not faster.
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(os.environ.get("RBC_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -45,15 +45,6 @@ TARGETED = [pytest.param(name, id=name) for name in ATTACKS.list()
             if ATTACKS.get(name).supports_targeted]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and leave the other core to other jobs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make(name: str) -> Attack:
     return get_attack(name, **CHEAP.get(name, {}))
 

@@ -18,14 +18,6 @@ from robustbench_cnn.types import Norm, ThreatModel
 LINF_MID = ThreatModel(Norm.LINF, 0.1)  # robust accuracy about 50% for PGD-20 on this net
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def robust_flags(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(x_adv).argmax(1) == y

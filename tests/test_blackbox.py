@@ -26,14 +26,6 @@ from robustbench_cnn.training import TrainConfig, fit
 from robustbench_cnn.types import ThreatModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _train(arch: str, epochs: int | None = None, seed: int = 0) -> nn.Module:
     torch.set_num_threads(1)
     train = load_split("digits", "train")

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
 from click.testing import CliRunner
 
 from cli import main
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def run(*args: str):

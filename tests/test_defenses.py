@@ -32,7 +32,7 @@ from robustbench_cnn.workflows import train_model
 THREAT = ThreatModel.parse("linf:0.1")
 EPOCHS = 5
 #: Fewer inner steps than the defaults keep the whole file fast; the defaults are checked in test_params.
-FAST_PARAMS = {"pgd-at": {"steps": 5}, "trades": {"steps": 5}, "mart": {"steps": 5}, "free-at": {"replays": 4}}
+FAST_PARAMS = {"pgd-at": {"steps": 3}, "trades": {"steps": 3}, "mart": {"steps": 3}, "free-at": {"replays": 4}}
 ADVERSARIAL = [name for name in DEFENSES.list() if name != "standard"]
 
 

@@ -15,14 +15,6 @@ from robustbench_cnn.results import SUMMARY_SCHEMA, RunStore, comparable
 from robustbench_cnn.types import Norm, ThreatModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def data():
     _, _, x, y = digits()

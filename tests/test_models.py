@@ -37,15 +37,6 @@ PARAMS_3X32 = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Big nets on tiny batches: one intra-op thread avoids OpenMP oversubscription on shared 2-core runners."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _build(name: str, shape: tuple[int, int, int], num_classes: int = 10, **kwargs) -> NormalizedModel:
     torch.manual_seed(0)
     c, h, _ = shape

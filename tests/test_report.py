@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from report_fixtures import cell_rows, summary, three_models, write_examples, write_run, write_transfer
@@ -18,14 +17,6 @@ from robustbench_cnn.errors import RbcError
 from robustbench_cnn.report import leaderboards, pareto_front, worst_case, write_report
 
 IMG_RE = re.compile(r"<img\b[^>]*>", re.I)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 # ------------------------------------------------------------------------------------------ Pareto front

@@ -9,14 +9,6 @@ from robustbench_cnn.training import TrainConfig, lr_at
 from robustbench_cnn.workflows import load_model, train_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_lenet5_on_digits_reaches_97_percent(store) -> None:
     trained = train_model("lenet5", "digits", TrainConfig.for_dataset("digits"), progress=False)
     assert trained.test_accuracy >= 0.97

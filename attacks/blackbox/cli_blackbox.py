@@ -53,16 +53,9 @@ def _write_run_json(folder: Path, command: str, options: dict[str, Any]) -> None
 
 
 def _parse_attack_args(pairs: tuple[str, ...]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"invalid --attack-arg {pair!r}: use KEY=VALUE, e.g. steps=20")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
+    from robustbench_cnn.cli_errors import parse_key_values
+
+    return parse_key_values(pairs, "--attack-arg")
 
 
 def _names(text: str, option: str) -> list[str]:

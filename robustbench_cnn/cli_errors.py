@@ -1,0 +1,46 @@
+"""How the CLI reports input errors: one line ``Error: ...`` on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable
+
+import click
+
+from robustbench_cnn.errors import RbcError
+
+
+class InputError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def input_errors(fn: Callable) -> Callable:
+    """Library input errors (``RbcError``, ``ValueError``) become ``InputError`` (also for a command invoked
+    on its own, outside the root group)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RbcError, ValueError) as exc:
+            raise InputError(str(exc)) from None
+
+    return wrapper
+
+
+def parse_key_values(pairs: tuple[str, ...], option: str = "--param") -> dict[str, Any]:
+    """``("steps=20", "loss=ce")`` -> ``{"steps": 20, "loss": "ce"}`` (values parsed as JSON when they can be)."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"invalid {option} {pair!r}: use KEY=VALUE, e.g. steps=20")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
