@@ -141,8 +141,8 @@ class Evaluation:
 
     # ------------------------------------------------------------------------------- table rows
     def summary_rows(self, meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """One row per attack x eps (robust accuracy after that attack in the cascade), plus one
-        ``worst-case`` row per eps when the suite has several attacks."""
+        """One row per attack x eps (robust accuracy and success rate after that attack in the cascade, both
+        cumulative), plus one ``worst-case`` row per eps when the suite has several attacks."""
         meta = dict(meta or {})
         clean = self.clean_accuracy
         rows = []
@@ -154,7 +154,7 @@ class Evaluation:
             for attack, step, cum in zip(self.attacks, o.steps, o.cumulative_robust):
                 rows.append({**base, "attack": attack.name, "attack_kind": attack.kind,
                              "attack_params": json.dumps(attack.params, sort_keys=True, default=str),
-                             "robust_acc": cum, "success_rate": step.success_rate,
+                             "robust_acc": cum, "success_rate": _broken_share(cum, clean),
                              **_norm_stats(step.perturbation_norm[step.success]),
                              **_query_stats(step.queries), "elapsed_s": step.elapsed_s})
             if len(self.attacks) > 1:
@@ -185,6 +185,11 @@ class Evaluation:
                              "pred_clean": int(self.pred_clean[i]), "pred_adv": int(o.pred_adv[i]),
                              "target": int(self.targets[i])})
         return rows
+
+
+def _broken_share(robust_acc: float, clean_acc: float) -> float:
+    """Share of the clean-correct points broken so far (cumulative over the cascade and the growing ball)."""
+    return _safe_div(clean_acc - robust_acc, clean_acc) if clean_acc else float("nan")
 
 
 def _safe_div(a: float, b: float) -> float:
