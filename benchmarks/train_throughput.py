@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         })
     frame = pd.DataFrame(rows)
     print(frame[["model", "images", "plain_images_per_s", "fit_images_per_s", "ratio", "ratio_median_of_pairs",
-                 "ratio_min", "ratio_max", "cpu_ratio", "meets_target"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+                 "ratio_min", "ratio_max", "cpu_ratio", "meets_target"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for row in rows:
         print(f"ratio fit/plain {row['model']}: {row['ratio']:.3f} (target >= {TARGET}; "
               f"CPU-time ratio {row['cpu_ratio']:.3f})")

@@ -1,6 +1,7 @@
 """Training on the real shared data: LeNet-5 learns MNIST, ResNet-18 trains on the CIFAR-10 JPEG folder.
 
-Skipped, with the reason, when ``$RBC_DATA_DIR`` (or ``../shared/data``) lacks the dataset.
+One torch thread (set in conftest). Skipped, with the reason, when ``$RBC_DATA_DIR`` (or ``../shared/data``)
+lacks the dataset.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from conftest import shared_data_or_skip
 from robustbench_cnn.store import read_card
@@ -16,14 +16,6 @@ from robustbench_cnn.training import TrainConfig
 from robustbench_cnn.workflows import train_model
 
 pytestmark = pytest.mark.data
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # on a shared, loaded machine more threads are slower, not faster
-    yield
-    torch.set_num_threads(old)
 
 
 def test_lenet5_learns_mnist_in_one_epoch_on_10k_images(store) -> None:
