@@ -34,7 +34,15 @@ class FGSMRS(Defense):
         guard_drop (float): a drop of the check's accuracy by more than this from the best is a collapse
             (default 0.2).
         guard_n (int): training images in the guard's fixed check batch (default 256).
+        guard_gap (float): training accuracy (on the FGSM examples) above the check's PGD accuracy by more
+            than this after the last epoch is recorded as a ``gap`` event: the model never became robust
+            (default 0.5).
     Cost: 2 forward + backward passes per batch (plus the guard's check once per epoch).
+    Reproduction (MNIST, fastcnn, eps 0.3, the paper's settings): ``rbc defend --defense fgsm-rs -m fastcnn
+    -d mnist -t linf:0.3 --alpha 0.375 --epochs 10 --lr 5e-3 --weight-decay 0 --batch-size 100`` gave
+    98.3% clean and 87.6% PGD-10 accuracy here (500 test images, one seed, on CPU). With the
+    loop's MNIST defaults instead (lr 3e-3, weight decay 5e-4, batch 128) PGD accuracy stayed at 0: the
+    guard's ``gap`` event.
 
     Example::
 
@@ -42,7 +50,7 @@ class FGSMRS(Defense):
     """
 
     defaults: dict[str, Any] = {"alpha": None, "random_start": True, "guard": True, "guard_steps": 5,
-                                "guard_drop": 0.2, "guard_n": 256}
+                                "guard_drop": 0.2, "guard_n": 256, "guard_gap": 0.5}
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
         if params["alpha"] is None:
@@ -51,6 +59,7 @@ class FGSMRS(Defense):
         positive(params, "guard_steps", self.name, integer=True)
         positive(params, "guard_drop", self.name)
         positive(params, "guard_n", self.name, integer=True)
+        positive(params, "guard_gap", self.name)
         params["random_start"], params["guard"] = bool(params["random_start"]), bool(params["guard"])
         self.guard: OverfitGuard | None = None
         return params
@@ -59,7 +68,8 @@ class FGSMRS(Defense):
         if not self.p["guard"]:
             return []
         self.guard = OverfitGuard(self.threat, config.epochs, steps=self.p["guard_steps"],
-                                  drop=self.p["guard_drop"], n=self.p["guard_n"], seed=config.seed)
+                                  drop=self.p["guard_drop"], gap=self.p["guard_gap"], n=self.p["guard_n"],
+                                  seed=config.seed)
         return [self.guard]
 
     def report(self) -> dict[str, Any]:

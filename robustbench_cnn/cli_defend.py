@@ -22,6 +22,17 @@ DEFENSE_NAMES = ("standard", "pgd-at", "fgsm-rs", "trades", "mart", "free-at")
 _input_errors = input_errors
 
 
+def _describe(event: dict[str, Any]) -> str:
+    """One guard event in words (``collapse at epoch 4: PGD 0.70 -> 0.20``)."""
+    if event["event"] == "gap":
+        what = f"train {event['before']:.2f} vs PGD {event['after']:.2f}"
+    elif event["event"] == "restored":
+        what = f"epoch {event['best_epoch']} restored, PGD {event['before']:.2f} -> {event['after']:.2f}"
+    else:
+        what = f"PGD {event['before']:.2f} -> {event['after']:.2f}"
+    return f"{event['event']} at epoch {event['epoch']}: {what}"
+
+
 @click.command("defend")
 @click.option("--defense", required=True, help=f"Training recipe: {' | '.join(DEFENSE_NAMES)}.")
 @click.option("--threat", "-t", required=True, help="Training threat model NORM:EPS, e.g. linf:0.3, linf:8/255, l2:0.5.")
@@ -74,8 +85,7 @@ def defend_command(defense: str, threat: str, arch: str, dataset: str, epochs: i
     n = int(result.epochs["eval_n"].iloc[0])
     out.print(_table(f"{result.card.name}: per epoch (clean / PGD-{eval_steps} on {n} test images)",
                      rows.to_dict("records")))
-    events = "; ".join(f"{e['event']} at epoch {e['epoch']} ({e['before']:.2f} -> {e['after']:.2f})"
-                       for e in result.guard_events) or ("none" if "guard" in result.report else "-")
+    events = "; ".join(_describe(e) for e in result.guard_events) or ("none" if "guard" in result.report else "-")
     out.print(_table("defended", [{
         "checkpoint": result.card.name, "defense": recipe.name, "threat": str(threat_model),
         "clean_acc": result.clean_accuracy, f"pgd{eval_steps}_acc": result.pgd_accuracy,

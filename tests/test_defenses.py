@@ -250,6 +250,18 @@ def test_guard_restores_the_best_state_after_a_collapse() -> None:
     assert all(torch.equal(v, states[3][k]) for k, v in model.state_dict().items())
 
 
+def test_guard_flags_a_gap_between_training_and_pgd_accuracy() -> None:
+    """Overfitting from the start: FGSM training accuracy high, PGD accuracy never rose (no drop to see);
+    flagged after the last epoch only (an early gap often heals: FGSM-RS on MNIST shows one for 4 epochs)."""
+    model, _, _ = _tiny()
+    guard = OverfitGuard(THREAT, epochs=3)
+    for epoch, (train_acc, pgd_acc) in enumerate([(0.3, 0.05), (0.72, 0.01), (0.95, 0.0)], start=1):
+        guard.update(epoch, pgd_acc, model, train_accuracy=train_acc)
+    assert guard.fired and guard.restored_epoch is None
+    assert guard.events == [{"event": "gap", "epoch": 3, "best_epoch": 1, "before": 0.95, "after": 0.0}]
+    json.dumps(guard.report(), allow_nan=False)
+
+
 @pytest.mark.parametrize("accuracies, fired", [
     ([0.4, 0.5, 0.35, 0.6], False),  # a dip of 0.15 < drop
     ([0.4, 0.7, 0.2, 0.65], True),  # collapses at epoch 3, recovers by the end
@@ -271,7 +283,8 @@ def test_guard_fires_on_a_planted_collapse(defended, tmp_path: Path) -> None:
                  eval_steps=5, init_from=str(runs["pgd-at"].folder), random_start=False, guard_n=128)
     report = run.report["guard"]
     assert report["fired"], report["history"]
-    collapse, restored = run.guard_events[0], run.guard_events[-1]
+    collapse = next(e for e in run.guard_events if e["event"] == "collapse")
+    restored = run.guard_events[-1]
     assert collapse["event"] == "collapse" and collapse["before"] - collapse["after"] > 0.2
     assert restored["event"] == "restored" and restored["epoch"] == 10
     assert report["restored_epoch"] == restored["best_epoch"] < collapse["epoch"]
