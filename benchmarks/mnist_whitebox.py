@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     def add(measure: str, attack: str, eps: float, value: float, target: str, ok: bool | None, seconds: float,
             n: int | None = None, extra: dict | None = None) -> None:
+        verdict = "" if ok is None else ("yes" if ok else "NO")
         rows.append({**base, "n": n if n is not None else len(y), "measure": measure, "attack": attack,
-                     "eps": eps, "value": value, "target": target, "pass": "" if ok is None else ("yes" if ok else "NO"),
+                     "eps": eps, "value": value, "target": target, "pass": verdict,
                      "seconds": round(seconds, 2), "load_avg": _load_avg(), "extra": json.dumps(extra or {})})
 
     add("clean accuracy (full 10k test)", "-", 0.0, clean_full, "> 0.985", clean_full > 0.985, train_s,
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     df.to_csv(out.with_suffix(".csv"), index=False)
     shown = df[["measure", "attack", "eps", "n", "value", "target", "pass", "seconds", "load_avg"]]
     md = _markdown(shown)
-    cmd = "RBC_DATA_DIR=../shared/data python benchmarks/mnist_whitebox.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "RBC_DATA_DIR=../shared/data python benchmarks/mnist_whitebox.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
     out.with_suffix(".md").write_text(f"# MNIST white-box acceptance ({base['model']})\n\n`{cmd.strip()}`\n\n{md}\n"
                                       f"extra:\n\n" + "\n".join(f"- {r['measure']} / {r['attack']}: {r['extra']}"
                                                                 for r in rows) + "\n")

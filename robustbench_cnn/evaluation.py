@@ -338,9 +338,12 @@ def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
                         ev.clean_accuracy, ev.num_classes, input_numel)
     iterative_seen = False
     white_seen = False
+    # broken_by accumulates over the growing ball: count only the points broken at each eps itself
+    attackable = ev.clean_correct & (ev.targets != ev.labels) if ev.targeted else ev.clean_correct
+    before = [attackable] + [o.robust for o in ev.outcomes[:-1]]
     for k, attack in enumerate(ev.attacks):
-        for o in ev.outcomes:
-            new = int((o.broken_by == k).sum()) if o.eps > 0 else 0
+        for o, robust_before in zip(ev.outcomes, before):
+            new = int(((o.broken_by == k) & robust_before).sum()) if o.eps > 0 else 0
             if (attack.kind in ("score", "decision") and white_seen and new
                     and not any(f.code == "black-box-beats-white-box" and f.eps == o.eps for f in flags)):
                 flags.append(flag("black-box-beats-white-box", f"{attack.name} broke {new} more points", o.eps))

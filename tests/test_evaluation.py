@@ -206,3 +206,18 @@ def test_bring_your_own_model(tmp_path) -> None:
                                       str(tmp_path / "w.safetensors"), "--dataset", "imagefolder:/nonexistent",
                                       "--eps", "0.1"])
     assert wrong.exit_code == 2
+
+
+def test_cascade_flags_count_only_points_broken_at_their_own_eps(data) -> None:
+    """broken_by accumulates along the growing ball: a point broken at 0.2 must not be re-counted at 0.21."""
+    import re
+
+    x, y = data
+    weak_pgd = get_attack("pgd", steps=2, abs_stepsize=0.001, random_start=False)
+    ev = evaluate(trained_model(), x, y, "linf", [0.2, 0.21], [weak_pgd, get_attack("fgsm")])
+    counts = {f.eps: int(re.search(r"fgsm broke (\d+) more", f.message).group(1))
+              for f in ev.flags if f.code == "single-step-beats-iterative"}
+    first = int((ev.outcomes[0].broken_by == 1).sum())
+    assert counts[0.2] == first > 0
+    newly = int(((ev.outcomes[1].broken_by == 1) & ev.outcomes[0].robust).sum())
+    assert counts.get(0.21, 0) == (newly if newly > 0.005 * len(y) else 0) < first
