@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import platform
 import statistics
 import sys
@@ -50,21 +49,7 @@ from attacks import get_attack
 from robustbench_cnn.evaluation import evaluate
 from robustbench_cnn.models import build_model
 from robustbench_cnn.types import ThreatModel
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "n/a"
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
+from _util import load_average as _load, markdown_table  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ contenders
@@ -128,6 +113,10 @@ class Probe(nn.Module):
         out = self.model(x)
         self.calls.append((torch.is_grad_enabled(), int(x.shape[0]), time.process_time() - t))
         return out
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    return markdown_table(df, ".4g")
 
 
 def profile_ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, seed: int,

@@ -34,17 +34,10 @@ from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import TrainConfig, accuracy
 from robustbench_cnn.types import Norm, ThreatModel
 from robustbench_cnn.workflows import train_model
+from _util import markdown_table  # noqa: E402
 
 PAPER = {("fgsm", 0.3): 84.24}  # % of the substitute's FGSM examples misclassified by the MNIST oracle
 ATTACKS = {"fgsm": {}, "pgd": {"steps": 40}, "mi-fgsm": {"steps": 10}}
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -138,7 +131,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
               f"accuracy {sub_acc_eval:.4f} and agreement {float(last['agreement']):.4f} on held-out test "
               f"images; substitute training {sub_s:.0f} s; total {time.perf_counter() - t_start:.0f} s; "
               f"torch threads {torch.get_num_threads()}, device {device}.\n\n")
-    out.with_suffix(".md").write_text(header + _markdown(table.drop(columns=["target", "substitute"])))
+    out.with_suffix(".md").write_text(header + markdown_table(table.drop(columns=["target", "substitute"])))
     print(f"substitute: {sub.queries} queries, accuracy {sub_acc_eval:.4f}; written to {out}", flush=True)
     return table
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import StepContext, TrainConfig, accuracy
 from robustbench_cnn.types import ThreatModel
 from robustbench_cnn.workflows import train_model
+from _util import load_average as _load, markdown_table  # noqa: E402
 
 MASKING_FLAGS = ("zero-gradients", "black-box-beats-white-box", "single-step-beats-iterative")
 
@@ -79,21 +79,6 @@ class FGSMNoRandomStart:
             logits = model(x_adv)
         self.last_logits = logits.detach()
         return F.cross_entropy(logits.float() / t, y)
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "n/a"
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def get_model(args: argparse.Namespace, temperature: float) -> tuple[nn.Module, str, bool, float]:
@@ -203,7 +188,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     shown = df[["model", "measure", "robust_acc", "flags", "seconds", "load_avg"]]
     extras = [f"- {r['model']} / {r['measure']}: {r['extra']}" for r in rows if r["extra"] != "{}"]
     report = (f"# Gradient masking on MNIST (linf eps {args.eps}, n={args.n}, seed {args.seed})\n\n`{cmd.strip()}`\n\n"
-              + _markdown(shown) + "\n" + "\n".join(verdicts) + "\n\ncascades:\n\n" + "\n".join(extras) + "\n")
+              + markdown_table(shown) + "\n" + "\n".join(verdicts) + "\n\ncascades:\n\n" + "\n".join(extras) + "\n")
     out.with_suffix(".md").write_text(report)
     print(report)
     return df

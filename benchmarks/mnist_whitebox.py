@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -38,21 +37,7 @@ from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import TrainConfig, accuracy
 from robustbench_cnn.types import ThreatModel
 from robustbench_cnn.workflows import train_model
-
-
-def _load_avg() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover - not on every platform
-        return "n/a"
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
+from _util import load_average as _load_avg, markdown_table  # noqa: E402
 
 
 def get_model(arch: str, epochs: int, store: str | None, data_dir: str | None, seed: int):
@@ -143,7 +128,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     df.to_parquet(out.with_suffix(".parquet"), index=False)
     df.to_csv(out.with_suffix(".csv"), index=False)
     shown = df[["measure", "attack", "eps", "n", "value", "target", "pass", "seconds", "load_avg"]]
-    md = _markdown(shown)
+    md = markdown_table(shown)
     cmd = "RBC_DATA_DIR=../shared/data python benchmarks/mnist_whitebox.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
     out.with_suffix(".md").write_text(f"# MNIST white-box acceptance ({base['model']})\n\n`{cmd.strip()}`\n\n{md}\n"

@@ -17,7 +17,6 @@ The table (one row per model; rewritten after each model, so a partial run keeps
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import time
@@ -28,16 +27,10 @@ import torch
 
 from robustbench_cnn.training import TrainConfig
 from robustbench_cnn.workflows import train_model
+from _util import load_average as _load  # noqa: E402
 
 #: Minimum test accuracy on the full MNIST test set after the default 5 epochs.
 TARGETS = {"lenet5": 0.990, "smallcnn": 0.992}
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # not on every platform
-        return ""
 
 
 def _row(arch: str, dataset: str, config: TrainConfig, subset: int | None, tag: str | None,

@@ -22,7 +22,6 @@ MNIST training set, or the bundled digits when MNIST is absent.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import time
@@ -35,16 +34,10 @@ import torch.nn.functional as F
 from robustbench_cnn.data import is_available, load_split
 from robustbench_cnn.models import build_model
 from robustbench_cnn.training import TrainConfig, fit
+from _util import load_average as _load  # noqa: E402
 
 TARGET = 0.95
 LR, WEIGHT_DECAY = 3e-3, 5e-4
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return ""
 
 
 def _model(arch: str, info) -> torch.nn.Module:
