@@ -14,8 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from robustbench_cnn.cli_errors import InputError, parse_key_values
-from robustbench_cnn.errors import RbcError
+from robustbench_cnn.cli_errors import RbcGroup, parse_key_values
 
 
 
@@ -27,16 +26,6 @@ class _Out:
 
 
 out = _Out()
-
-
-class RbcGroup(click.Group):
-    """A click group that turns library input errors into one-line messages with exit code 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (RbcError, ValueError) as exc:
-            raise InputError(str(exc)) from None
 
 
 # --- shared options (defined once) ----------------------------------------------------------------

@@ -22,7 +22,7 @@ from robustbench_cnn.results import (SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, a
                                      typed_frame)
 from robustbench_cnn.runner import EvalCell, run_cells
 from robustbench_cnn.suite import ModelSpec, Suite
-from robustbench_cnn.types import AttackResult, Norm, ThreatModel
+from robustbench_cnn.types import AttackResult, Norm, ThreatModel, parse_eps
 
 
 @dataclass
@@ -87,11 +87,7 @@ def run_benchmark(suite: Suite, out: str | os.PathLike | None = None, *, resume:
     start = time.perf_counter()
     run_dir = Path(out) if out else Path("results") / new_run_id(suite.name)
     run = RunStore(run_dir)
-    if not resume and run.cells_dir.exists() and any(run.cells_dir.iterdir()):
-        from robustbench_cnn.errors import RbcError
-
-        raise RbcError(f"run folder {run_dir} already holds results: pass --resume to continue it, "
-                       f"or choose another --out")
+    run.check_fresh(resume)
     trained: list[str] = []
     cells: list[EvalCell] = []
     names_by_dataset: dict[str, dict[str, str]] = {}
@@ -108,7 +104,7 @@ def run_benchmark(suite: Suite, out: str | os.PathLike | None = None, *, resume:
                           data_dir=str(data_dir) if data_dir else None, store=str(store) if store else None)
             cells.append(EvalCell(eps=suite.eps, suite=suite.attacks, **common))
             if suite.targeted:
-                cells.append(EvalCell(eps=[parse(e) for e in suite.targeted.get("eps", suite.eps)],
+                cells.append(EvalCell(eps=[parse_eps(e) for e in suite.targeted.get("eps", suite.eps)],
                                       suite=suite.targeted.get("attack", "pgd"), targeted=True,
                                       target_policy=suite.targeted.get("policy", "random"), **common))
     console.print(f"[bold]benchmark {suite.name}[/]: {len(trained)} model(s) trained, {len(cells)} white-box cells")
@@ -130,12 +126,6 @@ def run_benchmark(suite: Suite, out: str | os.PathLike | None = None, *, resume:
         paths = write_report(run_dir, store=store,
                              eps={suite.norm: suite.report_eps} if suite.report_eps is not None else None)
     return BenchmarkResult(run_dir, run.summary(), trained, time.perf_counter() - start, paths)
-
-
-def parse(eps: Any) -> float:
-    from robustbench_cnn.types import parse_eps
-
-    return parse_eps(eps)
 
 
 def _load(name: str, dataset: str, store: Any, data_dir: Any, device: str) -> tuple[torch.nn.Module, Any]:
@@ -198,7 +188,7 @@ def _transfer_matrix(suite: Suite, dataset: str, names: dict[str, str], run: Run
     if path.exists():
         return
     transfer = suite.transfer or {}
-    threat = ThreatModel(Norm.parse(suite.norm), parse(transfer.get("eps", max(suite.eps))))
+    threat = ThreatModel(Norm.parse(suite.norm), parse_eps(transfer.get("eps", max(suite.eps))))
     models = {name: _load(name, dataset, store, data_dir, device)[0] for name in names.values()}
     split = load_split(dataset, "test", n=suite.n, data_dir=data_dir)
     table = transfer_matrix(models, split.x, split.y, threat, transfer.get("attack", "fgsm"), seed=suite.seed)

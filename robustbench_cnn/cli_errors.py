@@ -18,6 +18,24 @@ class InputError(click.ClickException):
         click.echo(f"Error: {self.format_message()}", err=True)
 
 
+class _InputErrorsMixin:
+    """Turns library input errors raised while a command runs into ``InputError``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # type: ignore[misc]
+        except (RbcError, ValueError) as exc:
+            raise InputError(str(exc)) from None
+
+
+class RbcGroup(_InputErrorsMixin, click.Group):
+    """A click group whose subcommands report input errors as one line with exit code 2."""
+
+
+class RbcCommand(_InputErrorsMixin, click.Command):
+    """A click command that reports input errors as one line with exit code 2, also when invoked alone."""
+
+
 def input_errors(fn: Callable) -> Callable:
     """Library input errors (``RbcError``, ``ValueError``) become ``InputError`` (also for a command invoked
     on its own, outside the root group)."""

@@ -251,8 +251,8 @@ def _imagefolder_spec(name: str, root_override: Path | None = None) -> DatasetSp
 # --- public API -----------------------------------------------------------------------------------
 
 def _missing(name: str, path: Path, reason: str = "", how: str = "") -> DataNotFoundError:
-    how = how or (f"put the files there (torchvision layout), or point --data-dir / RBC_DATA_DIR at a folder "
-                  f"that holds them; when online, they are downloaded into the data root")
+    how = how or ("put the files there (torchvision layout), or point --data-dir / RBC_DATA_DIR at a folder "
+                  "that holds them; when online, they are downloaded into the data root")
     why = f" ({reason})" if reason else ""
     return DataNotFoundError(f"dataset {name!r} is not available locally: looked in {path}{why}; {how}")
 

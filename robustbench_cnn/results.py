@@ -142,6 +142,14 @@ class RunStore:
     def run_id(self) -> str:
         return self.dir.name
 
+    def check_fresh(self, resume: bool) -> None:
+        """Refuse a run folder that already holds cells unless resuming (results are never silently mixed)."""
+        if not resume and self.cells_dir.exists() and any(self.cells_dir.iterdir()):
+            from robustbench_cnn.errors import RbcError
+
+            raise RbcError(f"run folder {self.dir} already holds results: pass --resume to continue it, "
+                           f"or choose another --out")
+
     def has_cell(self, cid: str) -> bool:
         return (self.cells_dir / f"{cid}.summary.parquet").exists()
 

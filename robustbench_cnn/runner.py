@@ -116,13 +116,9 @@ def run_cells(cells: list[EvalCell], run_dir: str | os.PathLike | None = None, *
     With ``resume``, cells already in the run folder are skipped; without it, an existing non-empty run
     folder is an error (so results are never silently mixed).
     """
-    from robustbench_cnn.errors import RbcError
-
     run_dir = Path(run_dir) if run_dir else Path("results") / new_run_id()
     store = RunStore(run_dir)
-    if not resume and store.cells_dir.exists() and any(store.cells_dir.iterdir()):
-        raise RbcError(f"run folder {run_dir} already holds results: pass --resume to continue it, "
-                       f"or choose another --out")
+    store.check_fresh(resume)
     store.write_run_json({"argv": sys.argv, "cells": [asdict(c) for c in cells], "executor": executor,
                           **(config or {})})
     todo = [c for c in cells if not store.has_cell(c.id)]

@@ -36,15 +36,6 @@ FAST_PARAMS = {"pgd-at": {"steps": 3}, "trades": {"steps": 3}, "mart": {"steps":
 ADVERSARIAL = [name for name in DEFENSES.list() if name != "standard"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core runner: one intra-op thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def defended(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, DefendedModel]]:
     """Every registered defense trained once (same model, data, seed, threat) into one store."""

@@ -72,14 +72,6 @@ def train_digits_lenet5(temperature: float, seed: int = 0) -> tuple[nn.Module, t
     return model.eval(), test.x, test.y
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def masked():
     return train_digits_lenet5(TEMPERATURE)

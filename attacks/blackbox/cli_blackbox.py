@@ -101,17 +101,7 @@ def _print_df(title: str, df: Any, columns: list[str] | None = None) -> None:
 # --- the commands (built on first access) --------------------------------------------------------
 
 def _error_command_class() -> type:
-    from cli import InputError
-    from robustbench_cnn.errors import RbcError
-
-    class RbcCommand(click.Command):
-        """A command that reports library input errors as one line with exit code 2."""
-
-        def invoke(self, ctx: click.Context) -> Any:
-            try:
-                return super().invoke(ctx)
-            except (RbcError, ValueError) as exc:
-                raise InputError(str(exc)) from None
+    from robustbench_cnn.cli_errors import RbcCommand
 
     return RbcCommand
 
@@ -126,7 +116,8 @@ _attack_arg_opt = click.option("--attack-arg", multiple=True,
 
 
 def _build_proxy_group() -> click.Group:
-    from cli import RbcGroup, common_options
+    from cli import common_options
+    from robustbench_cnn.cli_errors import RbcGroup
 
     @click.group("proxy", cls=RbcGroup)
     def proxy_group() -> None:
