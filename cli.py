@@ -249,8 +249,20 @@ def _run_evaluation(suite: str, attack_params: dict[str, Any], model: str | None
                     batch_size=batch_size, device=device, data_dir=data_dir, store=store, model_def=model_def,
                     weights=weights)
     run = run_cells([cell], out_dir, resume=resume, progress=progress)
-    show_summary(run.summary())
+    summary = run.summary()
+    show_summary(summary)
     out.print(f"results in {run.dir}")
+    if suite == "standard" and model and not model_def and not targeted:
+        from robustbench_cnn.errors import CheckpointError
+        from robustbench_cnn.tradeoff import record_suite_accuracy
+
+        try:
+            recorded = record_suite_accuracy(model, summary, store)
+        except CheckpointError:  # a model that is not a store checkpoint (e.g. a RobustBench name)
+            recorded = {}
+        if recorded:
+            out.print("recorded the standard-suite robust accuracy in the model card (rbc tradeoff): "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in recorded.items()))
 
 
 def show_summary(summary: Any) -> None:

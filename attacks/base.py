@@ -36,6 +36,8 @@ class Attack:
     - ``supports_targeted``: whether user-supplied ``targets`` are accepted;
     - ``deterministic``: the result does not depend on ``seed`` (no randomness at all);
     - ``kind``: ``"white-box"`` (gradients), ``"score"`` (logits only) or ``"decision"`` (labels only);
+    - ``supports_start``: ``perturb`` accepts ``start=`` (warm start from given points, e.g. the last
+      iterates at a smaller epsilon along a robustness curve);
     - ``defaults``: every hyper-parameter with its default; ``Attack(**params)`` overrides them and
       ``self.params`` (recorded in each result) is the full, JSON-serialisable set.
 
@@ -46,6 +48,7 @@ class Attack:
     supports_targeted: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
     kind: ClassVar[str] = "white-box"
+    supports_start: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
     registry_name: ClassVar[str] = ""
 
@@ -81,6 +84,9 @@ class Attack:
         mode with frozen parameters. Draw randomness only from ``generator``. The result need not
         be projected: the caller projects onto the eps ball and [0, 1]. Return the batch, or
         ``(batch, queries)`` with int64 per-sample query counts for black-box attacks.
+
+        Attacks with ``supports_start = True`` also accept a keyword ``start`` (n x C x H x W, inside the
+        ball and [0, 1], or None): the first run starts there instead of at its usual starting point.
         """
         raise NotImplementedError
 
@@ -91,7 +97,8 @@ class Attack:
     @final
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
                  targets: torch.Tensor | None = None, seed: int = 0,
-                 batch_size: int | None = None) -> AttackResult:
+                 batch_size: int | None = None, clean_logits: torch.Tensor | None = None,
+                 start: torch.Tensor | None = None) -> AttackResult:
         """Attack ``model`` on ``(x, y)`` within ``threat``; per-sample results in an AttackResult.
 
         Args:
@@ -104,13 +111,17 @@ class Attack:
             seed: seeds the ``torch.Generator`` handed to ``perturb``: same seed, same result.
             batch_size: attack in mini-batches of this size (default: all points at once).
                 Same seed and same batch_size give the same result.
+            clean_logits: the model's logits on ``x`` (N x K) when the caller already has them, as
+                :func:`~robustbench_cnn.evaluation.evaluate` does: saves the clean forward pass.
+            start: warm-start points (N x C x H x W) for attacks with ``supports_start`` (projected onto
+                the ball and [0, 1] first; ignored by the others); e.g. the previous epsilon's ``x_adv``.
 
         Returns an AttackResult whose ``x_adv[i]`` is the attack's projected output for every
         attacked point (successful or not, useful for transfer) and ``x[i]`` for skipped points
         (misclassified, target == label, or ``eps == 0``); ``perturbation_norm`` is
         ``||x_adv - x||`` in the threat's norm for every point.
         """
-        start = time.perf_counter()
+        t0 = time.perf_counter()
         self._validate(x, y, threat, targets, batch_size)
         y = y.to(x.device)
         targets = targets.to(x.device) if targets is not None else None
@@ -120,8 +131,17 @@ class Attack:
         target = targets.clone() if targets is not None else torch.full_like(y, -1)
         bs = batch_size or max(n, 1)
 
+        if clean_logits is not None:
+            if clean_logits.dim() != 2 or clean_logits.shape[0] != n:
+                raise ValueError(f"clean_logits must be N x K with N = {n}, got {tuple(clean_logits.shape)}")
+        if start is not None and (not isinstance(start, torch.Tensor) or start.shape != x.shape):
+            raise ValueError(f"start must be a tensor of the shape of x {tuple(x.shape)}")
+
         with eval_mode(model), torch.no_grad():
-            pred, num_classes = _predict(model, x, bs)
+            if clean_logits is not None:
+                pred, num_classes = clean_logits.argmax(dim=1).to(x.device), int(clean_logits.shape[1])
+            else:
+                pred, num_classes = _predict(model, x, bs)
             if n:
                 self._validate_classes(y, targets, num_classes)
             clean_correct = pred == y
@@ -135,8 +155,11 @@ class Attack:
                 for chunk in idx.split(bs):
                     xb, yb = x[chunk], y[chunk]
                     tb = targets[chunk] if targets is not None else None
+                    extra = {}
+                    if start is not None and self.supports_start:
+                        extra["start"] = project(start[chunk].to(device=x.device, dtype=x.dtype), xb, threat)
                     with torch.enable_grad():
-                        out = self.perturb(model, xb, yb, threat, tb, generator)
+                        out = self.perturb(model, xb, yb, threat, tb, generator, **extra)
                     adv, q = out if isinstance(out, tuple) else (out, None)
                     adv = self._check_output(adv, xb)
                     adv = project(adv, xb, threat)
@@ -152,7 +175,7 @@ class Attack:
             x_adv=x_adv, success=success, clean_correct=clean_correct,
             perturbation_norm=threat.norm.measure(x_adv - x), pred_adv=pred_adv, target=target,
             queries=queries, threat=threat, attack=self.name,
-            elapsed_s=time.perf_counter() - start, params=dict(self.params))
+            elapsed_s=time.perf_counter() - t0, params=dict(self.params))
 
     # ----------------------------------------------------------------------------- robustness curve
     def robustness_curve(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -163,20 +186,27 @@ class Attack:
 
         A point broken at a smaller epsilon counts as broken at every larger one (its ``x_adv`` lies
         in the larger ball too), and each epsilon attacks only the points still robust, so the
-        robust accuracy is non-increasing along the curve by construction.
+        robust accuracy is non-increasing along the curve by construction. The clean forward pass
+        runs once, and attacks with ``supports_start`` (PGD) warm-start each still-robust point at
+        its last iterate from the previous epsilon.
         """
         norm = norm if isinstance(norm, Norm) else Norm.parse(str(norm))
         eps_sorted = sorted(float(e) for e in eps_list)
         if not eps_sorted:
             raise ValueError("eps_list is empty: give at least one epsilon")
+        self._validate(x, y, ThreatModel(norm, eps_sorted[0]), targets, batch_size)
+        with eval_mode(model), torch.no_grad():
+            logits = torch.cat([model(xb) for xb in x.split(batch_size or max(x.shape[0], 1))]) \
+                if x.shape[0] else None
         results: list[AttackResult] = []
         prev: AttackResult | None = None
         for eps in eps_sorted:
             threat = ThreatModel(norm, eps)
             if prev is None:
-                res = self(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size)
+                res = self(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size,
+                           clean_logits=logits)
             else:
-                start = time.perf_counter()
+                t0 = time.perf_counter()
                 still = prev.robust.nonzero().flatten()
                 res = AttackResult(
                     x_adv=prev.x_adv.clone(), success=prev.success.clone(),
@@ -185,15 +215,17 @@ class Attack:
                     target=prev.target.clone(), queries=prev.queries.clone(), threat=threat,
                     attack=self.name, params=dict(self.params))
                 if still.numel():
+                    # warm start: the last iterate at the smaller eps lies in the larger ball
                     sub = self(model, x[still], y[still], threat,
                                targets=targets[still] if targets is not None else None,
-                               seed=seed, batch_size=batch_size)
+                               seed=seed, batch_size=batch_size, clean_logits=logits[still],
+                               start=prev.x_adv[still] if self.supports_start else None)
                     res.x_adv[still] = sub.x_adv
                     res.success[still] = sub.success
                     res.perturbation_norm[still] = sub.perturbation_norm
                     res.pred_adv[still] = sub.pred_adv
                     res.queries[still] = sub.queries
-                res.elapsed_s = time.perf_counter() - start
+                res.elapsed_s = time.perf_counter() - t0
             results.append(res)
             prev = res
         return results

@@ -32,7 +32,8 @@ class PGD(Attack):
             foolbox's fixed defaults are linf 0.01/0.3 and l2 0.025: pass them for parity).
         abs_stepsize (float | None): absolute step size; takes precedence over rel_stepsize (default None).
         random_start (bool): start the first restart at a uniform point of the ball (default True);
-            later restarts always start at random points.
+            later restarts always start at random points. A ``start=`` given to the call (warm start,
+            see :meth:`Attack.__call__`) replaces the first restart's starting point.
         restarts (int): number of runs (default 1); each runs only on the points still unbroken,
             and a point keeps the first adversarial example found.
         loss (str): ``ce`` (default), ``margin`` (CW) or ``dlr``; descended toward the target
@@ -57,6 +58,7 @@ class PGD(Attack):
     supports_targeted = True
     deterministic = False
     kind = "white-box"
+    supports_start = True
     defaults = {"steps": 40, "rel_stepsize": None, "abs_stepsize": None, "random_start": True,
                 "restarts": 1, "loss": "ce", "early_stop": True}
 
@@ -74,7 +76,8 @@ class PGD(Attack):
         return float(rel) * threat.eps
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                targets: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+                targets: torch.Tensor | None, generator: torch.Generator,
+                start: torch.Tensor | None = None) -> torch.Tensor:
         p = self.params
         targeted = targets is not None
         labels = targets if targeted else y
@@ -86,7 +89,10 @@ class PGD(Attack):
             if pos.numel() == 0:
                 break
             x0, lab = x[pos], labels[pos]
-            xa = random_start(x0, threat, generator) if (p["random_start"] or restart > 0) else x0
+            if restart == 0 and start is not None:
+                xa = start  # warm start (e.g. the last iterate at a smaller eps); restarts stay random
+            else:
+                xa = random_start(x0, threat, generator) if (p["random_start"] or restart > 0) else x0
             for _ in range(int(p["steps"])):
                 logits, grad = loss_and_grad(model, xa, lab, p["loss"], targeted)
                 if p["early_stop"]:

@@ -153,6 +153,11 @@ def save_checkpoint(model: nn.Module, card: ModelCard, store: str | os.PathLike 
     return folder
 
 
+def update_card(folder: str | os.PathLike, card: ModelCard) -> None:
+    """Rewrite only the card of the checkpoint in ``folder`` (atomically); the weights and their sha256 stay."""
+    _atomic_write_bytes(Path(folder) / CARD_FILE, card.to_json().encode())
+
+
 def resolve_checkpoint(name_or_path: str | os.PathLike, store: str | os.PathLike | None = None) -> Path:
     """A checkpoint folder from a store name (``mnist/lenet5-standard``) or a path to a folder/card."""
     text = str(name_or_path)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from robustbench_cnn.store import ModelCard, list_checkpoints
+from robustbench_cnn.store import ModelCard, list_checkpoints, read_card, resolve_checkpoint, update_card
 
 #: Where an evaluation records the robust accuracy of the standard suite in a model card's ``extra``.
 SUITE_ROBUST_KEY = "suite_robust_accuracy"
@@ -41,7 +41,7 @@ def _float(value: Any) -> float:
 def _suite_accuracy(card: ModelCard) -> float:
     value = card.extra.get(SUITE_ROBUST_KEY)
     if isinstance(value, dict):
-        value = value.get(card.threat or "")
+        value = value.get(card.threat or "", value.get(_threat_key(card.threat)))
     return _float(value)
 
 
@@ -58,6 +58,39 @@ def _row(card: ModelCard) -> dict[str, Any]:
         "guard_fired": None if guard is None else bool(guard.get("fired")), "seed": int(card.seed),
         "created": card.created,
     }
+
+
+def record_suite_accuracy(checkpoint: str | os.PathLike, summary: pd.DataFrame,
+                          store: str | os.PathLike | None = None, suite: str = "standard") -> dict[str, float]:
+    """Record the untargeted worst-case robust accuracy of ``suite`` from a run's ``summary`` in the card of
+    ``checkpoint`` (``extra["suite_robust_accuracy"]``, one entry per ``norm:eps``), where the trade-off table
+    reads it. Returns what was recorded (empty when the summary holds no such rows)."""
+    rows = summary[(summary["suite"] == suite) & (~summary["targeted"].astype(bool))]
+    if rows["attack"].eq("worst-case").any():
+        rows = rows[rows["attack"] == "worst-case"]
+    elif len(rows):
+        rows = rows[rows["attack"] == rows["attack"].iloc[-1]]  # a one-attack suite: its own rows
+    if not len(rows):
+        return {}
+    folder = resolve_checkpoint(checkpoint, store)
+    card = read_card(folder)
+    recorded = {f"{r.norm}:{float(r.eps):g}": float(r.robust_acc) for r in rows.itertuples()}
+    previous = card.extra.get(SUITE_ROBUST_KEY)
+    merged = dict(previous) if isinstance(previous, dict) else {}
+    merged.update(recorded)
+    card.extra[SUITE_ROBUST_KEY] = merged
+    card.extra["suite_eval"] = {"suite": suite, "n": int(rows["n"].iloc[0]), "seed": int(rows["seed"].iloc[0])}
+    update_card(folder, card)
+    return recorded
+
+
+def _threat_key(threat: str | None) -> str:
+    """``linf:0.30`` -> ``linf:0.3`` (the form :func:`record_suite_accuracy` writes)."""
+    norm, _, eps = (threat or "").partition(":")
+    try:
+        return f"{norm}:{float(eps):g}"
+    except ValueError:
+        return threat or ""
 
 
 def tradeoff_table(store: str | os.PathLike | None = None) -> pd.DataFrame:

@@ -320,6 +320,29 @@ def test_tradeoff_table_reads_the_suite_accuracy_an_evaluation_recorded(tmp_path
     assert tradeoff_table(tmp_path)["suite_robust_accuracy"].tolist() == [0.5]
 
 
+def test_rbc_evaluate_standard_records_the_suite_accuracy_for_the_tradeoff_table(tmp_path: Path, defended) -> None:
+    """``rbc evaluate --suite standard`` on a defended checkpoint writes its worst-case robust accuracy into the
+    card, and the trade-off table shows the same figure as the run's summary table; the weights are untouched."""
+    import shutil
+
+    _, runs = defended
+    run = runs["pgd-at"]
+    name = read_card(run.folder).name
+    shutil.copytree(run.folder, tmp_path / "checkpoints" / name)
+    out_dir = tmp_path / "run"
+    args = ["evaluate", "--model", name, "--dataset", "digits", "--threat", "linf", "--eps", "0.05,0.1", "-n", "12",
+            "--store", str(tmp_path), "--out", str(out_dir), "--device", "cpu", "--no-progress"]
+    result = CliRunner().invoke(cli.main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "recorded the standard-suite robust accuracy" in result.output
+    summary = pd.read_parquet(out_dir / "summary.parquet")
+    worst = summary[summary["attack"] == "worst-case"].set_index("eps")["robust_acc"]
+    card = read_card(tmp_path / "checkpoints" / name)
+    assert card.extra[SUITE_ROBUST_KEY] == {"linf:0.05": worst[0.05], "linf:0.1": worst[0.1]}
+    assert tradeoff_table(tmp_path)["suite_robust_accuracy"].tolist() == [worst[0.1]]  # the card's threat, 0.1
+    load_checkpoint(tmp_path / "checkpoints" / name)  # sha256 still matches the card
+
+
 def test_tradeoff_table_of_an_empty_store(tmp_path: Path) -> None:
     table = tradeoff_table(tmp_path)
     assert table.empty and list(table.columns) == list(TRADEOFF_COLUMNS)

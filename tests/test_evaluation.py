@@ -221,3 +221,69 @@ def test_cascade_flags_count_only_points_broken_at_their_own_eps(data) -> None:
     assert counts[0.2] == first > 0
     newly = int(((ev.outcomes[1].broken_by == 1) & ev.outcomes[0].robust).sum())
     assert counts.get(0.21, 0) == (newly if newly > 0.005 * len(y) else 0) < first
+
+
+class _CountingModel(nn.Module):
+    """Counts forward passes without gradient (clean predictions and re-evaluations)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.no_grad_calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            self.no_grad_calls += 1
+        return self.model(x)
+
+
+def test_known_clean_logits_save_the_clean_pass_and_change_nothing(data) -> None:
+    x, y = data
+    model = _CountingModel(trained_model())
+    attack = get_attack("pgd", steps=5, early_stop=False)
+    threat = ThreatModel(Norm.LINF, 0.1)
+    plain = attack(model, x, y, threat, seed=3)
+    calls_plain = model.no_grad_calls
+    with torch.no_grad():
+        logits = model(x)
+    model.no_grad_calls = 0
+    given = attack(model, x, y, threat, seed=3, clean_logits=logits)
+    assert model.no_grad_calls == calls_plain - 1  # the clean forward is skipped, the re-evaluation is not
+    assert torch.equal(plain.x_adv, given.x_adv) and torch.equal(plain.success, given.success)
+    assert torch.equal(plain.clean_correct, given.clean_correct)
+    with pytest.raises(ValueError, match="clean_logits"):
+        attack(model, x, y, threat, clean_logits=logits[:5])
+
+
+def test_warm_start_begins_at_the_given_point_projected(data) -> None:
+    x, y = data
+    model = trained_model()
+    threat = ThreatModel(Norm.LINF, 0.1)
+    inside = (x + 0.05 * torch.sign(torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))).clamp(0, 1)
+    outside = (x + 0.5).clamp(0, 1)
+    zero_steps = get_attack("pgd", steps=0)
+    started = zero_steps(model, x, y, threat, start=inside)
+    attacked = started.clean_correct
+    assert attacked.sum() > 0 and torch.equal(started.x_adv[attacked], inside[attacked])
+    projected = zero_steps(model, x, y, threat, start=outside)
+    assert float((projected.x_adv - x).abs().amax()) <= 0.1 + 1e-6
+    # attacks without warm starts ignore the argument
+    fgsm = get_attack("fgsm")
+    assert torch.equal(fgsm(model, x, y, threat, start=inside).x_adv, fgsm(model, x, y, threat).x_adv)
+    with pytest.raises(ValueError, match="start"):
+        zero_steps(model, x, y, threat, start=inside[:3])
+
+
+def test_warm_started_curve_is_no_weaker_than_fresh_starts(data) -> None:
+    x, y = data
+    model = trained_model()
+    eps = [0.02, 0.04, 0.06, 0.08, 0.1]
+    attack = [get_attack("pgd", steps=10)]
+    warm = evaluate(model, x, y, "linf", eps, attack, seed=0, warm_start=True)
+    fresh = evaluate(model, x, y, "linf", eps, attack, seed=0, warm_start=False)
+    assert warm.robust_accuracy(0.02) == fresh.robust_accuracy(0.02)  # nothing to start from at the first eps
+    assert all(w <= f for (_, w), (_, f) in zip(warm.curve(), fresh.curve()))
+    assert sum(w for _, w in warm.curve()) < sum(f for _, f in fresh.curve())
+    # Attack.robustness_curve warm-starts too and agrees with evaluate on a single attack
+    curve = attack[0].robustness_curve(model, x, y, "linf", eps, seed=0)
+    assert [r.robust_accuracy for r in curve] == [a for _, a in warm.curve()]

@@ -14,7 +14,7 @@ from robustbench_cnn.models import MODELS, NormalizedModel, build_model, head_mo
 
 EXPECTED_NAMES = {
     "lenet5", "smallcnn", "fastcnn", "alexnet", "vgg11_bn", "vgg16_bn", "googlenet", "resnet18",
-    "preact_resnet18", "wide_resnet", "densenet121", "mobilenet_v2",
+    "preact_resnet18", "wide_resnet", "densenet121", "mobilenet_v2", "mlp",
 }
 TORCHVISION_NAMES = ["alexnet", "vgg11_bn", "vgg16_bn", "googlenet", "resnet18", "densenet121", "mobilenet_v2"]
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
@@ -34,6 +34,7 @@ PARAMS_3X32 = {
     "wide_resnet": 2_748_890,
     "densenet121": 6_956_426,
     "mobilenet_v2": 2_236_682,
+    "mlp": 656_810,
 }
 
 
@@ -53,9 +54,9 @@ def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def test_registry_has_exactly_the_twelve_architectures():
+def test_registry_has_exactly_the_expected_architectures():
     assert set(MODELS.list()) == EXPECTED_NAMES
-    assert len(MODELS) == 12
+    assert len(MODELS) == 13  # the twelve CNNs and Papernot's MLP substitute
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_NAMES))
@@ -86,7 +87,7 @@ def test_forward_and_one_sgd_step(name, shape):
 
     model.train()
     _, _, head = head_module(model)
-    stem = next(p for p in model.parameters() if p.dim() == 4)  # the first conv's weight
+    stem = next(p for p in model.parameters() if p.dim() >= 2)  # the first conv's (or the MLP's first) weight
     stem0, head0 = stem.detach().clone(), head.weight.detach().clone()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     opt.zero_grad()
@@ -233,3 +234,11 @@ def test_build_model_rejects_mean_of_the_wrong_length():
 def test_unknown_architecture_suggests_close_names():
     with pytest.raises(KeyError, match="resnet18"):
         MODELS.get("resnet81")
+
+
+def test_mlp_is_papernots_substitute_a():
+    model = _build("mlp", (1, 28, 28))
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 200), (200, 200), (200, 10)]
+    assert sum(p.numel() for p in model.parameters()) == 199_210
+    assert _build("mlp", (1, 8, 8), hidden=(32,))(torch.rand(2, 1, 8, 8)).shape == (2, 10)

@@ -97,3 +97,22 @@ def fastcnn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) 
         nn.ReLU(inplace=True),
         nn.Linear(100, num_classes),
     )
+
+
+@MODELS.register("mlp")
+def mlp(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
+    """The substitute of Papernot, McDaniel, Goodfellow, Jha, Celik, Swami 2017 ("Practical black-box attacks
+    against machine learning", architecture A of their MNIST substitutes, also cleverhans' ``mnist_blackbox``).
+
+    flatten -> fc200 -> ReLU -> fc200 -> ReLU -> fc``num_classes`` (199,210 parameters for 1x28x28, 10
+    classes). Option ``hidden`` (default ``(200, 200)``) sets the hidden widths. Not a CNN: it is here as the
+    proxy of the black-box attack, whose smooth, nearly linear gradients transfer well.
+    """
+    opts = arch_options("mlp", kwargs, hidden=(200, 200))
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_channels * input_size * input_size
+    for hidden in opts["hidden"]:
+        layers += [nn.Linear(width, int(hidden)), nn.ReLU(inplace=True)]
+        width = int(hidden)
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)

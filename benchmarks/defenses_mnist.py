@@ -1,0 +1,178 @@
+"""Adversarial training on MNIST against the published figures: FGSM-RS (Wong et al.), PGD-AT (Madry), TRADES.
+
+Trains ``fastcnn`` (Wong et al.'s MNIST net) with each defense at Linf eps 0.3 through ``defenses.defend`` (the
+same loop as ``rbc defend``; a checkpoint already in ``--store`` under the same tag is reused), then evaluates:
+
+- clean accuracy on the whole MNIST test split (10,000 images);
+- PGD-50 with 10 restarts, step 0.01, random start (Wong et al.'s evaluation) on the first ``--pgd-n`` test
+  images;
+- the ``standard`` suite (PGD-40, then AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square 5000; per-sample worst
+  case) on the first ``--aa-n`` test images; the robust accuracy after the AutoAttack part alone is reported too
+  (``aa_after_cascade``) together with the accuracy after PGD-40 (``pgd40``).
+
+Published references (full test set): Wong et al. 2020 FGSM-RS 98.50 clean / 88.77 PGD-50x10 / 82.93 AutoAttack
+(10 epochs); Madry et al. 2018 98.5 / 89.3 (PGD) / 88.5 AA (larger net, 83 epochs); TRADES (Zhang et al. 2019)
+99.48 / 92.81 AA (SmallCNN, 100 epochs). The 95% Wilson interval of each robust accuracy is given, since on a
+1,000-image subset it is about +-2.3 pp wide.
+
+    RBC_DATA_DIR=../shared/data python benchmarks/defenses_mnist.py --threads 1 --store /tmp/defstore
+
+Writes ``results/benchmarks/defenses_mnist.{parquet,md}`` and the store's trade-off table beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from _util import load_average, markdown_table  # noqa: E402
+from attacks import get_attack
+from defenses.train import defend
+from robustbench_cnn.data import load_split
+from robustbench_cnn.errors import CheckpointError
+from robustbench_cnn.evaluation import evaluate
+from robustbench_cnn.store import load_checkpoint, save_checkpoint
+from robustbench_cnn.tradeoff import SUITE_ROBUST_KEY, write_tradeoff_table
+from robustbench_cnn.training import TrainConfig
+from robustbench_cnn.types import ThreatModel
+
+THREAT = "linf:0.3"
+
+#: Per defense: (epochs, training overrides, defense parameters, published clean / PGD / AA, reference).
+RECIPES: dict[str, dict] = {
+    "fgsm-rs": {"epochs": 10, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100},
+                "params": {"alpha": 0.375},
+                "paper": (98.50, 88.77, 82.93), "reference": "Wong et al. 2020, same net, 10 epochs"},
+    "pgd-at": {"epochs": 4, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100},
+               "params": {"steps": 10},
+               "paper": (98.5, 89.3, 88.5), "reference": "Madry et al. 2018, larger net, 83 epochs, PGD-40"},
+    "trades": {"epochs": 4, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100},
+               "params": {"steps": 10, "beta": 6.0},
+               "paper": (99.48, math.nan, 92.81), "reference": "Zhang et al. 2019, SmallCNN, 100 epochs"},
+}
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> str:
+    """95% Wilson score interval of a proportion ``p`` measured on ``n`` points, as ``lo-hi`` in percent."""
+    if n == 0:
+        return ""
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return f"{100 * (centre - half):.1f}-{100 * (centre + half):.1f}"
+
+
+def train_or_load(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module, object, float]:
+    recipe = RECIPES[name]
+    tag = f"{name}-bench"
+    epochs = args.epochs.get(name, recipe["epochs"])
+    try:
+        model, card = load_checkpoint(f"mnist/fastcnn-{tag}", args.store, "cpu")
+        if card.epochs == epochs:
+            return model.eval(), card, math.nan
+    except CheckpointError:
+        pass
+    config = TrainConfig.for_dataset("mnist", epochs=epochs, device="cpu", seed=args.seed, **recipe["train"])
+    start = time.perf_counter()
+    out = defend(name, "fastcnn", "mnist", THREAT, config, store=args.store, tag=tag, data_dir=args.data_dir,
+                 progress=args.progress, **recipe["params"])
+    return out.model.eval(), out.card, time.perf_counter() - start
+
+
+def evaluate_model(name: str, model: torch.nn.Module, card, wall_s: float, args: argparse.Namespace) -> dict:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    threat = ThreatModel.parse(THREAT)
+    test = load_split("mnist", "test", data_dir=args.data_dir)
+    with torch.no_grad():
+        pred = torch.cat([model(xb).argmax(1) for xb in test.x.split(1000)])
+    clean = float((pred == test.y).float().mean())
+
+    t = time.perf_counter()
+    pgd = get_attack("pgd", steps=50, restarts=10, abs_stepsize=0.01, random_start=True)
+    res = pgd(model, test.x[:args.pgd_n], test.y[:args.pgd_n], threat, seed=args.seed, batch_size=500)
+    pgd_acc, pgd_s = res.robust_accuracy, time.perf_counter() - t
+
+    t = time.perf_counter()
+    ev = evaluate(model, test.x[:args.aa_n], test.y[:args.aa_n], "linf", [0.3], "standard", seed=args.seed,
+                  batch_size=500, progress=args.progress)
+    suite_s = time.perf_counter() - t
+    cumulative = ev.outcomes[-1].cumulative_robust  # after pgd-40, apgd-ce, apgd-t, fab-t, square
+    suite_acc = ev.robust_accuracy(0.3)
+    flags = ";".join(sorted({f.code for f in ev.flags}))
+
+    card.extra[SUITE_ROBUST_KEY] = {THREAT: suite_acc}
+    card.extra["suite_eval"] = {"suite": "standard", "n": args.aa_n, "seed": args.seed}
+    save_checkpoint(model, card, store=args.store)  # same weights; the card now carries the suite figure
+
+    paper = RECIPES[name]["paper"]
+    return {
+        "defense": name, "arch": "fastcnn", "epochs": int(card.epochs), "train_time_s": float(card.train_time_s),
+        "defend_wall_s": wall_s, "guard_fired": bool(((card.extra.get("defense_report") or {}).get("guard") or {})
+                                                     .get("fired", False)),
+        "clean_pct": 100 * clean, "clean_n": len(test.y),
+        "pgd50x10_pct": 100 * pgd_acc, "pgd50x10_ci95": wilson(pgd_acc, args.pgd_n), "pgd_n": args.pgd_n,
+        "pgd50x10_s": pgd_s,
+        "pgd40_pct": 100 * cumulative[0], "suite_pct": 100 * suite_acc, "suite_ci95": wilson(suite_acc, args.aa_n),
+        "suite_n": args.aa_n, "suite_s": suite_s, "suite_flags": flags,
+        "paper_clean": paper[0], "paper_pgd": paper[1], "paper_aa": paper[2],
+        "d_clean_pp": 100 * clean - paper[0], "d_pgd_pp": 100 * pgd_acc - paper[1],
+        "d_aa_pp": 100 * suite_acc - paper[2], "reference": RECIPES[name]["reference"],
+        "threads": torch.get_num_threads(), "load_avg": load_average(), "machine": platform.machine(),
+    }
+
+
+def _epochs(text: str) -> dict[str, int]:
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, _, value = item.partition("=")
+        out[key] = int(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--defenses", default="fgsm-rs,pgd-at,trades")
+    parser.add_argument("--epochs", type=_epochs, default={}, help="overrides, e.g. pgd-at=4,trades=4")
+    parser.add_argument("--pgd-n", type=int, default=1000)
+    parser.add_argument("--aa-n", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--store", default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--out", default="results/benchmarks/defenses_mnist", help="path without extension")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in filter(None, (s.strip() for s in args.defenses.split(","))):
+        model, card, wall_s = train_or_load(name, args)
+        rows.append(evaluate_model(name, model, card, wall_s, args))
+        frame = pd.DataFrame(rows)
+        frame.to_parquet(out.with_suffix(".parquet"), index=False)  # after each defense: partial results survive
+        print(markdown_table(frame[["defense", "epochs", "train_time_s", "clean_pct", "pgd50x10_pct", "pgd40_pct",
+                                    "suite_pct", "suite_ci95"]], ".2f"), flush=True)
+    write_tradeoff_table(args.store, out.with_name(out.name + "_tradeoff.parquet"))
+    cols = ["defense", "epochs", "train_time_s", "guard_fired", "clean_pct", "pgd50x10_pct", "pgd50x10_ci95",
+            "pgd40_pct", "suite_pct", "suite_ci95", "paper_clean", "paper_pgd", "paper_aa", "d_clean_pp", "d_pgd_pp",
+            "d_aa_pp", "pgd50x10_s", "suite_s", "suite_flags", "reference"]
+    text = [f"# Defenses on MNIST (fastcnn, {THREAT}, {args.threads} thread(s), {platform.machine()})", "",
+            "`python benchmarks/defenses_mnist.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`", "",
+            f"clean on 10,000 test images; PGD-50x10 (step 0.01) on the first {args.pgd_n}; standard suite "
+            f"(PGD-40 + AutoAttack standard, worst case) on the first {args.aa_n}; 95% Wilson intervals.", "",
+            markdown_table(frame[cols], ".2f")]
+    out.with_suffix(".md").write_text("\n".join(text))
+    return frame
+
+
+if __name__ == "__main__":
+    main()
