@@ -1,7 +1,8 @@
 """PGD throughput against foolbox, torchattacks, ART and the forward+backward bound; cost of an 8-epsilon curve.
 
 Part 1, throughput. One model (``--model``, default ``smallcnn`` on 1x28x28, seeded random weights, eval mode,
-parameters frozen for every contender), one batch (``--batch``, default 256, uniform noise in [0, 1]) labelled
+parameters frozen for every contender, or with ``--params trainable`` left as training leaves them: ours freezes
+them during the attack, the libraries do not), one batch (``--batch``, default 256, uniform noise in [0, 1]) labelled
 with the model's own predictions (so every point is clean-correct and every contender attacks every point), PGD
 linf eps 0.3, ``--steps`` (10) steps of ``2.5 * eps / steps``, random start, cross-entropy:
 
@@ -16,7 +17,8 @@ linf eps 0.3, ``--steps`` (10) steps of ``2.5 * eps / steps``, random start, cro
   least work that yields a robust accuracy (reported beside, not counted as a library);
 - ``art``: ``ProjectedGradientDescentPyTorch(max_iter=steps, eps_step, num_random_init=1)`` on a
   ``PyTorchClassifier`` (numpy in and out, as ART's API is);
-- ``bound``: a plain loop of ``steps`` x (forward, CE, ``torch.autograd.grad`` w.r.t. the input) on the batch.
+- ``bound``: a plain loop of ``steps`` x (forward, CE, ``torch.autograd.grad`` w.r.t. the input) on the batch,
+  parameters frozen.
 
 Repetitions are interleaved (the order rotates each round) after one warm-up call each; the figure is the median of
 ``images * steps / seconds``. Targets: ours >= the fastest library, ours >= 0.95 x bound. A profile of one call of
@@ -106,12 +108,17 @@ def make_contenders(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
         return torch.from_numpy(art_attack.generate(x_np, y_np))
 
     def run_bound() -> torch.Tensor:
+        flags = [p.requires_grad for p in model.parameters()]
+        for p in model.parameters():  # the least work a gradient step needs: no parameter gradients
+            p.requires_grad_(False)
         xa = x.clone()
         for _ in range(steps):
             xa.requires_grad_(True)
             loss = F.cross_entropy(model(xa), y)
             (grad,) = torch.autograd.grad(loss, [xa])
             xa = xa.detach()
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
         return xa
 
     return {"ours": run_ours, "ours (clean logits known)": run_ours_known, "foolbox": run_foolbox,
@@ -266,6 +273,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--eps", type=float, default=0.3)
+    parser.add_argument("--params", choices=["frozen", "trainable"], default="frozen",
+                        help="frozen: requires_grad off for every contender; trainable: the model as training leaves "
+                             "it (ours freezes the parameters itself during an attack, the libraries do not)")
     parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions (after a warm-up)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -288,8 +298,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     torch.manual_seed(args.seed)
     model = build_model(args.model, in_channels=args.channels, num_classes=10, input_size=args.size,
                         mean=[0.5] * args.channels, std=[0.5] * args.channels).to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    for p in model.parameters():  # "trainable": as a trained or loaded model is held; only ours freezes them
+        p.requires_grad_(args.params == "trainable")
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand(args.batch, args.channels, args.size, args.size, generator=gen).to(device)
     with torch.no_grad():
@@ -325,7 +335,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                      "vs_fastest_lib_cpu": med_c[fastest_c] / med_c[k],
                      "vs_fastest_lib_wall": med_w[fastest_w] / med_w[k], "model": args.model,
                      "input": f"{args.channels}x{args.size}x{args.size}", "batch": args.batch, "steps": args.steps,
-                     "reps": args.reps, "threads": args.threads, "device": str(device),
+                     "reps": args.reps, "params": args.params, "threads": args.threads, "device": str(device),
                      "load_avg_first_last": f"{loads[0]} | {loads[-1]}"})
     df = pd.DataFrame(rows)
     prof = profile_ours(model, x, y, args.eps, args.steps, args.seed, reps=max(3, args.reps // 2))
@@ -347,7 +357,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                          f">= 0.95 x bound: {'yes' if med['bound'] / med[who] >= 0.95 else 'NO'} "
                          f"({med['bound'] / med[who]:.3f})"]
     text = [f"# PGD throughput ({args.model} {args.channels}x{args.size}x{args.size}, batch {args.batch}, "
-            f"{args.steps} steps, {args.threads} thread(s), {device}, {platform.processor() or platform.machine()})",
+            f"{args.steps} steps, parameters {args.params}, {args.threads} thread(s), {device}, "
+            f"{platform.processor() or platform.machine()})",
             "", f"`{cmd.strip()}`", "",
             "CPU time is the process's (time.process_time, 1 thread): on a shared machine it does not count the time "
             "spent waiting for a core, so it is the steadier figure; wall time is shown beside it.", "",

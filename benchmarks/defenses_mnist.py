@@ -71,7 +71,7 @@ def wilson(p: float, n: int, z: float = 1.96) -> str:
 
 def train_or_load(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module, object, float]:
     recipe = RECIPES[name]
-    tag = f"{name}-bench"
+    tag = ("bench" if args.normalize else "bench-raw") + (f"-s{args.seed}" if args.seed else "")
     epochs = args.epochs.get(name, recipe["epochs"])
     try:
         model, card = load_checkpoint(f"mnist/fastcnn-{tag}", args.store, "cpu")
@@ -79,7 +79,8 @@ def train_or_load(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module,
             return model.eval(), card, math.nan
     except CheckpointError:
         pass
-    config = TrainConfig.for_dataset("mnist", epochs=epochs, device="cpu", seed=args.seed, **recipe["train"])
+    config = TrainConfig.for_dataset("mnist", epochs=epochs, device="cpu", seed=args.seed, normalize=args.normalize,
+                                     **recipe["train"])
     start = time.perf_counter()
     out = defend(name, "fastcnn", "mnist", THREAT, config, store=args.store, tag=tag, data_dir=args.data_dir,
                  progress=args.progress, **recipe["params"])
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--store", default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=False,
+                        help="normalize inputs with MNIST's mean/std inside the model (the papers' nets do not)")
     parser.add_argument("--out", default="results/benchmarks/defenses_mnist", help="path without extension")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

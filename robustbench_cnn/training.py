@@ -44,6 +44,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     freeze: str | None = None  # "features": train only the classifier head
+    normalize: bool = True  # False: the net sees raw [0, 1] pixels (no dataset mean/std), as the MNIST papers' nets
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:

@@ -29,10 +29,11 @@ class TrainedModel:
 
 
 def _fresh_or_transferred(arch: str, train: Split, init_from: str | None, store: str | os.PathLike | None,
-                          arch_kwargs: dict[str, Any]) -> tuple[NormalizedModel, str, dict[str, Any]]:
+                          arch_kwargs: dict[str, Any], normalize: bool = True
+                          ) -> tuple[NormalizedModel, str, dict[str, Any]]:
     info = train.info
     if not init_from:
-        mean, std = list(info.mean), list(info.std)
+        mean, std = (list(info.mean), list(info.std)) if normalize else (None, None)
         model = build_model(arch, in_channels=info.channels, num_classes=info.num_classes, input_size=info.size,
                             mean=mean, std=std, **arch_kwargs)
         return model, arch, arch_kwargs
@@ -59,7 +60,7 @@ def train_model(arch: str, dataset: str, config: TrainConfig, *, recipe: Recipe 
     seed_everything(config.seed, config.deterministic)  # model initialisation is part of the seeded run
     train = load_split(dataset, "train", n=subset, seed=config.seed, data_dir=data_dir)
     test = load_split(dataset, "test", n=eval_n, data_dir=data_dir)
-    model, arch, arch_kwargs = _fresh_or_transferred(arch, train, init_from, store, arch_kwargs)
+    model, arch, arch_kwargs = _fresh_or_transferred(arch, train, init_from, store, arch_kwargs, config.normalize)
     recipe_name = getattr(recipe, "name", "standard")
     name = checkpoint_name(train.info.slug, arch, recipe_name, tag)
     result = fit(model, train.x, train.y, config, recipe=recipe, callbacks=callbacks, progress=progress,
