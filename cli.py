@@ -147,6 +147,9 @@ def train_options(fn: Callable) -> Callable:
         click.option("--amp/--no-amp", default=False, help="Mixed precision on CUDA (bf16, else fp16)."),
         click.option("--channels-last/--no-channels-last", default=False, help="channels_last memory on CUDA."),
         click.option("--deterministic/--no-deterministic", default=False, help="Deterministic kernels."),
+        click.option("--normalize/--no-normalize", default=True, show_default=True,
+                     help="Normalize inputs with the dataset's mean/std inside the model (--no-normalize: raw "
+                          "[0, 1] pixels, as the MNIST robustness papers' nets)."),
         click.option("--tag", default=None, help="Suffix of the checkpoint name."),
         click.option("--arch-arg", multiple=True, help="Architecture argument KEY=VALUE (e.g. depth=16)."),
         common_options,
@@ -160,7 +163,7 @@ def train_options(fn: Callable) -> Callable:
               help="With --init-from: train only the classifier head.")
 def train(arch: str, dataset: str, epochs: int | None, batch_size: int | None, lr: float | None,
           optimizer: str | None, schedule: str, weight_decay: float, augment: bool | None, subset: int | None, amp: bool, channels_last: bool,
-          deterministic: bool, tag: str | None, arch_arg: tuple[str, ...], data_dir: str | None,
+          deterministic: bool, normalize: bool, tag: str | None, arch_arg: tuple[str, ...], data_dir: str | None,
           store: str | None, device: str, seed: int, progress: bool, init_from: str | None,
           freeze: str | None) -> None:
     """Train a standard model and save it to the model store."""
@@ -176,7 +179,7 @@ def train(arch: str, dataset: str, epochs: int | None, batch_size: int | None, l
     config = TrainConfig.for_dataset(dataset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                      schedule=schedule, weight_decay=weight_decay, augment=augment, amp=amp,
                                      channels_last=channels_last, deterministic=deterministic, device=device,
-                                     seed=seed, freeze=freeze)
+                                     seed=seed, freeze=freeze, normalize=normalize)
     trained = train_model(arch, dataset, config, store=store, tag=tag, subset=subset, data_dir=data_dir,
                           init_from=init_from, arch_kwargs=_parse_kv(arch_arg), progress=progress)
     card = trained.card

@@ -51,7 +51,7 @@ def _describe(event: dict[str, Any]) -> str:
 def defend_command(defense: str, threat: str, arch: str, dataset: str, epochs: int | None, batch_size: int | None,
                    lr: float | None, optimizer: str | None, schedule: str, weight_decay: float,
                    augment: bool | None, subset: int | None, amp: bool, channels_last: bool, deterministic: bool,
-                   tag: str | None, arch_arg: tuple[str, ...], data_dir: str | None, store: str | None, device: str,
+                   normalize: bool, tag: str | None, arch_arg: tuple[str, ...], data_dir: str | None, store: str | None, device: str,
                    seed: int, progress: bool, alpha: str | None, steps: int | None, beta: float | None,
                    replays: int | None, guard: bool | None, defense_arg: tuple[str, ...], eval_n: int,
                    eval_steps: int, init_from: str | None) -> None:
@@ -77,7 +77,7 @@ def defend_command(defense: str, threat: str, arch: str, dataset: str, epochs: i
     config = TrainConfig.for_dataset(dataset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                      schedule=schedule, weight_decay=weight_decay, augment=augment, amp=amp,
                                      channels_last=channels_last, deterministic=deterministic, device=device,
-                                     seed=seed)
+                                     seed=seed, normalize=normalize)
     result = defend(recipe, arch, dataset, threat_model, config, eval_n=eval_n, eval_steps=eval_steps, store=store,
                     tag=tag, data_dir=data_dir, subset=subset, init_from=init_from,
                     arch_kwargs=_parse_kv(arch_arg), progress=progress)

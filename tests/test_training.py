@@ -28,6 +28,21 @@ def test_same_seed_same_weights(store) -> None:
     assert not torch.equal(c.model.state_dict()["net.0.weight"], sa["net.0.weight"])
 
 
+def test_normalize_false_trains_on_raw_pixels(store) -> None:
+    """The MNIST papers' nets see raw [0, 1] pixels: normalize=False builds the model with mean 0 and std 1, and
+    the card and the reloaded model say so."""
+    config = TrainConfig.for_dataset("digits", epochs=1, batch_size=64, normalize=False)
+    raw = train_model("fastcnn", "digits", config, tag="raw", progress=False)
+    assert raw.card.mean == [0.0] and raw.card.std == [1.0]
+    assert raw.card.hyperparameters["normalize"] is False
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.equal(raw.model(x), raw.model.net(x))  # the wrapper is the identity on the input
+    assert torch.equal(load_model("digits/fastcnn-standard-raw", device="cpu")(x), raw.model(x))
+    normalized = train_model("fastcnn", "digits", TrainConfig.for_dataset("digits", epochs=1, batch_size=64),
+                             tag="norm", progress=False)
+    assert normalized.card.std != [1.0]
+
+
 def make_grey_folder(root, classes=("a", "b", "c"), size=8, per_class=20):
     """A tiny ImageFolder of grey images whose class is the brightness of the left half."""
     import numpy as np
