@@ -194,6 +194,18 @@ def loss_and_grad(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor,
     return logits.detach(), grad.detach()
 
 
+def eot_loss_and_grad(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, loss: str, targeted: bool,
+                      samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`loss_and_grad` averaged over ``samples`` passes (expectation over transformation, Athalye et al.
+    2018): for randomized models, the mean gradient estimates the gradient of the expected loss. Returns the
+    mean logits and the mean gradient; ``samples == 1`` is exactly :func:`loss_and_grad`."""
+    logits, grad = loss_and_grad(model, x, labels, loss, targeted)
+    for _ in range(int(samples) - 1):
+        more_logits, more_grad = loss_and_grad(model, x, labels, loss, targeted)
+        logits, grad = logits + more_logits, grad + more_grad
+    return (logits / samples, grad / samples) if samples > 1 else (logits, grad)
+
+
 def is_adversarial(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
     """Per-sample success from logits: ``argmax != y`` (untargeted) or ``argmax == target``."""
     pred = logits.argmax(dim=1)

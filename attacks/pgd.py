@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from attacks.base import Attack
-from attacks.functional import is_adversarial, loss_and_grad, normalize_step, project, random_start
+from attacks.functional import eot_loss_and_grad, is_adversarial, normalize_step, project, random_start
 from attacks.registry import ATTACKS
 from robustbench_cnn.types import Norm, ThreatModel
 
@@ -41,9 +41,13 @@ class PGD(Attack):
         early_stop (bool): stop attacking a point as soon as an iterate is adversarial and keep that
             iterate (default True; free, the logits come with each gradient). False keeps only the
             final iterate of each run, as foolbox does.
+        eot_samples (int): gradient samples averaged per step, expectation over transformation for
+            randomized models (Athalye, Carlini & Wagner 2018; default 1). ``evaluate`` raises it to 20
+            when the model is randomized.
 
     Targeted: yes. Deterministic: only with ``random_start=False`` and ``restarts=1``.
-    Cost: ``steps`` forward+backward passes per restart on the still-unbroken points, plus one forward.
+    Cost: ``steps * eot_samples`` forward+backward passes per restart on the still-unbroken points, plus
+    one forward.
 
     Shapes: x ``N x C x H x W`` in [0, 1]; y ``[N]`` int64; targets ``[N]`` int64 or None.
 
@@ -60,12 +64,14 @@ class PGD(Attack):
     kind = "white-box"
     supports_start = True
     defaults = {"steps": 40, "rel_stepsize": None, "abs_stepsize": None, "random_start": True,
-                "restarts": 1, "loss": "ce", "early_stop": True}
+                "restarts": 1, "loss": "ce", "early_stop": True, "eot_samples": 1}
 
     def __init__(self, **params):
         super().__init__(**params)
         if int(self.params["steps"]) < 0 or int(self.params["restarts"]) < 1:
             raise ValueError("pgd needs steps >= 0 and restarts >= 1")
+        if int(self.params["eot_samples"]) < 1:
+            raise ValueError("pgd needs eot_samples >= 1")
 
     def stepsize(self, threat: ThreatModel) -> float:
         if self.params["abs_stepsize"] is not None:
@@ -94,7 +100,7 @@ class PGD(Attack):
             else:
                 xa = random_start(x0, threat, generator) if (p["random_start"] or restart > 0) else x0
             for _ in range(int(p["steps"])):
-                logits, grad = loss_and_grad(model, xa, lab, p["loss"], targeted)
+                logits, grad = eot_loss_and_grad(model, xa, lab, p["loss"], targeted, int(p["eot_samples"]))
                 if p["early_stop"]:
                     hit = is_adversarial(logits, lab, targeted)
                     if hit.any():

@@ -36,6 +36,11 @@ SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
              ("apgd-t", {}), ("fab-t", {}), ("square", {"n_queries": 5000, "n_restarts": 1}), ("fgsm", {})],
 }
 
+#: Gradient samples per step for randomized models (AutoAttack's ``rand`` version uses 20 for APGD).
+EOT_SAMPLES = 20
+#: The parameter through which each attack takes EOT samples.
+EOT_PARAMS = ("eot_samples", "eot_iter")
+
 #: Fraction of points a single-step attack may break beyond the iterative ones before it is flagged (an
 #: isolated point is noise; AutoAttack-style black-box checks flag any point).
 SINGLE_STEP_TOLERANCE = 0.005
@@ -230,7 +235,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | st
              eps_list: Iterable[float], attacks: str | Sequence[Any] = "quick", *,
              targeted: bool = False, target_policy: str = "random", seed: int = 0,
              batch_size: int | None = 256, progress: bool = False,
-             device: str | torch.device | None = None, warm_start: bool = True) -> Evaluation:
+             device: str | torch.device | None = None, warm_start: bool = True,
+             eot: int | None = None) -> Evaluation:
     """Evaluate ``model`` on ``(x, y)`` against a cascade of attacks for each epsilon.
 
     Args:
@@ -248,6 +254,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | st
             at their own last iterate from the previous epsilon (it lies in the larger ball) instead of a fresh
             random start; later restarts stay random. Default True: it continues the ascent instead of
             repeating it, so the curve is cheaper and no weaker (``benchmarks/attack_throughput.py``).
+        eot: gradient samples per step for the attacks that take them (PGD ``eot_samples``, APGD ``eot_iter``).
+            None (default): 1, or :data:`EOT_SAMPLES` (20) when two passes of the model differ (a randomized
+            defense), with an ``eot`` flag; attacks that cannot average gradients run unchanged.
     Returns:
         An :class:`Evaluation` whose ``robust_accuracy(eps)`` is the per-sample worst case over the attacks.
     """
@@ -274,6 +283,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | st
         y_cpu = y.cpu()
         targets = pick_targets(target_policy, logits, y_cpu, seed) if targeted else torch.full_like(y_cpu, -1)
         flags = model_flags(model, x, y, was_training)
+        samples = eot if eot is not None else (EOT_SAMPLES if any(f.code == "randomized" for f in flags) else 1)
+        if samples > 1:
+            chain, changed = with_eot(chain, samples)
+            if changed:
+                flags.append(flag("eot", f"{samples} samples per step in {', '.join(changed)}"))
         outcomes = _run_cascade(model, x, y, logits, targets, norm, eps_sorted, chain, targeted, seed,
                                 batch_size, progress, warm_start)
     finally:
@@ -282,6 +296,20 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | st
                             outcomes, flags, int(logits.shape[1]), seed)
     evaluation.flags.extend(_cascade_flags(evaluation, int(x[0].numel())))
     return evaluation
+
+
+def with_eot(chain: list[Attack], samples: int) -> tuple[list[Attack], list[str]]:
+    """``chain`` with each attack that averages gradients (an :data:`EOT_PARAMS` parameter) rebuilt with
+    ``samples`` gradient samples per step; returns the chain and the names of the attacks changed."""
+    out, changed = [], []
+    for attack in chain:
+        key = next((k for k in EOT_PARAMS if k in attack.defaults), None)
+        if key is None or int(attack.params[key]) >= samples:
+            out.append(attack)
+            continue
+        out.append(type(attack)(**{**attack.params, key: samples}))
+        changed.append(attack.name)
+    return out, changed
 
 
 def _run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor,

@@ -36,6 +36,8 @@ EXPLANATIONS = {
                   "the batch; evaluations run in eval mode, but check how the model is meant to be used",
     "randomized": "two forward passes on the same input differ: the defense is randomized, so gradient attacks "
                   "need expectation over transformation (EOT) and robust accuracy may be over-stated",
+    "eot": "the model is randomized, so the gradient attacks averaged several gradient samples per step "
+           "(expectation over transformation, Athalye et al. 2018; AutoAttack's rand version uses 20)",
     "probabilities": "outputs look like probabilities (non-negative, rows sum to 1), not logits: a softmax "
                      "inside the model flattens cross-entropy gradients and weakens gradient attacks",
     "zero-gradients": "some inputs have an all-zero loss gradient: gradient-based attacks cannot move them, "

@@ -287,3 +287,54 @@ def test_warm_started_curve_is_no_weaker_than_fresh_starts(data) -> None:
     # Attack.robustness_curve warm-starts too and agrees with evaluate on a single attack
     curve = attack[0].robustness_curve(model, x, y, "linf", eps, seed=0)
     assert [r.robust_accuracy for r in curve] == [a for _, a in warm.curve()]
+
+
+class _NoisyInput(nn.Module):
+    """A randomized defense: Gaussian noise on the input before the classifier."""
+
+    def __init__(self, model: nn.Module, sigma: float = 0.2) -> None:
+        super().__init__()
+        self.model, self.sigma = model, sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x + self.sigma * torch.randn_like(x))
+
+
+class _GradCounter(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.grad_calls = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.grad_calls += int(torch.is_grad_enabled())
+        return self.model(x)
+
+
+def test_pgd_eot_averages_gradient_samples(data) -> None:
+    x, y = data
+    counter = _GradCounter(trained_model())
+    get_attack("pgd", steps=2, eot_samples=3, early_stop=False)(counter, x, y, ThreatModel(Norm.LINF, 0.1))
+    assert counter.grad_calls == 6
+    threat = ThreatModel(Norm.LINF, 0.1)
+    one = get_attack("pgd", steps=5, eot_samples=1)(trained_model(), x, y, threat, seed=1)
+    plain = get_attack("pgd", steps=5)(trained_model(), x, y, threat, seed=1)
+    assert torch.equal(one.x_adv, plain.x_adv)  # eot_samples=1 is plain PGD
+    with pytest.raises(ValueError, match="eot_samples"):
+        get_attack("pgd", eot_samples=0)
+
+
+def test_randomized_models_are_evaluated_with_eot_and_flagged(data) -> None:
+    x, y = data
+    torch.manual_seed(0)
+    noisy = _NoisyInput(trained_model())
+    ev = evaluate(noisy, x[:40], y[:40], "linf", [0.1], [("pgd", {"steps": 3}), ("fgsm", {})])
+    codes = {f.code for f in ev.flags}
+    assert {"randomized", "eot"} <= codes
+    assert ev.attacks[0].params["eot_samples"] == 20  # the chain actually run, as recorded in the tables
+    assert ev.attacks[1].name == "fgsm" and "eot" not in "".join(ev.attacks[1].params)
+    rows = ev.summary_rows()
+    assert '"eot_samples": 20' in next(r["attack_params"] for r in rows if r["attack"] == "pgd")
+    off = evaluate(noisy, x[:40], y[:40], "linf", [0.1], [("pgd", {"steps": 3})], eot=1)
+    assert off.attacks[0].params["eot_samples"] == 1 and "eot" not in {f.code for f in off.flags}
+    deterministic = evaluate(trained_model(), x[:40], y[:40], "linf", [0.1], [("pgd", {"steps": 3})])
+    assert deterministic.attacks[0].params["eot_samples"] == 1
