@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Iterable, final
 import torch
 from torch import nn
 
-from attacks.functional import eval_mode, make_generator, project
+from attacks.functional import eval_mode, jittered_start, make_generator, project
 from robustbench_cnn.types import AttackResult, Norm, ThreatModel
 
 __all__ = ["Attack", "PerturbOutput", "project"]
@@ -188,7 +188,8 @@ class Attack:
         in the larger ball too), and each epsilon attacks only the points still robust, so the
         robust accuracy is non-increasing along the curve by construction. The clean forward pass
         runs once, and attacks with ``supports_start`` (PGD) warm-start each still-robust point at
-        its last iterate from the previous epsilon.
+        its last iterate from the previous epsilon, jittered by a random step of the epsilon increment
+        (:func:`attacks.functional.jittered_start`).
         """
         norm = norm if isinstance(norm, Norm) else Norm.parse(str(norm))
         eps_sorted = sorted(float(e) for e in eps_list)
@@ -219,7 +220,8 @@ class Attack:
                     sub = self(model, x[still], y[still], threat,
                                targets=targets[still] if targets is not None else None,
                                seed=seed, batch_size=batch_size, clean_logits=logits[still],
-                               start=prev.x_adv[still] if self.supports_start else None)
+                               start=jittered_start(prev.x_adv[still], norm, eps - prev.threat.eps, seed)
+                               if self.supports_start else None)
                     res.x_adv[still] = sub.x_adv
                     res.success[still] = sub.success
                     res.perturbation_norm[still] = sub.perturbation_norm

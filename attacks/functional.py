@@ -142,6 +142,16 @@ def random_start(x: torch.Tensor, threat: ThreatModel, generator: torch.Generato
     return (x + delta).clamp(0.0, 1.0)
 
 
+def jittered_start(previous: torch.Tensor, norm: Norm, radius: float, seed: int) -> torch.Tensor:
+    """A warm start along a growing ball: each point's last iterate at the previous epsilon plus a uniform random
+    step in the ball of the epsilon increment ``radius`` (the attack then projects it onto the new ball), so the
+    run continues the ascent without restarting from exactly the same point. Seeded by ``seed``."""
+    if radius <= 0:
+        return previous
+    generator = torch.Generator(device=previous.device).manual_seed(seed)
+    return random_start(previous, ThreatModel(norm, radius), generator)
+
+
 # ----------------------------------------------------------------------------------------- losses
 def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-sample cross-entropy (N,)."""
