@@ -71,7 +71,7 @@ def wilson(p: float, n: int, z: float = 1.96) -> str:
 
 def train_or_load(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module, object, float]:
     recipe = RECIPES[name]
-    tag = ("bench" if args.normalize else "bench-raw") + (f"-s{args.seed}" if args.seed else "")
+    tag = args.tag or ("bench" if args.normalize else "bench-raw") + (f"-s{args.seed}" if args.seed else "")
     epochs = args.epochs.get(name, recipe["epochs"])
     try:
         model, card = load_checkpoint(f"mnist/fastcnn-{tag}", args.store, "cpu")
@@ -79,8 +79,9 @@ def train_or_load(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module,
             return model.eval(), card, math.nan
     except CheckpointError:
         pass
+    train = {**recipe["train"], **args.set.get(name, {})}
     config = TrainConfig.for_dataset("mnist", epochs=epochs, device="cpu", seed=args.seed, normalize=args.normalize,
-                                     **recipe["train"])
+                                     **train)
     start = time.perf_counter()
     out = defend(name, "fastcnn", "mnist", THREAT, config, store=args.store, tag=tag, data_dir=args.data_dir,
                  progress=args.progress, **recipe["params"])
@@ -138,10 +139,22 @@ def _epochs(text: str) -> dict[str, int]:
     return out
 
 
+def _overrides(text: str) -> dict[str, dict[str, float]]:
+    """``pgd-at.lr=1e-3,trades.lr=1e-3`` -> {"pgd-at": {"lr": 0.001}, "trades": {"lr": 0.001}}."""
+    out: dict[str, dict[str, float]] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, _, value = item.partition("=")
+        defense, _, field = key.rpartition(".")
+        out.setdefault(defense, {})[field] = float(value) if field != "batch_size" else int(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--defenses", default="fgsm-rs,pgd-at,trades")
     parser.add_argument("--epochs", type=_epochs, default={}, help="overrides, e.g. pgd-at=4,trades=4")
+    parser.add_argument("--set", type=_overrides, default={}, help="training overrides, e.g. pgd-at.lr=1e-3")
+    parser.add_argument("--tag", default=None, help="checkpoint tag (default bench[-raw][-sSEED])")
     parser.add_argument("--pgd-n", type=int, default=1000)
     parser.add_argument("--aa-n", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)

@@ -89,6 +89,22 @@ class TradeoffMonitor:
         return frame.astype(EPOCH_COLUMNS)
 
 
+def training_problems(epochs: pd.DataFrame, chance: float) -> list[str]:
+    """Signs that adversarial training failed, read off the per-epoch monitor: clean accuracy still near chance
+    at the end (the net never learned: at a large eps from scratch, PGD-AT can stall at the start, as it did here
+    on MNIST at eps 0.3 with Adam 5e-3), or PGD accuracy near zero while clean accuracy is high (catastrophic
+    overfitting that the guard could not undo). Each is a sentence for the card and the CLI."""
+    last = epochs.iloc[-1]
+    problems = []
+    if float(last["clean_accuracy"]) < 2 * chance:
+        problems.append(f"clean accuracy {float(last['clean_accuracy']):.3f} is near chance ({chance:.3f}): the model "
+                        "did not learn; lower the learning rate or train on a smaller epsilon first")
+    elif float(last["pgd_accuracy"]) < 0.05 and float(last["clean_accuracy"]) > 0.5:
+        problems.append(f"PGD accuracy {float(last['pgd_accuracy']):.3f} with clean {float(last['clean_accuracy']):.3f}:"
+                        " no robustness (catastrophic overfitting or too weak an inner attack)")
+    return problems
+
+
 def defend(defense: str | Defense, arch: str, dataset: str, threat: ThreatModel | str, config: TrainConfig, *,
            eval_n: int | None = 500, eval_steps: int = 10, store: str | os.PathLike | None = None,
            tag: str | None = None, data_dir: str | os.PathLike | None = None, subset: int | None = None,
@@ -130,6 +146,8 @@ def defend(defense: str | Defense, arch: str, dataset: str, threat: ThreatModel 
     epochs = monitor.table(checkpoint=trained.card.name, defense=recipe.name, threat=str(threat),
                            eval_n=len(held_out), eval_steps=eval_steps)
     card = trained.card
+    chance = 1.0 / max(len(card.classes), 1)
+    problems = training_problems(epochs, chance)
     card.extra.update({
         "defense": recipe.name,
         "pgd_accuracy": float(epochs["pgd_accuracy"].iloc[-1]),
@@ -139,6 +157,7 @@ def defend(defense: str | Defense, arch: str, dataset: str, threat: ThreatModel 
                         "loss": "ce", "file": TRADEOFF_FILE},
         "epoch_time_s": round(float(epochs["epoch_s"].sum()), 3),
         "defense_report": report,
+        "training_problems": problems,
     })
     folder = save_checkpoint(trained.model, card, directory=trained.folder)  # same weights, updated card
     tmp = folder / f".{TRADEOFF_FILE}.tmp"

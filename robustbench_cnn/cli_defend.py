@@ -91,6 +91,8 @@ def defend_command(defense: str, threat: str, arch: str, dataset: str, epochs: i
         "clean_acc": result.clean_accuracy, f"pgd{eval_steps}_acc": result.pgd_accuracy,
         "train_s": result.card.train_time_s, "guard events": events, "device": result.result.device}]))
     out.print(f"saved to {result.folder}")
+    for problem in result.card.extra.get("training_problems", []):
+        click.secho(f"Warning: {problem}", fg="yellow", err=True)
 
 
 @click.command("tradeoff")

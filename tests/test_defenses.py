@@ -19,7 +19,7 @@ import cli  # noqa: F401  (the root group first: cli_defend attaches its command
 from defenses import DEFENSES, Defense, get_defense
 from defenses.guard import OverfitGuard
 from defenses.perturb import ce_objective, kl_objective, perturb, pgd_accuracy, project, random_start
-from defenses.train import EPOCH_COLUMNS, TRADEOFF_FILE, DefendedModel, defend
+from defenses.train import EPOCH_COLUMNS, TRADEOFF_FILE, DefendedModel, defend, training_problems
 from robustbench_cnn.cli_defend import DEFENSE_NAMES, defend_command, tradeoff_command
 from robustbench_cnn.errors import UnknownNameError
 from robustbench_cnn.models import build_model
@@ -341,6 +341,17 @@ def test_rbc_evaluate_standard_records_the_suite_accuracy_for_the_tradeoff_table
     assert card.extra[SUITE_ROBUST_KEY] == {"linf:0.05": worst[0.05], "linf:0.1": worst[0.1]}
     assert tradeoff_table(tmp_path)["suite_robust_accuracy"].tolist() == [worst[0.1]]  # the card's threat, 0.1
     load_checkpoint(tmp_path / "checkpoints" / name)  # sha256 still matches the card
+
+
+def test_training_problems_name_a_stalled_or_unrobust_model(defended) -> None:
+    stalled = pd.DataFrame({"clean_accuracy": [0.106, 0.106], "pgd_accuracy": [0.106, 0.106]})  # PGD-AT, MNIST 0.3
+    overfit = pd.DataFrame({"clean_accuracy": [0.9, 0.98], "pgd_accuracy": [0.2, 0.001]})
+    healthy = pd.DataFrame({"clean_accuracy": [0.9, 0.98], "pgd_accuracy": [0.5, 0.85]})
+    assert "did not learn" in training_problems(stalled, 0.1)[0]
+    assert "no robustness" in training_problems(overfit, 0.1)[0]
+    assert training_problems(healthy, 0.1) == []
+    _, runs = defended  # every defense trained here learned something, and its card says so
+    assert all(run.card.extra["training_problems"] == [] for run in runs.values())
 
 
 def test_tradeoff_table_of_an_empty_store(tmp_path: Path) -> None:
