@@ -62,11 +62,21 @@ class Defense:
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         raise NotImplementedError
 
+    def ramped_threat(self, ctx: StepContext, ramp_epochs: float) -> tuple[ThreatModel, float]:
+        """The training ball at this step when epsilon grows linearly from 0 over the first ``ramp_epochs`` epochs
+        (0: no ramp), and the fraction of epsilon reached (step sizes scale with it). A ramp lets PGD-AT at a
+        large epsilon start learning: from scratch at MNIST eps 0.3 it stalled at chance here."""
+        if ramp_epochs <= 0:
+            return self.threat, 1.0
+        fraction = min(1.0, (ctx.epoch + (ctx.step + 1) / max(ctx.steps_per_epoch, 1)) / ramp_epochs)
+        return ThreatModel(self.threat.norm, self.threat.eps * fraction), fraction
+
     def adversarial_ce(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, *, steps: int,
-                       alpha: float, start: str) -> torch.Tensor:
-        """Cross-entropy on the PGD/FGSM maximiser of the cross-entropy (PGD-AT, FGSM-RS), in train mode."""
-        x_adv = perturb(model, x, self.threat, ce_objective(y), steps=steps, alpha=alpha, generator=ctx.generator,
-                        start=start, autocast=ctx.autocast)
+                       alpha: float, start: str, threat: ThreatModel | None = None) -> torch.Tensor:
+        """Cross-entropy on the PGD/FGSM maximiser of the cross-entropy (PGD-AT, FGSM-RS), in train mode, in
+        ``threat`` (default: the defense's own)."""
+        x_adv = perturb(model, x, threat or self.threat, ce_objective(y), steps=steps, alpha=alpha,
+                        generator=ctx.generator, start=start, autocast=ctx.autocast)
         with ctx.autocast():
             logits = model(x_adv)
         self.last_logits = logits.detach()

@@ -24,6 +24,8 @@ class PGDAT(Defense):
         threat (ThreatModel): the training ball.
         steps (int): PGD steps of the inner maximisation (default 10; the paper: 40 on MNIST, 7 on CIFAR-10).
         alpha (float | None): step size (default ``2.5 * eps / steps``; the paper: 0.01 on MNIST, 2/255 on CIFAR).
+        eps_ramp (float): epochs over which the training epsilon (and alpha) grow linearly from 0 (default 0: the
+            full ball from the start). From scratch at MNIST eps 0.3, fastcnn stalled at chance without one.
         random_start (bool): start at a uniform point of the ball (default True, as in the paper).
     The inner maximisation runs in the model's training mode, as in the reference implementations;
     the loss is the cross-entropy on the adversarial batch only (100% adversarial).
@@ -34,7 +36,7 @@ class PGDAT(Defense):
         >>> recipe = get_defense("pgd-at", threat="linf:0.3", steps=40, alpha=0.01)
     """
 
-    defaults: dict[str, Any] = {"steps": 10, "alpha": None, "random_start": True}
+    defaults: dict[str, Any] = {"steps": 10, "alpha": None, "random_start": True, "eps_ramp": 0.0}
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
         positive(params, "steps", self.name, integer=True)
@@ -42,8 +44,10 @@ class PGDAT(Defense):
             params["alpha"] = default_pgd_alpha(self.threat, params["steps"])
         positive(params, "alpha", self.name)
         params["random_start"] = bool(params["random_start"])
+        positive(params, "eps_ramp", self.name, allow_zero=True)
         return params
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        return self.adversarial_ce(model, x, y, ctx, steps=self.p["steps"], alpha=self.p["alpha"],
-                                   start="uniform" if self.p["random_start"] else "none")
+        threat, fraction = self.ramped_threat(ctx, self.p["eps_ramp"])
+        return self.adversarial_ce(model, x, y, ctx, steps=self.p["steps"], alpha=self.p["alpha"] * fraction,
+                                   start="uniform" if self.p["random_start"] else "none", threat=threat)

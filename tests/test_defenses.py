@@ -343,6 +343,32 @@ def test_rbc_evaluate_standard_records_the_suite_accuracy_for_the_tradeoff_table
     load_checkpoint(tmp_path / "checkpoints" / name)  # sha256 still matches the card
 
 
+def test_pgd_at_epsilon_ramp_grows_the_ball_linearly() -> None:
+    import contextlib
+
+    recipe = get_defense("pgd-at", "linf:0.3", eps_ramp=2)
+    gen = torch.Generator().manual_seed(0)
+    at = lambda epoch, step: recipe.ramped_threat(StepContext(epoch, step, 100, 0.1, gen, contextlib.nullcontext), 2)
+    assert at(0, 49)[1] == pytest.approx(0.25) and at(0, 49)[0].eps == pytest.approx(0.075)
+    assert at(1, 99)[1] == 1.0 and at(3, 0)[0].eps == pytest.approx(0.3)
+    assert recipe.ramped_threat(StepContext(0, 0, 100, 0.1, gen, contextlib.nullcontext), 0)[0].eps == 0.3
+    # the ramped step stays inside the ramped ball
+    model, x, y = _tiny()
+    ctx = StepContext(0, 0, 4, 0.1, gen, contextlib.nullcontext)
+    captured = {}
+    original = recipe.adversarial_ce
+
+    def spy(*args, **kwargs):
+        captured.update(kwargs)
+        return original(*args, **kwargs)
+
+    recipe.adversarial_ce = spy
+    recipe.loss(model, x, y, ctx)
+    assert captured["threat"].eps == pytest.approx(0.3 / 8) and captured["alpha"] == pytest.approx(0.075 / 8)
+    with pytest.raises(ValueError, match="eps_ramp"):
+        get_defense("pgd-at", "linf:0.3", eps_ramp=-1)
+
+
 def test_training_problems_name_a_stalled_or_unrobust_model(defended) -> None:
     stalled = pd.DataFrame({"clean_accuracy": [0.106, 0.106], "pgd_accuracy": [0.106, 0.106]})  # PGD-AT, MNIST 0.3
     overfit = pd.DataFrame({"clean_accuracy": [0.9, 0.98], "pgd_accuracy": [0.2, 0.001]})
