@@ -47,13 +47,13 @@ THREAT = "linf:0.3"
 
 #: Per defense: (epochs, training overrides, defense parameters, published clean / PGD / AA, reference).
 RECIPES: dict[str, dict] = {
-    "fgsm-rs": {"epochs": 10, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100},
+    "fgsm-rs": {"epochs": 10, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": True},
                 "params": {"alpha": 0.375},
                 "paper": (98.50, 88.77, 82.93), "reference": "Wong et al. 2020, same net, 10 epochs"},
-    "pgd-at": {"epochs": 5, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100},
+    "pgd-at": {"epochs": 5, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
                "params": {"steps": 10, "eps_ramp": 2.0},
                "paper": (98.5, 89.3, 88.5), "reference": "Madry et al. 2018, larger net, 83 epochs, PGD-40"},
-    "trades": {"epochs": 4, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100},
+    "trades": {"epochs": 4, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
                "params": {"steps": 10, "beta": 6.0},
                "paper": (99.48, math.nan, 92.81), "reference": "Zhang et al. 2019, SmallCNN, 100 epochs"},
 }
@@ -71,17 +71,18 @@ def wilson(p: float, n: int, z: float = 1.96) -> str:
 
 def train_or_load(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module, object, float]:
     recipe = RECIPES[name]
-    tag = args.tag or ("bench" if args.normalize else "bench-raw") + (f"-s{args.seed}" if args.seed else "")
+    train = {**recipe["train"], **args.set.get(name, {})}
+    if args.normalize is not None:
+        train["normalize"] = args.normalize
+    tag = args.tag or ("bench" if train["normalize"] else "bench-raw") + (f"-s{args.seed}" if args.seed else "")
     epochs = args.epochs.get(name, recipe["epochs"])
     try:
-        model, card = load_checkpoint(f"mnist/fastcnn-{tag}", args.store, "cpu")
+        model, card = load_checkpoint(f"mnist/fastcnn-{name}-{tag}", args.store, "cpu")
         if card.epochs == epochs:
             return model.eval(), card, math.nan
     except CheckpointError:
         pass
-    train = {**recipe["train"], **args.set.get(name, {})}
-    config = TrainConfig.for_dataset("mnist", epochs=epochs, device="cpu", seed=args.seed, normalize=args.normalize,
-                                     **train)
+    config = TrainConfig.for_dataset("mnist", epochs=epochs, device="cpu", seed=args.seed, **train)
     start = time.perf_counter()
     out = defend(name, "fastcnn", "mnist", THREAT, config, store=args.store, tag=tag, data_dir=args.data_dir,
                  progress=args.progress, **recipe["params"])
@@ -162,8 +163,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--store", default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=False,
-                        help="normalize inputs with MNIST's mean/std inside the model (the papers' nets do not)")
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                        help="normalize inputs with MNIST's mean/std inside the model (default per defense: FGSM-RS "
+                             "yes, it overfitted catastrophically on raw input here; PGD-AT and TRADES raw, as the "
+                             "papers' nets)")
     parser.add_argument("--out", default="results/benchmarks/defenses_mnist", help="path without extension")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
