@@ -73,7 +73,7 @@ def test_unknown_defense_suggests_close_names() -> None:
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("pgd-at", {"beta": 6}, r"invalid parameter\(s\) beta for defense 'pgd-at': accepted: alpha, random_start, steps"),
+    ("pgd-at", {"beta": 6}, r"invalid parameter\(s\) beta for defense 'pgd-at': accepted: alpha, eps_ramp, random_start, steps"),
     ("pgd-at", {"steps": 0}, r"invalid steps 0 for defense 'pgd-at': must be an integer > 0"),
     ("trades", {"alpha": -0.1}, r"invalid alpha -0.1 for defense 'trades': must be a number > 0"),
     ("fgsm-rs", {"guard_drop": "big"}, r"invalid guard_drop 'big' for defense 'fgsm-rs'"),
@@ -91,7 +91,7 @@ def test_unsupported_norm_is_refused() -> None:
 def test_params_resolve_the_papers_defaults() -> None:
     mnist = ThreatModel.parse("linf:0.3")
     assert get_defense("pgd-at", mnist).params() == {"threat": "linf:0.3", "steps": 10, "alpha": pytest.approx(0.075),
-                                                     "random_start": True}
+                                                     "random_start": True, "eps_ramp": 0.0}
     assert get_defense("fgsm-rs", mnist).params()["alpha"] == pytest.approx(0.375)  # Wong et al.'s MNIST step
     assert get_defense("trades", mnist).params()["beta"] == 6.0
     assert get_defense("mart", mnist).params()["alpha"] == pytest.approx(0.075)
