@@ -16,6 +16,15 @@ from robustbench_cnn.types import Norm, ThreatModel
 DEFAULT_STEP_TRAVEL = 2.5
 
 
+def _linf_box(x: torch.Tensor, threat: ThreatModel) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Per-pixel bounds of the linf ball intersected with [0, 1] (None for other norms): clamping to them is the
+    exact projection, in one op per step instead of four."""
+    if threat.norm is not Norm.LINF:
+        return None
+    eps = float(threat.eps)
+    return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+
+
 @ATTACKS.register("pgd")
 class PGD(Attack):
     """Projected Gradient Descent.
@@ -95,6 +104,7 @@ class PGD(Attack):
             if pos.numel() == 0:
                 break
             x0, lab = x[pos], labels[pos]
+            box = _linf_box(x0, threat)
             if restart == 0 and start is not None:
                 xa = start  # warm start (e.g. the last iterate at a smaller eps); restarts stay random
             else:
@@ -107,9 +117,13 @@ class PGD(Attack):
                         best[pos[hit]], found[pos[hit]] = xa[hit], True
                         keep = ~hit
                         pos, x0, lab, xa, grad = pos[keep], x0[keep], lab[keep], xa[keep], grad[keep]
+                        box = (box[0][keep], box[1][keep]) if box is not None else None
                         if pos.numel() == 0:
                             break
-                xa = project(xa + alpha * normalize_step(grad, threat.norm), x0, threat)
+                if box is not None:  # linf: one fused step, exactly project() onto ball ∩ [0, 1]
+                    xa = torch.add(xa, grad.sign_(), alpha=alpha).clamp_(box[0], box[1])
+                else:
+                    xa = project(xa + alpha * normalize_step(grad, threat.norm), x0, threat)
             if pos.numel():
                 best[pos] = xa  # unbroken points return the last iterate (useful for transfer)
                 if restart + 1 < int(p["restarts"]):  # the base class re-evaluates after the last run
