@@ -42,8 +42,8 @@ class FGSMRS(Defense):
     -d mnist -t linf:0.3 --alpha 0.375 --epochs 10 --lr 5e-3 --weight-decay 0 --batch-size 100``, 1 CPU thread,
     ``benchmarks/defenses_mnist.py``): seed 0 gave 98.32% clean, 82.2% PGD-50x10 and 69.3% under the standard
     suite (1,000 test images; Square broke points the gradient attacks missed: masked gradients), short of the
-    paper's 98.50 / 88.77 / 82.93; seeds 1 and 2, and seed 0 on raw [0, 1] input, overfitted catastrophically
-    from the first epoch (PGD accuracy 0-9% throughout, the guard's ``gap`` event). With the loop's MNIST
+    paper's 98.50 / 88.77 / 82.93; seeds 1 to 4, and seed 0 on raw [0, 1] input, overfitted catastrophically
+    (PGD accuracy 0-9% throughout, the guard's ``gap`` event). With the loop's MNIST
     defaults instead (lr 3e-3, weight decay 5e-4, batch 128) PGD accuracy stayed at 0 as well.
 
     Example::
