@@ -84,8 +84,9 @@ def train_or_load(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module,
         pass
     config = TrainConfig.for_dataset("mnist", epochs=epochs, device="cpu", seed=args.seed, **train)
     start = time.perf_counter()
+    params = {**recipe["params"], **args.param.get(name, {})}
     out = defend(name, "fastcnn", "mnist", THREAT, config, store=args.store, tag=tag, data_dir=args.data_dir,
-                 progress=args.progress, **recipe["params"])
+                 progress=args.progress, **params)
     return out.model.eval(), out.card, time.perf_counter() - start
 
 
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--defenses", default="fgsm-rs,pgd-at,trades")
     parser.add_argument("--epochs", type=_epochs, default={}, help="overrides, e.g. pgd-at=4,trades=4")
     parser.add_argument("--set", type=_overrides, default={}, help="training overrides, e.g. pgd-at.lr=1e-3")
+    parser.add_argument("--param", type=_overrides, default={}, help="defense parameters, e.g. fgsm-rs.alpha=0.3")
     parser.add_argument("--tag", default=None, help="checkpoint tag (default bench[-raw][-sSEED])")
     parser.add_argument("--pgd-n", type=int, default=1000)
     parser.add_argument("--aa-n", type=int, default=1000)
