@@ -138,12 +138,13 @@ class Attack:
             raise ValueError(f"start must be a tensor of the shape of x {tuple(x.shape)}")
 
         with eval_mode(model), torch.no_grad():
-            if clean_logits is not None:
-                pred, num_classes = clean_logits.argmax(dim=1).to(x.device), int(clean_logits.shape[1])
-            else:
-                pred, num_classes = _predict(model, x, bs)
+            if clean_logits is None:
+                clean_logits = _logits(model, x, bs)
             if n:
+                pred, num_classes = clean_logits.argmax(dim=1).to(x.device), int(clean_logits.shape[1])
                 self._validate_classes(y, targets, num_classes)
+            else:
+                pred = torch.zeros(0, dtype=torch.int64, device=x.device)
             clean_correct = pred == y
             todo = clean_correct.clone()
             if targets is not None:
@@ -197,8 +198,7 @@ class Attack:
             raise ValueError("eps_list is empty: give at least one epsilon")
         self._validate(x, y, ThreatModel(norm, eps_sorted[0]), targets, batch_size)
         with eval_mode(model), torch.no_grad():
-            logits = torch.cat([model(xb) for xb in x.split(batch_size or max(x.shape[0], 1))]) \
-                if x.shape[0] else None
+            logits = _logits(model, x, batch_size or max(x.shape[0], 1))
         results: list[AttackResult] = []
         prev: AttackResult | None = None
         for eps in eps_sorted:
@@ -286,13 +286,14 @@ class Attack:
         return adv
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int]:
-    """Predicted labels of ``x`` in mini-batches (no grad) and the model's number of classes."""
-    labels, num_classes = [torch.zeros(0, dtype=torch.int64, device=x.device)], 0
-    for xb in (x.split(batch_size) if x.shape[0] else ()):
+def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor | None:
+    """Logits of ``x`` (N x K) in mini-batches, under the caller's no-grad; None when ``x`` is empty."""
+    if not x.shape[0]:
+        return None
+    out = []
+    for xb in x.split(batch_size):
         logits = model(xb)
         if logits.dim() != 2:
             raise ValueError(f"the model must return logits N x K, got shape {tuple(logits.shape)}")
-        num_classes = logits.shape[1]
-        labels.append(logits.argmax(dim=1))
-    return torch.cat(labels), num_classes
+        out.append(logits)
+    return torch.cat(out)

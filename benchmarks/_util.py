@@ -23,3 +23,20 @@ def markdown_table(df: pd.DataFrame, float_format: str = ".4f") -> str:
         lines.append("| " + " | ".join(format(v, float_format) if isinstance(v, float) else str(v)
                                        for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def standard_model(name: str, store: str | None, data_dir: str | None, epochs: int | None = None):
+    """The store checkpoint ``name`` (``<dataset>/<arch>-standard``) in eval mode, trained here when missing
+    (``epochs``: default by dataset)."""
+    from robustbench_cnn.errors import CheckpointError
+    from robustbench_cnn.store import load_checkpoint
+    from robustbench_cnn.training import TrainConfig
+    from robustbench_cnn.workflows import train_model
+
+    try:
+        return load_checkpoint(name, store, "cpu")[0].eval()
+    except CheckpointError:
+        dataset, _, rest = name.partition("/")
+        arch = rest.rsplit("-standard", 1)[0]
+        config = TrainConfig.for_dataset(dataset, epochs=epochs, device="cpu")
+        return train_model(arch, dataset, config, store=store, data_dir=data_dir, progress=False).model.eval()

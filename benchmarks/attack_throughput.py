@@ -57,7 +57,7 @@ from attacks import get_attack
 from robustbench_cnn.evaluation import evaluate
 from robustbench_cnn.models import build_model
 from robustbench_cnn.types import ThreatModel
-from _util import load_average as _load, markdown_table  # noqa: E402
+from _util import load_average as _load, markdown_table, standard_model  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ contenders
@@ -185,27 +185,12 @@ def profile_ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
 
 
 # ------------------------------------------------------------------------------------------------- the curve
-def curve_model(name: str, store: str | None, data_dir: str | None) -> nn.Module:
-    from robustbench_cnn.errors import CheckpointError
-    from robustbench_cnn.store import load_checkpoint
-    from robustbench_cnn.training import TrainConfig
-    from robustbench_cnn.workflows import train_model
-
-    try:
-        return load_checkpoint(name, store, "cpu")[0].eval()
-    except CheckpointError:
-        dataset, _, rest = name.partition("/")
-        arch = rest.rsplit("-standard", 1)[0]
-        config = TrainConfig.for_dataset(dataset, epochs=3, device="cpu")
-        return train_model(arch, dataset, config, store=store, data_dir=data_dir, progress=False).model.eval()
-
-
 def run_curve(args: argparse.Namespace, eps_text: str) -> pd.DataFrame:
     import foolbox as fb
 
     from robustbench_cnn.data import load_split
 
-    model = curve_model(args.curve_model, args.store, args.data_dir)
+    model = standard_model(args.curve_model, args.store, args.data_dir, epochs=3)
     for p in model.parameters():
         p.requires_grad_(False)
     test = load_split(args.curve_model.split("/")[0], "test", n=args.curve_n, data_dir=args.data_dir)

@@ -40,7 +40,7 @@ from robustbench_cnn.errors import CheckpointError
 from robustbench_cnn.evaluation import evaluate
 from robustbench_cnn.store import load_checkpoint, save_checkpoint
 from robustbench_cnn.tradeoff import SUITE_ROBUST_KEY, write_tradeoff_table
-from robustbench_cnn.training import TrainConfig
+from robustbench_cnn.training import TrainConfig, accuracy
 from robustbench_cnn.types import ThreatModel
 
 THREAT = "linf:0.3"
@@ -95,9 +95,7 @@ def evaluate_model(name: str, model: torch.nn.Module, card, wall_s: float, args:
         p.requires_grad_(False)
     threat = ThreatModel.parse(THREAT)
     test = load_split("mnist", "test", data_dir=args.data_dir)
-    with torch.no_grad():
-        pred = torch.cat([model(xb).argmax(1) for xb in test.x.split(1000)])
-    clean = float((pred == test.y).float().mean())
+    clean = accuracy(model, test.x, test.y, batch_size=1000)
 
     t = time.perf_counter()
     pgd = get_attack("pgd", steps=50, restarts=10, abs_stepsize=0.01, random_start=True)

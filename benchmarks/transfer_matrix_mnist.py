@@ -19,26 +19,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from _util import load_average, markdown_table  # noqa: E402
+from _util import load_average, markdown_table, standard_model  # noqa: E402
 from attacks.blackbox.matrix import transfer_matrix
 from robustbench_cnn.data import load_split
-from robustbench_cnn.errors import CheckpointError
-from robustbench_cnn.store import load_checkpoint
-from robustbench_cnn.training import TrainConfig
 from robustbench_cnn.types import ThreatModel
-from robustbench_cnn.workflows import train_model
 
 ATTACKS = {"fgsm": {}, "mi-fgsm": {"steps": 10}, "pgd": {"steps": 20}}
-
-
-def load_or_train(name: str, store: str | None, data_dir: str | None) -> torch.nn.Module:
-    try:
-        return load_checkpoint(name, store)[0].eval()
-    except CheckpointError:
-        dataset, _, rest = name.partition("/")
-        arch = rest.rsplit("-standard", 1)[0]
-        config = TrainConfig.for_dataset(dataset, device="cpu")
-        return train_model(arch, dataset, config, store=store, data_dir=data_dir, progress=False).model.eval()
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -55,7 +41,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = [m.strip() for m in f"{args.models},{args.extra}".split(",") if m.strip()]
-    models = {name: load_or_train(name, args.store, args.data_dir) for name in names}
+    models = {name: standard_model(name, args.store, args.data_dir) for name in names}
     test = load_split("mnist", "test", n=args.n, data_dir=args.data_dir)
     threat = ThreatModel.parse(args.threat)
     frames, text = [], [f"# Transfer matrix, MNIST, {threat}, n={args.n} (success % on target-correct points; "

@@ -224,15 +224,17 @@ def test_cascade_flags_count_only_points_broken_at_their_own_eps(data) -> None:
 
 
 class _CountingModel(nn.Module):
-    """Counts forward passes without gradient (clean predictions and re-evaluations)."""
+    """Counts forward passes with gradient (attack steps) and without (clean predictions, re-evaluations)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.no_grad_calls = 0
+        self.grad_calls = self.no_grad_calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled():
+        if torch.is_grad_enabled():
+            self.grad_calls += 1
+        else:
             self.no_grad_calls += 1
         return self.model(x)
 
@@ -300,19 +302,9 @@ class _NoisyInput(nn.Module):
         return self.model(x + self.sigma * torch.randn_like(x))
 
 
-class _GradCounter(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model, self.grad_calls = model, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.grad_calls += int(torch.is_grad_enabled())
-        return self.model(x)
-
-
 def test_pgd_eot_averages_gradient_samples(data) -> None:
     x, y = data
-    counter = _GradCounter(trained_model())
+    counter = _CountingModel(trained_model())
     get_attack("pgd", steps=2, eot_samples=3, early_stop=False)(counter, x, y, ThreatModel(Norm.LINF, 0.1))
     assert counter.grad_calls == 6
     threat = ThreatModel(Norm.LINF, 0.1)
