@@ -16,15 +16,6 @@ from robustbench_cnn.types import Norm, ThreatModel
 DEFAULT_STEP_TRAVEL = 2.5
 
 
-def _linf_box(x: torch.Tensor, threat: ThreatModel) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Per-pixel bounds of the linf ball intersected with [0, 1] (None for other norms): clamping to them is the
-    exact projection, in one op per step instead of four."""
-    if threat.norm is not Norm.LINF:
-        return None
-    eps = float(threat.eps)
-    return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
-
-
 @ATTACKS.register("pgd")
 class PGD(Attack):
     """Projected Gradient Descent.
@@ -104,7 +95,7 @@ class PGD(Attack):
             if pos.numel() == 0:
                 break
             x0, lab = x[pos], labels[pos]
-            box = _linf_box(x0, threat)
+            box = threat.linf_box(x0)
             if restart == 0 and start is not None:
                 xa = start  # warm start (e.g. the last iterate at a smaller eps); restarts stay random
             else:

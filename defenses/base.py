@@ -72,11 +72,12 @@ class Defense:
         return ThreatModel(self.threat.norm, self.threat.eps * fraction), fraction
 
     def adversarial_ce(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, *, steps: int,
-                       alpha: float, start: str, threat: ThreatModel | None = None) -> torch.Tensor:
+                       alpha: float, start: str, threat: ThreatModel | None = None,
+                       clip_start: bool = True) -> torch.Tensor:
         """Cross-entropy on the PGD/FGSM maximiser of the cross-entropy (PGD-AT, FGSM-RS), in train mode, in
         ``threat`` (default: the defense's own)."""
         x_adv = perturb(model, x, threat or self.threat, ce_objective(y), steps=steps, alpha=alpha,
-                        generator=ctx.generator, start=start, autocast=ctx.autocast)
+                        generator=ctx.generator, start=start, autocast=ctx.autocast, clip_start=clip_start)
         with ctx.autocast():
             logits = model(x_adv)
         self.last_logits = logits.detach()

@@ -27,6 +27,9 @@ class FGSMRS(Defense):
             0.375 for eps = 0.3 on MNIST).
         random_start (bool): uniform random initialisation in the ball (default True; False is plain FGSM
             training, prone to catastrophic overfitting).
+        clip_start (bool): clip the random start to [0, 1] before the FGSM gradient (default False: the
+            gradient is taken at ``x + delta`` as drawn, as in the paper's Algorithm 3 and its MNIST code;
+            the training example itself is always inside the ball and [0, 1]).
         guard (bool): the catastrophic-overfitting guard (default True): PGD accuracy on a fixed training
             batch after each epoch; the best state is restored at the end if accuracy collapsed (see
             :class:`defenses.guard.OverfitGuard`). Active when trained through ``defend``.
@@ -51,7 +54,7 @@ class FGSMRS(Defense):
         >>> recipe = get_defense("fgsm-rs", threat="linf:0.3", alpha=0.375)
     """
 
-    defaults: dict[str, Any] = {"alpha": None, "random_start": True, "guard": True, "guard_steps": 5,
+    defaults: dict[str, Any] = {"alpha": None, "random_start": True, "clip_start": False, "guard": True, "guard_steps": 5,
                                 "guard_drop": 0.2, "guard_n": 256, "guard_gap": 0.5}
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +65,8 @@ class FGSMRS(Defense):
         positive(params, "guard_drop", self.name)
         positive(params, "guard_n", self.name, integer=True)
         positive(params, "guard_gap", self.name)
-        params["random_start"], params["guard"] = bool(params["random_start"]), bool(params["guard"])
+        for flag in ("random_start", "clip_start", "guard"):
+            params[flag] = bool(params[flag])
         self.guard: OverfitGuard | None = None
         return params
 
@@ -81,4 +85,5 @@ class FGSMRS(Defense):
         if self.guard is not None:
             self.guard.observe(x, y)
         return self.adversarial_ce(model, x, y, ctx, steps=1, alpha=self.p["alpha"],
-                                   start="uniform" if self.p["random_start"] else "none")
+                                   start="uniform" if self.p["random_start"] else "none",
+                                   clip_start=self.p["clip_start"])

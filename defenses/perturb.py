@@ -62,9 +62,10 @@ def _rand(shape: torch.Size, generator: torch.Generator, like: torch.Tensor, nor
 
 
 def random_start(x: torch.Tensor, threat: ThreatModel, generator: torch.Generator, start: str = "uniform",
-                 sigma: float = 0.001) -> torch.Tensor:
+                 sigma: float = 0.001, clip: bool = True) -> torch.Tensor:
     """The first iterate: ``uniform`` in the ball (linf cube, l2 ball; Madry, Wong), ``normal``
-    ``x + sigma * N(0, 1)`` (TRADES, MART), or ``none`` (``x`` itself); clipped to [0, 1]."""
+    ``x + sigma * N(0, 1)`` (TRADES, MART), or ``none`` (``x`` itself); clipped to [0, 1] unless ``clip`` is
+    False (Wong et al.'s FGSM-RS code takes the first gradient at the unclipped point)."""
     if start == "none":
         return x.clone()
     if start == "normal":
@@ -82,7 +83,7 @@ def random_start(x: torch.Tensor, threat: ThreatModel, generator: torch.Generato
         g = _rand(torch.Size((n, d)), generator, x, normal=True)
         r = _rand(torch.Size((n, 1)), generator, x) ** (1.0 / d)
         delta = (g / g.norm(dim=1, keepdim=True).clamp_min(_TINY) * r * eps).view_as(x)
-    return (x + delta).clamp(0.0, 1.0)
+    return (x + delta).clamp(0.0, 1.0) if clip else x + delta
 
 
 def ce_objective(y: torch.Tensor) -> Objective:
@@ -108,7 +109,8 @@ def _no_autocast() -> contextlib.AbstractContextManager:
 
 def perturb(model: nn.Module, x: torch.Tensor, threat: ThreatModel, objective: Objective, *, steps: int,
             alpha: float, generator: torch.Generator, start: str = "uniform", sigma: float = 0.001,
-            autocast: AutocastFactory = _no_autocast, y: torch.Tensor | None = None) -> torch.Tensor:
+            autocast: AutocastFactory = _no_autocast, y: torch.Tensor | None = None,
+            clip_start: bool = True) -> torch.Tensor:
     """Maximise ``objective`` over the ``threat`` ball around ``x`` by ``steps`` projected ascent steps.
 
     Args:
@@ -123,16 +125,19 @@ def perturb(model: nn.Module, x: torch.Tensor, threat: ThreatModel, objective: O
         autocast: the loop's mixed-precision context factory (``ctx.autocast``).
         y: labels; when given, a point keeps the first iterate that the model misclassifies
             (evaluation semantics: a point counts as broken if any iterate broke it).
+        clip_start: project the random start onto the ball and [0, 1] before the first gradient (default).
+            ``False`` takes the first gradient at ``x + delta`` as drawn, possibly outside [0, 1], as Wong et
+            al.'s FGSM-RS (Algorithm 3 and their MNIST code); every later iterate and the result are projected.
 
     Returns the detached perturbed batch, inside the ball and [0, 1].
     """
+    if y is not None and not clip_start:
+        raise ValueError("perturb: an unclipped start (clip_start=False) cannot keep misclassified iterates (y)")
     x = x.detach()
-    x_adv = random_start(x, threat, generator, start, sigma)
-    if threat.norm is Norm.LINF:  # the ball-and-box bounds once; each projection is then one clamp
-        lo, hi = (x - threat.eps).clamp_(min=0.0), (x + threat.eps).clamp_(max=1.0)
-        x_adv = torch.clamp(x_adv, lo, hi)
-    else:
-        x_adv = project(x_adv, x, threat)
+    x_adv = random_start(x, threat, generator, start, sigma, clip=clip_start)
+    box = threat.linf_box(x)  # linf: the ball-and-box bounds once; each projection is then one clamp
+    if clip_start or steps < 1:
+        x_adv = torch.clamp(x_adv, *box) if box is not None else project(x_adv, x, threat)
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device) if y is not None else None
     best = x_adv.clone() if y is not None else None
     for _ in range(int(steps)):
@@ -145,8 +150,8 @@ def perturb(model: nn.Module, x: torch.Tensor, threat: ThreatModel, objective: O
         if found is not None:
             hit = (logits.detach().argmax(1) != y) & ~found
             best[hit], found[hit] = x_adv[hit], True  # type: ignore[index]
-        if threat.norm is Norm.LINF:
-            x_adv = torch.clamp(x_adv.add_(grad.sign_(), alpha=alpha), lo, hi)
+        if box is not None:
+            x_adv = torch.clamp(x_adv.add_(grad.sign_(), alpha=alpha), *box)
         else:
             x_adv = project(x_adv + alpha * ascent_direction(grad, threat.norm), x, threat)
     if found is not None:

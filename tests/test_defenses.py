@@ -149,6 +149,38 @@ def test_perturb_increases_the_objective() -> None:
         assert ce_objective(y)(model(x_adv)).mean() > ce_objective(y)(model(x)).mean()
 
 
+@pytest.mark.parametrize("threat", ["linf:0.3", "l2:1.0"])
+def test_unclipped_start_takes_the_first_gradient_outside_the_box_and_returns_inside(threat: str) -> None:
+    """Wong et al.'s FGSM-RS: the gradient is taken at x + delta as drawn (pixels may leave [0, 1]); the
+    training example itself is projected onto the ball and the box."""
+    model, x, y = _tiny()
+    x = x.clone()
+    x[:, :, :2] = 0.0  # black rows: a start drawn around them must leave [0, 1] when not clipped
+    tm = ThreatModel.parse(threat)
+    seen: list[torch.Tensor] = []
+    hook = model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    try:
+        for clip in (True, False):
+            g = torch.Generator().manual_seed(0)
+            x_adv = perturb(model, x, tm, ce_objective(y), steps=1, alpha=1.25 * tm.eps, generator=g, clip_start=clip)
+            assert tm.norm.measure(x_adv - x).max() <= tm.eps + 1e-5
+            assert x_adv.min() >= 0 and x_adv.max() <= 1
+    finally:
+        hook.remove()
+    clipped, unclipped = seen
+    assert clipped.min() >= 0 and clipped.max() <= 1
+    assert unclipped.min() < 0  # the gradient point left the box
+    assert tm.norm.measure(unclipped - x).max() <= tm.eps + 1e-5  # ... but not the ball
+    with pytest.raises(ValueError, match="unclipped start"):
+        perturb(model, x, tm, ce_objective(y), steps=1, alpha=0.1, generator=torch.Generator(), y=y,
+                clip_start=False)
+
+
+def test_fgsm_rs_takes_its_gradient_at_the_unclipped_start_by_default() -> None:
+    assert get_defense("fgsm-rs", THREAT).params()["clip_start"] is False
+    assert get_defense("fgsm-rs", THREAT, clip_start=True).params()["clip_start"] is True
+
+
 def test_unknown_start_is_refused() -> None:
     model, x, y = _tiny()
     with pytest.raises(ValueError, match=r"invalid start 'gauss': use one of uniform, normal, none"):
