@@ -47,7 +47,7 @@ THREAT = "linf:0.3"
 
 #: Per defense: (epochs, training overrides, defense parameters, published clean / PGD / AA, reference).
 RECIPES: dict[str, dict] = {
-    "fgsm-rs": {"epochs": 10, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": True},
+    "fgsm-rs": {"epochs": 10, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
                 "params": {"alpha": 0.375},
                 "paper": (98.50, 88.77, 82.93), "reference": "Wong et al. 2020, same net, 10 epochs"},
     "pgd-at": {"epochs": 5, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
@@ -164,9 +164,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                        help="normalize inputs with MNIST's mean/std inside the model (default per defense: FGSM-RS "
-                             "yes, it overfitted catastrophically on raw input here; PGD-AT and TRADES raw, as the "
-                             "papers' nets)")
+                        help="normalize inputs with MNIST's mean/std inside the model (default: no, raw [0, 1] "
+                             "pixels as the papers' nets)")
     parser.add_argument("--out", default="results/benchmarks/defenses_mnist", help="path without extension")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
