@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from attacks.functional import eval_mode, jittered_start, make_generator, project
-from robustbench_cnn.types import AttackResult, Norm, ThreatModel
+from robustbench_cnn.types import AttackResult, Norm, ThreatModel, parse_bool
 
 __all__ = ["Attack", "PerturbOutput", "project"]
 
@@ -65,6 +65,13 @@ class Attack:
             accepted = ", ".join(sorted(self.defaults)) or "none"
             raise ValueError(f"invalid parameter(s) {', '.join(unknown)} for attack {self.name!r}: "
                              f"accepted: {accepted}")
+        for key, default in self.defaults.items():  # KEY=False from the command line is the string 'False'
+            if isinstance(default, bool) and key in params:
+                try:
+                    params[key] = parse_bool(params[key])
+                except ValueError:
+                    raise ValueError(f"invalid {key} {params[key]!r} for attack {self.name!r}: "
+                                     "must be true or false") from None
         self.params: dict[str, Any] = {**self.defaults, **params}
 
     @property

@@ -19,7 +19,7 @@ from torch import nn
 
 from defenses.perturb import ce_objective, check_norm, perturb
 from robustbench_cnn.training import EpochCallback, StepContext, TrainConfig
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.types import ThreatModel, parse_bool
 
 
 class Defense:
@@ -86,6 +86,15 @@ class Defense:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+def flag(params: dict[str, Any], name: str, who: str) -> None:
+    """Validate ``params[name]`` as a boolean (see :func:`robustbench_cnn.types.parse_bool`: ``--defense-arg
+    clip_start=False`` means False, not the truthy string); ``ValueError`` naming the defense."""
+    try:
+        params[name] = parse_bool(params[name])
+    except ValueError:
+        raise ValueError(f"invalid {name} {params[name]!r} for defense {who!r}: must be true or false") from None
 
 
 def positive(params: dict[str, Any], name: str, who: str, integer: bool = False, allow_zero: bool = False) -> None:

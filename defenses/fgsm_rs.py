@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from defenses.base import Defense, positive
+from defenses.base import Defense, flag, positive
 from defenses.guard import OverfitGuard
 from defenses.registry import DEFENSES
 from robustbench_cnn.training import EpochCallback, StepContext, TrainConfig
@@ -69,8 +69,8 @@ class FGSMRS(Defense):
         positive(params, "guard_drop", self.name)
         positive(params, "guard_n", self.name, integer=True)
         positive(params, "guard_gap", self.name)
-        for flag in ("random_start", "clip_start", "guard"):
-            params[flag] = bool(params[flag])
+        for name in ("random_start", "clip_start", "guard"):
+            flag(params, name, self.name)
         self.guard: OverfitGuard | None = None
         return params
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from defenses.base import Defense, positive
+from defenses.base import Defense, flag, positive
 from defenses.perturb import default_pgd_alpha
 from defenses.registry import DEFENSES
 from robustbench_cnn.training import StepContext
@@ -43,7 +43,7 @@ class PGDAT(Defense):
         if params["alpha"] is None:
             params["alpha"] = default_pgd_alpha(self.threat, params["steps"])
         positive(params, "alpha", self.name)
-        params["random_start"] = bool(params["random_start"])
+        flag(params, "random_start", self.name)
         positive(params, "eps_ramp", self.name, allow_zero=True)
         return params
 

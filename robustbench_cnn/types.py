@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import torch
 
@@ -44,6 +45,20 @@ class Norm(str, enum.Enum):
 
 
 _EPS_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*(?:/\s*([0-9]*\.?[0-9]+))?\s*$", re.I)
+
+
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def parse_bool(value: Any) -> bool:
+    """A boolean from a bool, 0/1 or true/false/yes/no/on/off in any case (``KEY=False`` on the command line
+    arrives as the string 'False', which plain ``bool()`` would call true); ``ValueError`` otherwise."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise ValueError(f"{value!r} must be true or false")
+    return text in _TRUE
 
 
 def parse_eps(text: str | float | int) -> float:

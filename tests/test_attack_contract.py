@@ -214,6 +214,12 @@ def test_registry_and_params() -> None:
         get_attack("autoattack", version="fast")
     pgd = get_attack("pgd", steps=7)
     assert pgd.params["steps"] == 7 and pgd.params["restarts"] == 1 and pgd.name == "pgd"
+    # --param random_start=False arrives as the string 'False': a boolean default parses it strictly
+    assert get_attack("pgd", random_start="False", early_stop="no").params["random_start"] is False
+    assert get_attack("pgd", early_stop="no").params["early_stop"] is False
+    assert get_attack("pgd", random_start="true").params["random_start"] is True
+    with pytest.raises(ValueError, match=r"invalid random_start 'maybe' for attack 'pgd': must be true or false"):
+        get_attack("pgd", random_start="maybe")
     for name in ATTACKS.list():
         cls = ATTACKS.get(name)
         assert cls.kind in ("white-box", "score", "decision")

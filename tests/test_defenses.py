@@ -77,6 +77,8 @@ def test_unknown_defense_suggests_close_names() -> None:
     ("pgd-at", {"steps": 0}, r"invalid steps 0 for defense 'pgd-at': must be an integer > 0"),
     ("trades", {"alpha": -0.1}, r"invalid alpha -0.1 for defense 'trades': must be a number > 0"),
     ("fgsm-rs", {"guard_drop": "big"}, r"invalid guard_drop 'big' for defense 'fgsm-rs'"),
+    ("fgsm-rs", {"clip_start": "maybe"}, r"invalid clip_start 'maybe' for defense 'fgsm-rs': must be true or false"),
+    ("pgd-at", {"random_start": 2}, r"invalid random_start 2 for defense 'pgd-at': must be true or false"),
 ])
 def test_invalid_parameters_are_named(name: str, params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -179,6 +181,14 @@ def test_unclipped_start_takes_the_first_gradient_outside_the_box_and_returns_in
 def test_fgsm_rs_takes_its_gradient_at_the_unclipped_start_by_default() -> None:
     assert get_defense("fgsm-rs", THREAT).params()["clip_start"] is False
     assert get_defense("fgsm-rs", THREAT, clip_start=True).params()["clip_start"] is True
+
+
+@pytest.mark.parametrize("text, value", [("False", False), ("false", False), ("no", False), ("0", False),
+                                         ("True", True), ("yes", True), (1, True), (0, False)])
+def test_boolean_parameters_from_the_command_line_mean_what_they_say(text, value) -> None:
+    """``--defense-arg clip_start=False`` arrives as the string 'False' (not JSON): it must not count as true."""
+    assert get_defense("fgsm-rs", THREAT, clip_start=text, guard=text).params()["clip_start"] is value
+    assert get_defense("pgd-at", THREAT, random_start=text).params()["random_start"] is value
 
 
 def test_unknown_start_is_refused() -> None:
