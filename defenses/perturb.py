@@ -69,7 +69,8 @@ def random_start(x: torch.Tensor, threat: ThreatModel, generator: torch.Generato
     if start == "none":
         return x.clone()
     if start == "normal":
-        return (x + sigma * _rand(x.shape, generator, x, normal=True)).clamp(0.0, 1.0)
+        noisy = x + sigma * _rand(x.shape, generator, x, normal=True)
+        return noisy.clamp(0.0, 1.0) if clip else noisy
     if start != "uniform":
         raise ValueError(f"invalid start {start!r}: use one of {', '.join(STARTS)}")
     eps = float(threat.eps)
