@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Iterable, final
 import torch
 from torch import nn
 
-from attacks.functional import eval_mode, jittered_start, make_generator, project
+from attacks.functional import batched_logits, eval_mode, jittered_start, make_generator, project
 from robustbench_cnn.types import AttackResult, Norm, ThreatModel, parse_bool
 
 __all__ = ["Attack", "PerturbOutput", "project"]
@@ -146,7 +146,7 @@ class Attack:
 
         with eval_mode(model), torch.no_grad():
             if clean_logits is None:
-                clean_logits = _logits(model, x, bs)
+                clean_logits = batched_logits(model, x, bs)
             if n:
                 pred, num_classes = clean_logits.argmax(dim=1).to(x.device), int(clean_logits.shape[1])
                 self._validate_classes(y, targets, num_classes)
@@ -205,7 +205,7 @@ class Attack:
             raise ValueError("eps_list is empty: give at least one epsilon")
         self._validate(x, y, ThreatModel(norm, eps_sorted[0]), targets, batch_size)
         with eval_mode(model), torch.no_grad():
-            logits = _logits(model, x, batch_size or max(x.shape[0], 1))
+            logits = batched_logits(model, x, batch_size or max(x.shape[0], 1))
         results: list[AttackResult] = []
         prev: AttackResult | None = None
         for eps in eps_sorted:
@@ -291,16 +291,3 @@ class Attack:
                           "point(s); they are reset to the clean input", RuntimeWarning, stacklevel=3)
             adv = torch.where(bad.view(-1, 1, 1, 1), xb, adv)
         return adv
-
-
-def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor | None:
-    """Logits of ``x`` (N x K) in mini-batches, under the caller's no-grad; None when ``x`` is empty."""
-    if not x.shape[0]:
-        return None
-    out = []
-    for xb in x.split(batch_size):
-        logits = model(xb)
-        if logits.dim() != 2:
-            raise ValueError(f"the model must return logits N x K, got shape {tuple(logits.shape)}")
-        out.append(logits)
-    return torch.cat(out)

@@ -216,6 +216,21 @@ def eot_loss_and_grad(model: torch.nn.Module, x: torch.Tensor, labels: torch.Ten
     return (logits / samples, grad / samples) if samples > 1 else (logits, grad)
 
 
+@torch.no_grad()
+def batched_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor | None:
+    """Logits of ``x`` (N x K) in mini-batches, without building a graph; None when ``x`` is empty.
+    ``ValueError`` when the model does not return N x K logits."""
+    if not x.shape[0]:
+        return None
+    out = []
+    for xb in x.split(batch_size):
+        logits = model(xb)
+        if logits.dim() != 2:
+            raise ValueError(f"the model must return logits N x K, got shape {tuple(logits.shape)}")
+        out.append(logits)
+    return torch.cat(out)
+
+
 def is_adversarial(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
     """Per-sample success from logits: ``argmax != y`` (untargeted) or ``argmax == target``."""
     pred = logits.argmax(dim=1)

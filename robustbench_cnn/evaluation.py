@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
-from attacks.functional import jittered_start
+from attacks.functional import batched_logits, jittered_start
 from robustbench_cnn.flags import Flag, curve_flags, flag, model_flags
 from robustbench_cnn.progress import make_progress
 from robustbench_cnn.types import AttackResult, Norm, ThreatModel
@@ -229,7 +229,11 @@ def pick_targets(policy: str, logits: torch.Tensor, y: torch.Tensor, seed: int) 
 
 @torch.no_grad()
 def _clean_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([model(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)]).cpu()
+    """Clean logits on the CPU as float (no graph); ``ValueError`` for an empty batch."""
+    logits = batched_logits(model, x, batch_size)
+    if logits is None:
+        raise ValueError("no images to evaluate")
+    return logits.float().cpu()
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | str,
