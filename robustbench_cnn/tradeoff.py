@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from robustbench_cnn.store import ModelCard, list_checkpoints, read_card, resolve_checkpoint, update_card
+from robustbench_cnn.types import ThreatModel
 
 #: Where an evaluation records the robust accuracy of the standard suite in a model card's ``extra``.
 SUITE_ROBUST_KEY = "suite_robust_accuracy"
@@ -74,7 +75,7 @@ def record_suite_accuracy(checkpoint: str | os.PathLike, summary: pd.DataFrame,
         return {}
     folder = resolve_checkpoint(checkpoint, store)
     card = read_card(folder)
-    recorded = {f"{r.norm}:{float(r.eps):g}": float(r.robust_acc) for r in rows.itertuples()}
+    recorded = {_threat_key(f"{r.norm}:{r.eps}"): float(r.robust_acc) for r in rows.itertuples()}
     previous = card.extra.get(SUITE_ROBUST_KEY)
     merged = dict(previous) if isinstance(previous, dict) else {}
     merged.update(recorded)
@@ -85,10 +86,10 @@ def record_suite_accuracy(checkpoint: str | os.PathLike, summary: pd.DataFrame,
 
 
 def _threat_key(threat: str | None) -> str:
-    """``linf:0.30`` -> ``linf:0.3`` (the form :func:`record_suite_accuracy` writes)."""
-    norm, _, eps = (threat or "").partition(":")
+    """The canonical ``str(ThreatModel)`` form (``linf:0.30`` -> ``linf:0.3``, ``linf:0.0313725...`` ->
+    ``linf:8/255``), so a card's threat and a summary's norm and eps name the same entry."""
     try:
-        return f"{norm}:{float(eps):g}"
+        return str(ThreatModel.parse(threat or ""))
     except ValueError:
         return threat or ""
 

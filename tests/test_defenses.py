@@ -362,6 +362,20 @@ def test_tradeoff_table_reads_the_suite_accuracy_an_evaluation_recorded(tmp_path
     assert tradeoff_table(tmp_path)["suite_robust_accuracy"].tolist() == [0.5]
 
 
+def test_suite_accuracy_is_recorded_under_the_cards_threat_for_fractional_epsilons(tmp_path: Path, defended) -> None:
+    """A summary's eps 8/255 is the float 0.0313...; the card says linf:8/255: both name one entry."""
+    from robustbench_cnn.tradeoff import record_suite_accuracy
+
+    _, runs = defended
+    card = read_card(runs["trades"].folder)
+    card.threat = "linf:8/255"
+    folder = save_checkpoint(runs["trades"].model, card, tmp_path, directory=tmp_path / "checkpoints" / card.name)
+    summary = pd.DataFrame({"suite": ["standard"], "targeted": [False], "attack": ["worst-case"], "norm": ["linf"],
+                            "eps": [8 / 255], "robust_acc": [0.42], "n": [10], "seed": [0]})
+    assert record_suite_accuracy(folder, summary) == {"linf:8/255": 0.42}
+    assert tradeoff_table(tmp_path)["suite_robust_accuracy"].tolist() == [0.42]
+
+
 def test_rbc_evaluate_standard_records_the_suite_accuracy_for_the_tradeoff_table(tmp_path: Path, defended) -> None:
     """``rbc evaluate --suite standard`` on a defended checkpoint writes its worst-case robust accuracy into the
     card, and the trade-off table shows the same figure as the run's summary table; the weights are untouched."""
