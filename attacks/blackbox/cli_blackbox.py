@@ -26,6 +26,8 @@ from typing import Any, Callable
 
 import click
 
+from robustbench_cnn.cli_errors import RbcCommand
+
 __all__ = ["proxy_group", "transfer_command", "transfer_matrix_command"]  # noqa: F822  (built lazily)
 
 
@@ -99,12 +101,6 @@ def _print_df(title: str, df: Any, columns: list[str] | None = None) -> None:
 
 
 # --- the commands (built on first access) --------------------------------------------------------
-
-def _error_command_class() -> type:
-    from robustbench_cnn.cli_errors import RbcCommand
-
-    return RbcCommand
-
 
 _dataset_opt = click.option("--dataset", "-d", default=None,
                             help="digits | mnist | fashion-mnist | cifar10 | imagefolder:PATH "
@@ -184,7 +180,7 @@ def _build_proxy_group() -> click.Group:
 def _build_transfer_command() -> click.Command:
     from cli import common_options
 
-    @click.command("transfer", cls=_error_command_class())
+    @click.command("transfer", cls=RbcCommand)
     @click.option("--source", required=True,
                   help="Source checkpoint(s): a substitute (rbc proxy train) or any model; NAME[,NAME] ensembles.")
     @click.option("--target", required=True, help="Target checkpoint, queried for labels only.")
@@ -312,7 +308,7 @@ def _build_transfer_command() -> click.Command:
 def _build_transfer_matrix_command() -> click.Command:
     from cli import common_options
 
-    @click.command("transfer-matrix", cls=_error_command_class())
+    @click.command("transfer-matrix", cls=RbcCommand)
     @click.option("--models", "model_names", required=True, help="Comma-separated checkpoints (at least 2).")
     @click.option("--attack", default="fgsm", show_default=True, help="White-box attack run on each source.")
     @_attack_arg_opt
