@@ -197,7 +197,8 @@ class Attack:
         robust accuracy is non-increasing along the curve by construction. The clean forward pass
         runs once, and attacks with ``supports_start`` (PGD) warm-start each still-robust point at
         its last iterate from the previous epsilon, jittered by a random step of the epsilon increment
-        (:func:`attacks.functional.jittered_start`).
+        (:func:`attacks.functional.jittered_start`). Each result's ``queries`` are those spent at its own
+        epsilon (zero for points already broken), as in :func:`robustbench_cnn.evaluation.evaluate`.
         """
         norm = norm if isinstance(norm, Norm) else Norm.parse(str(norm))
         eps_sorted = sorted(float(e) for e in eps_list)
@@ -220,7 +221,7 @@ class Attack:
                     x_adv=prev.x_adv.clone(), success=prev.success.clone(),
                     clean_correct=prev.clean_correct.clone(),
                     perturbation_norm=prev.perturbation_norm.clone(), pred_adv=prev.pred_adv.clone(),
-                    target=prev.target.clone(), queries=prev.queries.clone(), threat=threat,
+                    target=prev.target.clone(), queries=torch.zeros_like(prev.queries), threat=threat,
                     attack=self.name, params=dict(self.params))
                 if still.numel():
                     # warm start: the last iterate at the smaller eps lies in the larger ball

@@ -11,6 +11,7 @@ a whole robustness curve costs little more than its largest epsilon.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
-from attacks.functional import batched_logits, jittered_start
+from attacks.functional import batched_logits, eval_mode, jittered_start
 from robustbench_cnn.flags import Flag, curve_flags, flag, model_flags
 from robustbench_cnn.progress import make_progress
 from robustbench_cnn.types import AttackResult, Norm, ThreatModel
@@ -97,7 +98,7 @@ class EpsOutcome:
     x_adv: torch.Tensor  # [N,...] worst-case adversarial examples (clean input where robust)
     pred_adv: torch.Tensor
     perturbation_norm: torch.Tensor
-    queries: torch.Tensor
+    queries: torch.Tensor  # [N] model queries spent on each point at this epsilon (all attacks; not cumulative)
     cumulative_robust: list[float]  # robust accuracy after each attack in the cascade
     elapsed_s: float
 
@@ -131,13 +132,25 @@ class Evaluation:
         return float(self.clean_correct.float().mean())
 
     @property
+    def attackable(self) -> torch.Tensor:
+        """The points the attacks run on: clean-correct and, when targeted, with a target other than the label
+        (a point already of its target class is never attacked and stays robust)."""
+        if self.targeted:
+            return self.clean_correct & (self.targets != self.labels)
+        return self.clean_correct
+
+    @property
     def eps_list(self) -> list[float]:
         return [o.eps for o in self.outcomes]
 
     def robust_accuracy(self, eps: float | None = None) -> float:
         """Worst-case robust accuracy at ``eps`` (default: the largest epsilon)."""
-        outcome = self.outcomes[-1] if eps is None else next(o for o in self.outcomes if o.eps == eps)
-        return float(outcome.robust.float().mean())
+        if eps is None:
+            return float(self.outcomes[-1].robust.float().mean())
+        for o in self.outcomes:
+            if o.eps == eps:
+                return float(o.robust.float().mean())
+        raise ValueError(f"eps {eps:g} was not evaluated: use one of {', '.join(f'{e:g}' for e in self.eps_list)}")
 
     def curve(self) -> list[tuple[float, float]]:
         return [(o.eps, float(o.robust.float().mean())) for o in self.outcomes]
@@ -151,6 +164,8 @@ class Evaluation:
         cumulative), plus one ``worst-case`` row per eps when the suite has several attacks."""
         meta = dict(meta or {})
         clean = self.clean_accuracy
+        attacked = int(self.attackable.sum())
+        n = int(self.labels.numel())
         rows = []
         for o in self.outcomes:
             codes = ";".join(sorted({f.code for f in self.flags_at(o.eps)}))
@@ -160,7 +175,7 @@ class Evaluation:
             for attack, step, cum in zip(self.attacks, o.steps, o.cumulative_robust):
                 rows.append({**base, "attack": attack.name, "attack_kind": attack.kind,
                              "attack_params": json.dumps(attack.params, sort_keys=True, default=str),
-                             "robust_acc": cum, "success_rate": _broken_share(cum, clean),
+                             "robust_acc": cum, "success_rate": _safe_div(round((clean - cum) * n), attacked),
                              **_norm_stats(step.perturbation_norm[step.success]),
                              **_query_stats(step.queries), "elapsed_s": step.elapsed_s})
             if len(self.attacks) > 1:
@@ -168,7 +183,7 @@ class Evaluation:
                 rows.append({**base, "attack": "worst-case", "attack_kind": "suite",
                              "attack_params": json.dumps([a.name for a in self.attacks]),
                              "robust_acc": float(o.robust.float().mean()),
-                             "success_rate": _safe_div(int(broken.sum()), int(self.clean_correct.sum())),
+                             "success_rate": _safe_div(int(broken.sum()), attacked),
                              **_norm_stats(o.perturbation_norm[broken]),
                              **_query_stats(o.queries), "elapsed_s": o.elapsed_s})
         return rows
@@ -191,11 +206,6 @@ class Evaluation:
                              "pred_clean": int(self.pred_clean[i]), "pred_adv": int(o.pred_adv[i]),
                              "target": int(self.targets[i])})
         return rows
-
-
-def _broken_share(robust_acc: float, clean_acc: float) -> float:
-    """Share of the clean-correct points broken so far (cumulative over the cascade and the growing ball)."""
-    return _safe_div(clean_acc - robust_acc, clean_acc) if clean_acc else float("nan")
 
 
 def _safe_div(a: float, b: float) -> float:
@@ -281,10 +291,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | st
         chain = [a for a in chain if a.supports_targeted]
         if not chain:
             raise ValueError(f"none of the attacks in {suite!r} supports targets")
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = torch.device(device) if device is not None else model_device(model, x)
     was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):  # every module's mode and requires_grad restored, also on errors
         x, y = x.to(dev), y.to(dev)
         logits = _clean_logits(model, x, batch_size or 256)
         pred = logits.argmax(1)
@@ -298,8 +307,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | st
                 flags.append(flag("eot", f"{samples} samples per step in {', '.join(changed)}"))
         outcomes = _run_cascade(model, x, y, logits, targets, norm, eps_sorted, chain, targeted, seed,
                                 batch_size, progress, warm_start)
-    finally:
-        model.train(was_training)
     evaluation = Evaluation(norm, suite, chain, y_cpu, pred, targets, target_policy if targeted else None,
                             outcomes, flags, int(logits.shape[1]), seed)
     evaluation.flags.extend(_cascade_flags(evaluation, int(x[0].numel())))
@@ -327,11 +334,11 @@ def _run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: tor
     pred = logits.argmax(1)
     correct = pred == y.cpu()
     robust_prev = correct.clone()  # points never attacked successfully so far
-    if targeted:
-        robust_prev &= targets != y.cpu()
+    # a targeted attack skips a point whose target is its own label: it is never attacked and stays robust
+    attackable = correct & (targets != y.cpu()) if targeted else correct
     x_cpu = x.detach().cpu()
     best_x, best_pred = x_cpu.clone(), pred.clone()
-    best_norm, best_q = torch.zeros(n), torch.zeros(n, dtype=torch.int64)
+    best_norm = torch.zeros(n)
     broken_by = torch.full((n,), -1, dtype=torch.int64)
     # per attack: its last iterate for each point it ran on (warm starts along the growing ball)
     last_adv: list[torch.Tensor | None] = [None] * len(chain)
@@ -344,9 +351,17 @@ def _run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: tor
             start = time.perf_counter()
             robust = robust_prev.clone()
             steps, cumulative = [], []
+            spent = torch.zeros(n, dtype=torch.int64)  # queries at this epsilon, summed over the cascade
+            eps0_pred = None  # eps 0: the second clean pass's predictions where they differ from the first
+            if eps == 0:  # nothing to attack: a second clean pass checks that the model's answers reproduce
+                eps0_pred = best_pred.clone()
+                again = _clean_logits(model, x, batch_size or 256).argmax(1)
+                changed = robust & (again != y.cpu())
+                robust &= ~changed  # this epsilon only (eps0-mismatch flag); later ones start from robust_prev
+                eps0_pred[changed] = again[changed]
             for k, attack in enumerate(chain):
                 bar.update(task, description=f"{attack.name} {threat}")
-                idx = robust.nonzero().flatten()
+                idx = (robust & attackable).nonzero().flatten()
                 step = _empty_result(x_cpu, y.cpu(), pred, targets, threat, attack)
                 if idx.numel() and eps > 0:
                     warm = None
@@ -372,14 +387,16 @@ def _run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: tor
                     best_x[newly] = sub.x_adv.cpu()[hit]
                     best_pred[newly] = sub.pred_adv.cpu()[hit]
                     best_norm[newly] = sub.perturbation_norm.cpu()[hit]
-                    best_q[idx] += sub.queries.cpu()
+                    spent[idx] += sub.queries.cpu()
                 steps.append(step)
                 cumulative.append(float(robust.float().mean()))
                 bar.advance(task)
             outcomes.append(EpsOutcome(eps, steps, robust.clone(), broken_by.clone(), best_x.clone(),
-                                       best_pred.clone(), best_norm.clone(), best_q.clone(), cumulative,
+                                       eps0_pred if eps0_pred is not None else best_pred.clone(),
+                                       best_norm.clone(), spent, cumulative,
                                        time.perf_counter() - start))
-            robust_prev = robust
+            if eps > 0:
+                robust_prev = robust
             prev_eps = eps
     return outcomes
 
@@ -391,8 +408,7 @@ def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
     iterative_seen = False
     white_seen = False
     # broken_by accumulates over the growing ball: count only the points broken at each eps itself
-    attackable = ev.clean_correct & (ev.targets != ev.labels) if ev.targeted else ev.clean_correct
-    before = [attackable] + [o.robust for o in ev.outcomes[:-1]]
+    before = [ev.attackable] + [o.robust for o in ev.outcomes[:-1]]
     for k, attack in enumerate(ev.attacks):
         for o, robust_before in zip(ev.outcomes, before):
             new = int(((o.broken_by == k) & robust_before).sum()) if o.eps > 0 else 0
@@ -419,19 +435,29 @@ def evaluate_all_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thr
     attack = attack if isinstance(attack, Attack) else get_attack(attack)
     if not attack.supports_targeted:
         raise ValueError(f"attack {attack.name!r} does not support targets")
-    logits = _clean_logits(model, x, batch_size or 256)
-    num_classes = logits.shape[1]
-    matrix = torch.full((num_classes, num_classes), float("nan"))
+    dev = model_device(model, x)
+    x, y = x.to(dev), y.to(dev)
     y_cpu = y.cpu()
-    for target_class in all_targets(num_classes):
-        targets = torch.full_like(y, int(target_class))
-        result = attack(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size)
-        ok = result.clean_correct.cpu() & (y_cpu != int(target_class))
-        for i in range(num_classes):
-            sel = ok & (y_cpu == i)
-            if sel.any():
-                matrix[i, int(target_class)] = result.success.cpu()[sel].float().mean()
+    with eval_mode(model):  # the clean pass too: a model left in train mode must not update batch-norm stats
+        logits = _clean_logits(model, x, batch_size or 256)
+        num_classes = logits.shape[1]
+        matrix = torch.full((num_classes, num_classes), float("nan"))
+        for target_class in all_targets(num_classes):
+            targets = torch.full_like(y, int(target_class))
+            result = attack(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size,
+                            clean_logits=logits)
+            ok = result.clean_correct.cpu() & (y_cpu != int(target_class))
+            for i in range(num_classes):
+                sel = ok & (y_cpu == i)
+                if sel.any():
+                    matrix[i, int(target_class)] = result.success.cpu()[sel].float().mean()
     return matrix
+
+
+def model_device(model: nn.Module, x: torch.Tensor) -> torch.device:
+    """The device of ``model``'s first parameter or buffer; ``x``'s device for a model that has neither."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else x.device
 
 
 __all__ = ["ATTACKS", "Evaluation", "EpsOutcome", "SUITES", "evaluate", "evaluate_all_targets",

@@ -74,10 +74,11 @@ def model_flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor, was_training
     xs, ys = x[:max_points], y[:max_points]
     if not len(xs):
         return flags
-    first, second = _outputs(model, xs), _outputs(model, xs)
+    with torch.no_grad():
+        first, second = _outputs(model, xs), _outputs(model, xs)
     if not torch.allclose(first, second, rtol=1e-5, atol=1e-6):
         flags.append(flag("randomized", f"max difference {float((first - second).abs().max()):.3g}"))
-    if bool((first >= 0).all()) and torch.allclose(first.sum(1), torch.ones(len(first)), atol=1e-4):
+    if bool((first >= 0).all()) and torch.allclose(first.sum(1), first.new_ones(len(first)), atol=1e-4):
         flags.append(flag("probabilities"))
     xg = xs.clone().requires_grad_(True)
     with torch.enable_grad():

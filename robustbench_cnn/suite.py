@@ -74,6 +74,26 @@ def _model(entry: dict[str, Any], where: str) -> ModelSpec:
     return ModelSpec(**entry)
 
 
+def _check_targeted_and_transfer(suite: Suite) -> None:
+    """The ``[targeted]`` policy and epsilons and the ``[transfer]`` epsilon, checked as the benchmark will
+    use them (``ValueError``): a typo there must fail before any training, like one in ``[threat]``."""
+    from attacks.targets import parse_policy
+
+    norm = Norm.parse(suite.norm)
+    if suite.targeted:
+        policy = str(suite.targeted.get("policy", "random"))
+        if parse_policy(policy)[0] == "all":
+            raise ValueError("[targeted] policy 'all' gives a success matrix, not a table row: use random, "
+                             "least-likely, next or class:K (or `rbc attack --target-policy all`)")
+        eps = suite.targeted.get("eps", suite.eps)
+        if not isinstance(eps, list) or not eps:
+            raise ValueError(f"[targeted] eps must be a non-empty list like [0.1, 0.2], got {eps!r}")
+        for e in eps:
+            ThreatModel(norm, parse_eps(e))
+    if suite.transfer and "eps" in suite.transfer:
+        ThreatModel(norm, parse_eps(suite.transfer["eps"]))
+
+
 def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
     """Build and validate a :class:`Suite` from the TOML structure."""
     from attacks import ATTACKS
@@ -95,6 +115,7 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
                       targeted=data.get("targeted"), proxy=data.get("proxy"), transfer=data.get("transfer"),
                       report_eps=(parse_eps(data["report"]["eps"]) if "eps" in data.get("report", {}) else None),
                       source=source)
+        _check_targeted_and_transfer(suite)
     except (TypeError, ValueError) as exc:
         raise RbcError(f"invalid suite {source}: {exc}") from None
     if not models:
@@ -108,7 +129,7 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
                     raise RbcError(f"invalid suite {source}: model {spec.arch}/{spec.recipe} needs threat = "
                                    f"\"linf:EPS\" (the training threat model)")
                 ThreatModel.parse(spec.threat)
-    for name in suite.attacks.split(","):
+    for name in filter(None, (part.strip() for part in suite.attacks.split(","))):
         if name not in SUITES:
             ATTACKS.get(name)
     if suite.targeted:

@@ -177,7 +177,18 @@ class AttackResult:
         return float(self.clean_correct.float().mean()) if self.n else float("nan")
 
     @property
+    def attacked(self) -> torch.Tensor:
+        """The points the attack ran on: clean-correct and, when targeted, with a target other than the label
+        (a point already of its target class is skipped and stays robust)."""
+        if not self.targeted:
+            return self.clean_correct
+        # a skipped point keeps its clean prediction, its label, which is its target; an attacked point that
+        # ends on its target is a success, so "on target without success" identifies exactly the skipped ones
+        skipped = ~self.success & (self.pred_adv == self.target)
+        return self.clean_correct & ~skipped
+
+    @property
     def success_rate(self) -> float:
-        """Success among the points that were attacked (the clean-correct ones)."""
-        attacked = int(self.clean_correct.sum())
+        """Success among the points that were attacked (:attr:`attacked`)."""
+        attacked = int(self.attacked.sum())
         return float(self.success.sum()) / attacked if attacked else float("nan")
