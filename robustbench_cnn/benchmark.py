@@ -20,7 +20,7 @@ import torch
 from robustbench_cnn.progress import console
 from robustbench_cnn.results import (SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, atomic_write_parquet, new_run_id,
                                      typed_frame)
-from robustbench_cnn.runner import EvalCell, run_cells
+from robustbench_cnn.runner import EvalCell, pin_weights, run_cells
 from robustbench_cnn.suite import ModelSpec, Suite
 from robustbench_cnn.types import AttackResult, Norm, ThreatModel, parse_eps
 
@@ -85,6 +85,10 @@ def run_benchmark(suite: Suite, out: str | os.PathLike | None = None, *, resume:
                   report: bool = True) -> BenchmarkResult:
     """Run a whole suite into ``out`` (default ``results/<run-id>``) and write the report."""
     start = time.perf_counter()
+    if resume and out is None:
+        from robustbench_cnn.errors import RbcError
+
+        raise RbcError("--resume needs the run folder to continue: pass --out (-o) with it")
     run_dir = Path(out) if out else Path("results") / new_run_id(suite.name)
     run = RunStore(run_dir)
     run.check_fresh(resume)
@@ -108,16 +112,20 @@ def run_benchmark(suite: Suite, out: str | os.PathLike | None = None, *, resume:
                                       suite=suite.targeted.get("attack", "pgd"), targeted=True,
                                       target_policy=suite.targeted.get("policy", "random"), **common))
     console.print(f"[bold]benchmark {suite.name}[/]: {len(trained)} model(s) trained, {len(cells)} white-box cells")
+    proxy_ids = {dataset: _proxy_cell_id(suite, dataset, names_by_dataset[dataset], store)
+                 for dataset in suite.datasets if suite.proxy}
+    cells = [pin_weights(c) for c in cells]
+    planned = [c.id for c in cells] + list(proxy_ids.values())
     run_cells(cells, run_dir, resume=True, executor=executor, ray_address=ray_address, progress=progress,
-              config={"suite": suite.to_dict()})
+              config={"suite": suite.to_dict()}, other_cells=proxy_ids.values())
     for dataset in suite.datasets:
         if suite.proxy:
-            _proxy_cells(suite, dataset, names_by_dataset[dataset], run, store=store, data_dir=data_dir,
-                         device=device, progress=progress)
+            _proxy_cells(suite, dataset, names_by_dataset[dataset], run, proxy_ids[dataset], store=store,
+                         data_dir=data_dir, device=device, progress=progress)
         if suite.transfer and len(names_by_dataset[dataset]) > 1:
             _transfer_matrix(suite, dataset, names_by_dataset[dataset], run, store=store, data_dir=data_dir,
                              device=device)
-    run.finalize()
+    run.finalize(planned)
     _write_examples(suite, run_dir, names_by_dataset, store=store, data_dir=data_dir, device=device)
     paths = None
     if report:
@@ -135,27 +143,42 @@ def _load(name: str, dataset: str, store: Any, data_dir: Any, device: str) -> tu
     return load_for_dataset(name, dataset, resolve_device(device), store, data_dir)
 
 
-def _proxy_cells(suite: Suite, dataset: str, names: dict[str, str], run: RunStore, *, store: Any, data_dir: Any,
-                 device: str, progress: bool) -> None:
-    """Train a substitute of the proxy target from oracle labels, then transfer from it to every model."""
-    from attacks.blackbox.substitute import eval_indices, train_substitute
-    from attacks.blackbox.transfer import transfer_attack
-    from robustbench_cnn.data import load_split
-    from robustbench_cnn.results import cell_id
-    from robustbench_cnn.store import git_sha
-
+def _proxy_plan(suite: Suite, names: dict[str, str]) -> tuple[str, dict[str, Any], str, list[float]]:
+    """(target key, substitute-training options, transfer attack, epsilons) of the suite's ``[proxy]``."""
     proxy = dict(suite.proxy or {})
     target_key = proxy.pop("target", next(iter(names)))
     if target_key not in names:
         raise ValueError(f"proxy target {target_key!r} is not a model of the suite: use one of {', '.join(names)}")
     transfer = suite.transfer or {"attack": "fgsm", "eps": max(suite.eps)}
-    attack = transfer.get("attack", "fgsm")
-    eps_list = [e for e in suite.eps if e > 0]
+    return target_key, proxy, transfer.get("attack", "fgsm"), [e for e in suite.eps if e > 0]
+
+
+def _proxy_cell_id(suite: Suite, dataset: str, names: dict[str, str], store: Any) -> str:
+    """The proxy cell's id: the request plus the weights of every model it touches."""
+    from robustbench_cnn.results import cell_id
+    from robustbench_cnn.store import read_card, resolve_checkpoint
+
+    target_key, proxy, attack, eps_list = _proxy_plan(suite, names)
+    weights = {name: read_card(resolve_checkpoint(name, store)).weights_sha256 for name in sorted(names.values())}
     key = dict(kind="proxy", dataset=dataset, target=names[target_key], proxy=proxy, attack=attack, eps=eps_list,
-               n=suite.n, seed=suite.seed, models=sorted(names.values()))
-    cid = cell_id(model=f"proxy-{target_key}", suite="proxy", norm=suite.norm, **key)
+               n=suite.n, seed=suite.seed, models=sorted(names.values()), weights=weights)
+    return cell_id(model=f"proxy-{target_key}", suite="proxy", norm=suite.norm, **key)
+
+
+def _proxy_cells(suite: Suite, dataset: str, names: dict[str, str], run: RunStore, cid: str, *, store: Any,
+                 data_dir: Any, device: str, progress: bool) -> None:
+    """Train a substitute of the proxy target from oracle labels, then transfer from it to every model."""
+    import datetime as _dt
+
+    from attacks.blackbox.substitute import eval_indices, train_substitute
+    from attacks.blackbox.transfer import transfer_attack
+    from robustbench_cnn.data import load_split
+    from robustbench_cnn.devices import resolve_device
+    from robustbench_cnn.store import git_sha, package_versions
+
     if run.has_cell(cid):
         return
+    target_key, proxy, attack, eps_list = _proxy_plan(suite, names)
     target, _ = _load(names[target_key], dataset, store, data_dir, device)
     seed_size = int(proxy.get("seed_size", 150))
     sub = train_substitute(target, dataset, proxy.pop("substitute", "lenet5"), seed=suite.seed, device=device,
@@ -173,8 +196,9 @@ def _proxy_cells(suite: Suite, dataset: str, names: dict[str, str], run: RunStor
         meta = {"schema_version": SCHEMA_VERSION, "run_id": run.run_id, "cell_id": cid, "model": name,
                 "checkpoint_sha256": card.weights_sha256, "arch": card.arch,
                 "defense": card.recipe if card.recipe != "standard" else "", "dataset": dataset, "split": "test",
-                "seed": suite.seed, "device": device, "git_sha": git_sha() or "",
-                "versions": json.dumps({"oracle_queries_substitute": int(sub.queries)})}
+                "seed": suite.seed, "device": str(resolve_device(device)), "git_sha": git_sha() or "",
+                "versions": json.dumps(package_versions(), sort_keys=True),
+                "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         rows.extend(transfer_rows(results, meta, f"proxy:{target_key}"))
     run.write_cell(cid, typed_frame(rows, SUMMARY_SCHEMA))
 
@@ -184,16 +208,31 @@ def _transfer_matrix(suite: Suite, dataset: str, names: dict[str, str], run: Run
     from attacks.blackbox.matrix import transfer_matrix
     from robustbench_cnn.data import load_split
 
+    from robustbench_cnn.results import cell_id
+    from robustbench_cnn.store import read_card, resolve_checkpoint
+
     path = run.dir / "transfer_matrix.parquet"
-    if path.exists():
-        return
     transfer = suite.transfer or {}
     threat = ThreatModel(Norm.parse(suite.norm), parse_eps(transfer.get("eps", max(suite.eps))))
+    attack = transfer.get("attack", "fgsm")
+    weights = {name: read_card(resolve_checkpoint(name, store)).weights_sha256 for name in sorted(names.values())}
+    key = cell_id(model="transfer", suite=attack, norm=str(threat), dataset=dataset, n=suite.n, seed=suite.seed,
+                  weights=weights)
+    # one file for every dataset, one block of rows per dataset keyed by the request (resumable, never stale)
+    kept = pd.read_parquet(path) if path.exists() else None
+    if kept is not None and "matrix_key" in kept.columns:
+        if key in set(kept["matrix_key"]):
+            return
+        kept = kept[kept["dataset"] != dataset]
+    else:
+        kept = None
     models = {name: _load(name, dataset, store, data_dir, device)[0] for name in names.values()}
     split = load_split(dataset, "test", n=suite.n, data_dir=data_dir)
-    table = transfer_matrix(models, split.x, split.y, threat, transfer.get("attack", "fgsm"), seed=suite.seed)
+    table = transfer_matrix(models, split.x, split.y, threat, attack, seed=suite.seed)
     table.insert(0, "dataset", dataset)
-    atomic_write_parquet(table, path)
+    table["matrix_key"] = key
+    atomic_write_parquet(pd.concat([kept, table], ignore_index=True) if kept is not None and len(kept) else table,
+                         path)
 
 
 def _write_examples(suite: Suite, run_dir: Path, names_by_dataset: dict[str, dict[str, str]], *, store: Any,

@@ -235,13 +235,14 @@ def read_transfer(run_dir: Path) -> list[tuple[str, pd.DataFrame]]:
     missing = {"source", "target", "success_rate"} - set(table.columns)
     if missing:
         raise RbcError(f"transfer matrix {path} lacks columns: {', '.join(sorted(missing))}")
-    keys = [c for c in ("attack", "norm", "eps", "targeted") if c in table.columns]
+    keys = [c for c in ("dataset", "attack", "norm", "eps", "targeted") if c in table.columns]
     groups = table.groupby(keys, sort=False, dropna=False) if keys else [((), table)]
     grids = []
     for key, part in groups:
         key = key if isinstance(key, tuple) else (key,)
         info = dict(zip(keys, key))
-        bits = [str(info["attack"])] if "attack" in info else []
+        bits = [str(info["dataset"])] if "dataset" in info else []
+        bits += [str(info["attack"])] if "attack" in info else []
         if "norm" in info:
             bits.append(f"{info['norm']}:{format_eps(float(info['eps']))}" if "eps" in info else str(info["norm"]))
         if info.get("targeted"):

@@ -153,33 +153,59 @@ class RunStore:
     def has_cell(self, cid: str) -> bool:
         return (self.cells_dir / f"{cid}.summary.parquet").exists()
 
+    def finished_cells(self) -> set[str]:
+        """Ids of the cells whose summary landed (the summary file marks a finished cell)."""
+        if not self.cells_dir.exists():
+            return set()
+        return {f.name[: -len(".summary.parquet")] for f in self.cells_dir.glob("*.summary.parquet")}
+
+    def check_plan(self, planned: Iterable[str], resume: bool) -> None:
+        """Refuse to resume into a folder holding finished cells this run does not plan.
+
+        Such cells come from a different request (other models or weights, epsilons, ``-n``, seed, suite):
+        resuming would put their rows beside the new ones in the same tables. Nothing is deleted; the user
+        reruns the original command or picks another folder."""
+        self.check_fresh(resume)
+        stale = self.finished_cells() - set(planned)
+        if stale:
+            from robustbench_cnn.errors import RbcError
+
+            raise RbcError(f"run folder {self.dir} holds {len(stale)} finished cell(s) of a different request "
+                           f"(other models, weights, epsilons, -n, seed or suite): resuming would mix them into "
+                           f"this run's tables; rerun the original command with --resume, or choose another --out")
+
     def write_cell(self, cid: str, summary: pd.DataFrame, samples: pd.DataFrame | None = None) -> None:
         """Write one finished cell: samples first, summary last (the summary file marks completion)."""
         if samples is not None:
             atomic_write_parquet(samples, self.cells_dir / f"{cid}.samples.parquet")
         atomic_write_parquet(summary, self.cells_dir / f"{cid}.summary.parquet")
 
-    def _concat(self, kind: str, schema: dict[str, str]) -> pd.DataFrame:
+    def _concat(self, kind: str, schema: dict[str, str], cells: Iterable[str] | None = None) -> pd.DataFrame:
         files = sorted(self.cells_dir.glob(f"*.{kind}.parquet")) if self.cells_dir.exists() else []
-        if kind == "samples":  # only cells whose summary landed count as finished
-            files = [f for f in files if self.has_cell(f.name[: -len(".samples.parquet")])]
+        wanted = set(cells) if cells is not None else None
+        suffix = f".{kind}.parquet"
+        # only cells whose summary landed count as finished; with ``cells``, only those cells
+        files = [f for f in files if self.has_cell(f.name[: -len(suffix)])
+                 and (wanted is None or f.name[: -len(suffix)] in wanted)]
         frames = [pd.read_parquet(f) for f in files]
         frames = [f for f in frames if len(f)]
         if not frames:
             return typed_frame([], schema)
         return pd.concat(frames, ignore_index=True).astype(schema)
 
-    def summary(self) -> pd.DataFrame:
-        return self._concat("summary", SUMMARY_SCHEMA)
+    def summary(self, cells: Iterable[str] | None = None) -> pd.DataFrame:
+        return self._concat("summary", SUMMARY_SCHEMA, cells)
 
-    def samples(self) -> pd.DataFrame:
-        return self._concat("samples", SAMPLES_SCHEMA)
+    def samples(self, cells: Iterable[str] | None = None) -> pd.DataFrame:
+        return self._concat("samples", SAMPLES_SCHEMA, cells)
 
-    def finalize(self) -> tuple[Path, Path]:
-        """(Re)write ``summary.parquet`` and ``samples.parquet`` from the finished cells."""
+    def finalize(self, cells: Iterable[str] | None = None) -> tuple[Path, Path]:
+        """(Re)write ``summary.parquet`` and ``samples.parquet`` from the finished cells (only ``cells``,
+        the run's plan, when given)."""
+        cells = list(cells) if cells is not None else None
         summary_path, samples_path = self.dir / "summary.parquet", self.dir / "samples.parquet"
-        atomic_write_parquet(self.summary(), summary_path)
-        atomic_write_parquet(self.samples(), samples_path)
+        atomic_write_parquet(self.summary(cells), summary_path)
+        atomic_write_parquet(self.samples(cells), samples_path)
         return summary_path, samples_path
 
     def write_run_json(self, config: dict[str, Any]) -> Path:

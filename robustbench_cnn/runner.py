@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 import torch
@@ -41,17 +41,38 @@ class EvalCell:
     model_def: str | None = None  # file.py:factory for a bring-your-own model
     weights: str | None = None
     defense: str = ""
+    weights_sha256: str = ""  # the weights evaluated (set by :func:`pin_weights`): a retrained model is a new cell
 
     def key(self) -> dict[str, Any]:
         """What defines the cell's result (device, paths and batch size do not)."""
         return {"model": self.model, "dataset": self.dataset, "norm": self.norm, "eps": sorted(self.eps),
                 "suite": self.suite, "attack_params": self.attack_params, "n": self.n,
                 "targeted": self.targeted, "target_policy": self.target_policy if self.targeted else "",
-                "seed": self.seed, "model_def": self.model_def, "weights": self.weights}
+                "seed": self.seed, "model_def": self.model_def, "weights": self.weights,
+                "weights_sha256": self.weights_sha256}
 
     @property
     def id(self) -> str:
         return cell_id(**self.key())
+
+
+def pin_weights(cell: EvalCell) -> EvalCell:
+    """``cell`` with ``weights_sha256`` set to the hash of the weights it will evaluate (the store card's, or
+    the ``--weights`` file's), so that resuming never reuses a cell computed with other weights."""
+    if cell.weights_sha256:
+        return cell
+    if cell.model_def:
+        if not cell.weights:
+            return cell
+        from robustbench_cnn.store import sha256_file
+
+        path = Path(cell.weights)
+        sha = sha256_file(path) if path.is_file() else ""  # a missing file is reported when the cell loads it
+    else:
+        from robustbench_cnn.store import read_card, resolve_checkpoint
+
+        sha = read_card(resolve_checkpoint(cell.model, cell.store)).weights_sha256
+    return replace(cell, weights_sha256=sha)
 
 
 def load_cell_model(cell: EvalCell, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -110,17 +131,26 @@ CellCallback = Callable[[EvalCell, pd.DataFrame, Any], None]
 
 def run_cells(cells: list[EvalCell], run_dir: str | os.PathLike | None = None, *, resume: bool = False,
               executor: str = "local", ray_address: str | None = None, progress: bool = True,
-              on_cell: CellCallback | None = None, config: dict[str, Any] | None = None) -> RunStore:
+              on_cell: CellCallback | None = None, config: dict[str, Any] | None = None,
+              other_cells: Iterable[str] = ()) -> RunStore:
     """Run every unfinished cell, writing each atomically as it finishes; returns the run's store.
 
     With ``resume``, cells already in the run folder are skipped; without it, an existing non-empty run
-    folder is an error (so results are never silently mixed).
+    folder is an error (so results are never silently mixed). A resumed folder must hold only cells of this
+    plan (``cells`` plus ``other_cells``, the ids of cells a caller writes itself, e.g. the benchmark's proxy
+    cells), and the tables are rebuilt from the plan's cells only.
     """
+    if resume and run_dir is None:
+        from robustbench_cnn.errors import RbcError
+
+        raise RbcError("--resume needs the run folder to continue: pass --out (-o) with it")
     run_dir = Path(run_dir) if run_dir else Path("results") / new_run_id()
+    cells = [pin_weights(c) for c in cells]
+    planned = [c.id for c in cells] + list(other_cells)
     store = RunStore(run_dir)
-    store.check_fresh(resume)
-    store.write_run_json({"argv": sys.argv, "cells": [asdict(c) for c in cells], "executor": executor,
-                          **(config or {})})
+    store.check_plan(planned, resume)
+    store.write_run_json({"argv": sys.argv, "cells": [asdict(c) for c in cells], "cell_ids": sorted(planned),
+                          "executor": executor, **(config or {})})
     todo = [c for c in cells if not store.has_cell(c.id)]
     if executor == "ray":
         from robustbench_cnn.ray_executor import run_with_ray
@@ -134,5 +164,5 @@ def run_cells(cells: list[EvalCell], run_dir: str | os.PathLike | None = None, *
                 on_cell(cell, summary, evaluation)
     else:
         raise ValueError(f"invalid executor {executor!r}: use local or ray")
-    store.finalize()
+    store.finalize(planned)
     return store

@@ -138,7 +138,34 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
         ATTACKS.get(suite.transfer.get("attack", "fgsm"))
     if suite.proxy:
         MODELS.get(suite.proxy.get("substitute", "lenet5"))
+        _check_proxy(suite, source)
     return suite
+
+
+#: ``train_substitute`` arguments the benchmark sets itself (not ``[proxy]`` keys).
+_PROXY_SET_BY_BENCHMARK = {"target_model", "dataset", "substitute_arch", "seed", "device", "data_dir", "store",
+                           "target_name", "progress", "save", "tag"}
+
+
+def _check_proxy(suite: Suite, source: str) -> None:
+    """``[proxy]`` keys are ``target``, ``substitute`` and ``train_substitute``'s options; the target is one of
+    the suite's models (checked here, before any training, not after the white-box work)."""
+    import inspect
+
+    from attacks.blackbox.substitute import train_substitute
+
+    options = set(inspect.signature(train_substitute).parameters) - _PROXY_SET_BY_BENCHMARK
+    known = options | {"target", "substitute"}
+    unknown = sorted(set(suite.proxy or {}) - known)
+    if unknown:
+        raise RbcError(f"invalid suite {source}: unknown [proxy] key(s) {', '.join(unknown)} "
+                       f"(use {', '.join(sorted(known))})")
+    target = (suite.proxy or {}).get("target")
+    if target is not None:
+        names = {spec.checkpoint_name("_").split("/", 1)[-1] for spec in suite.models}
+        if target not in names:
+            raise RbcError(f"invalid suite {source}: [proxy] target {target!r} is not a model of the suite "
+                           f"(use one of {', '.join(sorted(names))})")
 
 
 def load_suite(name_or_path: str | None) -> Suite:

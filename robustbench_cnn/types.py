@@ -70,9 +70,9 @@ def parse_eps(text: str | float | int) -> float:
         if not match:
             raise ValueError(f"invalid epsilon {text!r}: use a number like 0.3, 8/255 or 1e-2")
         num, den = match.groups()
-        value = float(num) / float(den) if den else float(num)
         if den is not None and float(den) == 0:
             raise ValueError(f"invalid epsilon {text!r}: division by zero")
+        value = float(num) / float(den) if den else float(num)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"invalid epsilon {text!r}: must be a finite number >= 0")
     return value

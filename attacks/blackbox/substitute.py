@@ -233,8 +233,10 @@ def train_substitute(
     hold_idx = torch.from_numpy(eval_indices(total, hold_n, seed_size))
     hold_x, hold_y = test.x[hold_idx], test.y[hold_idx]
 
-    substitute = build_model(substitute_arch, in_channels=info.channels, num_classes=info.num_classes,
-                             input_size=info.size, mean=info.mean, std=info.std, **(arch_kwargs or {}))
+    with torch.random.fork_rng(devices=[]):  # initial weights from ``seed``, not from the global RNG's history
+        torch.manual_seed(seed)
+        substitute = build_model(substitute_arch, in_channels=info.channels, num_classes=info.num_classes,
+                                 input_size=info.size, mean=info.mean, std=info.std, **(arch_kwargs or {}))
     substitute.to(dev)
     # The experimenter's view of the target (not the attacker's; not counted as queries).
     target_for_eval = target_model if isinstance(target_model, nn.Module) else None
