@@ -244,8 +244,8 @@ def _run_evaluation(suite: str, attack_params: dict[str, Any], model: str | None
     norm, eps_list = _threat_and_eps(threat, eps)
     label = model or model_def or ""
     if targeted and target_policy == "all":
-        _target_matrix(suite, attack_params, label, dataset, norm, eps_list, n, seed, batch_size, data_dir, store,
-                       device)
+        _target_matrix(suite, attack_params, label, model_def, weights, dataset, norm, eps_list, n, seed,
+                       batch_size, out_dir, resume, data_dir, store, device)
         return
     cell = EvalCell(model=label, dataset=dataset, norm=norm, eps=eps_list, suite=suite,
                     attack_params=attack_params, n=n, targeted=targeted, target_policy=target_policy, seed=seed,
@@ -283,26 +283,53 @@ def show_summary(summary: Any) -> None:
         click.secho(f"Warning [{code}]: {EXPLANATIONS.get(code, code)}", fg="yellow", err=True)
 
 
-def _target_matrix(attack: str, attack_params: dict[str, Any], model: str, dataset: str, norm: str,
-                   eps_list: list[float], n: int, seed: int, batch_size: int, data_dir: str | None,
-                   store: str | None, device: str) -> None:
-    from attacks import get_attack
-    from robustbench_cnn.data import load_split
-    from robustbench_cnn.devices import resolve_device
-    from robustbench_cnn.evaluation import evaluate_all_targets
-    from robustbench_cnn.types import Norm, ThreatModel
-    from robustbench_cnn.workflows import load_for_dataset
+def _target_matrix(attack: str, attack_params: dict[str, Any], label: str, model_def: str | None,
+                   weights: str | None, dataset: str, norm: str, eps_list: list[float], n: int, seed: int,
+                   batch_size: int, out_dir: str | None, resume: bool, data_dir: str | None, store: str | None,
+                   device: str) -> None:
+    """``--targeted --target-policy all``: the true x target success matrix, written to the run folder."""
+    from dataclasses import asdict
+    from pathlib import Path
 
+    from attacks import ATTACKS, get_attack
+    from robustbench_cnn.data import dataset_info, load_split
+    from robustbench_cnn.devices import resolve_device, seed_everything
+    from robustbench_cnn.errors import RbcError
+    from robustbench_cnn.results import new_run_id
+    from robustbench_cnn.runner import EvalCell, load_cell_model
+    from robustbench_cnn.target_matrix import (check_run_folder, target_matrix_table, wide_rows,
+                                               write_target_matrix)
+
+    if attack not in ATTACKS:
+        raise RbcError(f"--target-policy all makes a true x target matrix for one attack, not the suite "
+                       f"{attack!r}: use rbc attack -a NAME --targeted --target-policy all")
+    if resume and not out_dir:
+        raise RbcError("--resume needs the run folder to continue: pass --out (-o) with it")
+    atk = get_attack(attack, **attack_params)
+    run_dir = Path(out_dir) if out_dir else Path("results") / new_run_id("targets")
+    check_run_folder(run_dir, resume)
     dev = resolve_device(device)
-    net, card = load_for_dataset(model, dataset, dev, store, data_dir)
+    seed_everything(seed)
+    cell = EvalCell(model=label, dataset=dataset, norm=norm, eps=eps_list, suite=attack, attack_params=attack_params,
+                    n=n, targeted=True, target_policy="all", seed=seed, batch_size=batch_size, device=device,
+                    data_dir=data_dir, store=store, model_def=model_def, weights=weights)
+    net, meta = load_cell_model(cell, dev)  # the normal path: store checkpoint or --model-def/--weights
     split = load_split(dataset, "test", n=n, data_dir=data_dir)
+    if model_def:
+        from robustbench_cnn.byom import check_input
+
+        check_input(net, split.x[:2].to(dev), model_def, dataset, data_dir=data_dir)
+    labels = list(dataset_info(dataset, data_dir).classes)
+    table_meta = {"run_id": run_dir.name, "model": meta["model"], "checkpoint_sha256": meta["checkpoint_sha256"],
+                  "dataset": dataset}
+    table = target_matrix_table(net, split.x.to(dev), split.y.to(dev), norm, eps_list, atk, labels, table_meta,
+                                seed=seed, batch_size=batch_size)
+    config = {"argv": sys.argv, "command": "target-matrix", "cells": [asdict(cell)], "device": str(dev)}
+    path = write_target_matrix(run_dir, table, config)
     for eps in eps_list:
-        matrix = evaluate_all_targets(net, split.x.to(dev), split.y.to(dev), ThreatModel(Norm.parse(norm), eps),
-                                      get_attack(attack, **attack_params), seed=seed, batch_size=batch_size)
-        rows = [{"true": card.classes[i] if i < len(card.classes) else i,
-                 **{str(j): ("-" if matrix[i, j] != matrix[i, j] else f"{float(matrix[i, j]):.2f}")
-                    for j in range(matrix.shape[1])}} for i in range(matrix.shape[0])]
-        out.print(_table(f"targeted success, true class x target class ({attack}, {norm}:{eps:g})", rows))
+        out.print(_table(f"targeted success, true class x target class ({atk.name}, {norm}:{eps:g})",
+                         wide_rows(table, float(eps))))
+    out.print(f"results in {path}")
 
 
 @main.command()
@@ -329,13 +356,9 @@ def attack(attack: str, param: tuple[str, ...], **kwargs: Any) -> None:
 @eval_options
 def evaluate(suite: str, **kwargs: Any) -> None:
     """Worst case per sample over a cascade of attacks, for each epsilon."""
-    from robustbench_cnn.evaluation import SUITES
-    from attacks import ATTACKS
+    from robustbench_cnn.evaluation import check_attack_names
 
-    if suite not in SUITES:
-        for name in suite.split(","):
-            if name.strip() not in SUITES:
-                ATTACKS.get(name.strip())
+    check_attack_names(suite)  # unknown names suggest suites and attacks (-s quik -> quick)
     _run_evaluation(suite, {}, kwargs.pop("model"), kwargs.pop("model_def"), kwargs.pop("weights"),
                     out_dir=kwargs.pop("out"), **kwargs)
 
@@ -368,9 +391,11 @@ def attacks_list() -> None:
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster (default: start a local one).")
 @click.option("--resume/--no-resume", default=False, help="Continue a run folder, skipping finished cells.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write leaderboard.md/.html.")
-@common_options
+@_compose(data_dir_option, store_option, device_option,
+          click.option("--seed", type=int, default=None, help="Random seed (default: the suite's seed)."),
+          progress_option)
 def benchmark(suite_name: str, out_dir: str | None, executor: str, ray_address: str | None, resume: bool,
-              report: bool, data_dir: str | None, store: str | None, device: str, seed: int,
+              report: bool, data_dir: str | None, store: str | None, device: str, seed: int | None,
               progress: bool) -> None:
     """Train what is missing, run the white-box, proxy and transfer attacks, write tables and report."""
     from robustbench_cnn.benchmark import run_benchmark
@@ -379,7 +404,7 @@ def benchmark(suite_name: str, out_dir: str | None, executor: str, ray_address: 
 
     resolve_device(device)
     suite = load_suite(suite_name)
-    if seed:
+    if seed is not None:  # --seed 0 overrides a suite's non-zero seed too
         suite.seed = seed
     result = run_benchmark(suite, out_dir, resume=resume, executor=executor, ray_address=ray_address, store=store,
                            data_dir=data_dir, device=device, progress=progress, report=report)

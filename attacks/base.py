@@ -72,7 +72,19 @@ class Attack:
                 except ValueError:
                     raise ValueError(f"invalid {key} {params[key]!r} for attack {self.name!r}: "
                                      "must be true or false") from None
+            elif isinstance(default, (int, float)) and key in params:
+                self._check_number(key, params[key])
         self.params: dict[str, Any] = {**self.defaults, **params}
+
+    def _check_number(self, key: str, value: Any) -> None:
+        """A numeric parameter given as text that is no number (``-p steps=abc``) is an error naming it."""
+        if not isinstance(value, str):
+            return
+        try:
+            float(value)
+        except ValueError:
+            raise ValueError(f"invalid {key} {value!r} for attack {self.name!r}: must be a number "
+                             f"(default {self.defaults[key]!r})") from None
 
     @property
     def name(self) -> str:

@@ -138,7 +138,7 @@ def _torchvision_spec(name: str, cls_name: str, folder: str, channels: int, size
         try:
             ds = cls(str(root), train=(split == "train"), download=download)
         except Exception as exc:  # network errors come in many types; all mean "not available"
-            raise _missing(name, expected(root), reason=f"{type(exc).__name__}: {exc}") from None
+            raise _missing(name, expected(root), reason=_download_reason(exc)) from None
         finally:
             socket.setdefaulttimeout(old_timeout)
         data = ds.data if isinstance(ds.data, np.ndarray) else ds.data.numpy()
@@ -148,6 +148,15 @@ def _torchvision_spec(name: str, cls_name: str, folder: str, channels: int, size
 
     info = DatasetInfo(name, channels, size, classes, mean, std, f"torchvision.datasets.{cls_name}")
     return DatasetSpec(info, load, marker, expected)
+
+
+def _download_reason(exc: BaseException, limit: int = 160) -> str:
+    """One line from a (multi-line) download error: its last non-empty line, which names the cause
+    (torchvision's message starts with "Error downloading ...:" and ends with the URL error)."""
+    lines = [" ".join(ln.split()) for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[-1] if lines else ""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"download failed: {type(exc).__name__}: {text}" if text else f"download failed: {type(exc).__name__}"
 
 
 def _idx_files_present(folder: str) -> Callable[[Path], bool]:

@@ -36,3 +36,10 @@ class ShapeMismatchError(RbcError, ValueError):
 
 class BudgetExceededError(RbcError):
     """A black-box oracle asked for more queries than its budget allows."""
+
+
+class ArchOptionError(RbcError, TypeError):
+    """An architecture option (``--arch-arg`` or a card's ``arch_kwargs``) the architecture does not take.
+
+    Also a ``TypeError``, as an unexpected keyword argument to a Python function is.
+    """

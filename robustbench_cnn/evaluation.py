@@ -11,6 +11,7 @@ a whole robustness curve costs little more than its largest epsilon.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import time
@@ -22,6 +23,7 @@ from torch import nn
 
 from attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
 from attacks.functional import batched_logits, eval_mode, jittered_start
+from robustbench_cnn.errors import UnknownNameError
 from robustbench_cnn.flags import Flag, curve_flags, flag, model_flags
 from robustbench_cnn.progress import make_progress
 from robustbench_cnn.types import AttackResult, Norm, ThreatModel
@@ -50,6 +52,25 @@ SINGLE_STEP_TOLERANCE = 0.005
 TARGET_POLICIES = ("random", "least-likely", "next", "class:K", "all")
 
 
+def check_attack_names(attacks: str) -> None:
+    """Check a suite name or comma-separated attack (or suite) names before any work.
+
+    An unknown name raises :class:`UnknownNameError` suggesting close suite *and* attack names
+    (``quik`` -> ``quick``).
+    """
+    for name in filter(None, (part.strip() for part in attacks.split(","))):
+        if name not in SUITES and name not in ATTACKS:
+            raise unknown_suite_or_attack(name)
+
+
+def unknown_suite_or_attack(name: str) -> UnknownNameError:
+    """The error for a name that is neither a suite nor a registered attack, with close names of both."""
+    suites = sorted(SUITES)
+    close = difflib.get_close_matches(name.lower(), suites + list(ATTACKS), n=3, cutoff=0.5)
+    suggestions = list(dict.fromkeys(close + ATTACKS.suggest(name)))[:3]
+    return UnknownNameError("suite or attack", name, suggestions, suites + list(ATTACKS))
+
+
 def resolve_attacks(attacks: str | Sequence[str | Attack | tuple[str, dict[str, Any]]],
                     norm: Norm) -> tuple[str, list[Attack]]:
     """A suite name, attack names, (name, params) pairs or instances -> (suite label, attacks for ``norm``).
@@ -75,8 +96,10 @@ def resolve_attacks(attacks: str | Sequence[str | Attack | tuple[str, dict[str, 
             built.append(get_attack(item[0], **item[1]))
         elif item in SUITES:
             built.extend(resolve_attacks(item, norm)[1])
-        else:
+        elif str(item) in ATTACKS:
             built.append(get_attack(str(item)))
+        else:
+            raise unknown_suite_or_attack(str(item))
     for attack in built:
         if norm not in attack.norms:
             supported = ", ".join(n.value for n in attack.norms)

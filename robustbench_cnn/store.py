@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_cnn.errors import CheckpointError, ShapeMismatchError
+from robustbench_cnn.errors import ArchOptionError, CheckpointError, ShapeMismatchError
 from robustbench_cnn.models import MODELS, NormalizedModel, build_model
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -198,7 +198,8 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for unsafe or broken files
-        raise CheckpointError(f"refusing to load {path}: not a plain weights-only state dict ({exc})") from None
+        raise CheckpointError(f"refusing to load {path}: not a weights-only checkpoint (corrupt, or it holds "
+                              f"pickled objects other than tensors; {type(exc).__name__})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -206,12 +207,30 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def state_dict_error(exc: Exception) -> str:
+    """The first offending line of torch's multi-line ``load_state_dict`` error (a missing or unexpected key,
+    or a size mismatch), with a count of the other problems; the first line if none is recognised."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    details = [ln for ln in lines if ln.startswith(("Missing key", "Unexpected key", "size mismatch"))]
+    if not details:
+        return lines[0] if lines else type(exc).__name__
+    more = f" (and {len(details) - 1} more problem(s))" if len(details) > 1 else ""
+    return details[0].rstrip(". ") + more
+
+
 def model_from_card(card: ModelCard) -> NormalizedModel:
+    """The untrained architecture a card describes; bad ``arch_kwargs`` raise :class:`ArchOptionError`."""
     if card.arch not in MODELS:
         raise CheckpointError(f"checkpoint {card.name!r} needs unknown architecture {card.arch!r}")
+    if not isinstance(card.arch_kwargs, dict):
+        raise ArchOptionError(f"checkpoint {card.name!r}: arch_kwargs must be a mapping, "
+                              f"got {type(card.arch_kwargs).__name__}")
     channels, size = card.input_shape[0], card.input_shape[-1]
-    return build_model(card.arch, in_channels=channels, num_classes=card.num_classes, input_size=size,
-                       mean=card.mean, std=card.std, **card.arch_kwargs)
+    try:
+        return build_model(card.arch, in_channels=channels, num_classes=card.num_classes, input_size=size,
+                           mean=card.mean, std=card.std, **card.arch_kwargs)
+    except ArchOptionError as exc:
+        raise ArchOptionError(f"checkpoint {card.name!r}: {exc}") from None
 
 
 def load_checkpoint(name_or_path: str | os.PathLike, store: str | os.PathLike | None = None,
@@ -232,7 +251,7 @@ def load_checkpoint(name_or_path: str | os.PathLike, store: str | os.PathLike | 
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"weights of {card.name!r} do not fit architecture {card.arch!r}: "
-                              f"{str(exc).splitlines()[0]}") from None
+                              f"{state_dict_error(exc)}") from None
     return model.to(device).eval(), card
 
 

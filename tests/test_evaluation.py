@@ -204,7 +204,7 @@ def test_bring_your_own_model(tmp_path) -> None:
     assert summary["checkpoint_sha256"].iloc[0] and len(summary) == 1
     wrong = CliRunner().invoke(main, ["attack", "--model-def", f"{tmp_path / 'mine.py'}:build", "--weights",
                                       str(tmp_path / "w.safetensors"), "--dataset", "imagefolder:/nonexistent",
-                                      "--eps", "0.1"])
+                                      "--eps", "0.1", "--out", str(tmp_path / "wrong")])
     assert wrong.exit_code == 2
 
 

@@ -333,6 +333,9 @@ def _build_transfer_matrix_command() -> click.Command:
         names = _names(model_names, "--models")
         if len(set(names)) != len(names):
             raise ValueError("--models lists a checkpoint twice")
+        if len(names) < 2:
+            raise ValueError(f"--models needs at least 2 checkpoints (got {len(names)}): a transfer matrix "
+                             f"crafts on each model and tests on the others")
         dev = resolve_device(device)
         dataset = dataset or _card(names[0], store).dataset
         loaded = [load_for_dataset(name, dataset, dev, store, data_dir) for name in names]

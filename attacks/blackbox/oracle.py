@@ -19,6 +19,8 @@ Gradients through the oracle are impossible by construction:
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Literal
 
 import torch
@@ -32,6 +34,18 @@ SCORES = ("probs", "logits")
 __all__ = ["MODES", "Oracle"]
 
 
+def _check_budget(budget: int | float | None) -> int | None:
+    """A query budget as an int >= 0, or None (unlimited; ``float("inf")`` means the same)."""
+    if budget is None:
+        return None
+    if isinstance(budget, numbers.Real) and not isinstance(budget, bool) and budget == math.inf:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Real) or math.isnan(budget) \
+            or math.isinf(budget) or int(budget) != budget or budget < 0:
+        raise ValueError(f"invalid query budget {budget!r}: use an integer >= 0, or None for no budget")
+    return int(budget)
+
+
 class Oracle:
     """Label- or score-only access to ``model`` with exact query accounting and an optional budget.
 
@@ -39,7 +53,7 @@ class Oracle:
         model: the target ``nn.Module`` (images in [0, 1] -> logits N x K). It is queried in eval
             mode; its own train/eval mode is restored after each query.
         mode: ``"labels"`` (int64 predictions, nothing else leaks) or ``"scores"``.
-        budget: the most queries (images) the oracle answers in total; None = unlimited.
+        budget: the most queries (images) the oracle answers in total; None (or ``float("inf")``) = unlimited.
         scores: in ``"scores"`` mode, ``"probs"`` (softmax, default) or ``"logits"``.
         batch_size: the model sees at most this many images at once (answers are unchanged).
 
@@ -62,8 +76,7 @@ class Oracle:
             raise ValueError(f"invalid oracle mode {mode!r}: use one of {', '.join(MODES)}")
         if scores not in SCORES:
             raise ValueError(f"invalid oracle scores {scores!r}: use one of {', '.join(SCORES)}")
-        if budget is not None and (isinstance(budget, bool) or int(budget) != budget or budget < 0):
-            raise ValueError(f"invalid query budget {budget!r}: use an integer >= 0, or None for no budget")
+        budget = _check_budget(budget)
         if batch_size < 1:
             raise ValueError(f"invalid batch size {batch_size}: must be >= 1")
         self.__model = model  # name-mangled: not an attribute an attack reaches by accident
@@ -99,12 +112,16 @@ class Oracle:
         self.total, self.calls = 0, 0
         self._per_sample = torch.zeros(0, dtype=torch.int64)
 
-    def _charge(self, n: int, ids: torch.Tensor | None) -> None:
+    def _check_budget(self, n: int) -> None:
+        """Refuse a query of ``n`` images that would go over the budget (before the model runs)."""
         if self.budget is not None and self.total + n > self.budget:
             raise BudgetExceededError(
                 f"oracle query budget exceeded: this query needs {n} more, {self.total} of "
                 f"{self.budget} are used ({self.budget - self.total} left); check Oracle.remaining() "
                 "before querying, or raise the budget")
+
+    def _charge(self, n: int, ids: torch.Tensor | None) -> None:
+        """Count ``n`` answered queries (per sample too when ``ids`` are given)."""
         if ids is not None:
             top = int(ids.max()) + 1 if ids.numel() else 0
             if top > self._per_sample.numel():
@@ -132,11 +149,13 @@ class Oracle:
             ids = ids.to(torch.int64)
             if ids.numel() and ids.min() < 0:
                 raise ValueError("ids must be >= 0")
-        self._charge(n, ids)
+        self._check_budget(n)
         if n == 0:
+            self._charge(n, ids)
             return torch.zeros(0, dtype=torch.int64, device=x.device) if self.mode == "labels" else \
                 torch.zeros(0, 0, device=x.device)
         logits = self._forward(x)
+        self._charge(n, ids)  # only answered queries are spent: a forward pass that failed costs nothing
         if self.mode == "labels":
             return logits.argmax(dim=1).to(x.device)
         out = logits if self.scores == "logits" else logits.float().softmax(dim=1)

@@ -6,19 +6,27 @@ expects normalized input; its last ``nn.Linear`` is the classifier head.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from torch import nn
 
+from robustbench_cnn.errors import ArchOptionError
 from robustbench_cnn.models import MODELS
 
 
-def arch_options(arch: str, kwargs: dict[str, Any], **defaults: Any) -> dict[str, Any]:
-    """``defaults`` updated by ``kwargs``; an option the architecture does not have is a ``TypeError``."""
-    unknown = sorted(set(kwargs) - set(defaults))
+def check_arch_options(arch: str, kwargs: dict[str, Any], accepted: Iterable[str]) -> None:
+    """Refuse options of ``kwargs`` not in ``accepted`` with :class:`ArchOptionError` (a ``TypeError``)."""
+    allowed = set(accepted)
+    unknown = sorted(set(kwargs) - allowed)
     if unknown:
-        accepted = ", ".join(sorted(defaults)) or "none"
-        raise TypeError(f"{arch} got unexpected option(s) {', '.join(unknown)} (accepted: {accepted})")
+        listing = ", ".join(sorted(allowed)) or "none"
+        raise ArchOptionError(f"{arch} got unexpected option(s) {', '.join(unknown)} (accepted: {listing})")
+
+
+def arch_options(arch: str, kwargs: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+    """``defaults`` updated by ``kwargs``; an option the architecture does not have is an
+    :class:`ArchOptionError` (a ``TypeError``, reported by the CLI as one line)."""
+    check_arch_options(arch, kwargs, defaults)
     return {**defaults, **kwargs}
 
 

@@ -4,11 +4,13 @@ Rule shared by every factory here: for ``input_size >= IMAGENET_STEM_MIN_SIZE`` 
 network is used as defined, only its first convolution rebuilt for ``in_channels``. Below that
 (8x8 digits, 28x28 MNIST, 32x32 CIFAR) the stem and pooling are adapted so that no feature map reaches
 0x0 and the small image is not thrown away by an ImageNet stem; the blocks themselves are torchvision's.
-Extra ``**kwargs`` go to the torchvision constructor (e.g. ``dropout``); unknown ones raise ``TypeError``.
+Extra ``**kwargs`` go to the torchvision constructor (e.g. ``dropout``); unknown ones raise
+:class:`~robustbench_cnn.errors.ArchOptionError` (a ``TypeError``) before anything is built.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import torch
@@ -19,6 +21,7 @@ from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers as vgg_make_layers
 
 from robustbench_cnn.models import MODELS
+from robustbench_cnn.models.small import check_arch_options
 
 IMAGENET_STEM_MIN_SIZE = 64
 """Inputs at least this large keep torchvision's ImageNet stem and down-sampling unchanged."""
@@ -41,6 +44,14 @@ def _conv_like(conv: nn.Conv2d, in_channels: int, init: Callable[[torch.Tensor],
     return new
 
 
+def _tv_options(arch: str, cls: type, kwargs: dict[str, Any], fixed: tuple[str, ...] = ("num_classes",)) -> None:
+    """Refuse ``kwargs`` that torchvision's ``cls`` does not take, or that this factory sets itself (``fixed``)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    accepted = [p.name for p in params if p.name != "self" and p.name not in fixed
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    check_arch_options(arch, kwargs, accepted)
+
+
 def _kaiming_fan_out(weight: torch.Tensor) -> None:
     nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
 
@@ -54,6 +65,7 @@ def alexnet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) 
     2x2 instead of 6x6 (1x1 below 16x16) and the first classifier Linear shrinks to 256*2*2 -> 4096.
     The 4096-4096 classifier widths are kept (23,468,874 parameters at 3x32x32, 10 classes).
     """
+    _tv_options("alexnet", tvm.AlexNet, kwargs)
     net = tvm.alexnet(weights=None, num_classes=num_classes, **kwargs)
     if not _small(input_size):
         net.features[0] = _conv_like(net.features[0], in_channels)
@@ -69,6 +81,8 @@ def alexnet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) 
 
 
 def _vgg(cfg_name: str, in_channels: int, num_classes: int, input_size: int, kwargs: dict[str, Any]) -> nn.Module:
+    _tv_options({"A": "vgg11_bn", "D": "vgg16_bn"}[cfg_name], tvm.VGG, kwargs,
+                fixed=("features", "num_classes", "init_weights"))
     if not _small(input_size):
         builder = {"A": tvm.vgg11_bn, "D": tvm.vgg16_bn}[cfg_name]
         net = builder(weights=None, num_classes=num_classes, **kwargs)
@@ -139,6 +153,8 @@ def googlenet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any
     the two remaining max-pools (32 -> 16 -> 8, 8 -> 4 -> 2) are torchvision's. 5,602,474 parameters at
     3x32x32, 10 classes.
     """
+    _tv_options("googlenet", tvm.GoogLeNet, kwargs,
+                fixed=("num_classes", "aux_logits", "transform_input", "init_weights"))
     net = tvm.GoogLeNet(num_classes=num_classes, aux_logits=False, transform_input=False,
                         init_weights=True, **kwargs)
 
@@ -164,6 +180,7 @@ def resnet18(in_channels: int, num_classes: int, input_size: int, **kwargs: Any)
     conv (pad 1, no bias) and the stem max-pool is removed (32 -> 4x4 after layer4, 8 -> 1x1).
     11,173,962 parameters at 3x32x32, 10 classes.
     """
+    _tv_options("resnet18", tvm.ResNet, kwargs, fixed=("block", "layers", "num_classes"))
     net = tvm.resnet18(weights=None, num_classes=num_classes, **kwargs)
     if not _small(input_size):
         net.conv1 = _conv_like(net.conv1, in_channels, _kaiming_fan_out)
@@ -183,6 +200,8 @@ def densenet121(in_channels: int, num_classes: int, input_size: int, **kwargs: A
     removed; the three transition average-pools remain (32 -> 4x4 in the last block, 8 -> 1x1).
     6,956,426 parameters at 3x32x32, 10 classes.
     """
+    _tv_options("densenet121", tvm.DenseNet, kwargs,
+                fixed=("growth_rate", "block_config", "num_init_features", "num_classes"))
     net = tvm.densenet121(weights=None, num_classes=num_classes, **kwargs)
     init = nn.init.kaiming_normal_  # torchvision's DenseNet initialization
     if not _small(input_size):
@@ -204,6 +223,7 @@ def mobilenet_v2(in_channels: int, num_classes: int, input_size: int, **kwargs: 
     stride 1 instead of 2 (the usual CIFAR MobileNetV2), so the total stride is 8 instead of 32
     (32 -> 4x4, 8 -> 1x1). 2,236,682 parameters at 3x32x32, 10 classes.
     """
+    _tv_options("mobilenet_v2", tvm.MobileNetV2, kwargs)
     if not _small(input_size):
         net = tvm.mobilenet_v2(weights=None, num_classes=num_classes, **kwargs)
         stem = net.features[0][0]
