@@ -143,10 +143,19 @@ class RunStore:
         return self.dir.name
 
     def check_fresh(self, resume: bool) -> None:
-        """Refuse a run folder that already holds cells unless resuming (results are never silently mixed)."""
-        if not resume and self.cells_dir.exists() and any(self.cells_dir.iterdir()):
-            from robustbench_cnn.errors import RbcError
+        """Refuse a run folder that already holds cells unless resuming (results are never silently mixed),
+        and a path that cannot be a run folder (an existing file, or a place that cannot be written)."""
+        from robustbench_cnn.errors import RbcError
 
+        if self.dir.exists() and not self.dir.is_dir():
+            raise RbcError(f"run folder {self.dir} is an existing file: choose another --out")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RbcError(f"cannot create run folder {self.dir}: {exc.strerror or exc}") from None
+        if not os.access(self.dir, os.W_OK):
+            raise RbcError(f"run folder {self.dir} is not writable: choose another --out")
+        if not resume and self.cells_dir.exists() and any(self.cells_dir.iterdir()):
             raise RbcError(f"run folder {self.dir} already holds results: pass --resume to continue it, "
                            f"or choose another --out")
 

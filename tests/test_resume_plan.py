@@ -100,3 +100,20 @@ def test_proxy_settings_are_checked_before_any_work(proxy, match) -> None:
 def test_a_zero_denominator_epsilon_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="division by zero"):
         parse_eps("8/0")
+
+
+def test_an_out_path_that_cannot_be_a_run_folder_is_a_clear_error(digits_model, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    with pytest.raises(RbcError, match="is an existing file"):
+        run_cells([_cell(digits_model)], afile, progress=False)
+    with pytest.raises(RbcError, match="cannot create run folder"):
+        run_cells([_cell(digits_model)], afile / "inside", progress=False)
+    result = CliRunner().invoke(main, ["evaluate", "-m", digits_model, "-s", "fgsm", "--eps", "0.1", "-n", "10",
+                                       "-o", str(afile), "--no-progress"])
+    assert result.exit_code == 2 and "is an existing file" in result.output
+    assert "Traceback" not in result.output and afile.read_text() == "not a folder"
