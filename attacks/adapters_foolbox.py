@@ -165,6 +165,7 @@ class FoolboxPGD(_FoolboxAttack):
     supports_targeted = True
     deterministic = False
     kind = "white-box"
+    optional_numbers = frozenset({"steps", "rel_stepsize", "abs_stepsize"})
     defaults = {"steps": None, "rel_stepsize": None, "abs_stepsize": None, "random_start": True}
 
     def build(self, threat: ThreatModel) -> Any:

@@ -50,6 +50,8 @@ class Attack:
     kind: ClassVar[str] = "white-box"
     supports_start: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    #: parameters whose default is None but which take a number when given (checked like numeric defaults)
+    optional_numbers: ClassVar[frozenset[str]] = frozenset()
     registry_name: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -72,7 +74,7 @@ class Attack:
                 except ValueError:
                     raise ValueError(f"invalid {key} {params[key]!r} for attack {self.name!r}: "
                                      "must be true or false") from None
-            elif isinstance(default, (int, float)) and key in params:
+            elif (isinstance(default, (int, float)) or key in self.optional_numbers) and key in params:
                 self._check_number(key, params[key])
         self.params: dict[str, Any] = {**self.defaults, **params}
 

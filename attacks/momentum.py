@@ -94,6 +94,7 @@ class MIFGSM(_IterativeFGSM):
     """ + _DOC_COMMON.format(decay=1.0, prob=0.0, det="yes", name="mi-fgsm")
 
     deterministic = True
+    optional_numbers = frozenset({"alpha"})
     defaults = {"steps": 10, "alpha": None, "decay": 1.0, "diversity_prob": 0.0,
                 "resize_rate": 0.9, "loss": "ce"}
 
@@ -107,6 +108,7 @@ class DIFGSM(_IterativeFGSM):
     """ + _DOC_COMMON.format(decay=0.0, prob=0.5, det="no (random transformations)", name="di-fgsm")
 
     deterministic = False
+    optional_numbers = frozenset({"alpha"})
     defaults = {"steps": 10, "alpha": None, "decay": 0.0, "diversity_prob": 0.5,
                 "resize_rate": 0.9, "loss": "ce"}
 
@@ -121,5 +123,6 @@ class DIMIFGSM(_IterativeFGSM):
                              name="di-mi-fgsm")
 
     deterministic = False
+    optional_numbers = frozenset({"alpha"})
     defaults = {"steps": 10, "alpha": None, "decay": 1.0, "diversity_prob": 0.5,
                 "resize_rate": 0.9, "loss": "ce"}

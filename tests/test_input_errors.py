@@ -215,6 +215,17 @@ def test_numeric_strings_are_still_accepted_as_attack_parameters() -> None:
     assert get_attack("pgd", steps="20").params["steps"] == "20"
 
 
+@pytest.mark.parametrize("attack,key", [("pgd", "rel_stepsize"), ("pgd", "abs_stepsize"), ("mi-fgsm", "alpha"),
+                                        ("foolbox-pgd", "steps")])
+def test_optional_numeric_params_given_as_text_are_checked_and_named(attack, key) -> None:
+    from attacks import get_attack
+
+    with pytest.raises(ValueError, match=f"invalid {key} 'abc' for attack '{attack}': must be a number"):
+        get_attack(attack, **{key: "abc"})
+    assert get_attack(attack, **{key: "0.5"}).params[key] == "0.5"
+    assert get_attack(attack).params[key] is None
+
+
 def test_unknown_suite_suggests_suite_names(store, tmp_path) -> None:
     result = run("evaluate", "-m", "digits/lenet5-standard", "-s", "quik", "--eps", "0.1", "-n", "10",
                  "-o", str(tmp_path / "run"), "--no-progress")
