@@ -289,13 +289,12 @@ def _target_matrix(attack: str, attack_params: dict[str, Any], label: str, model
                    device: str) -> None:
     """``--targeted --target-policy all``: the true x target success matrix, written to the run folder."""
     from dataclasses import asdict
-    from pathlib import Path
 
     from attacks import ATTACKS, get_attack
     from robustbench_cnn.data import dataset_info, load_split
     from robustbench_cnn.devices import resolve_device, seed_everything
     from robustbench_cnn.errors import RbcError
-    from robustbench_cnn.results import new_run_id
+    from robustbench_cnn.results import run_folder
     from robustbench_cnn.runner import EvalCell, load_cell_model
     from robustbench_cnn.target_matrix import (check_run_folder, target_matrix_table, wide_rows,
                                                write_target_matrix)
@@ -303,10 +302,8 @@ def _target_matrix(attack: str, attack_params: dict[str, Any], label: str, model
     if attack not in ATTACKS:
         raise RbcError(f"--target-policy all makes a true x target matrix for one attack, not the suite "
                        f"{attack!r}: use rbc attack -a NAME --targeted --target-policy all")
-    if resume and not out_dir:
-        raise RbcError("--resume needs the run folder to continue: pass --out (-o) with it")
+    run_dir = run_folder(out_dir, resume, "targets")
     atk = get_attack(attack, **attack_params)
-    run_dir = Path(out_dir) if out_dir else Path("results") / new_run_id("targets")
     check_run_folder(run_dir, resume)
     dev = resolve_device(device)
     seed_everything(seed)

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from robustbench_cnn.progress import console
-from robustbench_cnn.results import (SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, atomic_write_parquet, new_run_id,
+from robustbench_cnn.results import (SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, atomic_write_parquet, run_folder,
                                      typed_frame)
 from robustbench_cnn.runner import EvalCell, pin_weights, run_cells
 from robustbench_cnn.suite import ModelSpec, Suite
@@ -85,11 +85,7 @@ def run_benchmark(suite: Suite, out: str | os.PathLike | None = None, *, resume:
                   report: bool = True) -> BenchmarkResult:
     """Run a whole suite into ``out`` (default ``results/<run-id>``) and write the report."""
     start = time.perf_counter()
-    if resume and out is None:
-        from robustbench_cnn.errors import RbcError
-
-        raise RbcError("--resume needs the run folder to continue: pass --out (-o) with it")
-    run_dir = Path(out) if out else Path("results") / new_run_id(suite.name)
+    run_dir = run_folder(out, resume, suite.name)
     run = RunStore(run_dir)
     run.check_fresh(resume)
     trained: list[str] = []

@@ -131,6 +131,18 @@ def new_run_id(prefix: str = "run") -> str:
     return f"{prefix}-{stamp}-{os.getpid() % 10000:04d}"
 
 
+def run_folder(out: str | os.PathLike | None, resume: bool, prefix: str = "run") -> Path:
+    """The run folder: ``out``, or a new ``results/<prefix>-<time>-<pid>``. Resuming needs ``out`` (a new
+    folder would silently start afresh), so ``resume`` without it is an error."""
+    if out:
+        return Path(out)
+    if resume:
+        from robustbench_cnn.errors import RbcError
+
+        raise RbcError("--resume needs the run folder to continue: pass --out (-o) with it")
+    return Path("results") / new_run_id(prefix)
+
+
 class RunStore:
     """The folder of one run: cells written atomically, tables rebuilt from the cells."""
 

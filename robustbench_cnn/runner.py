@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from robustbench_cnn.results import (SAMPLES_SCHEMA, SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, cell_id,
-                                     new_run_id, typed_frame)
+                                     run_folder, typed_frame)
 
 
 @dataclass
@@ -140,11 +140,7 @@ def run_cells(cells: list[EvalCell], run_dir: str | os.PathLike | None = None, *
     plan (``cells`` plus ``other_cells``, the ids of cells a caller writes itself, e.g. the benchmark's proxy
     cells), and the tables are rebuilt from the plan's cells only.
     """
-    if resume and run_dir is None:
-        from robustbench_cnn.errors import RbcError
-
-        raise RbcError("--resume needs the run folder to continue: pass --out (-o) with it")
-    run_dir = Path(run_dir) if run_dir else Path("results") / new_run_id()
+    run_dir = run_folder(run_dir, resume)
     cells = [pin_weights(c) for c in cells]
     planned = [c.id for c in cells] + list(other_cells)
     store = RunStore(run_dir)
