@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from attacks.blackbox import random_noise_attack, train_substitute, transfer_attack
+from robustbench_cnn.cli_errors import parse_key_values
 from robustbench_cnn.data import load_split
 from robustbench_cnn.devices import resolve_device
 from robustbench_cnn.errors import CheckpointError
@@ -48,7 +49,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         help="a store checkpoint to attack instead (e.g. an adversarially trained model)")
     parser.add_argument("--attacks", default="fgsm,pgd,mi-fgsm", help=f"subset of {','.join(ATTACKS)}")
     parser.add_argument("--epochs", type=int, default=2, help="target training epochs (when trained here)")
+    parser.add_argument("--target-arch-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="architecture option of the target trained here, e.g. classic=true (LeNet-5 with tanh "
+                             "and average pooling); the checkpoint is tagged with --target-tag")
+    parser.add_argument("--target-tag", default=None, help="tag of the target checkpoint (mnist/ARCH-standard-TAG)")
     parser.add_argument("--substitute-arch", default="lenet5")
+    parser.add_argument("--substitute-arch-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="architecture option of the substitute, e.g. classic=true")
     parser.add_argument("--budget", type=int, default=6400)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--epochs-per-round", type=int, default=10)
@@ -70,7 +77,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     eps_list = [float(e) for e in args.eps.split(",")]
     t_start = time.perf_counter()
 
-    name = args.target or checkpoint_name("mnist", args.target_arch, "standard")
+    target_kwargs = parse_key_values(tuple(args.target_arch_arg), "--target-arch-arg")
+    substitute_kwargs = parse_key_values(tuple(args.substitute_arch_arg), "--substitute-arch-arg")
+    if target_kwargs and not args.target_tag:
+        raise SystemExit("--target-arch-arg needs --target-tag (a checkpoint name for the variant)")
+    name = args.target or checkpoint_name("mnist", args.target_arch, "standard", args.target_tag)
     try:
         target, card = load_checkpoint(name, args.store, device)
         print(f"target {name}: loaded (clean accuracy {card.clean_accuracy:.4f})", flush=True)
@@ -80,14 +91,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         print(f"target {name}: training {args.epochs} epochs", flush=True)
         config = TrainConfig.for_dataset("mnist", epochs=args.epochs, device=str(device), seed=args.seed)
         trained = train_model(args.target_arch, "mnist", config, store=args.store, data_dir=args.data_dir,
-                              progress=False)
+                              tag=args.target_tag, arch_kwargs=target_kwargs or None, progress=False)
         target, card = trained.model.to(device).eval(), trained.card
         print(f"target {name}: clean accuracy {card.clean_accuracy:.4f} ({card.train_time_s:.0f} s)", flush=True)
 
     t0 = time.perf_counter()
     sub = train_substitute(target, "mnist", args.substitute_arch, seed_size=150, rounds=args.rounds, lam=0.1,
                            budget=args.budget, epochs_per_round=args.epochs_per_round, seed=args.seed,
-                           device=str(device), data_dir=args.data_dir, store=args.store, target_name=card.name)
+                           device=str(device), data_dir=args.data_dir, store=args.store, target_name=card.name,
+                           arch_kwargs=substitute_kwargs or None)
     sub_s = time.perf_counter() - t0
     print(sub.history.to_string(index=False), flush=True)
     last = sub.history.iloc[-1]

@@ -167,6 +167,20 @@ def test_lenet5_is_the_classic_network_on_28x28_and_pads_on_8x8():
     assert _linear_shapes(_build("lenet5", (1, 8, 8)))[0] == (16 * 2 * 2, 120)
 
 
+def test_lenet5_classic_uses_tanh_and_average_pooling_with_the_same_weights_shape():
+    from robustbench_cnn.errors import ArchOptionError
+
+    classic = build_model("lenet5", in_channels=1, num_classes=10, input_size=28, classic=True)
+    kinds = {type(m) for m in classic.modules()}
+    assert nn.Tanh in kinds and nn.AvgPool2d in kinds and nn.ReLU not in kinds and nn.MaxPool2d not in kinds
+    assert _n_params(classic) == 61_706
+    modern = build_model("lenet5", in_channels=1, num_classes=10, input_size=28)
+    assert nn.ReLU in {type(m) for m in modern.modules()}
+    classic.load_state_dict(modern.state_dict())  # same parameters: only the non-linearities differ
+    with pytest.raises(ArchOptionError, match="classic='maybe'"):
+        build_model("lenet5", in_channels=1, num_classes=10, input_size=28, classic="maybe")
+
+
 def test_wide_resnet_28_10_default():
     torch.manual_seed(0)
     model = build_model("wide_resnet", in_channels=3, num_classes=10, input_size=32)

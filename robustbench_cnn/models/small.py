@@ -12,6 +12,7 @@ from torch import nn
 
 from robustbench_cnn.errors import ArchOptionError
 from robustbench_cnn.models import MODELS
+from robustbench_cnn.types import parse_bool
 
 
 def check_arch_options(arch: str, kwargs: dict[str, Any], accepted: Iterable[str]) -> None:
@@ -36,25 +37,31 @@ def lenet5(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -
 
     conv5x5-6 (pad 2) -> pool -> conv5x5-16 -> pool -> fc120 -> fc84 -> fc``num_classes``.
     Adaptations: ReLU and 2x2 max-pooling instead of tanh and trainable sub-sampling, full C3
-    connectivity (the usual modern form). The first conv is padded by 2, so 28x28 MNIST gives the
+    connectivity (the usual modern form); ``classic=True`` uses tanh and 2x2 average pooling, closer to
+    the 1998 network (default False). The first conv is padded by 2, so 28x28 MNIST gives the
     classic 16x5x5 feature map (61,706 parameters for 10 classes); below 12x12 (8x8 digits) the second
     conv is padded by 2 too, so the map stays at least 1x1 (8x8 -> 16x2x2).
     """
-    arch_options("lenet5", kwargs)
+    options = arch_options("lenet5", kwargs, classic=False)
+    try:
+        classic = parse_bool(options["classic"])
+    except ValueError:
+        raise ArchOptionError(f"lenet5 option classic={options['classic']!r}: must be true or false") from None
     pad2 = 0 if input_size >= 12 else 2
     side = ((input_size // 2) + 2 * pad2 - 4) // 2
+
+    def act() -> nn.Module:
+        return nn.Tanh() if classic else nn.ReLU(inplace=True)
+
+    def pool() -> nn.Module:
+        return nn.AvgPool2d(2) if classic else nn.MaxPool2d(2)
+
     return nn.Sequential(
-        nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, kernel_size=5, padding=pad2),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
+        nn.Conv2d(in_channels, 6, kernel_size=5, padding=2), act(), pool(),
+        nn.Conv2d(6, 16, kernel_size=5, padding=pad2), act(), pool(),
         nn.Flatten(),
-        nn.Linear(16 * side * side, 120),
-        nn.ReLU(inplace=True),
-        nn.Linear(120, 84),
-        nn.ReLU(inplace=True),
+        nn.Linear(16 * side * side, 120), act(),
+        nn.Linear(120, 84), act(),
         nn.Linear(84, num_classes),
     )
 
