@@ -149,13 +149,19 @@ def _proxy_plan(suite: Suite, names: dict[str, str]) -> tuple[str, dict[str, Any
     return target_key, proxy, transfer.get("attack", "fgsm"), [e for e in suite.eps if e > 0]
 
 
+def _weights_of(names: dict[str, str], store: Any) -> dict[str, str]:
+    """Checkpoint name -> weights sha256 of the models a cell touches (part of its key: retrained = new cell)."""
+    from robustbench_cnn.store import weights_sha256
+
+    return {name: weights_sha256(name, store) for name in sorted(names.values())}
+
+
 def _proxy_cell_id(suite: Suite, dataset: str, names: dict[str, str], store: Any) -> str:
     """The proxy cell's id: the request plus the weights of every model it touches."""
     from robustbench_cnn.results import cell_id
-    from robustbench_cnn.store import read_card, resolve_checkpoint
 
     target_key, proxy, attack, eps_list = _proxy_plan(suite, names)
-    weights = {name: read_card(resolve_checkpoint(name, store)).weights_sha256 for name in sorted(names.values())}
+    weights = _weights_of(names, store)
     key = dict(kind="proxy", dataset=dataset, target=names[target_key], proxy=proxy, attack=attack, eps=eps_list,
                n=suite.n, seed=suite.seed, models=sorted(names.values()), weights=weights)
     return cell_id(model=f"proxy-{target_key}", suite="proxy", norm=suite.norm, **key)
@@ -205,13 +211,12 @@ def _transfer_matrix(suite: Suite, dataset: str, names: dict[str, str], run: Run
     from robustbench_cnn.data import load_split
 
     from robustbench_cnn.results import cell_id
-    from robustbench_cnn.store import read_card, resolve_checkpoint
 
     path = run.dir / "transfer_matrix.parquet"
     transfer = suite.transfer or {}
     threat = ThreatModel(Norm.parse(suite.norm), parse_eps(transfer.get("eps", max(suite.eps))))
     attack = transfer.get("attack", "fgsm")
-    weights = {name: read_card(resolve_checkpoint(name, store)).weights_sha256 for name in sorted(names.values())}
+    weights = _weights_of(names, store)
     key = cell_id(model="transfer", suite=attack, norm=str(threat), dataset=dataset, n=suite.n, seed=suite.seed,
                   weights=weights)
     # one file for every dataset, one block of rows per dataset keyed by the request (resumable, never stale)

@@ -69,9 +69,9 @@ def pin_weights(cell: EvalCell) -> EvalCell:
         path = Path(cell.weights)
         sha = sha256_file(path) if path.is_file() else ""  # a missing file is reported when the cell loads it
     else:
-        from robustbench_cnn.store import read_card, resolve_checkpoint
+        from robustbench_cnn.store import weights_sha256
 
-        sha = read_card(resolve_checkpoint(cell.model, cell.store)).weights_sha256
+        sha = weights_sha256(cell.model, cell.store)
     return replace(cell, weights_sha256=sha)
 
 

@@ -185,6 +185,11 @@ def read_card(folder: Path) -> ModelCard:
         raise CheckpointError(f"corrupt model card {folder / CARD_FILE}: {exc}") from None
 
 
+def weights_sha256(name_or_path: str | os.PathLike, store: str | os.PathLike | None = None) -> str:
+    """The sha256 of a store checkpoint's weights, as its card records it (no weights are read)."""
+    return read_card(resolve_checkpoint(name_or_path, store)).weights_sha256
+
+
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Read a state dict without unpickling: safetensors, or ``.pt`` through ``weights_only=True``."""
     if path.suffix == ".safetensors":
