@@ -449,11 +449,12 @@ def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
 
 def evaluate_all_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                          attack: str | Attack = "pgd", *, seed: int = 0,
-                         batch_size: int | None = 256) -> torch.Tensor:
+                         batch_size: int | None = 256, clean_logits: torch.Tensor | None = None) -> torch.Tensor:
     """Targeted success matrix (true class x target class) for target policy ``all``.
 
     Entry [i, j] is the fraction of correctly classified points of class i that the attack moved to class j
-    (NaN on the diagonal and where class i has no correctly classified points).
+    (NaN on the diagonal and where class i has no correctly classified points). ``clean_logits`` (N x K), when
+    the caller has them (e.g. one pass for several epsilons), save the clean forward pass.
     """
     attack = attack if isinstance(attack, Attack) else get_attack(attack)
     if not attack.supports_targeted:
@@ -462,7 +463,7 @@ def evaluate_all_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thr
     x, y = x.to(dev), y.to(dev)
     y_cpu = y.cpu()
     with eval_mode(model):  # the clean pass too: a model left in train mode must not update batch-norm stats
-        logits = _clean_logits(model, x, batch_size or 256)
+        logits = clean_logits if clean_logits is not None else _clean_logits(model, x, batch_size or 256)
         num_classes = logits.shape[1]
         matrix = torch.full((num_classes, num_classes), float("nan"))
         for target_class in all_targets(num_classes):

@@ -40,20 +40,6 @@ TARGET_MATRIX_SCHEMA: dict[str, str] = {
 }
 
 
-def clean_correct_per_class(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                            batch_size: int) -> list[int]:
-    """How many points of each class the model classifies correctly (the matrix's denominators)."""
-    from attacks.functional import batched_logits, eval_mode
-
-    with eval_mode(model), torch.no_grad():
-        logits = batched_logits(model, x, batch_size)
-    if logits is None:
-        return [0] * num_classes
-    correct = (logits.argmax(dim=1) == y).cpu()
-    y_cpu = y.cpu()
-    return [int((correct & (y_cpu == i)).sum()) for i in range(num_classes)]
-
-
 def matrix_rows(matrix: torch.Tensor, counts: Sequence[int], eps: float, labels: Sequence[str],
                 meta: dict[str, Any]) -> list[dict[str, Any]]:
     """Long-format rows (true class x target class, off the diagonal) of one epsilon's matrix."""
@@ -75,30 +61,36 @@ def target_matrix_table(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm
                         attack: Any, labels: Sequence[str], meta: dict[str, Any], *, seed: int = 0,
                         batch_size: int = 256) -> pd.DataFrame:
     """The all-targets matrix of ``attack`` at each epsilon as one long, typed table."""
+    from attacks.functional import batched_logits, eval_mode
     from robustbench_cnn.evaluation import evaluate_all_targets
     from robustbench_cnn.results import typed_frame
     from robustbench_cnn.types import Norm, ThreatModel
 
     row_meta = {**meta, "attack": attack.name, "attack_params": json.dumps(attack.params, sort_keys=True, default=str),
                 "norm": norm, "seed": seed}
+    with eval_mode(model):  # one clean pass: the denominators and every epsilon's matrix share it
+        logits = batched_logits(model, x, batch_size)
+    if logits is None:
+        raise RbcError("no images to evaluate")
+    correct, y_cpu = (logits.argmax(dim=1) == y).cpu(), y.cpu()
+    counts = [int((correct & (y_cpu == i)).sum()) for i in range(logits.shape[1])]
     rows: list[dict[str, Any]] = []
-    counts: list[int] | None = None
     for eps in eps_list:
         matrix = evaluate_all_targets(model, x, y, ThreatModel(Norm.parse(norm), eps), attack, seed=seed,
-                                      batch_size=batch_size)
-        if counts is None:
-            counts = clean_correct_per_class(model, x, y, matrix.shape[0], batch_size)
+                                      batch_size=batch_size, clean_logits=logits)
         rows += matrix_rows(matrix, counts, float(eps), labels, row_meta)
     return typed_frame(rows, TARGET_MATRIX_SCHEMA)
 
 
 def check_run_folder(run_dir: Path, resume: bool) -> None:
-    """Refuse a folder that already holds files unless resuming (results are never silently mixed)."""
+    """Refuse a folder that already holds files unless resuming (results are never silently mixed), and a path
+    that cannot be a run folder (:meth:`RunStore.check_fresh`: an existing file, not creatable)."""
+    from robustbench_cnn.results import RunStore
+
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
         raise RbcError(f"run folder {run_dir} already holds results: pass --resume to overwrite its target "
                        f"matrix, or choose another --out")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RbcError(f"--out {run_dir} is a file, not a folder")
+    RunStore(run_dir).check_fresh(resume=True)
 
 
 def write_target_matrix(run_dir: str | os.PathLike, table: pd.DataFrame, config: dict[str, Any]) -> Path:
