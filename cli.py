@@ -291,7 +291,7 @@ def _target_matrix(attack: str, attack_params: dict[str, Any], label: str, model
     from dataclasses import asdict
 
     from attacks import ATTACKS, get_attack
-    from robustbench_cnn.data import dataset_info, load_split
+    from robustbench_cnn.data import load_split
     from robustbench_cnn.devices import resolve_device, seed_everything
     from robustbench_cnn.errors import RbcError
     from robustbench_cnn.results import run_folder
@@ -315,8 +315,8 @@ def _target_matrix(attack: str, attack_params: dict[str, Any], label: str, model
     if model_def:
         from robustbench_cnn.byom import check_input
 
-        check_input(net, split.x[:2].to(dev), model_def, dataset, data_dir=data_dir)
-    labels = list(dataset_info(dataset, data_dir).classes)
+        check_input(net, split.x[:2].to(dev), model_def, dataset, num_classes=split.info.num_classes)
+    labels = list(split.info.classes)
     table_meta = {"run_id": run_dir.name, "model": meta["model"], "checkpoint_sha256": meta["checkpoint_sha256"],
                   "dataset": dataset}
     table = target_matrix_table(net, split.x.to(dev), split.y.to(dev), norm, eps_list, atk, labels, table_meta,

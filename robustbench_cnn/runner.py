@@ -105,7 +105,7 @@ def run_cell(cell: EvalCell, run_id: str, progress: bool = False) -> tuple[pd.Da
     if cell.model_def:
         from robustbench_cnn.byom import check_input
 
-        check_input(model, split.x[:2].to(device), cell.model_def, cell.dataset, data_dir=cell.data_dir)
+        check_input(model, split.x[:2].to(device), cell.model_def, cell.dataset, num_classes=split.info.num_classes)
     attacks: Any = cell.suite
     if cell.attack_params and "," not in cell.suite:
         attacks = [(cell.suite, cell.attack_params)]
