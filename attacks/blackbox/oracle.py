@@ -34,14 +34,12 @@ SCORES = ("probs", "logits")
 __all__ = ["MODES", "Oracle"]
 
 
-def _check_budget(budget: int | float | None) -> int | None:
+def _parse_budget(budget: int | float | None) -> int | None:
     """A query budget as an int >= 0, or None (unlimited; ``float("inf")`` means the same)."""
-    if budget is None:
+    if budget is None or budget == math.inf:
         return None
-    if isinstance(budget, numbers.Real) and not isinstance(budget, bool) and budget == math.inf:
-        return None
-    if isinstance(budget, bool) or not isinstance(budget, numbers.Real) or math.isnan(budget) \
-            or math.isinf(budget) or int(budget) != budget or budget < 0:
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Real) or not math.isfinite(budget) \
+            or int(budget) != budget or budget < 0:
         raise ValueError(f"invalid query budget {budget!r}: use an integer >= 0, or None for no budget")
     return int(budget)
 
@@ -76,7 +74,7 @@ class Oracle:
             raise ValueError(f"invalid oracle mode {mode!r}: use one of {', '.join(MODES)}")
         if scores not in SCORES:
             raise ValueError(f"invalid oracle scores {scores!r}: use one of {', '.join(SCORES)}")
-        budget = _check_budget(budget)
+        budget = _parse_budget(budget)
         if batch_size < 1:
             raise ValueError(f"invalid batch size {batch_size}: must be >= 1")
         self.__model = model  # name-mangled: not an attribute an attack reaches by accident
