@@ -202,13 +202,11 @@ class RunStore:
         atomic_write_parquet(summary, self.cells_dir / f"{cid}.summary.parquet")
 
     def _concat(self, kind: str, schema: dict[str, str], cells: Iterable[str] | None = None) -> pd.DataFrame:
-        files = sorted(self.cells_dir.glob(f"*.{kind}.parquet")) if self.cells_dir.exists() else []
-        wanted = set(cells) if cells is not None else None
-        suffix = f".{kind}.parquet"
-        # only cells whose summary landed count as finished; with ``cells``, only those cells
-        files = [f for f in files if self.has_cell(f.name[: -len(suffix)])
-                 and (wanted is None or f.name[: -len(suffix)] in wanted)]
-        frames = [pd.read_parquet(f) for f in files]
+        ids = self.finished_cells()  # only cells whose summary landed; with ``cells``, only those
+        if cells is not None:
+            ids &= set(cells)
+        files = [self.cells_dir / f"{cid}.{kind}.parquet" for cid in sorted(ids)]
+        frames = [pd.read_parquet(f) for f in files if f.exists()]
         frames = [f for f in frames if len(f)]
         if not frames:
             return typed_frame([], schema)
