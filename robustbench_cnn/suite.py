@@ -98,7 +98,7 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
     """Build and validate a :class:`Suite` from the TOML structure."""
     from attacks import ATTACKS
     from defenses import DEFENSES
-    from robustbench_cnn.evaluation import SUITES
+    from robustbench_cnn.evaluation import check_attack_names
     from robustbench_cnn.models import MODELS
 
     try:
@@ -129,9 +129,7 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
                     raise RbcError(f"invalid suite {source}: model {spec.arch}/{spec.recipe} needs threat = "
                                    f"\"linf:EPS\" (the training threat model)")
                 ThreatModel.parse(spec.threat)
-    for name in filter(None, (part.strip() for part in suite.attacks.split(","))):
-        if name not in SUITES:
-            ATTACKS.get(name)
+    check_attack_names(suite.attacks)
     if suite.targeted:
         ATTACKS.get(suite.targeted.get("attack", "pgd"))
     if suite.transfer:
