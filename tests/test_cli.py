@@ -5,6 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from cli import main
+from cli_helpers import assert_one_line_error
 
 
 def run(*args: str):
@@ -20,12 +21,6 @@ def test_train_then_list(store) -> None:
     assert (store / "checkpoints" / "digits" / "lenet5-standard" / "card.json").exists()
 
 
-def assert_one_line_error(result, pattern: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    assert pattern in lines[0], lines[0]
 
 
 def test_unknown_model_suggests(store) -> None:

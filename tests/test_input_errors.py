@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from cli import main
+from cli_helpers import assert_one_line_error
 from robustbench_cnn.errors import (ArchOptionError, CheckpointError, DataNotFoundError, RbcError,
                                     ShapeMismatchError, UnknownNameError)
 from robustbench_cnn.models import MODELS, build_model
@@ -42,13 +43,6 @@ def run(*args: str):
     return CliRunner().invoke(main, ["--threads", "1", *args])
 
 
-def assert_one_line_error(result, pattern: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    assert pattern in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture()
