@@ -138,12 +138,13 @@ class APGDT(_AutoAttackBase):
         >>> get_attack("apgd-t", n_target_classes=3)(model, x, y, ThreatModel.parse("linf:0.1"))
     """
 
+    min_classes = 4
     defaults = {"n_iter": 100, "n_restarts": 1, "n_target_classes": 9, "rho": 0.75}
 
     def make(self, model, threat, seed, device, num_classes):
         from pyautoattack.autopgd_base import APGDAttack_targeted
 
-        _need_classes(self.name, num_classes, 4)
+        _need_classes(self.name, num_classes, self.min_classes)
         p = self.params
         return APGDAttack_targeted(
             model, n_iter=int(p["n_iter"]), norm=_AA_NORM[threat.norm],
@@ -304,6 +305,12 @@ class AutoAttackCascade(_AutoAttackBase):
     def make(self, model, threat, seed, device, num_classes):
         from pyautoattack import AutoAttack
 
+        need = {"apgd-t": 4, "apgd-dlr": 3}
+        subs = self.params["attacks"] or {"standard": ["apgd-t"], "plus": ["apgd-dlr", "apgd-t"],
+                                          "rand": ["apgd-dlr"]}.get(self.params["version"], [])
+        for sub in subs:
+            if sub in need:
+                _need_classes(f"autoattack ({sub})", num_classes, need[sub])
         aa = AutoAttack(model, norm=_AA_NORM[threat.norm], eps=float(threat.eps), seed=seed,
                         version=self.params["version"], attacks=self.params["attacks"],
                         device=device)

@@ -53,6 +53,8 @@ class Attack:
     #: parameters whose default is None but which take a number when given (checked like numeric defaults)
     optional_numbers: ClassVar[frozenset[str]] = frozenset()
     registry_name: ClassVar[str] = ""
+    #: the fewest model outputs (classes) the attack works with
+    min_classes: ClassVar[int] = 2
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -157,6 +159,8 @@ class Attack:
                 raise ValueError(f"clean_logits must be N x K with N = {n}, got {tuple(clean_logits.shape)}")
         if start is not None and (not isinstance(start, torch.Tensor) or start.shape != x.shape):
             raise ValueError(f"start must be a tensor of the shape of x {tuple(x.shape)}")
+        if start is not None:
+            start = start.detach().to(device=x.device, dtype=x.dtype)  # indexed below with x's indices
 
         with eval_mode(model), torch.no_grad():
             if clean_logits is None:
@@ -179,7 +183,7 @@ class Attack:
                     tb = targets[chunk] if targets is not None else None
                     extra = {}
                     if start is not None and self.supports_start:
-                        extra["start"] = project(start[chunk].to(device=x.device, dtype=x.dtype), xb, threat)
+                        extra["start"] = project(start[chunk], xb, threat)
                     with torch.enable_grad():
                         out = self.perturb(model, xb, yb, threat, tb, generator, **extra)
                     adv, q = out if isinstance(out, tuple) else (out, None)

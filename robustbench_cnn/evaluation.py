@@ -320,9 +320,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | st
         x, y = x.to(dev), y.to(dev)
         logits = _clean_logits(model, x, batch_size or 256)
         pred = logits.argmax(1)
+        skipped: list[str] = []
+        if isinstance(attacks, str) and attacks in SUITES:  # a suite leaves out what the class count rules out
+            runnable = [a for a in chain if a.min_classes <= logits.shape[1]] or chain
+            skipped = [a.name for a in chain if a not in runnable]
+            chain = runnable
         y_cpu = y.cpu()
         targets = pick_targets(target_policy, logits, y_cpu, seed) if targeted else torch.full_like(y_cpu, -1)
         flags = model_flags(model, x, y, was_training)
+        if skipped:
+            flags.append(flag("attacks-skipped", f"{', '.join(skipped)} (the model has {logits.shape[1]} classes)"))
         samples = eot if eot is not None else (EOT_SAMPLES if any(f.code == "randomized" for f in flags) else 1)
         if samples > 1:
             chain, changed = with_eot(chain, samples)

@@ -130,6 +130,7 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
                                    f"\"linf:EPS\" (the training threat model)")
                 ThreatModel.parse(spec.threat)
     check_attack_names(suite.attacks)
+    _check_attack_compatibility(suite, source)
     if suite.targeted:
         ATTACKS.get(suite.targeted.get("attack", "pgd"))
     if suite.transfer:
@@ -138,6 +139,29 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
         MODELS.get(suite.proxy.get("substitute", "lenet5"))
         _check_proxy(suite, source)
     return suite
+
+
+def _check_attack_compatibility(suite: Suite, source: str) -> None:
+    """Every attack the suite names can run with its norm (and, for ``[targeted]``, takes targets)."""
+    from attacks import ATTACKS
+    from robustbench_cnn.evaluation import resolve_attacks
+
+    norm = Norm.parse(suite.norm)
+    try:
+        resolve_attacks(suite.attacks, norm)
+        checks = []
+        if suite.targeted:
+            checks.append(("[targeted]", suite.targeted.get("attack", "pgd"), True))
+        if suite.transfer or suite.proxy:
+            checks.append(("[transfer]", (suite.transfer or {}).get("attack", "fgsm"), False))
+        for section, name, targeted in checks:
+            cls = ATTACKS.get(name)
+            if norm not in cls.norms:
+                raise ValueError(f"{section} attack {name!r} does not support norm {norm.value}")
+            if targeted and not cls.supports_targeted:
+                raise ValueError(f"{section} attack {name!r} does not support targeted attacks")
+    except ValueError as exc:
+        raise RbcError(f"invalid suite {source}: {exc}") from None
 
 
 #: ``train_substitute`` arguments the benchmark sets itself (not ``[proxy]`` keys).

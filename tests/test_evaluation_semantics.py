@@ -163,3 +163,40 @@ def test_suite_checks_targeted_and_transfer_settings_before_training(section, ma
 def test_suite_attack_list_may_have_spaces() -> None:
     suite = parse_suite({"models": [{"arch": "lenet5"}], "whitebox": {"suite": "pgd, fgsm"}})
     assert suite.attacks == "pgd, fgsm"
+
+
+# --- suites with attacks that cannot run; models with too few classes for targeted APGD --------------------------
+@pytest.mark.parametrize("section", [
+    {"targeted": {"attack": "apgd-ce"}},            # takes no targets
+    {"targeted": {"attack": "cw-l2"}},              # l2 only, the suite is linf
+    {"whitebox": {"suite": "cw-l2"}},
+    {"transfer": {"attack": "cw-l2", "eps": 0.1}},
+])
+def test_suite_rejects_attacks_that_cannot_run_before_any_training(section) -> None:
+    data = {"models": [{"arch": "lenet5"}], "threat": {"norm": "linf", "eps": [0.1]}, **section}
+    with pytest.raises(RbcError):
+        parse_suite(data)
+
+
+def _three_class_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+    x = torch.rand(6, 1, 8, 8)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+def test_standard_suite_on_three_classes_leaves_out_targeted_apgd_and_flags_it() -> None:
+    model, x, y = _three_class_model()
+    ev = evaluate(model, x, y, "linf", [1e-4], "standard")  # nothing breaks: every attack of the cascade runs
+    names = [a.name for a in ev.attacks]
+    assert "apgd-t" not in names and "apgd-ce" in names and "square" in names
+    assert [f.code for f in ev.flags].count("attacks-skipped") == 1
+
+
+def test_autoattack_with_too_few_classes_is_a_clear_error() -> None:
+    model, x, y = _three_class_model()
+    attack = get_attack("autoattack", version="custom", attacks=["apgd-ce", "apgd-t"])
+    with pytest.raises(ValueError, match="at least 4 classes"):  # was an IndexError inside pyautoattack
+        attack(model, x, y, ThreatModel(Norm.LINF, 1e-4), seed=0)
