@@ -77,18 +77,27 @@ class Attack:
                     raise ValueError(f"invalid {key} {params[key]!r} for attack {self.name!r}: "
                                      "must be true or false") from None
             elif (isinstance(default, (int, float)) or key in self.optional_numbers) and key in params:
-                self._check_number(key, params[key])
+                params[key] = self._number(key, params[key])
         self.params: dict[str, Any] = {**self.defaults, **params}
 
-    def _check_number(self, key: str, value: Any) -> None:
-        """A numeric parameter given as text that is no number (``-p steps=abc``) is an error naming it."""
-        if not isinstance(value, str):
-            return
-        try:
-            float(value)
-        except ValueError:
-            raise ValueError(f"invalid {key} {value!r} for attack {self.name!r}: must be a number "
-                             f"(default {self.defaults[key]!r})") from None
+    def _number(self, key: str, value: Any) -> Any:
+        """A numeric parameter as its number: text that is no number (``-p steps=abc``) is an error naming it,
+        and a count (integer default) is an ``int`` (``-p steps=1e3`` arrives as 1000.0, which the libraries'
+        loops reject) or an error when it is not whole."""
+        default = self.defaults[key]
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError(f"invalid {key} {value!r} for attack {self.name!r}: must be a number "
+                                 f"(default {default!r})") from None
+        if isinstance(default, int) and isinstance(number, float):
+            if not number.is_integer():
+                raise ValueError(f"invalid {key} {value!r} for attack {self.name!r}: must be a whole number "
+                                 f"(default {default!r})")
+            return int(number)
+        return number if isinstance(value, str) else value
 
     @property
     def name(self) -> str:

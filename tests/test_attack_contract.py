@@ -220,6 +220,14 @@ def test_registry_and_params() -> None:
     assert get_attack("pgd", random_start="true").params["random_start"] is True
     with pytest.raises(ValueError, match=r"invalid random_start 'maybe' for attack 'pgd': must be true or false"):
         get_attack("pgd", random_start="maybe")
+    # counts become ints (--param steps=1e3 arrives as 1000.0, which foolbox's and pyautoattack's loops reject)
+    for name, key in (("cw-l2", "steps"), ("pgd", "steps"), ("apgd-ce", "n_iter"), ("square", "n_queries")):
+        value = get_attack(name, **{key: 1e3}).params[key]
+        assert value == 1000 and type(value) is int
+    assert type(get_attack("pgd", restarts="2").params["restarts"]) is int
+    assert get_attack("apgd-ce", rho="0.5").params["rho"] == 0.5
+    with pytest.raises(ValueError, match=r"invalid steps 2.5 for attack 'pgd': must be a whole number"):
+        get_attack("pgd", steps=2.5)
     for name in ATTACKS.list():
         cls = ATTACKS.get(name)
         assert cls.kind in ("white-box", "score", "decision")

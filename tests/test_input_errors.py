@@ -206,7 +206,8 @@ def test_bad_param_value_names_the_parameter(store, tmp_path) -> None:
 def test_numeric_strings_are_still_accepted_as_attack_parameters() -> None:
     from attacks import get_attack
 
-    assert get_attack("pgd", steps="20").params["steps"] == "20"
+    steps = get_attack("pgd", steps="20").params["steps"]
+    assert steps == 20 and type(steps) is int  # a numeric string is accepted and becomes the number
 
 
 @pytest.mark.parametrize("attack,key", [("pgd", "rel_stepsize"), ("pgd", "abs_stepsize"), ("mi-fgsm", "alpha"),
@@ -216,7 +217,7 @@ def test_optional_numeric_params_given_as_text_are_checked_and_named(attack, key
 
     with pytest.raises(ValueError, match=f"invalid {key} 'abc' for attack '{attack}': must be a number"):
         get_attack(attack, **{key: "abc"})
-    assert get_attack(attack, **{key: "0.5"}).params[key] == "0.5"
+    assert get_attack(attack, **{key: "0.5"}).params[key] == 0.5  # numeric text becomes the number
     assert get_attack(attack).params[key] is None
 
 
