@@ -11,6 +11,7 @@ that depend on epsilon) in :meth:`resolve`. Optional hooks, used by :func:`defen
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -100,7 +101,8 @@ def flag(params: dict[str, Any], name: str, who: str) -> None:
 def positive(params: dict[str, Any], name: str, who: str, integer: bool = False, allow_zero: bool = False) -> None:
     """Validate ``params[name]`` as a positive (or non-negative) number; ``ValueError`` naming the defense."""
     value = params[name]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          and (value >= 0 if allow_zero else value > 0))
     if integer:
         ok = ok and float(value).is_integer()
     if not ok:

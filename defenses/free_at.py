@@ -51,6 +51,8 @@ class FreeAT(Defense):
         return params
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if ctx.epoch == 0 and ctx.step == 0:  # a new run: nothing carries over from an earlier one
+            self._held = self._delta = self._leaf = None
         if self._held is None or ctx.step % self.p["replays"] == 0:
             self._held = (x, y)
         xh, yh = self._held

@@ -78,9 +78,6 @@ class OverfitGuard:
         may restore the best state."""
         self.history.append({"epoch": epoch, "pgd_accuracy": accuracy,
                              "train_accuracy": None if math.isnan(train_accuracy) else train_accuracy})
-        if epoch >= self.epochs and train_accuracy - accuracy > self.gap:  # early gaps can heal (MNIST does)
-            self.events.append({"event": "gap", "epoch": epoch, "best_epoch": self.best_epoch,
-                                "before": train_accuracy, "after": accuracy})
         if accuracy >= self.best_accuracy:
             self.best_accuracy, self.best_epoch = accuracy, epoch
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -94,6 +91,9 @@ class OverfitGuard:
             self.restored_epoch = self.best_epoch
             self.events.append({"event": "restored", "epoch": epoch, "best_epoch": self.best_epoch,
                                 "before": accuracy, "after": self.best_accuracy})
+        elif epoch >= self.epochs and train_accuracy - accuracy > self.gap:  # early gaps can heal (MNIST does)
+            self.events.append({"event": "gap", "epoch": epoch, "best_epoch": self.best_epoch,
+                                "before": train_accuracy, "after": accuracy})
 
     @property
     def fired(self) -> bool:

@@ -23,7 +23,7 @@ from defenses.base import Defense
 from defenses.perturb import default_pgd_alpha, pgd_accuracy
 from robustbench_cnn.data import load_split
 from robustbench_cnn.models import NormalizedModel
-from robustbench_cnn.store import ModelCard, save_checkpoint
+from robustbench_cnn.store import CARD_FILE, ModelCard, checkpoint_name, read_card, save_checkpoint, store_root
 from robustbench_cnn.training import EpochStats, TrainConfig, TrainResult
 from robustbench_cnn.types import ThreatModel
 from robustbench_cnn.workflows import train_model
@@ -89,7 +89,17 @@ class TradeoffMonitor:
         return frame.astype(EPOCH_COLUMNS)
 
 
-def training_problems(epochs: pd.DataFrame, chance: float) -> list[str]:
+def _refuse_other_threat(folder: Path, threat: ThreatModel) -> None:
+    """A checkpoint name holds one model: retraining it at another threat (or over a plain ``rbc train`` model)
+    would silently replace the first, so it is a ``ValueError`` asking for a tag."""
+    if (folder / CARD_FILE).exists():
+        old = read_card(folder)
+        if old.threat != str(threat):
+            raise ValueError(f"checkpoint {old.name!r} already holds a model trained at {old.threat or 'no threat'}; "
+                             f"pass a tag to keep both")
+
+
+def training_problems(epochs: pd.DataFrame, chance: float, robust: bool = True) -> list[str]:
     """Signs that adversarial training failed, read off the per-epoch monitor: clean accuracy still near chance
     at the end (the net never learned: at a large eps from scratch, PGD-AT can stall at the start, as it did here
     on MNIST at eps 0.3 with Adam 5e-3), or PGD accuracy near zero while clean accuracy is high (catastrophic
@@ -99,7 +109,7 @@ def training_problems(epochs: pd.DataFrame, chance: float) -> list[str]:
     if float(last["clean_accuracy"]) < 2 * chance:
         problems.append(f"clean accuracy {float(last['clean_accuracy']):.3f} is near chance ({chance:.3f}): the model "
                         "did not learn; lower the learning rate or train on a smaller epsilon first")
-    elif float(last["pgd_accuracy"]) < 0.05 and float(last["clean_accuracy"]) > 0.5:
+    elif robust and float(last["pgd_accuracy"]) < 0.05 and float(last["clean_accuracy"]) > 0.5:
         problems.append(f"PGD accuracy {float(last['pgd_accuracy']):.3f} with clean {float(last['clean_accuracy']):.3f}:"
                         " no robustness (catastrophic overfitting or too weak an inner attack)")
     return problems
@@ -133,9 +143,11 @@ def defend(defense: str | Defense, arch: str, dataset: str, threat: ThreatModel 
             raise ValueError(f"defense {recipe.name!r} was built for {recipe.threat}, not {threat}")
     else:
         recipe = get_defense(defense, threat, **defense_params)
-    if eval_steps < 0:
-        raise ValueError(f"invalid eval_steps {eval_steps}: must be >= 0")
+    if eval_steps < 1:
+        raise ValueError(f"invalid eval_steps {eval_steps}: must be >= 1")
     held_out = load_split(dataset, "test", n=eval_n, data_dir=data_dir)
+    name = checkpoint_name(held_out.info.slug, arch, recipe.name, tag)
+    _refuse_other_threat(store_root(store) / "checkpoints" / name, threat)
     monitor = TradeoffMonitor(held_out.x, held_out.y, threat, steps=eval_steps, seed=config.seed)
     # the recipe's own callbacks (the guard) run first, so the monitor sees the state that is saved
     callbacks = [*recipe.callbacks(config), monitor]
@@ -147,7 +159,7 @@ def defend(defense: str | Defense, arch: str, dataset: str, threat: ThreatModel 
                            eval_n=len(held_out), eval_steps=eval_steps)
     card = trained.card
     chance = 1.0 / max(len(card.classes), 1)
-    problems = training_problems(epochs, chance)
+    problems = training_problems(epochs, chance, robust=recipe.name != "standard")
     card.extra.update({
         "defense": recipe.name,
         "pgd_accuracy": float(epochs["pgd_accuracy"].iloc[-1]),

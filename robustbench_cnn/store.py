@@ -80,6 +80,8 @@ class ModelCard:
 
 
 def checkpoint_name(dataset_slug: str, arch: str, recipe: str = "standard", tag: str | None = None) -> str:
+    if tag is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", tag):
+        raise ValueError(f"invalid tag {tag!r}: use letters, digits, '_', '.' and '-' (it names a folder)")
     return f"{dataset_slug}/{arch}-{recipe}" + (f"-{tag}" if tag else "")
 
 

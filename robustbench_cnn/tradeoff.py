@@ -78,6 +78,8 @@ def record_suite_accuracy(checkpoint: str | os.PathLike, summary: pd.DataFrame,
     recorded = {_threat_key(f"{r.norm}:{r.eps}"): float(r.robust_acc) for r in rows.itertuples()}
     previous = card.extra.get(SUITE_ROBUST_KEY)
     merged = dict(previous) if isinstance(previous, dict) else {}
+    if isinstance(previous, (int, float)) and not isinstance(previous, bool) and card.threat:
+        merged[_threat_key(card.threat)] = float(previous)  # the float form: at the card's threat
     merged.update(recorded)
     card.extra[SUITE_ROBUST_KEY] = merged
     card.extra["suite_eval"] = {"suite": suite, "n": int(rows["n"].iloc[0]), "seed": int(rows["seed"].iloc[0])}

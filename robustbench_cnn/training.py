@@ -221,6 +221,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
         task = bar.add_task(description, total=total_steps)
         for epoch in range(config.epochs):
             model.train()
+            if config.freeze == "features":  # frozen features: BatchNorm statistics (and dropout) stay in eval mode
+                model.eval()
+                head_module(model)[2].train()
             order = torch.randperm(n, generator=generator)
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
