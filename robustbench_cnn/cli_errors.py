@@ -51,7 +51,8 @@ def input_errors(fn: Callable) -> Callable:
 
 
 def parse_key_values(pairs: tuple[str, ...], option: str = "--param") -> dict[str, Any]:
-    """``("steps=20", "loss=ce")`` -> ``{"steps": 20, "loss": "ce"}`` (values parsed as JSON when they can be)."""
+    """``("steps=20", "loss=ce", "alpha=2/255")`` -> ``{"steps": 20, "loss": "ce", "alpha": 0.00784...}``: values
+    parsed as JSON when they can be, a fraction ``A/B`` as its number (as epsilons are written), else kept as text."""
     result: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -60,5 +61,17 @@ def parse_key_values(pairs: tuple[str, ...], option: str = "--param") -> dict[st
         try:
             result[key] = json.loads(value)
         except json.JSONDecodeError:
-            result[key] = value
+            result[key] = _fraction(value, f"{option} {pair!r}") if "/" in value else value
     return result
+
+
+def _fraction(text: str, where: str) -> float | str:
+    """``"2/255"`` -> 2/255; text that is not a fraction of two numbers is returned unchanged."""
+    num, _, den = text.partition("/")
+    try:
+        numerator, denominator = float(num), float(den)
+    except ValueError:
+        return text
+    if denominator == 0:
+        raise ValueError(f"invalid {where}: division by zero")
+    return numerator / denominator

@@ -355,3 +355,15 @@ def test_oracle_infinite_budget_means_unlimited() -> None:
     for bad in (float("nan"), float("-inf"), -1, 2.5):
         with pytest.raises(ValueError, match="invalid query budget"):
             Oracle(_Flaky(), budget=bad)
+
+
+def test_key_value_options_read_fractions_as_epsilons_are_written() -> None:
+    from defenses import get_defense
+    from robustbench_cnn.cli_errors import parse_key_values
+
+    parsed = parse_key_values(("alpha=2/255", "steps=20", "loss=ce", "path=/data/x", "name=a/b"), "--defense-arg")
+    assert parsed == {"alpha": 2 / 255, "steps": 20, "loss": "ce", "path": "/data/x", "name": "a/b"}
+    # --defense-arg alpha=2/255 used to be refused ("must be a number") while --alpha 2/255 was accepted
+    assert get_defense("fgsm-rs", "linf:8/255", **parse_key_values(("alpha=10/255",))).p["alpha"] == 10 / 255
+    with pytest.raises(ValueError, match="invalid --param 'eps=1/0': division by zero"):
+        parse_key_values(("eps=1/0",))
