@@ -108,7 +108,7 @@ def tradeoff_command(store: str | None, out_path: str | None) -> None:
     path = out_path or store_root(store) / "tradeoff.parquet"
     frame = write_tradeoff_table(store, path)
     columns = ["checkpoint", "defense", "threat", "epochs", "train_time_s", "clean_accuracy", "pgd_accuracy",
-               "suite_robust_accuracy", "guard_fired"]
+               "suite_robust_accuracy", "guard_fired", "guard_restored_epoch"]
     records = frame[columns].astype(object).where(frame[columns].notna(), None).to_dict("records")
     out.print(_table(f"trade-off: {len(frame)} defended model(s)", records, columns))
     out.print(f"written to {path}")

@@ -27,7 +27,8 @@ TRADEOFF_COLUMNS: dict[str, str] = {
     "checkpoint": "string", "defense": "string", "architecture": "string", "dataset": "string",
     "threat": "string", "epochs": "int64", "train_time_s": "float64", "epoch_time_s": "float64",
     "clean_accuracy": "float64", "pgd_accuracy": "float64", "pgd_steps": "Int64", "pgd_n": "Int64",
-    "suite_robust_accuracy": "float64", "guard_fired": "boolean", "seed": "int64", "created": "string",
+    "suite_robust_accuracy": "float64", "guard_fired": "boolean", "guard_restored_epoch": "Int64", "seed": "int64",
+    "created": "string",
 }
 
 
@@ -56,7 +57,8 @@ def _row(card: ModelCard) -> dict[str, Any]:
         "epoch_time_s": _float(extra.get("epoch_time_s")), "clean_accuracy": _float(card.clean_accuracy),
         "pgd_accuracy": _float(extra.get("pgd_accuracy")), "pgd_steps": monitor.get("steps"),
         "pgd_n": monitor.get("n"), "suite_robust_accuracy": _suite_accuracy(card),
-        "guard_fired": None if guard is None else bool(guard.get("fired")), "seed": int(card.seed),
+        "guard_fired": None if guard is None else bool(guard.get("fired")),
+        "guard_restored_epoch": None if guard is None else guard.get("restored_epoch"), "seed": int(card.seed),
         "created": card.created,
     }
 

@@ -328,6 +328,9 @@ def test_guard_fires_on_a_planted_collapse(defended, tmp_path: Path) -> None:
     best = int(restored["best_epoch"])
     assert table["pgd_accuracy"].iloc[-1] > table["pgd_accuracy"].iloc[-2] + 0.15
     assert table["pgd_accuracy"].iloc[-1] == pytest.approx(table["pgd_accuracy"].iloc[best - 1], abs=0.05)
+    # the trade-off table says when the kept state is from
+    row = tradeoff_table(tmp_path).iloc[0]
+    assert bool(row["guard_fired"]) and row["guard_restored_epoch"] == best
     saved, _ = load_checkpoint(run.folder)
     assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), run.model.state_dict().values()))
 
