@@ -254,8 +254,9 @@ def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
     Used around foolbox and AutoAttack, which seed or draw from the global generator.
     """
     devices: list[int] = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # torch.manual_seed reseeds every CUDA device, also when the attack itself runs on the CPU
+        devices = list(range(torch.cuda.device_count()))
     kwargs = {"device_type": device.type} if device.type not in ("cpu", "cuda") else {}
     with torch.random.fork_rng(devices=devices, **kwargs):
         torch.manual_seed(int(seed))
