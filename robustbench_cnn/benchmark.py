@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from robustbench_cnn.errors import RbcError
 from robustbench_cnn.progress import console
 from robustbench_cnn.results import (SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, atomic_write_parquet, run_folder,
                                      typed_frame)
@@ -44,11 +45,14 @@ def ensure_model(spec: ModelSpec, dataset: str, suite: Suite, *, store: str | os
 
     name = spec.checkpoint_name(dataset_info(dataset, data_dir).slug)
     try:
-        resolve_checkpoint(name, store)
-        return name, False
+        folder = resolve_checkpoint(name, store)
     except CheckpointError:
         if spec.checkpoint:
             raise
+    else:
+        if not spec.checkpoint:
+            _check_stored_threat(name, folder, spec)
+        return name, False
     config = TrainConfig.for_dataset(dataset, epochs=spec.epochs, device=device, seed=suite.seed, **spec.train)
     if spec.recipe == "standard":
         from robustbench_cnn.workflows import train_model
@@ -60,6 +64,19 @@ def ensure_model(spec: ModelSpec, dataset: str, suite: Suite, *, store: str | os
         defend(spec.recipe, spec.arch, dataset, spec.threat, config, store=store, tag=spec.tag, data_dir=data_dir,
                progress=progress, **spec.params)
     return name, True
+
+
+def _check_stored_threat(name: str, folder: Path, spec: ModelSpec) -> None:
+    """A defended model found in the store under the suite's name must have been trained at the suite's threat:
+    otherwise the benchmark would report another model's robustness under this spec."""
+    from robustbench_cnn.store import read_card
+
+    if spec.recipe == "standard" or spec.threat is None:
+        return
+    stored = read_card(folder).threat
+    if stored is None or ThreatModel.parse(stored) != ThreatModel.parse(spec.threat):
+        raise RbcError(f"checkpoint {name!r} in the store was trained at {stored or 'no threat'}, the suite asks for "
+                       f"{spec.threat}: give the model a tag in the suite, or use another store")
 
 
 def transfer_rows(results: list[AttackResult], meta: dict[str, Any], suite_label: str) -> list[dict[str, Any]]:

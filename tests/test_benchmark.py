@@ -120,3 +120,19 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path
     pd.testing.assert_frame_equal(comparable(a), comparable(b))
     assert len(pd.read_parquet(tmp_path / "cut" / "samples.parquet")) == len(
         pd.read_parquet(tmp_path / "full" / "samples.parquet"))
+
+
+def test_a_stored_defended_model_at_another_threat_is_refused_not_evaluated(tmp_path: Path, store) -> None:
+    """The store's digits/lenet5-fgsm-rs was trained at linf:0.2; a suite asking for linf:0.1 under the same
+    name used to evaluate it silently as if it were the suite's model."""
+    from defenses import defend
+    from robustbench_cnn.benchmark import run_benchmark
+    from robustbench_cnn.training import TrainConfig
+
+    defend("fgsm-rs", "lenet5", "digits", "linf:0.2", TrainConfig.for_dataset("digits", epochs=1), progress=False,
+           eval_n=20, eval_steps=1)
+    fgsm_rs_only = TINY_SUITE.split("[[models]]")[0] + "[[models]]" + TINY_SUITE.split("[[models]]")[3]
+    suite = load_suite(str(write_suite(tmp_path, fgsm_rs_only)))
+    with pytest.raises(RbcError, match=r"trained at linf:0.2, the suite asks for linf:0.1: give the model a tag"):
+        run_benchmark(suite, tmp_path / "run", progress=False, report=False)
+    assert not (tmp_path / "run" / "summary.parquet").exists()
