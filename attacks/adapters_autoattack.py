@@ -79,7 +79,6 @@ class APGDCE(_AutoAttackBase):
     """
 
     loss = "ce"
-    min_classes = 2
     defaults = {"n_iter": 100, "n_restarts": 1, "rho": 0.75, "eot_iter": 1}
 
     def make(self, model, threat, seed, device, num_classes):
@@ -285,6 +284,10 @@ class AutoAttackCascade(_AutoAttackBase):
     defaults = {"version": "standard", "attacks": None}
     VERSIONS = ("standard", "plus", "rand", "custom")
     SUB_ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+    #: the cascade of each version (pyautoattack's ``AutoAttack``; ``custom`` takes ``attacks``)
+    VERSION_ATTACKS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+                       "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+                       "rand": ("apgd-ce", "apgd-dlr")}
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -305,12 +308,9 @@ class AutoAttackCascade(_AutoAttackBase):
     def make(self, model, threat, seed, device, num_classes):
         from pyautoattack import AutoAttack
 
-        need = {"apgd-t": 4, "apgd-dlr": 3}
-        subs = self.params["attacks"] or {"standard": ["apgd-t"], "plus": ["apgd-dlr", "apgd-t"],
-                                          "rand": ["apgd-dlr"]}.get(self.params["version"], [])
-        for sub in subs:
-            if sub in need:
-                _need_classes(f"autoattack ({sub})", num_classes, need[sub])
+        for sub in self.params["attacks"] or self.VERSION_ATTACKS[self.params["version"]]:
+            if sub in ATTACKS:  # apgd-dlr needs 3 classes, apgd-t 4 (pyautoattack fails with an IndexError)
+                _need_classes(f"autoattack ({sub})", num_classes, ATTACKS.get(sub).min_classes)
         aa = AutoAttack(model, norm=_AA_NORM[threat.norm], eps=float(threat.eps), seed=seed,
                         version=self.params["version"], attacks=self.params["attacks"],
                         device=device)

@@ -23,7 +23,7 @@ from defenses.base import Defense
 from defenses.perturb import default_pgd_alpha, pgd_accuracy
 from robustbench_cnn.data import load_split
 from robustbench_cnn.models import NormalizedModel
-from robustbench_cnn.store import CARD_FILE, ModelCard, checkpoint_name, read_card, save_checkpoint, store_root
+from robustbench_cnn.store import ModelCard, checkpoint_name, other_threat, save_checkpoint, store_root
 from robustbench_cnn.training import EpochStats, TrainConfig, TrainResult
 from robustbench_cnn.types import ThreatModel
 from robustbench_cnn.workflows import train_model
@@ -89,16 +89,6 @@ class TradeoffMonitor:
         return frame.astype(EPOCH_COLUMNS)
 
 
-def _refuse_other_threat(folder: Path, threat: ThreatModel) -> None:
-    """A checkpoint name holds one model: retraining it at another threat (or over a plain ``rbc train`` model)
-    would silently replace the first, so it is a ``ValueError`` asking for a tag."""
-    if (folder / CARD_FILE).exists():
-        old = read_card(folder)
-        if old.threat != str(threat):
-            raise ValueError(f"checkpoint {old.name!r} already holds a model trained at {old.threat or 'no threat'}; "
-                             f"pass a tag to keep both")
-
-
 def training_problems(epochs: pd.DataFrame, chance: float, robust: bool = True) -> list[str]:
     """Signs that adversarial training failed, read off the per-epoch monitor: clean accuracy still near chance
     at the end (the net never learned: at a large eps from scratch, PGD-AT can stall at the start, as it did here
@@ -147,7 +137,9 @@ def defend(defense: str | Defense, arch: str, dataset: str, threat: ThreatModel 
         raise ValueError(f"invalid eval_steps {eval_steps}: must be >= 1")
     held_out = load_split(dataset, "test", n=eval_n, data_dir=data_dir)
     name = checkpoint_name(held_out.info.slug, arch, recipe.name, tag)
-    _refuse_other_threat(store_root(store) / "checkpoints" / name, threat)
+    stored = other_threat(store_root(store) / "checkpoints" / name, recipe.threat)
+    if stored is not None:  # one name holds one model: retraining would silently replace the first
+        raise ValueError(f"checkpoint {name!r} already holds a model trained at {stored}; pass a tag to keep both")
     monitor = TradeoffMonitor(held_out.x, held_out.y, threat, steps=eval_steps, seed=config.seed)
     # the recipe's own callbacks (the guard) run first, so the monitor sees the state that is saved
     callbacks = [*recipe.callbacks(config), monitor]

@@ -40,7 +40,7 @@ def ensure_model(spec: ModelSpec, dataset: str, suite: Suite, *, store: str | os
     """The checkpoint name of ``spec`` on ``dataset``, training it first if the store lacks it."""
     from robustbench_cnn.data import dataset_info
     from robustbench_cnn.errors import CheckpointError
-    from robustbench_cnn.store import resolve_checkpoint
+    from robustbench_cnn.store import other_threat, resolve_checkpoint
     from robustbench_cnn.training import TrainConfig
 
     name = spec.checkpoint_name(dataset_info(dataset, data_dir).slug)
@@ -50,8 +50,11 @@ def ensure_model(spec: ModelSpec, dataset: str, suite: Suite, *, store: str | os
         if spec.checkpoint:
             raise
     else:
-        if not spec.checkpoint:
-            _check_stored_threat(name, folder, spec)
+        defended = spec.recipe != "standard" and spec.threat and not spec.checkpoint
+        stored = other_threat(folder, spec.threat) if defended else None
+        if stored is not None:  # else another model's robustness would be reported under this spec
+            raise RbcError(f"checkpoint {name!r} in the store was trained at {stored}, the suite asks for "
+                           f"{spec.threat}: give the model a tag in the suite, or use another store")
         return name, False
     config = TrainConfig.for_dataset(dataset, epochs=spec.epochs, device=device, seed=suite.seed, **spec.train)
     if spec.recipe == "standard":
@@ -64,19 +67,6 @@ def ensure_model(spec: ModelSpec, dataset: str, suite: Suite, *, store: str | os
         defend(spec.recipe, spec.arch, dataset, spec.threat, config, store=store, tag=spec.tag, data_dir=data_dir,
                progress=progress, **spec.params)
     return name, True
-
-
-def _check_stored_threat(name: str, folder: Path, spec: ModelSpec) -> None:
-    """A defended model found in the store under the suite's name must have been trained at the suite's threat:
-    otherwise the benchmark would report another model's robustness under this spec."""
-    from robustbench_cnn.store import read_card
-
-    if spec.recipe == "standard" or spec.threat is None:
-        return
-    stored = read_card(folder).threat
-    if stored is None or ThreatModel.parse(stored) != ThreatModel.parse(spec.threat):
-        raise RbcError(f"checkpoint {name!r} in the store was trained at {stored or 'no threat'}, the suite asks for "
-                       f"{spec.threat}: give the model a tag in the suite, or use another store")
 
 
 def transfer_rows(results: list[AttackResult], meta: dict[str, Any], suite_label: str) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from torch import nn
 
 from robustbench_cnn.errors import ArchOptionError, CheckpointError, ShapeMismatchError
 from robustbench_cnn.models import MODELS, NormalizedModel, build_model
+from robustbench_cnn.types import ThreatModel
 
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"
@@ -178,6 +179,18 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, store: str | os.PathLike
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise CheckpointError(f"no checkpoint {text!r}: not a folder with {CARD_FILE} and not in the store "
                           f"{store_root(store) / 'checkpoints'}.{hint}")
+
+
+def other_threat(folder: Path, threat: ThreatModel | str) -> str | None:
+    """The threat the checkpoint in ``folder`` was trained at (``"no threat"`` for a plain model) when it is not
+    ``threat``; None when they agree or the folder holds no checkpoint. One name holds one model, so a caller about
+    to train or evaluate ``threat`` under that name must not take or replace another threat's model."""
+    if not (folder / CARD_FILE).exists():
+        return None
+    stored = read_card(folder).threat
+    if stored is not None and ThreatModel.parse(stored) == ThreatModel.parse(str(threat)):
+        return None
+    return stored or "no threat"
 
 
 def read_card(folder: Path) -> ModelCard:
