@@ -129,6 +129,7 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
                     raise RbcError(f"invalid suite {source}: model {spec.arch}/{spec.recipe} needs threat = "
                                    f"\"linf:EPS\" (the training threat model)")
                 ThreatModel.parse(spec.threat)
+    _check_distinct_names(models, source)
     check_attack_names(suite.attacks)
     _check_attack_compatibility(suite, source)
     if suite.targeted:
@@ -139,6 +140,21 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
         MODELS.get(suite.proxy.get("substitute", "lenet5"))
         _check_proxy(suite, source)
     return suite
+
+
+def _check_distinct_names(models: list[ModelSpec], source: str) -> None:
+    """Models the suite trains must have distinct checkpoint names: two specs under one name (the same arch and
+    recipe without tags) would share one stored model, and the second would be evaluated as the first."""
+    seen: dict[tuple[str, str, str | None], int] = {}
+    for i, spec in enumerate(models, start=1):
+        if spec.checkpoint:
+            continue
+        key = (spec.arch, spec.recipe, spec.tag)
+        if key in seen:
+            name = f"{spec.arch}/{spec.recipe}" + (f"-{spec.tag}" if spec.tag else "")
+            raise RbcError(f"invalid suite {source}: [[models]] #{seen[key]} and #{i} are both {name}: "
+                           f"give one a tag (tag = \"...\")")
+        seen[key] = i
 
 
 def _check_attack_compatibility(suite: Suite, source: str) -> None:
