@@ -240,6 +240,9 @@ def _run_evaluation(suite: str, attack_params: dict[str, Any], model: str | None
 
     if not model and not model_def:
         raise ValueError("give --model NAME|PATH, or --model-def file.py:factory --weights FILE")
+    if weights and not model_def:
+        raise ValueError("--weights is only used with --model-def file.py:factory (a --model checkpoint "
+                         "brings its own weights)")
     resolve_device(device)
     norm, eps_list = _threat_and_eps(threat, eps)
     label = model or model_def or ""

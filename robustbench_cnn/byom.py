@@ -8,6 +8,7 @@ the weights are data and are read without unpickling.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -24,9 +25,11 @@ def _import_file(path: Path) -> ModuleType:
     if module_spec is None or module_spec.loader is None:
         raise RbcError(f"{path}: cannot be imported as a Python module (use a .py file)")
     module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module  # dataclasses, typing and pickle look the module up by name
     try:
         module_spec.loader.exec_module(module)
     except Exception as exc:  # SyntaxError, ImportError, NameError, ...: the user's code, not ours
+        sys.modules.pop(module_spec.name, None)
         raise RbcError(f"{path}: {_one_line(exc)}") from None
     return module
 
@@ -91,9 +94,12 @@ def check_input(model: nn.Module, x: torch.Tensor, name: str, dataset: str,
     try:
         with torch.no_grad():
             out = model(x)
-    except RuntimeError as exc:
+    except RbcError:
+        raise
+    except Exception as exc:  # RuntimeError from torch, but also AssertionError, IndexError, ... from user code
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ShapeMismatchError(f"model {name} cannot take {dataset} images of shape "
-                                 f"{tuple(x.shape[1:])}: {str(exc).splitlines()[0]}") from None
+                                 f"{tuple(x.shape[1:])}: {type(exc).__name__}: {first}") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ShapeMismatchError(f"model {name} must return logits N x classes, got {shape}")

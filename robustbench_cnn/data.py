@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from robustbench_cnn.errors import DataNotFoundError
+from robustbench_cnn.errors import DataNotFoundError, RbcError
 from robustbench_cnn.registry import Registry
 
 SPLITS = ("train", "test")
@@ -138,7 +138,7 @@ def _torchvision_spec(name: str, cls_name: str, folder: str, channels: int, size
         try:
             ds = cls(str(root), train=(split == "train"), download=download)
         except Exception as exc:  # network errors come in many types; all mean "not available"
-            raise _missing(name, expected(root), reason=_download_reason(exc)) from None
+            raise _missing(name, expected(root), reason=_download_reason(exc, download=download)) from None
         finally:
             socket.setdefaulttimeout(old_timeout)
         data = ds.data if isinstance(ds.data, np.ndarray) else ds.data.numpy()
@@ -150,19 +150,21 @@ def _torchvision_spec(name: str, cls_name: str, folder: str, channels: int, size
     return DatasetSpec(info, load, marker, expected)
 
 
-def _download_reason(exc: BaseException, limit: int = 160) -> str:
+def _download_reason(exc: BaseException, limit: int = 160, download: bool = True) -> str:
     """One line from a (multi-line) download error: its last non-empty line, which names the cause
     (torchvision's message starts with "Error downloading ...:" and ends with the URL error)."""
     lines = [" ".join(ln.split()) for ln in str(exc).splitlines() if ln.strip()]
     text = lines[-1] if lines else ""
     text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"download failed: {type(exc).__name__}: {text}" if text else f"download failed: {type(exc).__name__}"
+    what = "download failed" if download else "the local files could not be read"
+    return f"{what}: {type(exc).__name__}: {text}" if text else f"{what}: {type(exc).__name__}"
 
 
 def _idx_files_present(folder: str) -> Callable[[Path], bool]:
     def present(root: Path) -> bool:
         raw = root / folder / "raw"
-        return all((raw / f).exists() or (raw / f"{f}.gz").exists()
+        # torchvision reads the uncompressed files only (a .gz alone is extracted by a download, not offline)
+        return all((raw / f).exists()
                    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
     return present
@@ -198,17 +200,49 @@ def _cifar10() -> DatasetSpec:
 _IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
 
 
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def _imagefolder_files(root: Path, split: str) -> tuple[list[Path], list[int], list[str]]:
+    """Files and labels of a split; class indices always come from ``train/`` so both splits agree."""
+    classes = _class_dirs(root / "train")
     split_dir = root / split
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    present = _class_dirs(split_dir)
+    extra = sorted(set(present) - set(classes))
+    if extra:
+        raise RbcError(f"imagefolder {root}: {split}/ has class folders that train/ lacks ({', '.join(extra)}); "
+                       f"both splits must use the same class names")
     files: list[Path] = []
     labels: list[int] = []
-    for label, cls in enumerate(classes):
+    for cls in present:
+        label = classes.index(cls)
         for f in sorted((split_dir / cls).iterdir()):
             if f.suffix.lower() in _IMAGE_EXTENSIONS:
                 files.append(f)
                 labels.append(label)
     return files, labels, classes
+
+
+_GREY_MODES = {"L", "1", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def _read_image(path: Path, mode: str, size: int) -> np.ndarray:
+    """One image as uint8 H x W (x 3), 16-bit images scaled (PIL's own conversion saturates them)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.mode.startswith("I;16") or img.mode in {"I", "F"}:
+                arr = np.asarray(img).astype(np.float64)
+                if img.mode in {"I", "F"} and arr.max(initial=0) > 65535:
+                    raise RbcError(f"image {path}: unsupported {img.mode} pixel range up to {arr.max():g}")
+                if img.mode.startswith("I;16") or arr.max(initial=0) > 255:  # 16-bit: 0..65535 -> 0..255
+                    arr = arr / 257.0
+                img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+            return np.asarray(img.convert(mode).resize((size, size)), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL.UnidentifiedImageError is an OSError
+        raise RbcError(f"unreadable image {path}: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
 
 
 def _imagefolder_spec(name: str, root_override: Path | None = None) -> DatasetSpec:
@@ -225,8 +259,6 @@ def _imagefolder_spec(name: str, root_override: Path | None = None) -> DatasetSp
         return all((base / s).is_dir() for s in SPLITS)
 
     def load(split: str, root: Path, indices: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        from PIL import Image
-
         base = resolve(root)
         if not available(root):
             raise _missing(name, base, how="point imagefolder: at a folder that holds train/<class>/*.jpg "
@@ -234,8 +266,7 @@ def _imagefolder_spec(name: str, root_override: Path | None = None) -> DatasetSp
         files, labels, _ = _imagefolder_files(base, split)
         chosen = range(len(files)) if indices is None else indices
         mode = "L" if info.channels == 1 else "RGB"
-        arrays = [np.asarray(Image.open(files[i]).convert(mode).resize((info.size, info.size)), dtype=np.uint8)
-                  for i in chosen]
+        arrays = [_read_image(files[i], mode, info.size) for i in chosen]
         x = torch.from_numpy(np.stack(arrays)).float().div_(255.0)
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
         return x, torch.as_tensor([labels[i] for i in chosen], dtype=torch.int64)
@@ -247,9 +278,12 @@ def _imagefolder_spec(name: str, root_override: Path | None = None) -> DatasetSp
             raise _missing(name, base / "train", how="the folder holds no images")
         from PIL import Image
 
-        first = Image.open(files[0])
-        channels = 1 if first.mode in {"L", "1", "I", "F"} else 3
-        size = max(first.size)
+        try:
+            with Image.open(files[0]) as first:
+                channels = 1 if first.mode in _GREY_MODES else 3
+                size = max(first.size)
+        except OSError as exc:
+            raise RbcError(f"unreadable image {files[0]}: {type(exc).__name__}: {exc}") from None
     else:
         channels, size, classes = 3, 32, []
     # Normalization for arbitrary folders: the mid-point (a user's checkpoint card may override it).

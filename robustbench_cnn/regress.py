@@ -140,13 +140,15 @@ def load_current(path: str | os.PathLike) -> pd.DataFrame:
 
 def update_baseline(current: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``current`` as the new baseline at ``path`` (atomically; the summary schema, sorted by cell)."""
-    frame = _validate(current, "current results", "table").copy()
+    path = Path(path)
+    if path.is_dir():
+        raise RbcError(f"baseline {path} is a folder: --update writes a parquet file, e.g. {path}.parquet")
+    frame = _validate(current, "current results", "table").reset_index(drop=True)
     for col, dtype in SUMMARY_SCHEMA.items():
         if col not in frame.columns:
             frame[col] = pd.Series(pd.NA, index=frame.index, dtype=dtype)
     frame = frame[list(SUMMARY_SCHEMA)]
     order = _keyed(frame).sort_values(KEY).index
-    path = Path(path)
     atomic_write_parquet(frame.loc[order].reset_index(drop=True), path)
     return path
 
