@@ -41,7 +41,7 @@ class EvalCell:
     model_def: str | None = None  # file.py:factory for a bring-your-own model
     weights: str | None = None
     defense: str = ""
-    weights_sha256: str = ""  # the weights evaluated (set by :func:`pin_weights`): a retrained model is a new cell
+    weights_sha256: str = ""  # what is evaluated (set by :func:`pin_weights`): a retrained model is a new cell
 
     def key(self) -> dict[str, Any]:
         """What defines the cell's result (device, paths and batch size do not)."""
@@ -57,17 +57,17 @@ class EvalCell:
 
 
 def pin_weights(cell: EvalCell) -> EvalCell:
-    """``cell`` with ``weights_sha256`` set to the hash of the weights it will evaluate (the store card's, or
-    the ``--weights`` file's), so that resuming never reuses a cell computed with other weights."""
+    """``cell`` with ``weights_sha256`` set to the hash of what it will evaluate (the store card's weights; for a
+    bring-your-own model the model file's and the ``--weights`` file's), so that resuming never reuses a cell
+    computed with other weights or an edited model file."""
     if cell.weights_sha256:
         return cell
     if cell.model_def:
-        if not cell.weights:
-            return cell
         from robustbench_cnn.store import sha256_file
 
-        path = Path(cell.weights)
-        sha = sha256_file(path) if path.is_file() else ""  # a missing file is reported when the cell loads it
+        files = [Path(cell.model_def.rsplit(":", 1)[0])] + ([Path(cell.weights)] if cell.weights else [])
+        # a missing file is reported when the cell loads it
+        sha = ":".join(sha256_file(path) if path.is_file() else "" for path in files)
     else:
         from robustbench_cnn.store import weights_sha256
 

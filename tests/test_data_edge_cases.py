@@ -1,6 +1,7 @@
 """Data, bring-your-own-model and baseline edge cases found by a review: ImageFolder labels agree between splits,
 16-bit and corrupt images, .gz-only MNIST, --weights without --model-def, model files with dataclasses, user-code
-errors in the input check, baselines from concatenated tables or a folder. Each test failed on the code before the fix."""
+errors in the input check, baselines from concatenated tables or a folder. Each test failed on the code before the
+fix."""
 
 from __future__ import annotations
 

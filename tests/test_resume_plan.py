@@ -117,3 +117,21 @@ def test_an_out_path_that_cannot_be_a_run_folder_is_a_clear_error(digits_model, 
                                        "-o", str(afile), "--no-progress"])
     assert result.exit_code == 2 and "is an existing file" in result.output
     assert "Traceback" not in result.output and afile.read_text() == "not a folder"
+
+
+def test_an_edited_model_file_is_a_new_cell(tmp_path) -> None:
+    """A bring-your-own model is its file and its weights: editing the file and resuming used to reuse the cells
+    computed with the old code."""
+    from safetensors.torch import save_file
+    from torch import nn
+
+    model_file = tmp_path / "mine.py"
+    model_file.write_text("from torch import nn\n"
+                          "def build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n")
+    save_file(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).state_dict(), str(tmp_path / "w.safetensors"))
+    cell = EvalCell(model="mine", dataset="digits", norm="linf", eps=[0.1], suite="fgsm", n=20,
+                    model_def=f"{model_file}:build", weights=str(tmp_path / "w.safetensors"))
+    run_cells([cell], tmp_path / "run", progress=False)
+    model_file.write_text(model_file.read_text().replace("Linear(64, 10))", "Linear(64, 10), nn.Tanh())"))
+    with pytest.raises(RbcError, match="different request"):
+        run_cells([cell], tmp_path / "run", resume=True, progress=False)
