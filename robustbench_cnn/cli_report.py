@@ -50,7 +50,8 @@ def report_command(run_dir: str, out_dir: str | None, eps: tuple[str, ...], stor
     click.echo(str(html_path))
 
 
-_STYLE = {"regressed": "bold red", "missing": "bold red", "improved": "green", "new": "cyan", "ok": ""}
+_STYLE = {"regressed": "bold red", "missing": "bold red", "resized": "bold red", "improved": "green", "new": "cyan",
+          "ok": ""}
 
 
 def _diff_table(report: Any, show_all: bool) -> Any:
@@ -97,7 +98,8 @@ def _diff_table(report: Any, show_all: bool) -> Any:
 @_input_errors
 def regress_command(baseline: str, current: str, tolerance_pp: float, update: bool, show_all: bool) -> None:
     """Compare a run's results with a baseline, cell by cell: exit 1 when a cell's clean or robust accuracy
-    dropped by more than --tolerance-pp or a baseline cell is missing, else 0 (2: unreadable input)."""
+    dropped by more than --tolerance-pp, a baseline cell is missing or was evaluated on another number of points,
+    else 0 (2: unreadable input)."""
     from pathlib import Path
 
     from cli import out

@@ -7,9 +7,10 @@ targeted, target_policy). For each cell, clean and robust accuracy are compared 
 - ``improved``: either one rose by more than the tolerance, and none dropped beyond it;
 - ``ok``: both within the tolerance;
 - ``missing``: in the baseline, not in the current results;
+- ``resized``: in both, but evaluated on another number of points (``n``): the accuracies are not comparable;
 - ``new``: in the current results only.
 
-The exit code is 1 when any cell regressed or is missing, else 0 (new and improved cells pass: ``--update``
+The exit code is 1 when any cell regressed, is missing or resized, else 0 (new and improved cells pass: ``--update``
 records them). A malformed baseline raises :class:`~robustbench_cnn.errors.RbcError` (exit code 2).
 """
 
@@ -30,7 +31,9 @@ from robustbench_cnn.results import SUMMARY_SCHEMA, atomic_write_parquet
 KEY = ["model", "dataset", "suite", "attack", "norm", "eps", "targeted", "target_policy"]
 #: The compared values.
 VALUES = ["clean_acc", "robust_acc"]
-STATUSES = ("regressed", "missing", "improved", "new", "ok")
+STATUSES = ("regressed", "missing", "resized", "improved", "new", "ok")
+#: The statuses that fail the check (exit code 1).
+FAILING = ("regressed", "missing", "resized")
 _STRING_KEYS = ["model", "dataset", "suite", "attack", "norm", "target_policy"]
 _EPS_DIGITS = 10  # epsilons match when equal to 10 decimals (8/255 written by two runs is the same cell)
 _SLACK = 1e-9  # a change of exactly the tolerance passes
@@ -46,7 +49,7 @@ class RegressionReport:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.counts.get("regressed", 0) or self.counts.get("missing", 0) else 0
+        return 1 if any(self.counts.get(s, 0) for s in FAILING) else 0
 
     @property
     def passed(self) -> bool:
@@ -160,6 +163,9 @@ def _status(row: pd.Series, tol: float) -> str:
         return "new"
     if not row["_cur"]:
         return "missing"
+    b_n, c_n = row["baseline_n"], row["current_n"]
+    if pd.notna(b_n) and pd.notna(c_n) and b_n != c_n:
+        return "resized"
     dropped = rose = False
     for col in VALUES:
         b, c = row[f"baseline_{col}"], row[f"current_{col}"]
@@ -220,4 +226,5 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, tolerance_pp: float =
     return RegressionReport(table, float(tolerance_pp), counts)
 
 
-__all__ = ["KEY", "VALUES", "RegressionReport", "compare", "load_baseline", "load_current", "update_baseline"]
+__all__ = ["FAILING", "KEY", "VALUES", "RegressionReport", "compare", "load_baseline", "load_current",
+           "update_baseline"]

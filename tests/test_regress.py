@@ -79,6 +79,17 @@ def test_missing_cell_fails_and_new_cell_passes() -> None:
     assert report.exit_code == 0 and report.counts["new"] == 3  # pgd, fgsm, worst-case
 
 
+def test_a_cell_on_another_number_of_points_fails_as_resized() -> None:
+    """The same accuracies on 10 points instead of 1,000 are not the baseline's cell: it used to pass with a note."""
+    current = _base()
+    current.loc[_where(current, "digits/b-pgd-at"), "n"] = 10
+    report = compare(_base(), current)
+    assert report.exit_code == 1 and report.counts["resized"] == 1
+    assert _status(report, "digits/b-pgd-at") == "resized"
+    row = report.table[report.table["status"] == "resized"].iloc[0]
+    assert row["note"] == "n 100 -> 10"
+
+
 def test_nan_current_value_regresses() -> None:
     current = _base()
     current.loc[_where(current, "digits/a-standard"), "robust_acc"] = float("nan")
