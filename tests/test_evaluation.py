@@ -202,6 +202,10 @@ def test_bring_your_own_model(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     summary = pd.read_parquet(tmp_path / "run" / "summary.parquet")
     assert summary["checkpoint_sha256"].iloc[0] and len(summary) == 1
+    assert "no --weights" not in result.output
+    bare = CliRunner().invoke(main, ["attack", "--model-def", f"{tmp_path / 'mine.py'}:build", "--attack", "fgsm",
+                                     "--eps", "0.1", "-n", "10", "--out", str(tmp_path / "bare"), "--no-progress"])
+    assert bare.exit_code == 0 and "Warning: no --weights" in bare.output  # an untrained model, said so
     wrong = CliRunner().invoke(main, ["attack", "--model-def", f"{tmp_path / 'mine.py'}:build", "--weights",
                                       str(tmp_path / "w.safetensors"), "--dataset", "imagefolder:/nonexistent",
                                       "--eps", "0.1", "--out", str(tmp_path / "wrong")])
