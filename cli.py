@@ -243,9 +243,6 @@ def _run_evaluation(suite: str, attack_params: dict[str, Any], model: str | None
     if weights and not model_def:
         raise ValueError("--weights is only used with --model-def file.py:factory (a --model checkpoint "
                          "brings its own weights)")
-    if model_def and not weights:
-        click.secho("Warning: no --weights: the factory's model is evaluated as it builds it (untrained unless it "
-                    "loads its own weights)", fg="yellow", err=True)
     resolve_device(device)
     norm, eps_list = _threat_and_eps(threat, eps)
     label = model or model_def or ""
@@ -260,6 +257,9 @@ def _run_evaluation(suite: str, attack_params: dict[str, Any], model: str | None
     run = run_cells([cell], out_dir, resume=resume, progress=progress)
     summary = run.summary()
     show_summary(summary)
+    if model_def and not weights:  # after the run, so that an input error stays the one line it is
+        click.secho("Warning: no --weights: the factory's model was evaluated as it builds it (untrained unless it "
+                    "loads its own weights)", fg="yellow", err=True)
     out.print(f"results in {run.dir}")
     if suite == "standard" and model and not model_def and not targeted:
         from robustbench_cnn.errors import CheckpointError
