@@ -210,12 +210,10 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, tolerance_pp: float =
         merged[f"delta_{short}_pp"] = 100.0 * (merged[f"current_{col}"] - merged[f"baseline_{col}"])
     merged["status"] = merged.apply(_status, axis=1, tol=float(tolerance_pp)) if len(merged) else \
         pd.Series(dtype="string")
-    notes = []
-    for _, row in merged.iterrows():
-        b_n, c_n = row["baseline_n"], row["current_n"]
-        notes.append(f"n {b_n} -> {c_n}" if row["_base"] and row["_cur"] and pd.notna(b_n) and pd.notna(c_n)
-                     and b_n != c_n else "")
-    merged["note"] = notes
+    resized = merged["status"] == "resized"
+    merged["note"] = ""
+    merged.loc[resized, "note"] = [f"n {b} -> {c}" for b, c in merged.loc[resized, ["baseline_n", "current_n"]]
+                                   .itertuples(index=False)]
     rank = {s: i for i, s in enumerate(STATUSES)}
     merged["_rank"] = merged["status"].map(rank)
     merged = merged.sort_values(["_rank", *KEY], kind="mergesort").reset_index(drop=True)

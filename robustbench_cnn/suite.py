@@ -145,16 +145,15 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
 def _check_distinct_names(models: list[ModelSpec], source: str) -> None:
     """Models the suite trains must have distinct checkpoint names: two specs under one name (the same arch and
     recipe without tags) would share one stored model, and the second would be evaluated as the first."""
-    seen: dict[tuple[str, str, str | None], int] = {}
+    seen: dict[str, int] = {}
     for i, spec in enumerate(models, start=1):
         if spec.checkpoint:
             continue
-        key = (spec.arch, spec.recipe, spec.tag)
-        if key in seen:
-            name = f"{spec.arch}/{spec.recipe}" + (f"-{spec.tag}" if spec.tag else "")
-            raise RbcError(f"invalid suite {source}: [[models]] #{seen[key]} and #{i} are both {name}: "
+        name = spec.checkpoint_name("<dataset>")
+        if name in seen:
+            raise RbcError(f"invalid suite {source}: [[models]] #{seen[name]} and #{i} are both {name}: "
                            f"give one a tag (tag = \"...\")")
-        seen[key] = i
+        seen[name] = i
 
 
 def _check_attack_compatibility(suite: Suite, source: str) -> None:

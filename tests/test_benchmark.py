@@ -71,7 +71,7 @@ def test_bad_suites_fail_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(RbcError, match="invalid epsilon"):
         parse_suite({"models": [{"arch": "lenet5"}], "threat": {"eps": [-0.1]}})
     twice = [{"arch": "lenet5", "recipe": "pgd-at", "threat": t} for t in ("linf:0.1", "linf:0.2")]
-    with pytest.raises(RbcError, match=r"#1 and #2 are both lenet5/pgd-at: give one a tag"):
+    with pytest.raises(RbcError, match=r"#1 and #2 are both <dataset>/lenet5-pgd-at: give one a tag"):
         parse_suite({"models": twice})  # one checkpoint name: the second would be evaluated as the first
     assert len(parse_suite({"models": [twice[0], {**twice[1], "tag": "eps02"}]}).models) == 2
 
