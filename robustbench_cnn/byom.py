@@ -49,12 +49,14 @@ def _build(path: Path, spec: str, factory_name: str) -> nn.Module:
     return model
 
 
-def _one_line(exc: BaseException) -> str:
-    """``Type: message`` on one line (a SyntaxError names its line)."""
+def _one_line(exc: BaseException, first_line: bool = False) -> str:
+    """``Type: message`` on one line (a SyntaxError names its line; ``first_line``: only the message's first
+    line, for torch's long multi-line errors)."""
     if isinstance(exc, SyntaxError):
         text = f"{exc.msg} (line {exc.lineno})" if exc.lineno else str(exc.msg)
     else:
-        text = " ".join(str(exc).split())
+        message = str(exc).strip()
+        text = " ".join((message.split("\n", 1)[0] if first_line else message).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -97,9 +99,8 @@ def check_input(model: nn.Module, x: torch.Tensor, name: str, dataset: str,
     except RbcError:
         raise
     except Exception as exc:  # RuntimeError from torch, but also AssertionError, IndexError, ... from user code
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ShapeMismatchError(f"model {name} cannot take {dataset} images of shape "
-                                 f"{tuple(x.shape[1:])}: {type(exc).__name__}: {first}") from None
+                                 f"{tuple(x.shape[1:])}: {_one_line(exc, first_line=True)}") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ShapeMismatchError(f"model {name} must return logits N x classes, got {shape}")
