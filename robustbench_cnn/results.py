@@ -26,6 +26,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from robustbench_cnn.errors import RbcError
+
 SCHEMA_VERSION = 1
 
 #: Summary columns and their dtypes (pandas extension dtypes, so missing values stay typed).
@@ -137,8 +139,6 @@ def run_folder(out: str | os.PathLike | None, resume: bool, prefix: str = "run")
     if out:
         return Path(out)
     if resume:
-        from robustbench_cnn.errors import RbcError
-
         raise RbcError("--resume needs the run folder to continue: pass --out (-o) with it")
     return Path("results") / new_run_id(prefix)
 
@@ -157,8 +157,6 @@ class RunStore:
     def check_fresh(self, resume: bool) -> None:
         """Refuse a run folder that already holds cells unless resuming (results are never silently mixed),
         and a path that cannot be a run folder (an existing file, or a place that cannot be written)."""
-        from robustbench_cnn.errors import RbcError
-
         if self.dir.exists() and not self.dir.is_dir():
             raise RbcError(f"run folder {self.dir} is an existing file: choose another --out")
         try:
@@ -189,8 +187,6 @@ class RunStore:
         self.check_fresh(resume)
         stale = self.finished_cells() - set(planned)
         if stale:
-            from robustbench_cnn.errors import RbcError
-
             raise RbcError(f"run folder {self.dir} holds {len(stale)} finished cell(s) of a different request "
                            f"(other models, weights, epsilons, -n, seed or suite): resuming would mix them into "
                            f"this run's tables; rerun the original command with --resume, or choose another --out")
