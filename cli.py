@@ -297,11 +297,10 @@ def _target_matrix(attack: str, attack_params: dict[str, Any], label: str, model
     from dataclasses import asdict
 
     from attacks import ATTACKS, get_attack
-    from robustbench_cnn.data import load_split
-    from robustbench_cnn.devices import resolve_device, seed_everything
+    from robustbench_cnn.devices import resolve_device
     from robustbench_cnn.errors import RbcError
     from robustbench_cnn.results import run_folder
-    from robustbench_cnn.runner import EvalCell, load_cell_model
+    from robustbench_cnn.runner import EvalCell, prepare_cell
     from robustbench_cnn.target_matrix import (check_run_folder, target_matrix_table, wide_rows,
                                                write_target_matrix)
 
@@ -312,16 +311,10 @@ def _target_matrix(attack: str, attack_params: dict[str, Any], label: str, model
     atk = get_attack(attack, **attack_params)
     check_run_folder(run_dir, resume)
     dev = resolve_device(device)
-    seed_everything(seed)
     cell = EvalCell(model=label, dataset=dataset, norm=norm, eps=eps_list, suite=attack, attack_params=attack_params,
                     n=n, targeted=True, target_policy="all", seed=seed, batch_size=batch_size, device=device,
                     data_dir=data_dir, store=store, model_def=model_def, weights=weights)
-    net, meta = load_cell_model(cell, dev)  # the normal path: store checkpoint or --model-def/--weights
-    split = load_split(dataset, "test", n=n, data_dir=data_dir)
-    if model_def:
-        from robustbench_cnn.byom import check_input
-
-        check_input(net, split.x[:2].to(dev), model_def, dataset, num_classes=split.info.num_classes)
+    net, meta, split = prepare_cell(cell, dev)  # the normal path: store checkpoint or --model-def/--weights
     labels = list(split.info.classes)
     table_meta = {"run_id": run_dir.name, "model": meta["model"], "checkpoint_sha256": meta["checkpoint_sha256"],
                   "dataset": dataset}

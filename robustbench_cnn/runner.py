@@ -90,15 +90,12 @@ def load_cell_model(cell: EvalCell, device: torch.device) -> tuple[torch.nn.Modu
                    "defense": defense}
 
 
-def run_cell(cell: EvalCell, run_id: str, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
-    """Evaluate one cell: returns (summary rows, per-sample rows, the Evaluation)."""
+def prepare_cell(cell: EvalCell, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any], Any]:
+    """Seed, then the cell's model (checked against its dataset when it is a bring-your-own model), its metadata
+    and its test split: what every evaluation of a cell starts from."""
     from robustbench_cnn.data import load_split
-    from robustbench_cnn.devices import resolve_device, seed_everything
-    from robustbench_cnn.evaluation import evaluate
-    from robustbench_cnn.store import git_sha, package_versions
-    from robustbench_cnn.types import Norm
+    from robustbench_cnn.devices import seed_everything
 
-    device = resolve_device(cell.device)
     seed_everything(cell.seed)
     model, meta = load_cell_model(cell, device)
     split = load_split(cell.dataset, "test", n=cell.n, data_dir=cell.data_dir)
@@ -106,6 +103,18 @@ def run_cell(cell: EvalCell, run_id: str, progress: bool = False) -> tuple[pd.Da
         from robustbench_cnn.byom import check_input
 
         check_input(model, split.x[:2].to(device), cell.model_def, cell.dataset, num_classes=split.info.num_classes)
+    return model, meta, split
+
+
+def run_cell(cell: EvalCell, run_id: str, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
+    """Evaluate one cell: returns (summary rows, per-sample rows, the Evaluation)."""
+    from robustbench_cnn.devices import resolve_device
+    from robustbench_cnn.evaluation import evaluate
+    from robustbench_cnn.store import git_sha, package_versions
+    from robustbench_cnn.types import Norm
+
+    device = resolve_device(cell.device)
+    model, meta, split = prepare_cell(cell, device)
     attacks: Any = cell.suite
     if cell.attack_params and "," not in cell.suite:
         attacks = [(cell.suite, cell.attack_params)]
