@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from attacks.functional import batched_logits, eval_mode, jittered_start, make_generator, project
+from attacks.input_gradients import fast_input_gradients
 from robustbench_cnn.types import AttackResult, Norm, ThreatModel, parse_bool
 
 __all__ = ["Attack", "PerturbOutput", "project"]
@@ -38,6 +39,9 @@ class Attack:
     - ``kind``: ``"white-box"`` (gradients), ``"score"`` (logits only) or ``"decision"`` (labels only);
     - ``supports_start``: ``perturb`` accepts ``start=`` (warm start from given points, e.g. the last
       iterates at a smaller epsilon along a robustness curve);
+    - ``fast_gradient_kernels``: the attack's own gradient passes may use the faster first-layer input-gradient
+      kernels of :mod:`attacks.input_gradients` on the CPU (native gradient attacks; library adapters keep autograd's
+      kernels, so they match the library exactly);
     - ``defaults``: every hyper-parameter with its default; ``Attack(**params)`` overrides them and
       ``self.params`` (recorded in each result) is the full, JSON-serialisable set.
 
@@ -49,6 +53,7 @@ class Attack:
     deterministic: ClassVar[bool] = True
     kind: ClassVar[str] = "white-box"
     supports_start: ClassVar[bool] = False
+    fast_gradient_kernels: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
     #: parameters whose default is None but which take a number when given (checked like numeric defaults)
     optional_numbers: ClassVar[frozenset[str]] = frozenset()
@@ -171,7 +176,8 @@ class Attack:
         if start is not None:
             start = start.detach().to(device=x.device, dtype=x.dtype)  # indexed below with x's indices
 
-        with eval_mode(model), torch.no_grad():
+        fast = self.fast_gradient_kernels and x.device.type == "cpu"
+        with eval_mode(model), fast_input_gradients(model, enabled=fast), torch.no_grad():
             if clean_logits is None:
                 clean_logits = batched_logits(model, x, bs)
             if n:

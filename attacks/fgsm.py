@@ -39,6 +39,7 @@ class FGSM(Attack):
     supports_targeted = True
     deterministic = True
     kind = "white-box"
+    fast_gradient_kernels = True
     defaults = {"loss": "ce"}
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,

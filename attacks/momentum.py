@@ -38,6 +38,7 @@ class _IterativeFGSM(Attack):
     norms = (Norm.LINF, Norm.L2)
     supports_targeted = True
     kind = "white-box"
+    fast_gradient_kernels = True
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
                 targets: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:

@@ -63,6 +63,7 @@ class PGD(Attack):
     deterministic = False
     kind = "white-box"
     supports_start = True
+    fast_gradient_kernels = True
     optional_numbers = frozenset({"rel_stepsize", "abs_stepsize"})
     defaults = {"steps": 40, "rel_stepsize": None, "abs_stepsize": None, "random_start": True,
                 "restarts": 1, "loss": "ce", "early_stop": True, "eot_samples": 1}

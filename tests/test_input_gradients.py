@@ -1,0 +1,127 @@
+"""The first-layer input-gradient kernels (attacks/input_gradients.py) against autograd.
+
+The fast kernels must give autograd's input gradient up to float rounding, leave every forward output bit for bit
+unchanged, restore the model, and stay out of the way where they do not apply (trainable weights, grouped or
+dilated convolutions, other channel counts).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from attack_fixtures import held_out, trained_model
+from attacks import get_attack
+from attacks.functional import eval_mode
+from attacks.input_gradients import conv2d_input_grad, fast_input_gradients, input_gradient_kernel
+from robustbench_cnn.models import MODELS, build_model
+from robustbench_cnn.types import ThreatModel
+
+
+def _input_grad(model: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    logits = model(x)
+    (grad,) = torch.autograd.grad((logits * weights).sum(), [x])
+    return logits.detach(), grad
+
+
+def _close(fast: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((fast - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+
+
+# (in, out, kernel, stride, padding, height, width): both kernels, odd strides, non-square inputs, padding > k-1
+SHAPES = [(1, 6, 5, 1, 2, 28, 28), (1, 16, 4, 2, 1, 28, 28), (1, 32, 5, 1, 2, 28, 28), (1, 8, 3, 1, 0, 9, 13),
+          (1, 4, 3, 1, 3, 7, 7), (1, 10, 3, 3, 1, 11, 10), (3, 64, 3, 1, 1, 16, 16), (2, 64, 7, 2, 3, 15, 17)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[str(s) for s in SHAPES])
+def test_kernel_matches_autograd(shape: tuple[int, ...]) -> None:
+    cin, cout, k, s, p, h, w = shape
+    gen = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(cin, cout, k, stride=s, padding=p)
+    conv.requires_grad_(False)
+    x = torch.rand(5, cin, h, w, generator=gen)
+    kernel = input_gradient_kernel(conv)
+    assert kernel in ("flip", "fold")
+    if p > k - 1:
+        assert kernel == "fold"  # flip would need a negative padding
+    weights = torch.randn(conv(x).shape, generator=gen)
+    out_ref, ref = _input_grad(conv, x, weights)
+    with fast_input_gradients(conv):
+        out_fast, fast = _input_grad(conv, x, weights)
+    assert torch.equal(out_fast, out_ref)  # the forward is the stock F.conv2d
+    assert _close(fast, ref) < 1e-5
+    direct = conv2d_input_grad(weights, conv.weight, (h, w), conv.stride, conv.padding, kernel)
+    assert torch.equal(direct, fast)
+
+
+@pytest.mark.parametrize("arch", MODELS.list())
+def test_every_registered_model_keeps_its_input_gradient(arch: str) -> None:
+    channels, size = (1, 28) if arch not in ("alexnet", "googlenet", "inception") else (3, 32)
+    torch.manual_seed(0)
+    try:
+        model = build_model(arch, in_channels=channels, num_classes=10, input_size=size).eval()
+    except ValueError:
+        model = build_model(arch, in_channels=3, num_classes=10, input_size=32).eval()
+        channels, size = 3, 32
+    x = torch.rand(2, channels, size, size, generator=torch.Generator().manual_seed(1))
+    weights = torch.randn(2, 10, generator=torch.Generator().manual_seed(2))
+    with eval_mode(model):
+        out_ref, ref = _input_grad(model, x, weights)
+        with fast_input_gradients(model):
+            out_fast, fast = _input_grad(model, x, weights)
+    assert torch.equal(out_fast, out_ref)
+    assert _close(fast, ref) < 1e-4
+    assert not any("_conv_forward" in m.__dict__ for m in model.modules())
+
+
+def test_rule_leaves_other_layers_alone() -> None:
+    assert input_gradient_kernel(nn.Conv2d(16, 32, 3)) is None  # a hidden layer: oneDNN's kernel is fine there
+    assert input_gradient_kernel(nn.Conv2d(3, 16, 3)) is None  # measured no faster at 2 threads
+    assert input_gradient_kernel(nn.Conv2d(1, 8, 3, groups=1, dilation=2)) is None
+    assert input_gradient_kernel(nn.Conv2d(2, 64, 3, groups=2)) is None
+    assert input_gradient_kernel(nn.Conv2d(1, 8, 3, padding="same")) is None
+    assert input_gradient_kernel(nn.Conv2d(1, 8, 3, padding=1, padding_mode="reflect")) is None
+
+    class Custom(nn.Conv2d):
+        def _conv_forward(self, x, weight, bias):  # e.g. weight standardisation: not ours to replace
+            return super()._conv_forward(x, weight * 2, bias)
+
+    assert input_gradient_kernel(Custom(1, 8, 3)) is None
+    assert input_gradient_kernel(nn.Conv2d(1, 6, 5, padding=2)) == "flip"
+    assert input_gradient_kernel(nn.Conv2d(1, 32, 5, padding=2)) == "fold"
+    assert input_gradient_kernel(nn.Conv2d(3, 64, 3, padding=1)) == "fold"
+
+
+def test_trainable_weights_keep_the_stock_convolution() -> None:
+    conv = nn.Conv2d(1, 6, 5, padding=2)
+    x = torch.rand(3, 1, 12, 12)
+    with fast_input_gradients(conv):
+        conv(x).square().sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+def test_modules_are_restored_on_error() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU())
+    with pytest.raises(RuntimeError, match="boom"):
+        with fast_input_gradients(model):
+            assert "_conv_forward" in model[0].__dict__
+            raise RuntimeError("boom")
+    assert "_conv_forward" not in model[0].__dict__
+
+
+def test_pgd_with_fast_kernels_matches_pgd_without() -> None:
+    """On the digits TinyNet (first layer 1 -> 16, the fold kernel) a seeded PGD gives the same robust accuracy
+    with and without the fast kernels, and FGSM's signed gradient differs at most where the gradient is ~0."""
+    model = trained_model()
+    x, y = held_out(128)
+    threat = ThreatModel.parse("linf:0.15")
+
+    class SlowPGD(type(get_attack("pgd"))):
+        fast_gradient_kernels = False
+
+    fast = get_attack("pgd", steps=10)(model, x, y, threat, seed=4)
+    slow = SlowPGD(steps=10)(model, x, y, threat, seed=4)
+    assert fast.robust_accuracy == pytest.approx(slow.robust_accuracy, abs=1.5 / len(y))
+    assert fast.robust_accuracy < fast.clean_accuracy  # the attack still attacks
