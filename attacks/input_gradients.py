@@ -72,12 +72,19 @@ def conv2d_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: 
 class _Conv2dInputGrad(torch.autograd.Function):
     """``F.conv2d`` forward; a backward that returns the input gradient only (weight and bias are frozen)."""
 
+    generate_vmap_rule = True  # torch.func transforms (grad, vmap, jacrev) need setup_context and a vmap rule
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
                 padding: tuple[int, int], kernel: str) -> torch.Tensor:
-        ctx.save_for_backward(weight)
-        ctx.input_size, ctx.stride, ctx.padding, ctx.kernel = tuple(x.shape[-2:]), stride, padding, kernel
         return F.conv2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, weight, _, stride, padding, kernel = inputs
+        ctx.save_for_backward(weight)
+        ctx.save_for_forward(weight)
+        ctx.input_size, ctx.stride, ctx.padding, ctx.kernel = tuple(x.shape[-2:]), stride, padding, kernel
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
@@ -87,13 +94,20 @@ class _Conv2dInputGrad(torch.autograd.Function):
             grad_x = conv2d_input_grad(grad_out, weight, ctx.input_size, ctx.stride, ctx.padding, ctx.kernel)
         return grad_x, None, None, None, None, None
 
+    @staticmethod
+    def jvp(ctx, x_t, *_):  # forward-mode AD: the convolution is linear in x
+        (weight,) = ctx.saved_tensors
+        return F.conv2d(x_t, weight, None, ctx.stride, ctx.padding)
+
 
 def _fast_conv_forward(conv: nn.Conv2d, kernel: str):
     stock = nn.Conv2d._conv_forward.__get__(conv)
 
     def conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         frozen = not weight.requires_grad and (bias is None or not bias.requires_grad)
-        if not (frozen and x.requires_grad and torch.is_grad_enabled() and x.device.type == "cpu"):
+        # a batched, non-empty 4-D input only: conv2d_input_grad reads (N, C_out) from grad_out's first two dims
+        if not (frozen and x.requires_grad and torch.is_grad_enabled() and x.device.type == "cpu"
+                and x.dim() == 4 and x.shape[0] > 0):
             return stock(x, weight, bias)
         return _Conv2dInputGrad.apply(x, weight, bias, tuple(conv.stride), tuple(conv.padding), kernel)
 

@@ -125,3 +125,35 @@ def test_pgd_with_fast_kernels_matches_pgd_without() -> None:
     slow = SlowPGD(steps=10)(model, x, y, threat, seed=4)
     assert fast.robust_accuracy == pytest.approx(slow.robust_accuracy, abs=1.5 / len(y))
     assert fast.robust_accuracy < fast.clean_accuracy  # the attack still attacks
+
+
+def test_unbatched_and_empty_inputs_keep_the_stock_path() -> None:
+    """nn.Conv2d takes unbatched C x H x W input, and an empty batch; the fold kernel reads N from grad_out's first
+    dimension, so both must stay on the stock convolution (an unbatched input once got a wrong gradient)."""
+    conv = nn.Conv2d(1, 16, 3, padding=(0, 1)).requires_grad_(False)
+    for x in (torch.rand(1, 3, 5), torch.rand(0, 1, 6, 6)):
+        weights = torch.randn(conv(x).shape)
+        _, ref = _input_grad(conv, x, weights)
+        with fast_input_gradients(conv):
+            _, fast = _input_grad(conv, x, weights)
+        assert torch.equal(fast, ref)
+
+
+def test_torch_func_and_forward_mode_work_inside_the_block() -> None:
+    import torch.autograd.forward_ad as fwad
+
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.Flatten(), nn.Linear(16 * 8 * 8, 10)).requires_grad_(False)
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    tangent = torch.rand(x.shape, generator=torch.Generator().manual_seed(1))
+
+    def func_grad() -> torch.Tensor:
+        return torch.func.grad(lambda z: model(z).square().sum())(x)
+
+    def forward_mode() -> torch.Tensor:
+        with fwad.dual_level():
+            return fwad.unpack_dual(model(fwad.make_dual(x, tangent))).tangent
+
+    ref_grad, ref_tangent = func_grad(), forward_mode()
+    with fast_input_gradients(model):
+        assert _close(func_grad(), ref_grad) < 1e-5
+        assert _close(forward_mode(), ref_tangent) < 1e-6
