@@ -176,8 +176,7 @@ class Attack:
         if start is not None:
             start = start.detach().to(device=x.device, dtype=x.dtype)  # indexed below with x's indices
 
-        fast = self.fast_gradient_kernels and x.device.type == "cpu"
-        with eval_mode(model), fast_input_gradients(model, enabled=fast), torch.no_grad():
+        with eval_mode(model), fast_input_gradients(model, enabled=self.fast_gradient_kernels), torch.no_grad():
             if clean_logits is None:
                 clean_logits = batched_logits(model, x, bs)
             if n:

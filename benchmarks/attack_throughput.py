@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks import get_attack
-from attacks.functional import eval_mode
+from attacks.functional import eval_mode, make_generator, random_start
 from attacks.input_gradients import fast_input_gradients
 from robustbench_cnn.evaluation import evaluate
 from robustbench_cnn.models import build_model
@@ -94,10 +94,8 @@ def make_contenders(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     ours = get_attack("pgd", steps=steps, random_start=True, early_stop=False)
     ours_default = get_attack("pgd", steps=steps, random_start=True)
 
-    class AutogradKernelsPGD(type(ours)):
-        fast_gradient_kernels = False
-
-    ours_autograd = AutogradKernelsPGD(steps=steps, random_start=True, early_stop=False)
+    ours_autograd = get_attack("pgd", steps=steps, random_start=True, early_stop=False)
+    ours_autograd.fast_gradient_kernels = False  # this instance only: autograd's kernels, as the libraries run
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=x.device)
     fb_attack = fb.attacks.LinfPGD(steps=steps, abs_stepsize=alpha, random_start=True)
     ta_attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
@@ -147,15 +145,13 @@ def make_contenders(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     # run visits. At a fixed input it would be too low a bar: max-pooling and ReLU cost depends on the data (a
     # LeNet-5 no-grad forward takes 9.9 ms on 256 clean MNIST images, 12.2 ms on perturbed ones).
     iterates = []
-    with torch.no_grad():
-        noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)
-        xa = (x + (2 * noise - 1) * eps).clamp(0, 1)
-    lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
+    xa = random_start(x, threat, make_generator(seed, x.device))
+    lo, hi = threat.linf_box(x)
     for _ in range(steps):
         iterates.append(xa)
         xg = xa.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(F.cross_entropy(model(xg), y), [xg])
-        xa = torch.min(torch.max(xa + alpha * grad.sign(), lo), hi)
+        xa = torch.add(xa, grad.sign(), alpha=alpha).clamp_(lo, hi)
 
     def run_bound() -> torch.Tensor:
         flags = [p.requires_grad for p in model.parameters()]
@@ -215,8 +211,7 @@ def profile_ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     # one no-grad forward and one forward+backward, on the batch moved to a random point of the ball (the cost of a
     # pass depends on the data; PGD's passes run on perturbed points)
     one_fwd, one_fb = [], []
-    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)
-    x = (x + (2 * noise - 1) * eps).clamp(0, 1)
+    x = random_start(x, ThreatModel.parse(f"linf:{eps}"), make_generator(seed, x.device))
     for _ in range(reps):
         with torch.no_grad():
             t = time.process_time()
@@ -224,7 +219,7 @@ def profile_ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
             one_fwd.append(time.process_time() - t)
         xa = x.clone().requires_grad_(True)
         # the same kernels as ours: frozen parameters, and the fast first-layer kernel where ours takes it
-        with eval_mode(model), fast_input_gradients(model, enabled=x.device.type == "cpu"):
+        with eval_mode(model), fast_input_gradients(model):
             t = time.process_time()
             (g,) = torch.autograd.grad(F.cross_entropy(model(xa), y), [xa])
             one_fb.append(time.process_time() - t)

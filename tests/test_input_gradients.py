@@ -118,11 +118,10 @@ def test_pgd_with_fast_kernels_matches_pgd_without() -> None:
     x, y = held_out(128)
     threat = ThreatModel.parse("linf:0.15")
 
-    class SlowPGD(type(get_attack("pgd"))):
-        fast_gradient_kernels = False
-
+    slow_attack = get_attack("pgd", steps=10)
+    slow_attack.fast_gradient_kernels = False
     fast = get_attack("pgd", steps=10)(model, x, y, threat, seed=4)
-    slow = SlowPGD(steps=10)(model, x, y, threat, seed=4)
+    slow = slow_attack(model, x, y, threat, seed=4)
     assert fast.robust_accuracy == pytest.approx(slow.robust_accuracy, abs=1.5 / len(y))
     assert fast.robust_accuracy < fast.clean_accuracy  # the attack still attacks
 
