@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from robustbench_cnn.cli_errors import RbcGroup, parse_key_values
+from robustbench_cnn.commands.errors import RbcGroup, parse_key_values
 
 
 
@@ -167,7 +167,7 @@ def train(arch: str, dataset: str, epochs: int | None, batch_size: int | None, l
           store: str | None, device: str, seed: int, progress: bool, init_from: str | None,
           freeze: str | None) -> None:
     """Train a standard model and save it to the model store."""
-    from robustbench_cnn.devices import resolve_device
+    from robustbench_cnn.core.devices import resolve_device
     from robustbench_cnn.models import MODELS
     from robustbench_cnn.training import TrainConfig
     from robustbench_cnn.workflows import train_model
@@ -215,7 +215,7 @@ def eval_options(fn: Callable) -> Callable:
 
 
 def _threat_and_eps(threat: str, eps: str | None) -> tuple[str, list[float]]:
-    from robustbench_cnn.types import Norm, ThreatModel, parse_eps_list
+    from robustbench_cnn.core.types import Norm, ThreatModel, parse_eps_list
 
     if ":" in threat:
         parsed = ThreatModel.parse(threat)
@@ -235,8 +235,8 @@ def _run_evaluation(suite: str, attack_params: dict[str, Any], model: str | None
                     weights: str | None, dataset: str, threat: str, eps: str | None, n: int, targeted: bool,
                     target_policy: str, batch_size: int, out_dir: str | None, resume: bool, data_dir: str | None,
                     store: str | None, device: str, seed: int, progress: bool) -> None:
-    from robustbench_cnn.devices import resolve_device
-    from robustbench_cnn.runner import EvalCell, run_cells
+    from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.pipeline.runner import EvalCell, run_cells
 
     if not model and not model_def:
         raise ValueError("give --model NAME|PATH, or --model-def file.py:factory --weights FILE")
@@ -262,8 +262,8 @@ def _run_evaluation(suite: str, attack_params: dict[str, Any], model: str | None
                     "loads its own weights)", fg="yellow", err=True)
     out.print(f"results in {run.dir}")
     if suite == "standard" and model and not model_def and not targeted:
-        from robustbench_cnn.errors import CheckpointError
-        from robustbench_cnn.tradeoff import record_suite_accuracy
+        from robustbench_cnn.core.errors import CheckpointError
+        from robustbench_cnn.reporting.tradeoff import record_suite_accuracy
 
         try:
             recorded = record_suite_accuracy(model, summary, store)
@@ -276,7 +276,7 @@ def _run_evaluation(suite: str, attack_params: dict[str, Any], model: str | None
 
 def show_summary(summary: Any) -> None:
     """Print a run's summary as a rich table and its validity flags as warnings (stderr)."""
-    from robustbench_cnn.flags import EXPLANATIONS
+    from robustbench_cnn.evaluation.flags import EXPLANATIONS
 
     cols = ["model", "attack", "norm", "eps", "targeted", "clean_acc", "robust_acc", "success_rate", "mean_norm",
             "mean_queries", "flags"]
@@ -296,12 +296,12 @@ def _target_matrix(attack: str, attack_params: dict[str, Any], label: str, model
     """``--targeted --target-policy all``: the true x target success matrix, written to the run folder."""
     from dataclasses import asdict
 
-    from attacks import ATTACKS, get_attack
-    from robustbench_cnn.devices import resolve_device
-    from robustbench_cnn.errors import RbcError
-    from robustbench_cnn.results import run_folder
-    from robustbench_cnn.runner import EvalCell, prepare_cell
-    from robustbench_cnn.target_matrix import (check_run_folder, target_matrix_table, wide_rows,
+    from robustbench_cnn.attacks import ATTACKS, get_attack
+    from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.core.errors import RbcError
+    from robustbench_cnn.tables.results import run_folder
+    from robustbench_cnn.pipeline.runner import EvalCell, prepare_cell
+    from robustbench_cnn.evaluation.target_matrix import (check_run_folder, target_matrix_table, wide_rows,
                                                write_target_matrix)
 
     if attack not in ATTACKS:
@@ -334,12 +334,12 @@ def _target_matrix(attack: str, attack_params: dict[str, Any], label: str, model
 @eval_options
 def attack(attack: str, param: tuple[str, ...], **kwargs: Any) -> None:
     """Run one attack over a list of epsilons (a robustness curve) and write the results tables."""
-    from attacks import ATTACKS
+    from robustbench_cnn.attacks import ATTACKS
 
     ATTACKS.get(attack)
     params = _parse_kv(param, "--param")
     if params:
-        from attacks import get_attack
+        from robustbench_cnn.attacks import get_attack
 
         get_attack(attack, **params)  # unknown parameters fail before any work
     _run_evaluation(attack, params, kwargs.pop("model"), kwargs.pop("model_def"), kwargs.pop("weights"),
@@ -352,7 +352,7 @@ def attack(attack: str, param: tuple[str, ...], **kwargs: Any) -> None:
 @eval_options
 def evaluate(suite: str, **kwargs: Any) -> None:
     """Worst case per sample over a cascade of attacks, for each epsilon."""
-    from robustbench_cnn.evaluation import check_attack_names
+    from robustbench_cnn.evaluation.engine import check_attack_names
 
     check_attack_names(suite)  # unknown names suggest suites and attacks (-s quik -> quick)
     _run_evaluation(suite, {}, kwargs.pop("model"), kwargs.pop("model_def"), kwargs.pop("weights"),
@@ -367,8 +367,8 @@ def attacks_group() -> None:
 @attacks_group.command("list")
 def attacks_list() -> None:
     """Show every registered attack: kind, norms, targeted support, defaults."""
-    from attacks import ATTACKS
-    from robustbench_cnn.evaluation import SUITES
+    from robustbench_cnn.attacks import ATTACKS
+    from robustbench_cnn.evaluation.engine import SUITES
 
     rows = [{"attack": name, "kind": cls.kind, "norms": ",".join(n.value for n in cls.norms),
              "targeted": cls.supports_targeted, "defaults": json.dumps(cls.defaults, default=str)}
@@ -394,9 +394,9 @@ def benchmark(suite_name: str, out_dir: str | None, executor: str, ray_address: 
               report: bool, data_dir: str | None, store: str | None, device: str, seed: int | None,
               progress: bool) -> None:
     """Train what is missing, run the white-box, proxy and transfer attacks, write tables and report."""
-    from robustbench_cnn.benchmark import run_benchmark
-    from robustbench_cnn.devices import resolve_device
-    from robustbench_cnn.suite import load_suite
+    from robustbench_cnn.pipeline.benchmark import run_benchmark
+    from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.pipeline.plan import load_suite
 
     resolve_device(device)
     suite = load_suite(suite_name)
@@ -415,13 +415,13 @@ def benchmark(suite_name: str, out_dir: str | None, executor: str, ray_address: 
 
 
 # --- commands defined beside the library code they call ------------------------------------------------
-from robustbench_cnn.cli_report import regress_command, report_command  # noqa: E402
+from robustbench_cnn.commands.report import regress_command, report_command  # noqa: E402
 
 main.add_command(report_command)  # rbc report
 main.add_command(regress_command)  # rbc regress
 
-from robustbench_cnn import cli_defend  # noqa: E402,F401  (registers rbc defend and rbc tradeoff)
-from attacks.blackbox import cli_blackbox  # noqa: E402
+from robustbench_cnn.commands import defend as cli_defend  # noqa: E402,F401  (registers rbc defend and rbc tradeoff)
+from robustbench_cnn.commands import blackbox as cli_blackbox  # noqa: E402
 
 main.add_command(cli_blackbox.proxy_group)  # rbc proxy train
 main.add_command(cli_blackbox.transfer_command)  # rbc transfer

@@ -28,7 +28,7 @@ def markdown_table(df: pd.DataFrame, float_format: str = ".4f") -> str:
 def standard_model(name: str, store: str | None, data_dir: str | None, epochs: int | None = None):
     """The store checkpoint ``name`` (``<dataset>/<arch>-standard``) in eval mode, trained here when missing
     (``epochs``: default by dataset)."""
-    from robustbench_cnn.errors import CheckpointError
+    from robustbench_cnn.core.errors import CheckpointError
     from robustbench_cnn.store import load_checkpoint
     from robustbench_cnn.training import TrainConfig
     from robustbench_cnn.workflows import train_model

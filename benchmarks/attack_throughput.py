@@ -71,12 +71,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks import get_attack
-from attacks.functional import eval_mode, make_generator, random_start
-from attacks.input_gradients import fast_input_gradients
-from robustbench_cnn.evaluation import evaluate
+from robustbench_cnn.attacks import get_attack
+from robustbench_cnn.attacks.functional import eval_mode, make_generator, random_start
+from robustbench_cnn.attacks.input_gradients import fast_input_gradients
+from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.models import build_model
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 from _util import load_average as _load, markdown_table, standard_model  # noqa: E402
 
 

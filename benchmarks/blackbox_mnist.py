@@ -33,14 +33,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from attacks.blackbox import random_noise_attack, train_substitute, transfer_attack
-from robustbench_cnn.cli_errors import parse_key_values
+from robustbench_cnn.attacks.blackbox import random_noise_attack, train_substitute, transfer_attack
+from robustbench_cnn.commands.errors import parse_key_values
 from robustbench_cnn.data import load_split
-from robustbench_cnn.devices import resolve_device
-from robustbench_cnn.errors import CheckpointError
+from robustbench_cnn.core.devices import resolve_device
+from robustbench_cnn.core.errors import CheckpointError
 from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import TrainConfig, accuracy
-from robustbench_cnn.types import Norm, ThreatModel
+from robustbench_cnn.core.types import Norm, ThreatModel
 from robustbench_cnn.workflows import train_model
 from _util import markdown_table  # noqa: E402
 

@@ -40,15 +40,15 @@ import pandas as pd
 import torch
 
 from _util import load_average, markdown_table  # noqa: E402
-from attacks import get_attack
-from defenses.train import defend
+from robustbench_cnn.attacks import get_attack
+from robustbench_cnn.defenses.train import defend
 from robustbench_cnn.data import load_split
-from robustbench_cnn.errors import CheckpointError
-from robustbench_cnn.evaluation import evaluate
+from robustbench_cnn.core.errors import CheckpointError
+from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.store import load_checkpoint, save_checkpoint
-from robustbench_cnn.tradeoff import SUITE_ROBUST_KEY, write_tradeoff_table
+from robustbench_cnn.reporting.tradeoff import SUITE_ROBUST_KEY, write_tradeoff_table
 from robustbench_cnn.training import TrainConfig, accuracy
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 
 THREAT = "linf:0.3"
 

@@ -32,9 +32,9 @@ def main() -> None:
     import ray
     import torch
 
-    from robustbench_cnn.ray_executor import run_with_ray
-    from robustbench_cnn.results import RunStore, comparable
-    from robustbench_cnn.runner import EvalCell
+    from robustbench_cnn.pipeline.ray_executor import run_with_ray
+    from robustbench_cnn.tables.results import RunStore, comparable
+    from robustbench_cnn.pipeline.runner import EvalCell
     from robustbench_cnn.store import list_checkpoints
     from robustbench_cnn.training import TrainConfig
     from robustbench_cnn.workflows import train_model

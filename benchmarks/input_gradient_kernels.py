@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.input_gradients import conv2d_input_grad, input_gradient_kernel
+from robustbench_cnn.attacks.input_gradients import conv2d_input_grad, input_gradient_kernel
 from _util import load_average, markdown_table  # noqa: E402
 
 #: (in, out, kernel, stride, padding, side): LeNet-5, fastcnn (Wong et al.), smallcnn, Madry's MNIST net, 3x3 MNIST

@@ -39,14 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks import get_attack
-from defenses.perturb import perturb
+from robustbench_cnn.attacks import get_attack
+from robustbench_cnn.defenses.perturb import perturb
 from robustbench_cnn.data import load_split
-from robustbench_cnn.errors import CheckpointError
-from robustbench_cnn.evaluation import evaluate
+from robustbench_cnn.core.errors import CheckpointError
+from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import StepContext, TrainConfig, accuracy
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.workflows import train_model
 from _util import load_average as _load, markdown_table  # noqa: E402
 

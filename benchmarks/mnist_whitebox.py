@@ -29,13 +29,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from attacks import choose_targets, get_attack
+from robustbench_cnn.attacks import choose_targets, get_attack
 from robustbench_cnn.data import load_split
-from robustbench_cnn.errors import CheckpointError
-from robustbench_cnn.evaluation import evaluate
+from robustbench_cnn.core.errors import CheckpointError
+from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import TrainConfig, accuracy
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.workflows import train_model
 from _util import load_average as _load_avg, markdown_table  # noqa: E402
 

@@ -29,9 +29,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from defenses import get_defense
+from robustbench_cnn.defenses import get_defense
 from robustbench_cnn.data import is_available, load_split
-from robustbench_cnn.devices import resolve_device
+from robustbench_cnn.core.devices import resolve_device
 from robustbench_cnn.models import build_model
 from robustbench_cnn.training import StepContext, TrainConfig, fit
 

@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 
 from _util import load_average, markdown_table, standard_model  # noqa: E402
-from attacks.blackbox.matrix import transfer_matrix
+from robustbench_cnn.attacks.blackbox.matrix import transfer_matrix
 from robustbench_cnn.data import load_split
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 
 ATTACKS = {"fgsm": {}, "mi-fgsm": {"steps": 10}, "pgd": {"steps": 20}}
 

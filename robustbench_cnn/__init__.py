@@ -7,7 +7,7 @@ Python API (mirrors RobustBench where it can)::
 """
 
 from robustbench_cnn.data import load_split
-from robustbench_cnn.types import AttackResult, Norm, ThreatModel
+from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
 from robustbench_cnn.workflows import load_model, train_model
 
 __version__ = "0.1.0"

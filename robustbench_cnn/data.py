@@ -20,8 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from robustbench_cnn.errors import DataNotFoundError, RbcError
-from robustbench_cnn.registry import Registry
+from robustbench_cnn.core.errors import DataNotFoundError, RbcError
+from robustbench_cnn.core.registry import Registry
 
 SPLITS = ("train", "test")
 #: The fixed seed of the digits train/test split and of the ``n``-sample selection.

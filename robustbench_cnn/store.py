@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_cnn.errors import ArchOptionError, CheckpointError, ShapeMismatchError
+from robustbench_cnn.core.errors import ArchOptionError, CheckpointError, ShapeMismatchError
 from robustbench_cnn.models import MODELS, NormalizedModel, build_model
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_cnn.devices import autocast_dtype, resolve_device, seed_everything
-from robustbench_cnn.errors import RbcError
+from robustbench_cnn.core.devices import autocast_dtype, resolve_device, seed_everything
+from robustbench_cnn.core.errors import RbcError
 from robustbench_cnn.models import head_module
 
 OPTIMIZERS = ("adam", "sgd")
@@ -215,7 +215,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
     flip = x.shape[1] == 3
     history: list[EpochStats] = []
     start = time.perf_counter()
-    from robustbench_cnn.progress import make_progress
+    from robustbench_cnn.core.progress import make_progress
 
     with make_progress(enabled=progress) as bar:
         task = bar.add_task(description, total=total_steps)

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from robustbench_cnn.data import Split, load_split
-from robustbench_cnn.devices import resolve_device, seed_everything
-from robustbench_cnn.errors import CheckpointError
+from robustbench_cnn.core.devices import resolve_device, seed_everything
+from robustbench_cnn.core.errors import CheckpointError
 from robustbench_cnn.models import NormalizedModel, build_model, head_module
 from robustbench_cnn.store import (ModelCard, check_compatible, checkpoint_name, git_sha, load_checkpoint,
                                    package_versions, save_checkpoint)

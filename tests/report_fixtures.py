@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from robustbench_cnn.results import SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, typed_frame
+from robustbench_cnn.tables.results import SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, typed_frame
 
 
 def cell_rows(model: str, clean: float, curve: dict[float, float], *, attacks: Iterable[str] = ("pgd", "fgsm"),
@@ -70,8 +70,8 @@ def three_models() -> list[list[dict[str, Any]]]:
 
 
 def write_examples(run_dir: Path, models: Iterable[str] = ("digits/a-standard",), n: int = 2) -> Path:
-    """A small ``examples.npz`` of 8x8 grey images (the format of robustbench_cnn.examples)."""
-    from robustbench_cnn.examples import save_examples
+    """A small ``examples.npz`` of 8x8 grey images (the format of robustbench_cnn.evaluation.examples)."""
+    from robustbench_cnn.evaluation.examples import save_examples
 
     rng = np.random.default_rng(0)
     parts = []

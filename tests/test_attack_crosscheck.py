@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from attack_fixtures import held_out, trained_model
-from attacks import get_attack
-from attacks.targets import choose_targets
-from robustbench_cnn.types import Norm, ThreatModel
+from robustbench_cnn.attacks import get_attack
+from robustbench_cnn.attacks.targets import choose_targets
+from robustbench_cnn.core.types import Norm, ThreatModel
 
 LINF_MID = ThreatModel(Norm.LINF, 0.1)  # robust accuracy about 50% for PGD-20 on this net
 

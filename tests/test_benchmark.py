@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from robustbench_cnn.errors import RbcError
-from robustbench_cnn.results import comparable, read_summary
-from robustbench_cnn.suite import load_suite, parse_suite
+from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.tables.results import comparable, read_summary
+from robustbench_cnn.pipeline.plan import load_suite, parse_suite
 
 TINY_SUITE = """
 name = "tiny"
@@ -82,7 +82,7 @@ def _rbc(*args: str, env: dict[str, str]) -> subprocess.Popen:
 
 
 def test_benchmark_writes_tables_and_is_deterministic(tmp_path: Path, store) -> None:
-    from robustbench_cnn.benchmark import run_benchmark
+    from robustbench_cnn.pipeline.benchmark import run_benchmark
 
     suite = load_suite(str(write_suite(tmp_path)))
     first = run_benchmark(suite, tmp_path / "a", progress=False, report=False)
@@ -129,8 +129,8 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path
 def test_a_stored_defended_model_at_another_threat_is_refused_not_evaluated(tmp_path: Path, store) -> None:
     """The store's digits/lenet5-fgsm-rs was trained at linf:0.2; a suite asking for linf:0.1 under the same
     name used to evaluate it silently as if it were the suite's model."""
-    from defenses import defend
-    from robustbench_cnn.benchmark import run_benchmark
+    from robustbench_cnn.defenses import defend
+    from robustbench_cnn.pipeline.benchmark import run_benchmark
     from robustbench_cnn.training import TrainConfig
 
     defend("fgsm-rs", "lenet5", "digits", "linf:0.2", TrainConfig.for_dataset("digits", epochs=1), progress=False,

@@ -14,16 +14,16 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from attacks import get_attack
-from attacks.blackbox import (Oracle, eval_indices, load_seed_set, matrix_wide, random_noise_attack,
+from robustbench_cnn.attacks import get_attack
+from robustbench_cnn.attacks.blackbox import (Oracle, eval_indices, load_seed_set, matrix_wide, random_noise_attack,
                               seed_set_indices, train_substitute, transfer_attack, transfer_matrix)
-from attacks.targets import choose_targets
+from robustbench_cnn.attacks.targets import choose_targets
 from robustbench_cnn.data import load_split, select_indices
-from robustbench_cnn.errors import BudgetExceededError
+from robustbench_cnn.core.errors import BudgetExceededError
 from robustbench_cnn.models import build_model
 from robustbench_cnn.store import load_checkpoint
 from robustbench_cnn.training import TrainConfig, fit
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 
 
 def _train(arch: str, epochs: int | None = None, seed: int = 0) -> nn.Module:
@@ -251,7 +251,7 @@ def _invoke(command, *args: str):
 
 
 def test_cli_proxy_train_then_transfer_then_matrix(store, tmp_path) -> None:
-    from attacks.blackbox.cli_blackbox import proxy_group, transfer_command, transfer_matrix_command
+    from robustbench_cnn.commands.blackbox import proxy_group, transfer_command, transfer_matrix_command
     from robustbench_cnn.workflows import train_model
 
     train_model("fastcnn", "digits", TrainConfig.for_dataset("digits", epochs=8, device="cpu"), progress=False)
@@ -295,7 +295,7 @@ def test_cli_proxy_train_then_transfer_then_matrix(store, tmp_path) -> None:
     (["--source", "a/b", "--target", "digits/nope", "--threat", "linf:0.3"], "no checkpoint 'digits/nope'"),
 ])
 def test_cli_transfer_errors_are_one_line(store, args, message) -> None:
-    from attacks.blackbox.cli_blackbox import transfer_command
+    from robustbench_cnn.commands.blackbox import transfer_command
 
     res = _invoke(transfer_command, *args)
     assert res.exit_code == 2, res.output

@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from robustbench_cnn.data import is_available, load_split
-from robustbench_cnn.errors import DataNotFoundError, RbcError, ShapeMismatchError
+from robustbench_cnn.core.errors import DataNotFoundError, RbcError, ShapeMismatchError
 
 
 def _png(path: Path, array: np.ndarray) -> None:
@@ -110,7 +110,7 @@ def factory():
 
 
 def test_model_def_file_with_a_dataclass_imports(tmp_path) -> None:
-    from robustbench_cnn.byom import load_model_def
+    from robustbench_cnn.models.byom import load_model_def
 
     path = tmp_path / "dc_model.py"
     path.write_text(_DATACLASS_MODEL)
@@ -119,7 +119,7 @@ def test_model_def_file_with_a_dataclass_imports(tmp_path) -> None:
 
 
 def test_check_input_turns_any_forward_error_into_a_shape_error(tmp_path) -> None:
-    from robustbench_cnn.byom import check_input, load_model_def
+    from robustbench_cnn.models.byom import check_input, load_model_def
 
     path = tmp_path / "assert_model.py"
     path.write_text(_ASSERTING_MODEL)
@@ -132,7 +132,7 @@ def test_check_input_turns_any_forward_error_into_a_shape_error(tmp_path) -> Non
 
 def test_weights_without_model_def_is_rejected_not_ignored(tmp_path, monkeypatch) -> None:
     """`--weights` with a store `--model` was silently ignored: the store checkpoint got evaluated instead."""
-    import robustbench_cnn.runner as runner
+    import robustbench_cnn.pipeline.runner as runner
     from cli import main
 
     def no_run(*args, **kwargs):
@@ -153,7 +153,7 @@ def test_update_baseline_with_a_non_unique_index_writes_each_cell_once(tmp_path)
     import pandas as pd
 
     from report_fixtures import summary, three_models
-    from robustbench_cnn.regress import compare, load_baseline, update_baseline
+    from robustbench_cnn.reporting.regress import compare, load_baseline, update_baseline
 
     cells = three_models()
     current = pd.concat([summary(cells[0]), summary(cells[1])])  # index 0..5, 0..5

@@ -13,14 +13,14 @@ import torch
 from torch import nn
 
 import cli  # noqa: F401  (root group first)
-from defenses import get_defense
-from defenses.guard import OverfitGuard
-from defenses.train import defend
+from robustbench_cnn.defenses import get_defense
+from robustbench_cnn.defenses.guard import OverfitGuard
+from robustbench_cnn.defenses.train import defend
 from robustbench_cnn.models import build_model
 from robustbench_cnn.store import read_card
-from robustbench_cnn.tradeoff import SUITE_ROBUST_KEY, record_suite_accuracy, tradeoff_table
+from robustbench_cnn.reporting.tradeoff import SUITE_ROBUST_KEY, record_suite_accuracy, tradeoff_table
 from robustbench_cnn.training import TrainConfig, fit
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 
 torch.set_num_threads(1)
 THREAT = ThreatModel.parse("linf:0.1")

@@ -16,17 +16,17 @@ import torch
 from click.testing import CliRunner
 
 import cli  # noqa: F401  (the root group first: cli_defend attaches its commands to it)
-from defenses import DEFENSES, Defense, get_defense
-from defenses.guard import OverfitGuard
-from defenses.perturb import ce_objective, kl_objective, perturb, pgd_accuracy, project, random_start
-from defenses.train import EPOCH_COLUMNS, TRADEOFF_FILE, DefendedModel, defend, training_problems
-from robustbench_cnn.cli_defend import DEFENSE_NAMES, defend_command, tradeoff_command
-from robustbench_cnn.errors import UnknownNameError
+from robustbench_cnn.defenses import DEFENSES, Defense, get_defense
+from robustbench_cnn.defenses.guard import OverfitGuard
+from robustbench_cnn.defenses.perturb import ce_objective, kl_objective, perturb, pgd_accuracy, project, random_start
+from robustbench_cnn.defenses.train import EPOCH_COLUMNS, TRADEOFF_FILE, DefendedModel, defend, training_problems
+from robustbench_cnn.commands.defend import DEFENSE_NAMES, defend_command, tradeoff_command
+from robustbench_cnn.core.errors import UnknownNameError
 from robustbench_cnn.models import build_model
 from robustbench_cnn.store import load_checkpoint, read_card, save_checkpoint
-from robustbench_cnn.tradeoff import SUITE_ROBUST_KEY, TRADEOFF_COLUMNS, tradeoff_table, write_tradeoff_table
+from robustbench_cnn.reporting.tradeoff import SUITE_ROBUST_KEY, TRADEOFF_COLUMNS, tradeoff_table, write_tradeoff_table
 from robustbench_cnn.training import StepContext, TrainConfig
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.workflows import train_model
 
 THREAT = ThreatModel.parse("linf:0.1")
@@ -239,7 +239,7 @@ def test_per_epoch_table_is_written_beside_the_checkpoint(defended) -> None:
 
 def test_monitor_agrees_with_the_pgd_attack(defended) -> None:
     """The training-time monitor and the evaluation attack (attacks.pgd) measure the same thing."""
-    attacks = pytest.importorskip("attacks")
+    import robustbench_cnn.attacks as attacks
     from robustbench_cnn.data import load_split
 
     _, runs = defended
@@ -368,7 +368,7 @@ def test_tradeoff_table_reads_the_suite_accuracy_an_evaluation_recorded(tmp_path
 
 def test_suite_accuracy_is_recorded_under_the_cards_threat_for_fractional_epsilons(tmp_path: Path, defended) -> None:
     """A summary's eps 8/255 is the float 0.0313...; the card says linf:8/255: both name one entry."""
-    from robustbench_cnn.tradeoff import record_suite_accuracy
+    from robustbench_cnn.reporting.tradeoff import record_suite_accuracy
 
     _, runs = defended
     card = read_card(runs["trades"].folder)

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from torch import nn
 
 from attack_fixtures import digits, trained_model
-from attacks import get_attack
-from robustbench_cnn.evaluation import evaluate, resolve_attacks
-from robustbench_cnn.results import SUMMARY_SCHEMA, RunStore, comparable
-from robustbench_cnn.types import Norm, ThreatModel
+from robustbench_cnn.attacks import get_attack
+from robustbench_cnn.evaluation.engine import evaluate, resolve_attacks
+from robustbench_cnn.tables.results import SUMMARY_SCHEMA, RunStore, comparable
+from robustbench_cnn.core.types import Norm, ThreatModel
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_suite_resolution_and_errors() -> None:
 
 
 def test_summary_rows_have_the_schema(data) -> None:
-    from robustbench_cnn.results import typed_frame
+    from robustbench_cnn.tables.results import typed_frame
 
     x, y = data
     ev = evaluate(trained_model(), x[:50], y[:50], "linf", [0, 0.1], "quick")
@@ -153,8 +153,8 @@ def digits_model(store):
 
 
 def test_cells_resume_without_losing_or_duplicating_rows(digits_model, tmp_path) -> None:
-    from robustbench_cnn.errors import RbcError
-    from robustbench_cnn.runner import EvalCell, run_cells
+    from robustbench_cnn.core.errors import RbcError
+    from robustbench_cnn.pipeline.runner import EvalCell, run_cells
 
     cells = [EvalCell(model=digits_model, dataset="digits", norm="linf", eps=[0, 0.1], suite=s, n=60)
              for s in ("fgsm", "pgd")]

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from attack_fixtures import digits, trained_model
-from attacks import get_attack
-from robustbench_cnn.errors import RbcError
-from robustbench_cnn.evaluation import evaluate, evaluate_all_targets
-from robustbench_cnn.suite import parse_suite
-from robustbench_cnn.types import Norm, ThreatModel
+from robustbench_cnn.attacks import get_attack
+from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.evaluation.engine import evaluate, evaluate_all_targets
+from robustbench_cnn.pipeline.plan import parse_suite
+from robustbench_cnn.core.types import Norm, ThreatModel
 
 
 @pytest.fixture(scope="module")

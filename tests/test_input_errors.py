@@ -19,7 +19,7 @@ from torch import nn
 
 from cli import main
 from cli_helpers import assert_one_line_error
-from robustbench_cnn.errors import (ArchOptionError, CheckpointError, DataNotFoundError, RbcError,
+from robustbench_cnn.core.errors import (ArchOptionError, CheckpointError, DataNotFoundError, RbcError,
                                     ShapeMismatchError, UnknownNameError)
 from robustbench_cnn.models import MODELS, build_model
 from robustbench_cnn.store import ModelCard, load_checkpoint, load_state_dict_file, save_checkpoint, update_card
@@ -75,7 +75,7 @@ def test_byom_with_the_wrong_number_of_classes_is_a_shape_error(store, byom) -> 
 
 
 def test_check_input_raises_shape_mismatch_for_the_class_count() -> None:
-    from robustbench_cnn.byom import check_input
+    from robustbench_cnn.models.byom import check_input
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     with pytest.raises(ShapeMismatchError, match="returns 3 class scores"):
@@ -90,7 +90,7 @@ def test_check_input_raises_shape_mismatch_for_the_class_count() -> None:
     (MODEL_FILE, "broken", "broken() raised ValueError: no such layer second line"),
 ])
 def test_a_broken_model_file_is_one_line_naming_the_file(tmp_path, source, factory, message) -> None:
-    from robustbench_cnn.byom import load_model_def
+    from robustbench_cnn.models.byom import load_model_def
 
     path = tmp_path / "user_net.py"
     path.write_text(source)
@@ -153,7 +153,7 @@ def test_corrupt_and_malicious_pt_files_are_refused_in_one_line(tmp_path, capsys
 
 
 def test_byom_state_dict_mismatch_names_the_offending_key(byom) -> None:
-    from robustbench_cnn.byom import load_model_def
+    from robustbench_cnn.models.byom import load_model_def
 
     with pytest.raises(CheckpointError) as info:
         load_model_def(f"{byom / 'net.py'}:build3", str(byom / "w10.safetensors"), torch.device("cpu"))
@@ -204,7 +204,7 @@ def test_bad_param_value_names_the_parameter(store, tmp_path) -> None:
 
 
 def test_numeric_strings_are_still_accepted_as_attack_parameters() -> None:
-    from attacks import get_attack
+    from robustbench_cnn.attacks import get_attack
 
     steps = get_attack("pgd", steps="20").params["steps"]
     assert steps == 20 and type(steps) is int  # a numeric string is accepted and becomes the number
@@ -213,7 +213,7 @@ def test_numeric_strings_are_still_accepted_as_attack_parameters() -> None:
 @pytest.mark.parametrize("attack,key", [("pgd", "rel_stepsize"), ("pgd", "abs_stepsize"), ("mi-fgsm", "alpha"),
                                         ("foolbox-pgd", "steps")])
 def test_optional_numeric_params_given_as_text_are_checked_and_named(attack, key) -> None:
-    from attacks import get_attack
+    from robustbench_cnn.attacks import get_attack
 
     with pytest.raises(ValueError, match=f"invalid {key} 'abc' for attack '{attack}': must be a number"):
         get_attack(attack, **{key: "abc"})
@@ -225,8 +225,8 @@ def test_unknown_suite_suggests_suite_names(store, tmp_path) -> None:
     result = run("evaluate", "-m", "digits/lenet5-standard", "-s", "quik", "--eps", "0.1", "-n", "10",
                  "-o", str(tmp_path / "run"), "--no-progress")
     assert_one_line_error(result, "Did you mean: quick")
-    from robustbench_cnn.evaluation import resolve_attacks
-    from robustbench_cnn.types import Norm
+    from robustbench_cnn.evaluation.engine import resolve_attacks
+    from robustbench_cnn.core.types import Norm
 
     with pytest.raises(UnknownNameError, match="Did you mean: quick"):
         resolve_attacks("pgd,quik", Norm.LINF)
@@ -289,8 +289,8 @@ def test_target_matrix_of_a_suite_is_a_clear_error(store, tmp_path) -> None:
 # --- 6. benchmark seed, transfer-matrix, oracle ----------------------------------------------------------
 
 def test_benchmark_seed_zero_overrides_the_suites_seed(store, tmp_path, monkeypatch) -> None:
-    import robustbench_cnn.benchmark as benchmark_mod
-    import robustbench_cnn.suite as suite_mod
+    import robustbench_cnn.pipeline.benchmark as benchmark_mod
+    import robustbench_cnn.pipeline.plan as suite_mod
 
     seen = {}
 
@@ -328,8 +328,8 @@ class _Flaky(nn.Module):
 
 
 def test_oracle_charges_only_answered_queries() -> None:
-    from attacks.blackbox.oracle import Oracle
-    from robustbench_cnn.errors import BudgetExceededError
+    from robustbench_cnn.attacks.blackbox.oracle import Oracle
+    from robustbench_cnn.core.errors import BudgetExceededError
 
     model = _Flaky()
     oracle = Oracle(model, "labels", budget=5)
@@ -348,7 +348,7 @@ def test_oracle_charges_only_answered_queries() -> None:
 
 
 def test_oracle_infinite_budget_means_unlimited() -> None:
-    from attacks.blackbox.oracle import Oracle
+    from robustbench_cnn.attacks.blackbox.oracle import Oracle
 
     oracle = Oracle(_Flaky(), "labels", budget=float("inf"))
     assert oracle.budget is None and oracle.remaining() is None
@@ -358,8 +358,8 @@ def test_oracle_infinite_budget_means_unlimited() -> None:
 
 
 def test_key_value_options_read_fractions_as_epsilons_are_written() -> None:
-    from defenses import get_defense
-    from robustbench_cnn.cli_errors import parse_key_values
+    from robustbench_cnn.defenses import get_defense
+    from robustbench_cnn.commands.errors import parse_key_values
 
     parsed = parse_key_values(("alpha=2/255", "steps=20", "loss=ce", "path=/data/x", "name=a/b"), "--defense-arg")
     assert parsed == {"alpha": 2 / 255, "steps": 20, "loss": "ce", "path": "/data/x", "name": "a/b"}

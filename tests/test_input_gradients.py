@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from attack_fixtures import held_out, trained_model
-from attacks import get_attack
-from attacks.functional import eval_mode
-from attacks.input_gradients import conv2d_input_grad, fast_input_gradients, input_gradient_kernel
+from robustbench_cnn.attacks import get_attack
+from robustbench_cnn.attacks.functional import eval_mode
+from robustbench_cnn.attacks.input_gradients import conv2d_input_grad, fast_input_gradients, input_gradient_kernel
 from robustbench_cnn.models import MODELS, build_model
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 
 
 def _input_grad(model: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

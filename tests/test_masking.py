@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks import get_attack
+from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.data import load_split
-from robustbench_cnn.evaluation import evaluate
+from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.models import build_model
 from robustbench_cnn.training import StepContext, TrainConfig, accuracy, fit
-from robustbench_cnn.types import ThreatModel
+from robustbench_cnn.core.types import ThreatModel
 
 pytestmark = pytest.mark.data
 

@@ -168,7 +168,7 @@ def test_lenet5_is_the_classic_network_on_28x28_and_pads_on_8x8():
 
 
 def test_lenet5_classic_uses_tanh_and_average_pooling_with_the_same_weights_shape():
-    from robustbench_cnn.errors import ArchOptionError
+    from robustbench_cnn.core.errors import ArchOptionError
 
     classic = build_model("lenet5", in_channels=1, num_classes=10, input_size=28, classic=True)
     kinds = {type(m) for m in classic.modules()}

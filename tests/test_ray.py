@@ -5,13 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from robustbench_cnn.results import comparable
+from robustbench_cnn.tables.results import comparable
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
 
 def test_ray_and_local_executors_agree(tmp_path, store) -> None:
-    from robustbench_cnn.runner import EvalCell, run_cells
+    from robustbench_cnn.pipeline.runner import EvalCell, run_cells
     from robustbench_cnn.training import TrainConfig
     from robustbench_cnn.workflows import train_model
 

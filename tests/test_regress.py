@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from report_fixtures import cell_rows, summary, three_models, write_run
-from robustbench_cnn.errors import RbcError
-from robustbench_cnn.regress import KEY, compare, load_baseline, update_baseline
+from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.reporting.regress import KEY, compare, load_baseline, update_baseline
 
 
 def _base() -> pd.DataFrame:
@@ -138,7 +138,7 @@ def test_update_baseline_roundtrip(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------ CLI
 
 def _run(*args: str):
-    from robustbench_cnn.cli_report import regress_command
+    from robustbench_cnn.commands.report import regress_command
 
     return CliRunner().invoke(regress_command, list(args))
 

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from report_fixtures import cell_rows, summary, three_models, write_examples, write_run, write_transfer
-from robustbench_cnn.errors import RbcError
-from robustbench_cnn.report import leaderboards, pareto_front, worst_case, write_report
+from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.reporting.report import leaderboards, pareto_front, worst_case, write_report
 
 IMG_RE = re.compile(r"<img\b[^>]*>", re.I)
 
@@ -141,7 +141,7 @@ def test_report_errors(tmp_path: Path) -> None:
 
 
 def test_report_command(tmp_path: Path, store: Path) -> None:
-    from robustbench_cnn.cli_report import report_command
+    from robustbench_cnn.commands.report import report_command
 
     run = write_run(tmp_path / "run", *three_models())
     result = CliRunner().invoke(report_command, [str(run), "--out", str(tmp_path / "o"), "--eps", "linf:0.1"])
@@ -156,9 +156,9 @@ def test_report_command(tmp_path: Path, store: Path) -> None:
 
 def test_real_run_end_to_end(tmp_path: Path, store: Path) -> None:
     """Train a tiny model into a temporary store, evaluate two cells, add examples, write the report."""
-    from robustbench_cnn.examples import load_examples, write_examples as real_examples
-    from robustbench_cnn.results import read_summary
-    from robustbench_cnn.runner import EvalCell, run_cells
+    from robustbench_cnn.evaluation.examples import load_examples, write_examples as real_examples
+    from robustbench_cnn.tables.results import read_summary
+    from robustbench_cnn.pipeline.runner import EvalCell, run_cells
     from robustbench_cnn.training import TrainConfig
     from robustbench_cnn.workflows import train_model
 

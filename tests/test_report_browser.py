@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from report_fixtures import three_models, write_examples, write_run, write_transfer
-from robustbench_cnn.report import CSP, write_report
+from robustbench_cnn.reporting.report import CSP, write_report
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 WIDTH, HEIGHT = 1280, 2000

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from robustbench_cnn.errors import RbcError
-from robustbench_cnn.results import RunStore
-from robustbench_cnn.runner import EvalCell, pin_weights, run_cells
-from robustbench_cnn.suite import parse_suite
-from robustbench_cnn.types import parse_eps
+from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.tables.results import RunStore
+from robustbench_cnn.pipeline.runner import EvalCell, pin_weights, run_cells
+from robustbench_cnn.pipeline.plan import parse_suite
+from robustbench_cnn.core.types import parse_eps
 
 
 @pytest.fixture()
@@ -73,7 +73,7 @@ def test_resume_needs_the_folder_it_continues(digits_model) -> None:
 
 
 def test_substitute_training_is_seeded_whatever_the_global_rng(digits_model) -> None:
-    from attacks.blackbox.substitute import train_substitute
+    from robustbench_cnn.attacks.blackbox.substitute import train_substitute
     from robustbench_cnn.store import load_checkpoint
 
     target = load_checkpoint(digits_model, None, "cpu")[0]

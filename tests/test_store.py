@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from robustbench_cnn import load_model
-from robustbench_cnn.errors import CheckpointError, ShapeMismatchError
+from robustbench_cnn.core.errors import CheckpointError, ShapeMismatchError
 from robustbench_cnn.models import build_model
 from robustbench_cnn.store import (ModelCard, check_compatible, list_checkpoints, load_checkpoint,
                                    load_state_dict_file, save_checkpoint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attacks.targets import all_targets, choose_targets, parse_policy
+from robustbench_cnn.attacks.targets import all_targets, choose_targets, parse_policy
 
 C = 10
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from robustbench_cnn.registry import Registry
+from robustbench_cnn.core.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")

@@ -10,9 +10,9 @@ from typing import Any, Iterable
 
 from torch import nn
 
-from robustbench_cnn.errors import ArchOptionError
+from robustbench_cnn.core.errors import ArchOptionError
 from robustbench_cnn.models import MODELS
-from robustbench_cnn.types import parse_bool
+from robustbench_cnn.core.types import parse_bool
 
 
 def check_arch_options(arch: str, kwargs: dict[str, Any], accepted: Iterable[str]) -> None:

@@ -5,7 +5,7 @@ network is used as defined, only its first convolution rebuilt for ``in_channels
 (8x8 digits, 28x28 MNIST, 32x32 CIFAR) the stem and pooling are adapted so that no feature map reaches
 0x0 and the small image is not thrown away by an ImageNet stem; the blocks themselves are torchvision's.
 Extra ``**kwargs`` go to the torchvision constructor (e.g. ``dropout``); unknown ones raise
-:class:`~robustbench_cnn.errors.ArchOptionError` (a ``TypeError``) before anything is built.
+:class:`~robustbench_cnn.core.errors.ArchOptionError` (a ``TypeError``) before anything is built.
 """
 
 from __future__ import annotations

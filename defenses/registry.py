@@ -1,7 +1,0 @@
-"""The defense registry: ``@DEFENSES.register("name")`` on a :class:`~defenses.base.Defense` subclass."""
-
-from __future__ import annotations
-
-from robustbench_cnn.registry import Registry
-
-DEFENSES: Registry = Registry("defense")

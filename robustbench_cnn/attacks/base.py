@@ -1,0 +1,326 @@
+"""The one attack base class: subclasses implement ``perturb``; ``__call__`` does the shared work.
+
+``Attack.__call__`` (final) validates the inputs, puts the model in eval mode and restores it,
+skips points that need no attack, runs ``perturb`` in mini-batches with a seeded generator,
+projects every result onto the epsilon ball and [0, 1], re-evaluates the model and builds the
+:class:`~robustbench_cnn.core.types.AttackResult`. So the threat-model contract holds for every attack,
+native or library-backed, whatever its ``perturb`` returns.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, ClassVar, Iterable, final
+
+import torch
+from torch import nn
+
+from robustbench_cnn.attacks.functional import batched_logits, eval_mode, jittered_start, make_generator, project
+from robustbench_cnn.attacks.input_gradients import fast_input_gradients
+from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel, parse_bool
+
+__all__ = ["Attack", "PerturbOutput", "project"]
+
+#: What ``perturb`` may return: the adversarial batch, or it and per-sample query counts (int64 [n]).
+PerturbOutput = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+KINDS = ("white-box", "score", "decision")
+
+
+class Attack:
+    """Base class of every attack (native or adapter).
+
+    Class attributes describe the attack:
+
+    - ``norms``: the norms it supports (a call with another norm raises ``ValueError``);
+    - ``supports_targeted``: whether user-supplied ``targets`` are accepted;
+    - ``deterministic``: the result does not depend on ``seed`` (no randomness at all);
+    - ``kind``: ``"white-box"`` (gradients), ``"score"`` (logits only) or ``"decision"`` (labels only);
+    - ``supports_start``: ``perturb`` accepts ``start=`` (warm start from given points, e.g. the last
+      iterates at a smaller epsilon along a robustness curve);
+    - ``fast_gradient_kernels``: the attack's own gradient passes may use the faster first-layer input-gradient
+      kernels of :mod:`attacks.input_gradients` on the CPU (native gradient attacks; library adapters keep autograd's
+      kernels, so they match the library exactly);
+    - ``defaults``: every hyper-parameter with its default; ``Attack(**params)`` overrides them and
+      ``self.params`` (recorded in each result) is the full, JSON-serialisable set.
+
+    Subclasses implement :meth:`perturb` and never override :meth:`__call__`.
+    """
+
+    norms: ClassVar[tuple[Norm, ...]] = (Norm.LINF, Norm.L2)
+    supports_targeted: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = True
+    kind: ClassVar[str] = "white-box"
+    supports_start: ClassVar[bool] = False
+    fast_gradient_kernels: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: parameters whose default is None but which take a number when given (checked like numeric defaults)
+    optional_numbers: ClassVar[frozenset[str]] = frozenset()
+    registry_name: ClassVar[str] = ""
+    #: the fewest model outputs (classes) the attack works with
+    min_classes: ClassVar[int] = 2
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} must not override Attack.__call__; implement perturb()")
+        if cls.kind not in KINDS:
+            raise TypeError(f"{cls.__name__}.kind must be one of {', '.join(KINDS)}")
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            accepted = ", ".join(sorted(self.defaults)) or "none"
+            raise ValueError(f"invalid parameter(s) {', '.join(unknown)} for attack {self.name!r}: "
+                             f"accepted: {accepted}")
+        for key, default in self.defaults.items():  # KEY=False from the command line is the string 'False'
+            if isinstance(default, bool) and key in params:
+                try:
+                    params[key] = parse_bool(params[key])
+                except ValueError:
+                    raise ValueError(f"invalid {key} {params[key]!r} for attack {self.name!r}: "
+                                     "must be true or false") from None
+            elif (isinstance(default, (int, float)) or key in self.optional_numbers) and key in params:
+                params[key] = self._number(key, params[key])
+        self.params: dict[str, Any] = {**self.defaults, **params}
+
+    def _number(self, key: str, value: Any) -> Any:
+        """A numeric parameter as its number: text that is no number (``-p steps=abc``) is an error naming it,
+        and a count (integer default) is an ``int`` (``-p steps=1e3`` arrives as 1000.0, which the libraries'
+        loops reject) or an error when it is not whole."""
+        default = self.defaults[key]
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError(f"invalid {key} {value!r} for attack {self.name!r}: must be a number "
+                                 f"(default {default!r})") from None
+        if isinstance(default, int) and isinstance(number, float):
+            if not number.is_integer():
+                raise ValueError(f"invalid {key} {value!r} for attack {self.name!r}: must be a whole number "
+                                 f"(default {default!r})")
+            return int(number)
+        return number if isinstance(value, str) else value
+
+    @property
+    def name(self) -> str:
+        return self.registry_name or type(self).__name__.lower()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------------------- to implement
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                targets: torch.Tensor | None, generator: torch.Generator) -> PerturbOutput:
+        """Adversarial examples for ``x`` (n x C x H x W, all correctly classified, eps > 0).
+
+        ``targets`` is None (untargeted) or int64 [n] with ``targets != y``. ``model`` is in eval
+        mode with frozen parameters. Draw randomness only from ``generator``. The result need not
+        be projected: the caller projects onto the eps ball and [0, 1]. Return the batch, or
+        ``(batch, queries)`` with int64 per-sample query counts for black-box attacks.
+
+        Attacks with ``supports_start = True`` also accept a keyword ``start`` (n x C x H x W, inside the
+        ball and [0, 1], or None): the first run starts there instead of at its usual starting point.
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------ shared helpers
+    project = staticmethod(project)
+
+    # --------------------------------------------------------------------------------- the contract
+    @final
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
+                 targets: torch.Tensor | None = None, seed: int = 0,
+                 batch_size: int | None = None, clean_logits: torch.Tensor | None = None,
+                 start: torch.Tensor | None = None) -> AttackResult:
+        """Attack ``model`` on ``(x, y)`` within ``threat``; per-sample results in an AttackResult.
+
+        Args:
+            model: an ``nn.Module`` returning logits (N x K); its train/eval mode is restored.
+            x: float images N x C x H x W in [0, 1] (not modified).
+            y: int64 labels [N] (not modified).
+            threat: the norm ball; ``threat.norm`` must be in ``self.norms``.
+            targets: int64 target classes [N] for a targeted attack (``supports_targeted`` only);
+                points whose target equals their label are skipped (success False).
+            seed: seeds the ``torch.Generator`` handed to ``perturb``: same seed, same result.
+            batch_size: attack in mini-batches of this size (default: all points at once).
+                Same seed and same batch_size give the same result.
+            clean_logits: the model's logits on ``x`` (N x K) when the caller already has them, as
+                :func:`~robustbench_cnn.evaluation.engine.evaluate` does: saves the clean forward pass.
+            start: warm-start points (N x C x H x W) for attacks with ``supports_start`` (projected onto
+                the ball and [0, 1] first; ignored by the others); e.g. the previous epsilon's ``x_adv``.
+
+        Returns an AttackResult whose ``x_adv[i]`` is the attack's projected output for every
+        attacked point (successful or not, useful for transfer) and ``x[i]`` for skipped points
+        (misclassified, target == label, or ``eps == 0``); ``perturbation_norm`` is
+        ``||x_adv - x||`` in the threat's norm for every point.
+        """
+        t0 = time.perf_counter()
+        self._validate(x, y, threat, targets, batch_size)
+        y = y.to(x.device)
+        targets = targets.to(x.device) if targets is not None else None
+        n = x.shape[0]
+        x_adv = x.detach().clone()
+        queries = torch.zeros(n, dtype=torch.int64, device=x.device)
+        target = targets.clone() if targets is not None else torch.full_like(y, -1)
+        bs = batch_size or max(n, 1)
+
+        if clean_logits is not None:
+            if clean_logits.dim() != 2 or clean_logits.shape[0] != n:
+                raise ValueError(f"clean_logits must be N x K with N = {n}, got {tuple(clean_logits.shape)}")
+        if start is not None and (not isinstance(start, torch.Tensor) or start.shape != x.shape):
+            raise ValueError(f"start must be a tensor of the shape of x {tuple(x.shape)}")
+        if start is not None:
+            start = start.detach().to(device=x.device, dtype=x.dtype)  # indexed below with x's indices
+
+        with eval_mode(model), fast_input_gradients(model, enabled=self.fast_gradient_kernels), torch.no_grad():
+            if clean_logits is None:
+                clean_logits = batched_logits(model, x, bs)
+            if n:
+                pred, num_classes = clean_logits.argmax(dim=1).to(x.device), int(clean_logits.shape[1])
+                self._validate_classes(y, targets, num_classes)
+            else:
+                pred = torch.zeros(0, dtype=torch.int64, device=x.device)
+            clean_correct = pred == y
+            todo = clean_correct.clone()
+            if targets is not None:
+                todo &= targets != y
+            pred_adv = pred.clone()
+            idx = todo.nonzero().flatten()
+            if threat.eps > 0 and idx.numel():
+                generator = make_generator(seed, x.device)
+                for chunk in idx.split(bs):
+                    xb, yb = x[chunk], y[chunk]
+                    tb = targets[chunk] if targets is not None else None
+                    extra = {}
+                    if start is not None and self.supports_start:
+                        extra["start"] = project(start[chunk], xb, threat)
+                    with torch.enable_grad():
+                        out = self.perturb(model, xb, yb, threat, tb, generator, **extra)
+                    adv, q = out if isinstance(out, tuple) else (out, None)
+                    adv = self._check_output(adv, xb)
+                    adv = project(adv, xb, threat)
+                    x_adv[chunk] = adv
+                    pred_adv[chunk] = model(adv).argmax(dim=1)
+                    if q is not None:
+                        queries[chunk] = q.to(device=x.device, dtype=torch.int64)
+        if targets is not None:
+            success = todo & (pred_adv == targets)
+        else:
+            success = todo & (pred_adv != y)
+        return AttackResult(
+            x_adv=x_adv, success=success, clean_correct=clean_correct,
+            perturbation_norm=threat.norm.measure(x_adv - x), pred_adv=pred_adv, target=target,
+            queries=queries, threat=threat, attack=self.name,
+            elapsed_s=time.perf_counter() - t0, params=dict(self.params))
+
+    # ----------------------------------------------------------------------------- robustness curve
+    def robustness_curve(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                         norm: Norm | str, eps_list: Iterable[float], *,
+                         targets: torch.Tensor | None = None, seed: int = 0,
+                         batch_size: int | None = None) -> list[AttackResult]:
+        """One :class:`AttackResult` per epsilon (sorted ascending), growing the ball.
+
+        A point broken at a smaller epsilon counts as broken at every larger one (its ``x_adv`` lies
+        in the larger ball too), and each epsilon attacks only the points still robust, so the
+        robust accuracy is non-increasing along the curve by construction. The clean forward pass
+        runs once, and attacks with ``supports_start`` (PGD) warm-start each still-robust point at
+        its last iterate from the previous epsilon, jittered by a random step of the epsilon increment
+        (:func:`attacks.functional.jittered_start`). Each result's ``queries`` are those spent at its own
+        epsilon (zero for points already broken), as in :func:`robustbench_cnn.evaluation.engine.evaluate`.
+        """
+        norm = norm if isinstance(norm, Norm) else Norm.parse(str(norm))
+        eps_sorted = sorted(float(e) for e in eps_list)
+        if not eps_sorted:
+            raise ValueError("eps_list is empty: give at least one epsilon")
+        self._validate(x, y, ThreatModel(norm, eps_sorted[0]), targets, batch_size)
+        with eval_mode(model), torch.no_grad():
+            logits = batched_logits(model, x, batch_size or max(x.shape[0], 1))
+        results: list[AttackResult] = []
+        prev: AttackResult | None = None
+        for eps in eps_sorted:
+            threat = ThreatModel(norm, eps)
+            if prev is None:
+                res = self(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size,
+                           clean_logits=logits)
+            else:
+                t0 = time.perf_counter()
+                still = prev.robust.nonzero().flatten()
+                res = AttackResult(
+                    x_adv=prev.x_adv.clone(), success=prev.success.clone(),
+                    clean_correct=prev.clean_correct.clone(),
+                    perturbation_norm=prev.perturbation_norm.clone(), pred_adv=prev.pred_adv.clone(),
+                    target=prev.target.clone(), queries=torch.zeros_like(prev.queries), threat=threat,
+                    attack=self.name, params=dict(self.params))
+                if still.numel():
+                    # warm start: the last iterate at the smaller eps lies in the larger ball
+                    sub = self(model, x[still], y[still], threat,
+                               targets=targets[still] if targets is not None else None,
+                               seed=seed, batch_size=batch_size, clean_logits=logits[still],
+                               start=jittered_start(prev.x_adv[still], norm, eps - prev.threat.eps, seed)
+                               if self.supports_start else None)
+                    res.x_adv[still] = sub.x_adv
+                    res.success[still] = sub.success
+                    res.perturbation_norm[still] = sub.perturbation_norm
+                    res.pred_adv[still] = sub.pred_adv
+                    res.queries[still] = sub.queries
+                res.elapsed_s = time.perf_counter() - t0
+            results.append(res)
+            prev = res
+        return results
+
+    # ---------------------------------------------------------------------------------- validation
+    def _validate(self, x: Any, y: Any, threat: Any, targets: Any, batch_size: int | None) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must be a tensor N x C x H x W, got {shape}")
+        if not x.is_floating_point():
+            raise ValueError(f"x must be a float tensor in [0, 1], got dtype {x.dtype}")
+        if x.numel() and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
+            raise ValueError("x must be finite and in [0, 1] (normalisation belongs inside the model)")
+        n = x.shape[0]
+        if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or tuple(y.shape) != (n,):
+            desc = f"{tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"y must be an int64 tensor of shape ({n},), got {desc}")
+        if not isinstance(threat, ThreatModel):
+            raise ValueError(f"threat must be a ThreatModel (use ThreatModel.parse), got {threat!r}")
+        if threat.norm not in self.norms:
+            supported = ", ".join(nm.value for nm in self.norms)
+            raise ValueError(f"attack {self.name!r} does not support norm {threat.norm.value}: "
+                             f"supported: {supported}")
+        if targets is not None:
+            if not self.supports_targeted:
+                raise ValueError(f"attack {self.name!r} does not support targeted attacks "
+                                 "(targets given)")
+            if (not isinstance(targets, torch.Tensor) or targets.dtype != torch.int64
+                    or tuple(targets.shape) != (n,)):
+                desc = (f"{tuple(targets.shape)} {targets.dtype}" if isinstance(targets, torch.Tensor)
+                        else type(targets).__name__)
+                raise ValueError(f"targets must be an int64 tensor of shape ({n},), got {desc}")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+    @staticmethod
+    def _validate_classes(y: torch.Tensor, targets: torch.Tensor | None, num_classes: int) -> None:
+        if y.numel() and (y.min() < 0 or y.max() >= num_classes):
+            raise ValueError(f"labels y must lie in [0, {num_classes}) for a model with "
+                             f"{num_classes} outputs")
+        if targets is not None and targets.numel() and (targets.min() < 0
+                                                        or targets.max() >= num_classes):
+            raise ValueError(f"targets must lie in [0, {num_classes}) for a model with "
+                             f"{num_classes} outputs")
+
+    def _check_output(self, adv: Any, xb: torch.Tensor) -> torch.Tensor:
+        if not isinstance(adv, torch.Tensor) or adv.shape != xb.shape:
+            shape = tuple(adv.shape) if isinstance(adv, torch.Tensor) else type(adv).__name__
+            raise RuntimeError(f"attack {self.name!r} returned {shape}, expected {tuple(xb.shape)}")
+        adv = adv.detach().to(device=xb.device, dtype=xb.dtype)
+        bad = ~torch.isfinite(adv.flatten(1)).all(dim=1)
+        if bad.any():
+            warnings.warn(f"attack {self.name!r} returned non-finite values for {int(bad.sum())} "
+                          "point(s); they are reset to the clean input", RuntimeWarning, stacklevel=3)
+            adv = torch.where(bad.view(-1, 1, 1, 1), xb, adv)
+        return adv

@@ -1,0 +1,319 @@
+"""Substitute ("proxy") training by Jacobian-based dataset augmentation (Papernot et al. 2017).
+
+Paper: Papernot, McDaniel, Goodfellow, Jha, Celik & Swami, "Practical Black-Box Attacks against
+Machine Learning", AsiaCCS 2017 (https://arxiv.org/abs/1602.02697), Algorithm 1.
+
+The attacker holds a small seed set ``S_0`` (by default the *last* 150 images of the seed-0
+permutation of the test split; evaluation with ``load_split(..., n=...)`` uses the *first* n of the
+same permutation, so the two are disjoint as long as ``n <= len(test) - seed_size``). Each round ``rho``:
+
+1. label the new points of ``S_rho`` through the :class:`~attacks.blackbox.oracle.Oracle` (labels,
+   or soft labels in scores mode): one query per new point;
+2. train the substitute ``F`` on everything labelled so far (``epochs_per_round`` epochs of
+   :func:`robustbench_cnn.training.fit`, warm-started from the previous round);
+3. unless it is the last round, augment:
+   ``S_{rho+1} = S_rho ∪ {clip(x + lambda_rho * sign(J_F(x)[O(x)]), 0, 1)}`` where ``J_F(x)[O(x)]``
+   is the gradient of the substitute's logit for the oracle's label and
+   ``lambda_rho = lambda * (-1) ** floor(rho / tau)`` (the sign flips every ``tau`` rounds).
+
+The set doubles each round (150 -> 4,800 labels over 6 rounds). ``max_new_per_round`` (Papernot's
+reservoir sampling, kappa) augments only a random subset of that size; the budget caps every
+round at ``oracle.remaining()`` and training stops cleanly when nothing is left.
+
+Substitute accuracy and agreement with the target are measured on held-out test images (the first
+``holdout_n`` of the permutation, disjoint from the seed set). That evaluation is the experimenter's,
+not the attacker's: it calls the target directly and is **not** counted as attacker queries.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustbench_cnn.attacks.blackbox.oracle import Oracle
+from robustbench_cnn.data import SPLIT_SEED, Split, load_split, select_indices
+from robustbench_cnn.core.devices import resolve_device
+from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.models import NormalizedModel, build_model
+from robustbench_cnn.store import ModelCard, checkpoint_name, git_sha, package_versions, save_checkpoint
+from robustbench_cnn.training import StepContext, TrainConfig, fit, predict
+
+__all__ = ["HISTORY_DTYPES", "SubstituteResult", "eval_indices", "jacobian_augment", "load_seed_set",
+           "seed_set_indices", "train_substitute"]
+
+#: Columns of ``SubstituteResult.history`` (one row per round) and their dtypes.
+HISTORY_DTYPES: dict[str, str] = {
+    "round": "int64", "lambda": "float64", "train_size": "int64", "new_queries": "int64",
+    "queries": "int64", "substitute_accuracy": "float64", "agreement": "float64", "seconds": "float64",
+}
+
+
+# --- the attacker's seed set vs. the evaluation set ----------------------------------------------
+
+def seed_set_indices(total: int, size: int, seed: int = SPLIT_SEED) -> np.ndarray:
+    """Indices of the attacker's seed set: the *last* ``size`` of the seeded permutation (sorted).
+
+    :func:`robustbench_cnn.data.select_indices` takes the *first* n of the same permutation for
+    evaluation, so the two never overlap while ``n <= total - size``.
+    """
+    if not 0 < size < total:
+        raise ValueError(f"invalid seed-set size {size}: must be in [1, {total - 1}] for a split of {total}")
+    return np.sort(np.random.default_rng(seed).permutation(total)[total - size:])
+
+
+def eval_indices(total: int, n: int | None, seed_size: int, seed: int = SPLIT_SEED) -> np.ndarray:
+    """Evaluation indices (``select_indices``) guaranteed disjoint from a seed set of ``seed_size``."""
+    limit = total - seed_size
+    if n is not None and n > limit:
+        raise ValueError(f"evaluation n={n} would overlap the attacker's seed set: with a seed set of "
+                         f"{seed_size}, use n <= {limit}")
+    return select_indices(total, limit if n is None else n, seed)
+
+
+def load_seed_set(dataset: str, size: int = 150, *, data_dir: str | os.PathLike | None = None) -> Split:
+    """The attacker's seed set: ``size`` test images from the end of the seed-0 permutation."""
+    test = load_split(dataset, "test", data_dir=data_dir)
+    idx = torch.from_numpy(seed_set_indices(len(test), size))
+    return Split(test.x[idx].contiguous(), test.y[idx].contiguous(), idx, test.info, "test")
+
+
+# --- one augmentation step --------------------------------------------------------------------------
+
+def jacobian_augment(substitute: nn.Module, x: torch.Tensor, labels: torch.Tensor, lam: float,
+                     batch_size: int = 512) -> torch.Tensor:
+    """``clip(x + lam * sign(d F(x)[labels] / d x), 0, 1)``: the new points of one round (on x's device).
+
+    ``F(x)[labels]`` is the substitute's logit of the oracle label. The substitute runs in eval mode
+    (restored afterwards); its parameters receive no gradient.
+    """
+    device = next(substitute.parameters()).device
+    was_training = substitute.training
+    substitute.eval()
+    out = []
+    try:
+        for xb, lb in zip(x.split(batch_size), labels.split(batch_size)):
+            xb = xb.to(device).detach().requires_grad_(True)
+            with torch.enable_grad():
+                logit = substitute(xb).gather(1, lb.to(device)[:, None]).sum()
+                (grad,) = torch.autograd.grad(logit, [xb])
+            out.append((xb.detach() + lam * grad.sign()).clamp(0.0, 1.0).to(x.device))
+    finally:
+        substitute.train(was_training)
+    return torch.cat(out) if out else x.clone()
+
+
+class _SoftLabelRecipe:
+    """Cross-entropy against the oracle's probabilities (scores mode).
+
+    ``fit`` is handed the row indices as labels, so its batching and accounting stay those of hard
+    labels; the recipe looks the soft targets up by index.
+    """
+
+    name = "substitute-soft"
+
+    def __init__(self, probs: torch.Tensor) -> None:
+        self.probs = probs
+
+    def params(self) -> dict[str, Any]:
+        return {"soft_labels": True}
+
+    def loss(self, model: nn.Module, x: torch.Tensor, idx: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        with ctx.autocast():
+            logits = model(x)
+        return F.cross_entropy(logits.float(), self.probs[idx.cpu()].to(logits.device))
+
+
+# --- the training loop --------------------------------------------------------------------------------
+
+@dataclass
+class SubstituteResult:
+    """A trained substitute, its per-round history and the attacker queries spent."""
+
+    model: NormalizedModel
+    history: pd.DataFrame
+    queries: int
+    card: ModelCard
+    folder: Path | None
+
+
+def _default_config(epochs: int, device: str, seed: int) -> TrainConfig:
+    # Small sets (150 to 4,800 points): small batches, Adam at a constant rate, warm start each round.
+    return TrainConfig(epochs=epochs, batch_size=32, optimizer="adam", lr=1e-3, schedule="constant",
+                       weight_decay=0.0, device=device, seed=seed)
+
+
+def _safe_tag(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "target"
+
+
+def train_substitute(
+    target_model: nn.Module | Oracle,
+    dataset: str,
+    substitute_arch: str = "lenet5",
+    *,
+    seed_size: int = 150,
+    rounds: int = 6,
+    lam: float = 0.1,
+    tau: int = 3,
+    budget: int | None = 6400,
+    epochs_per_round: int = 10,
+    oracle_mode: Literal["labels", "scores"] = "labels",
+    max_new_per_round: int | None = None,
+    holdout_n: int | None = 1000,
+    train_config: TrainConfig | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    data_dir: str | os.PathLike | None = None,
+    save: bool = True,
+    store: str | os.PathLike | None = None,
+    target_name: str | None = None,
+    tag: str | None = None,
+    progress: bool = False,
+) -> SubstituteResult:
+    """Train a substitute of ``target_model`` from oracle labels (Papernot et al. 2017, Algorithm 1).
+
+    Args:
+        target_model: the target ``nn.Module`` (wrapped in an :class:`Oracle` with ``oracle_mode``
+            and ``budget``), or a ready :class:`Oracle` (its own mode and budget then apply).
+        dataset: the dataset the seed set and held-out images come from (``digits``, ``mnist``, ...).
+        substitute_arch: a registered architecture (``rbc models list``), built for the dataset.
+        seed_size: images in the seed set (Papernot: 150 for MNIST).
+        rounds: substitute training rounds rho (the set is augmented between rounds).
+        lam, tau: augmentation step lambda; its sign flips every ``tau`` rounds.
+        budget: total oracle queries allowed (None: unlimited); the count never exceeds it.
+        epochs_per_round: training epochs per round (unless ``train_config`` says otherwise).
+        oracle_mode: ``labels`` (hard labels) or ``scores`` (train on the softmax probabilities).
+        max_new_per_round: reservoir sampling: augment at most this many points per round.
+        holdout_n: held-out test images for the per-round accuracy and agreement (capped so that they
+            stay disjoint from the seed set).
+        train_config: training hyper-parameters (default: Adam 1e-3, batch 32, constant rate).
+        seed: seeds training and the reservoir choice.
+        save, store, target_name, tag: save the substitute to the model store as
+            ``<dataset>/<arch>-substitute[-<tag>]`` (tag default ``of-<target>``), recipe ``substitute``.
+
+    Returns:
+        :class:`SubstituteResult` with ``history`` (one row per round; columns ``HISTORY_DTYPES``;
+        ``lambda`` is the step that made the round's new points, 0 in round 1; ``agreement`` is NaN
+        when only an Oracle is given) and ``queries`` (exactly the oracle's count; ``<= budget``).
+
+    Example::
+
+        >>> result = train_substitute(target, "mnist", "lenet5", budget=6400, target_name="mnist/smallcnn-standard")
+        >>> result.queries, result.history["agreement"].iloc[-1]
+        >>> transfer_attack(result.model, target, x, y, ThreatModel.parse("linf:0.3"), "fgsm")
+    """
+    if rounds < 1:
+        raise ValueError(f"invalid rounds {rounds}: must be >= 1")
+    if tau < 1:
+        raise ValueError(f"invalid tau {tau}: must be >= 1")
+    if max_new_per_round is not None and max_new_per_round < 1:
+        raise ValueError(f"invalid max_new_per_round {max_new_per_round}: must be >= 1 or None")
+    oracle = target_model if isinstance(target_model, Oracle) else Oracle(target_model, oracle_mode, budget)
+    remaining = oracle.remaining()
+    if remaining is not None and remaining < seed_size:
+        raise RbcError(f"query budget {oracle.budget} is too small to label the seed set of {seed_size} "
+                       f"({remaining} queries left)")
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    test = load_split(dataset, "test", data_dir=data_dir)
+    info, total = test.info, len(test)
+    seed_idx = torch.from_numpy(seed_set_indices(total, seed_size))
+    hold_n = min(holdout_n or total, total - seed_size)
+    hold_idx = torch.from_numpy(eval_indices(total, hold_n, seed_size))
+    hold_x, hold_y = test.x[hold_idx], test.y[hold_idx]
+
+    with torch.random.fork_rng(devices=[]):  # initial weights from ``seed``, not from the global RNG's history
+        torch.manual_seed(seed)
+        substitute = build_model(substitute_arch, in_channels=info.channels, num_classes=info.num_classes,
+                                 input_size=info.size, mean=info.mean, std=info.std, **(arch_kwargs or {}))
+    substitute.to(dev)
+    # The experimenter's view of the target (not the attacker's; not counted as queries).
+    target_for_eval = target_model if isinstance(target_model, nn.Module) else None
+    hold_target = None if target_for_eval is None else predict(target_for_eval, hold_x).argmax(1)
+
+    def ask(x_new: torch.Tensor) -> torch.Tensor:
+        ids = torch.arange(n_labelled, n_labelled + len(x_new))
+        answer = oracle(x_new, ids=ids)
+        return answer if oracle.mode == "labels" else answer.float()
+
+    x_sub = test.x[seed_idx].clone()
+    n_labelled = 0
+    answers = ask(x_sub)
+    n_labelled = len(x_sub)
+    generator = torch.Generator().manual_seed(seed)
+    rows: list[dict[str, Any]] = []
+    total_epochs = 0
+    config = train_config
+    for rho in range(rounds):
+        lam_rho, new_queries = 0.0, len(x_sub)  # round 1 trains on the seed set
+        if rho > 0:
+            # augmentation number rho - 1, with the substitute of the previous round
+            lam_rho = lam * (-1) ** ((rho - 1) // tau)
+            k = len(x_sub)
+            if max_new_per_round is not None:
+                k = min(k, max_new_per_round)
+            left = oracle.remaining()
+            if left is not None:
+                k = min(k, left)
+            if k <= 0:
+                break  # the budget is spent: stop cleanly
+            pick = torch.randperm(len(x_sub), generator=generator)[:k] if k < len(x_sub) else torch.arange(k)
+            labels = answers if answers.dim() == 1 else answers.argmax(1)
+            x_new = jacobian_augment(substitute, x_sub[pick], labels[pick], lam_rho)
+            new_answers = ask(x_new)
+            n_labelled += len(x_new)
+            x_sub = torch.cat([x_sub, x_new])
+            answers = torch.cat([answers, new_answers])
+            new_queries = len(x_new)
+        t0 = time.perf_counter()
+        config = train_config or _default_config(epochs_per_round, str(dev), seed + rho)
+        if answers.dim() == 1:
+            fit(substitute, x_sub, answers, config, progress=progress,
+                description=f"substitute round {rho + 1}/{rounds}")
+        else:
+            fit(substitute, x_sub, torch.arange(len(x_sub)), config, recipe=_SoftLabelRecipe(answers),
+                progress=progress, description=f"substitute round {rho + 1}/{rounds}")
+        total_epochs += config.epochs
+        sub_pred = predict(substitute, hold_x).argmax(1)
+        rows.append({
+            "round": rho + 1, "lambda": float(lam_rho), "train_size": len(x_sub), "new_queries": new_queries,
+            "queries": oracle.total, "substitute_accuracy": float((sub_pred == hold_y).float().mean()),
+            "agreement": float((sub_pred == hold_target).float().mean()) if hold_target is not None
+            else float("nan"),
+            "seconds": time.perf_counter() - t0,
+        })
+    history = pd.DataFrame(rows, columns=list(HISTORY_DTYPES)).astype(HISTORY_DTYPES)
+    substitute.cpu().eval()
+
+    short = _safe_tag(target_name.split("/")[-1]) if target_name else None
+    name = checkpoint_name(info.slug, substitute_arch, "substitute", tag or (f"of-{short}" if short else None))
+    hyper = {"seed_size": seed_size, "rounds": rounds, "lambda": lam, "tau": tau, "budget": oracle.budget,
+             "epochs_per_round": epochs_per_round, "oracle_mode": oracle.mode,
+             "max_new_per_round": max_new_per_round, "holdout_n": hold_n,
+             "train": {k: v for k, v in config.to_dict().items() if k not in ("device", "seed")}}
+    last = rows[-1]
+    card = ModelCard(
+        name=name, arch=substitute_arch, arch_kwargs=dict(arch_kwargs or {}), dataset=info.name,
+        input_shape=list(info.input_shape), num_classes=info.num_classes, classes=list(info.classes),
+        mean=[float(v) for v in info.mean], std=[float(v) for v in info.std], recipe="substitute",
+        hyperparameters=hyper, epochs=total_epochs, seed=seed, clean_accuracy=last["substitute_accuracy"],
+        train_time_s=round(time.perf_counter() - start, 3), versions=package_versions(), git_sha=git_sha(),
+        extra={"target": target_name, "queries": int(oracle.total), "oracle_mode": oracle.mode,
+               "agreement": last["agreement"], "history": history.to_dict("records"),
+               "seed_set": {"split": "test", "permutation_seed": SPLIT_SEED, "size": seed_size,
+                            "position": "last", "total": total},
+               "eval_max_n": total - seed_size},
+    )
+    folder = save_checkpoint(substitute, card, store) if save else None
+    return SubstituteResult(substitute, history, int(oracle.total), card, folder)

@@ -1,0 +1,236 @@
+"""Transfer attacks: craft white-box adversarial examples on a source model, score them on a target.
+
+The source is a substitute (``rbc proxy train``), any checkpoint, or an ensemble of several (their
+logits averaged, :class:`LogitEnsemble`). A white-box attack from the registry (``fgsm``, ``pgd``,
+``mi-fgsm``, ``di-fgsm``, ``di-mi-fgsm``) runs on the **source**; the **target** is only queried,
+through an :class:`~attacks.blackbox.oracle.Oracle` in labels mode, to classify the clean inputs and
+then the final adversarial examples (one query per attacked point per epsilon, in
+``AttackResult.queries``).
+
+Conventions:
+
+- Success is measured on the points the target classifies correctly (the others are not attacked:
+  ``success`` False, ``x_adv = x``), untargeted: ``pred != y``; targeted: ``pred == target``.
+- On the source, the attack uses the **source's own predictions** as labels (``source_labels="pred"``,
+  as in Papernot et al.'s code; it also avoids label leaking, Kurakin et al. 2017), so every point is
+  perturbed even where the source is wrong. ``source_labels="true"`` uses ``y`` instead; the attack
+  then leaves the points the source misclassifies unperturbed.
+- Attacks with early stopping (``pgd``) run without it unless asked (``early_stop=False``): stopping
+  as soon as the source is fooled gives low-confidence examples that transfer poorly.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from robustbench_cnn.attacks import Attack, get_attack
+from robustbench_cnn.attacks.blackbox.oracle import Oracle
+from robustbench_cnn.attacks.functional import make_generator
+from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
+
+__all__ = ["LogitEnsemble", "as_source", "craft_on_source", "random_noise_attack", "score_on_target",
+           "transfer_attack"]
+
+SourceLike = nn.Module | Sequence[nn.Module] | Mapping[str, nn.Module]
+
+
+class LogitEnsemble(nn.Module):
+    """The mean of the logits of several models (same inputs, same classes)."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(dim=0)
+
+
+def as_source(sources: SourceLike, names: Sequence[str] | None = None) -> tuple[nn.Module, list[str]]:
+    """One source module (a :class:`LogitEnsemble` for several) and the names of its members."""
+    if isinstance(sources, Oracle):
+        raise TypeError("a transfer source must be a white-box nn.Module, not an Oracle")
+    if isinstance(sources, nn.Module):
+        members, default = [sources], [type(sources).__name__]
+    elif isinstance(sources, Mapping):
+        members, default = list(sources.values()), [str(k) for k in sources]
+    else:
+        members = list(sources)
+        default = [f"source{i}" for i in range(len(members))]
+    if not members or not all(isinstance(m, nn.Module) for m in members):
+        raise TypeError("sources must be an nn.Module, a list of them, or a dict name -> nn.Module")
+    names = list(names) if names is not None else default
+    if len(names) != len(members):
+        raise ValueError(f"{len(names)} source names for {len(members)} source models")
+    return (members[0] if len(members) == 1 else LogitEnsemble(members)), names
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _make_attack(attack: str | Attack, params: Mapping[str, Any] | None) -> Attack:
+    if isinstance(attack, Attack):
+        if params:
+            raise ValueError("give attack parameters either in the Attack instance or in attack_params")
+        return attack
+    params = dict(params or {})
+    from robustbench_cnn.attacks import ATTACKS
+
+    cls = ATTACKS.get(attack)
+    if getattr(cls, "kind", "white-box") != "white-box":
+        raise ValueError(f"attack {attack!r} is {cls.kind}: transfer attacks craft with a white-box attack "
+                         f"on the source (fgsm, pgd, mi-fgsm, di-fgsm, di-mi-fgsm)")
+    if "early_stop" in getattr(cls, "defaults", {}):
+        params.setdefault("early_stop", False)
+    return get_attack(attack, **params)
+
+
+def craft_on_source(source: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                    attack: Attack, *, targets: torch.Tensor | None = None, seed: int = 0,
+                    source_labels: str = "pred", batch_size: int | None = None) -> AttackResult:
+    """Run the white-box ``attack`` on ``source``; the result's ``x_adv`` is what the target sees."""
+    if source_labels not in ("pred", "true"):
+        raise ValueError(f"invalid source_labels {source_labels!r}: use pred or true")
+    device = _device_of(source)
+    xs, ys = x.to(device), y.to(device)
+    if source_labels == "pred":
+        was_training = source.training
+        source.eval()
+        try:
+            with torch.no_grad():
+                ys = torch.cat([source(xb).argmax(1) for xb in xs.split(batch_size or 512)]) if len(xs) else ys
+        finally:
+            source.train(was_training)
+    tgt = targets.to(device) if targets is not None else None
+    return attack(source, xs, ys, threat, targets=tgt, seed=seed, batch_size=batch_size)
+
+
+def score_on_target(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,
+                    threat: ThreatModel, *, clean_pred: torch.Tensor | None = None,
+                    targets: torch.Tensor | None = None, attack: str = "transfer",
+                    params: dict[str, Any] | None = None, elapsed_s: float = 0.0) -> AttackResult:
+    """The target's :class:`AttackResult` for candidate adversarial examples ``x_adv``.
+
+    Only the points the target classifies correctly (and, targeted, whose target differs from the
+    label) are attacked: they are queried once each (``queries`` 1); the others keep ``x_adv = x``.
+    ``clean_pred`` (the target's labels on ``x``) is queried through the oracle when not given.
+    """
+    y = y.to(x.device)
+    x_adv = x_adv.to(x.device)
+    n = x.shape[0]
+    ids = torch.arange(n)
+    if clean_pred is None:
+        clean_pred = oracle.labels(x, ids=ids)
+    clean_pred = clean_pred.to(x.device)
+    clean_correct = clean_pred == y
+    todo = clean_correct.clone()
+    if targets is not None:
+        targets = targets.to(x.device)
+        todo &= targets != y
+    final = torch.where(todo.view(-1, *([1] * (x.dim() - 1))), x_adv, x)
+    pred_adv = clean_pred.clone()
+    queries = torch.zeros(n, dtype=torch.int64, device=x.device)
+    idx = todo.nonzero().flatten()
+    if idx.numel():
+        pred_adv[idx] = oracle.labels(final[idx], ids=idx.cpu()).to(x.device)
+        queries[idx] = 1
+    success = todo & ((pred_adv == targets) if targets is not None else (pred_adv != y))
+    return AttackResult(
+        x_adv=final, success=success, clean_correct=clean_correct,
+        perturbation_norm=threat.norm.measure(final - x), pred_adv=pred_adv,
+        target=targets.clone() if targets is not None else torch.full_like(y, -1), queries=queries,
+        threat=threat, attack=attack, elapsed_s=elapsed_s, params=dict(params or {}))
+
+
+def transfer_attack(
+    sources: SourceLike,
+    target: nn.Module | Oracle,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel | Norm | str,
+    attack: str | Attack = "fgsm",
+    eps_list: Sequence[float] | None = None,
+    targets: torch.Tensor | None = None,
+    seed: int = 0,
+    *,
+    attack_params: Mapping[str, Any] | None = None,
+    source_names: Sequence[str] | None = None,
+    target_name: str | None = None,
+    source_labels: str = "pred",
+    batch_size: int | None = None,
+) -> list[AttackResult]:
+    """Transfer ``attack`` from ``sources`` to ``target``: one :class:`AttackResult` per epsilon.
+
+    Args:
+        sources: the white-box source: an ``nn.Module``, a list of them or a dict name -> module
+            (several are ensembled by averaging logits).
+        target: the target ``nn.Module`` (wrapped in a labels-only :class:`Oracle`) or an Oracle.
+        x, y: images N x C x H x W in [0, 1] and int64 labels [N].
+        threat: a ThreatModel (its eps is used when ``eps_list`` is None), or a norm (then give
+            ``eps_list``).
+        attack: a white-box registry name (``fgsm``, ``pgd``, ``mi-fgsm``, ``di-fgsm``, ``di-mi-fgsm``)
+            with ``attack_params``, or an :class:`~attacks.base.Attack` instance.
+        eps_list: epsilons; each is crafted independently on the source.
+        targets: int64 target classes [N] (from :func:`attacks.targets.choose_targets`) for a
+            targeted transfer; success then means the target predicts the target class.
+        seed: seeds the source attack.
+
+    Returns:
+        per epsilon (ascending), the target's result: ``attack`` is ``"transfer:<name>"``, ``params``
+        records the sources, the source attack's parameters and its white-box success rate, and
+        ``queries`` the target queries per sample (1 for each attacked point).
+    """
+    if isinstance(threat, ThreatModel):
+        norm, default_eps = threat.norm, [threat.eps]
+    else:
+        norm, default_eps = (threat if isinstance(threat, Norm) else Norm.parse(str(threat))), None
+    eps_values = sorted(float(e) for e in (eps_list if eps_list is not None else default_eps or []))
+    if not eps_values:
+        raise ValueError("give the epsilons: a ThreatModel with eps, or eps_list")
+    source, names = as_source(sources, source_names)
+    atk = _make_attack(attack, attack_params)
+    oracle = target if isinstance(target, Oracle) else Oracle(target, "labels")
+    n = x.shape[0]
+    clean_start = time.perf_counter()
+    clean_pred = oracle.labels(x, ids=torch.arange(n))
+    clean_s = time.perf_counter() - clean_start
+    results = []
+    for eps in eps_values:
+        t0 = time.perf_counter()
+        tm = ThreatModel(norm, eps)
+        crafted = craft_on_source(source, x, y, tm, atk, targets=targets, seed=seed,
+                                  source_labels=source_labels, batch_size=batch_size)
+        params = {"sources": names, "target": target_name, "source_attack": atk.name,
+                  "source_attack_params": dict(atk.params), "source_labels": source_labels,
+                  "source_success_rate": crafted.success_rate, "seed": seed}
+        res = score_on_target(oracle, x, y, crafted.x_adv.to(x.device), tm, clean_pred=clean_pred,
+                              targets=targets, attack=f"transfer:{atk.name}", params=params)
+        res.elapsed_s = time.perf_counter() - t0 + clean_s
+        results.append(res)
+    return results
+
+
+def random_noise_attack(target: nn.Module | Oracle, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                        seed: int = 0) -> AttackResult:
+    """A control: random perturbations on the sphere of the threat (linf: ``±eps`` per pixel; l2:
+    a random direction of norm eps), clipped to [0, 1], scored like a transfer attack (``"noise"``)."""
+    gen = make_generator(seed, torch.device("cpu"))
+    if threat.norm is Norm.LINF:
+        delta = (torch.randint(0, 2, x.shape, generator=gen).float() * 2 - 1) * threat.eps
+    elif threat.norm is Norm.L2:
+        d = torch.randn(x.shape, generator=gen)
+        delta = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1))) * threat.eps
+    else:
+        raise ValueError(f"random noise is defined for linf and l2, not {threat.norm.value}")
+    oracle = target if isinstance(target, Oracle) else Oracle(target, "labels")
+    x_adv = (x + delta.to(x.device, x.dtype)).clamp(0.0, 1.0)
+    return score_on_target(oracle, x, y, x_adv, threat, attack="noise", params={"seed": seed})

@@ -1,0 +1,36 @@
+"""Adversarial-training defenses: training recipes for the one loop of ``robustbench_cnn.training``.
+
+``get_defense(name, threat, **params)`` returns a recipe; :func:`defenses.train.defend` trains it, monitors
+clean and PGD accuracy per epoch and saves a checkpoint whose card names the defense and the threat.
+Recipes register themselves in :data:`DEFENSES` when imported below: ``standard`` (baseline),
+``pgd-at`` (Madry et al. 2018), ``fgsm-rs`` (Wong et al. 2020), ``trades`` (Zhang et al. 2019),
+``mart`` (Wang et al. 2020), ``free-at`` (Shafahi et al. 2019).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from robustbench_cnn.defenses import fgsm_rs, free_at, mart, pgd_at, standard, trades  # noqa: F401  (register)
+from robustbench_cnn.defenses.base import Defense
+from robustbench_cnn.defenses.registry import DEFENSES
+from robustbench_cnn.core.types import ThreatModel
+
+__all__ = ["DEFENSES", "Defense", "defend", "get_defense"]
+
+
+def get_defense(name: str, threat: ThreatModel | str, **params: Any) -> Defense:
+    """A recipe by registry name, e.g. ``get_defense("pgd-at", "linf:0.3", steps=40)``.
+
+    Unknown names raise :class:`~robustbench_cnn.core.errors.UnknownNameError` with close names; unknown or
+    invalid parameters raise ``ValueError`` listing the accepted ones; ``None`` values mean the default.
+    """
+    return DEFENSES.get(name)(threat, **params)
+
+
+def __getattr__(name: str) -> Any:  # ``defenses.defend`` without importing pandas at registration time
+    if name == "defend":
+        from robustbench_cnn.defenses.train import defend
+
+        return defend
+    raise AttributeError(f"module 'defenses' has no attribute {name!r}")

@@ -1,0 +1,495 @@
+"""The evaluation engine: per-sample worst case over a cascade of attacks, along a growing epsilon ball.
+
+For each epsilon (ascending), the suite's attacks run one after another, each only on the points still
+robust (as AutoAttack does); points the model misclassifies are never attacked, and a point broken at a
+smaller epsilon counts as broken at every larger one (its adversarial example lies in the larger ball), so
+a whole robustness curve costs little more than its largest epsilon.
+
+``evaluate(model, x, y, "linf", [0, 0.1, 0.3], "standard")`` works for any ``nn.Module`` taking images in
+[0, 1] and returning logits.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from robustbench_cnn.attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
+from robustbench_cnn.attacks.functional import batched_logits, eval_mode, jittered_start
+from robustbench_cnn.core.errors import UnknownNameError
+from robustbench_cnn.evaluation.flags import Flag, curve_flags, flag, model_flags
+from robustbench_cnn.core.progress import make_progress
+from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
+
+#: Attack cascades by name: (attack, params) in order. Cheap strong attacks first, black-box checks last.
+SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    # A fast check: iterative PGD, then FGSM as a masking check (single-step must not beat iterative).
+    "quick": [("pgd", {"steps": 20}), ("fgsm", {})],
+    # AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square 5000) preceded by PGD-40, so it is at least as strong.
+    "standard": [("pgd", {"steps": 40}), ("apgd-ce", {}), ("apgd-t", {}), ("fab-t", {}),
+                 ("square", {"n_queries": 5000})],
+    # More restarts and more diverse losses on top of standard.
+    "plus": [("pgd", {"steps": 100, "restarts": 5}), ("apgd-ce", {"n_restarts": 5}), ("apgd-dlr", {"n_restarts": 5}),
+             ("apgd-t", {}), ("fab-t", {}), ("square", {"n_queries": 5000, "n_restarts": 1}), ("fgsm", {})],
+}
+
+#: Gradient samples per step for randomized models (AutoAttack's ``rand`` version uses 20 for APGD).
+EOT_SAMPLES = 20
+#: The parameter through which each attack takes EOT samples.
+EOT_PARAMS = ("eot_samples", "eot_iter")
+
+#: Fraction of points a single-step attack may break beyond the iterative ones before it is flagged (an
+#: isolated point is noise; AutoAttack-style black-box checks flag any point).
+SINGLE_STEP_TOLERANCE = 0.005
+
+TARGET_POLICIES = ("random", "least-likely", "next", "class:K", "all")
+
+
+def check_attack_names(attacks: str) -> None:
+    """Check a suite name or comma-separated attack (or suite) names before any work.
+
+    An unknown name raises :class:`UnknownNameError` suggesting close suite *and* attack names
+    (``quik`` -> ``quick``).
+    """
+    for name in filter(None, (part.strip() for part in attacks.split(","))):
+        if name not in SUITES and name not in ATTACKS:
+            raise unknown_suite_or_attack(name)
+
+
+def unknown_suite_or_attack(name: str) -> UnknownNameError:
+    """The error for a name that is neither a suite nor a registered attack, with close names of both."""
+    suites = sorted(SUITES)
+    close = difflib.get_close_matches(name.lower(), suites + list(ATTACKS), n=3, cutoff=0.5)
+    suggestions = list(dict.fromkeys(close + ATTACKS.suggest(name)))[:3]
+    return UnknownNameError("suite or attack", name, suggestions, suites + list(ATTACKS))
+
+
+def resolve_attacks(attacks: str | Sequence[str | Attack | tuple[str, dict[str, Any]]],
+                    norm: Norm) -> tuple[str, list[Attack]]:
+    """A suite name, attack names, (name, params) pairs or instances -> (suite label, attacks for ``norm``).
+
+    Attacks of a suite that do not support ``norm`` are left out (e.g. FAB-T has no L1); a single attack
+    that does not support it is an error.
+    """
+    if isinstance(attacks, str):
+        if attacks in SUITES:
+            chosen = [get_attack(name, **params) for name, params in SUITES[attacks]]
+            kept = [a for a in chosen if norm in a.norms]
+            if not kept:
+                raise ValueError(f"suite {attacks!r} has no attack for norm {norm.value}")
+            return attacks, kept
+        items: Sequence[Any] = [a.strip() for a in attacks.split(",") if a.strip()]
+    else:
+        items = attacks
+    built: list[Attack] = []
+    for item in items:
+        if isinstance(item, Attack):
+            built.append(item)
+        elif isinstance(item, tuple):
+            built.append(get_attack(item[0], **item[1]))
+        elif item in SUITES:
+            built.extend(resolve_attacks(item, norm)[1])
+        elif str(item) in ATTACKS:
+            built.append(get_attack(str(item)))
+        else:
+            raise unknown_suite_or_attack(str(item))
+    for attack in built:
+        if norm not in attack.norms:
+            supported = ", ".join(n.value for n in attack.norms)
+            raise ValueError(f"attack {attack.name!r} does not support norm {norm.value}: use {supported}")
+    if not built:
+        raise ValueError("no attacks given")
+    label = attacks if isinstance(attacks, str) else ",".join(a.name for a in built)
+    return label, built
+
+
+@dataclass
+class EpsOutcome:
+    """The cascade at one epsilon: each attack's result (on the points it ran on) and the worst case."""
+
+    eps: float
+    steps: list[AttackResult]  # per attack, in cascade order, covering all N points
+    robust: torch.Tensor  # [N] bool: robust to every attack at this eps (and every smaller eps)
+    broken_by: torch.Tensor  # [N] int: index of the attack that broke the point, -1 if robust / not attacked
+    x_adv: torch.Tensor  # [N,...] worst-case adversarial examples (clean input where robust)
+    pred_adv: torch.Tensor
+    perturbation_norm: torch.Tensor
+    queries: torch.Tensor  # [N] model queries spent on each point at this epsilon (all attacks; not cumulative)
+    cumulative_robust: list[float]  # robust accuracy after each attack in the cascade
+    elapsed_s: float
+
+
+@dataclass
+class Evaluation:
+    """A whole evaluation: clean predictions, the curve of cascades, and the validity flags."""
+
+    norm: Norm
+    suite: str
+    attacks: list[Attack]
+    labels: torch.Tensor
+    pred_clean: torch.Tensor
+    targets: torch.Tensor  # [N] int, -1 when untargeted
+    target_policy: str | None
+    outcomes: list[EpsOutcome]
+    flags: list[Flag] = field(default_factory=list)
+    num_classes: int = 0
+    seed: int = 0
+
+    @property
+    def targeted(self) -> bool:
+        return self.target_policy is not None
+
+    @property
+    def clean_correct(self) -> torch.Tensor:
+        return self.pred_clean == self.labels
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.clean_correct.float().mean())
+
+    @property
+    def attackable(self) -> torch.Tensor:
+        """The points the attacks run on: clean-correct and, when targeted, with a target other than the label
+        (a point already of its target class is never attacked and stays robust)."""
+        if self.targeted:
+            return self.clean_correct & (self.targets != self.labels)
+        return self.clean_correct
+
+    @property
+    def eps_list(self) -> list[float]:
+        return [o.eps for o in self.outcomes]
+
+    def robust_accuracy(self, eps: float | None = None) -> float:
+        """Worst-case robust accuracy at ``eps`` (default: the largest epsilon)."""
+        if eps is None:
+            return float(self.outcomes[-1].robust.float().mean())
+        for o in self.outcomes:
+            if o.eps == eps:
+                return float(o.robust.float().mean())
+        raise ValueError(f"eps {eps:g} was not evaluated: use one of {', '.join(f'{e:g}' for e in self.eps_list)}")
+
+    def curve(self) -> list[tuple[float, float]]:
+        return [(o.eps, float(o.robust.float().mean())) for o in self.outcomes]
+
+    def flags_at(self, eps: float) -> list[Flag]:
+        return [f for f in self.flags if f.eps is None or f.eps == eps]
+
+    # ------------------------------------------------------------------------------- table rows
+    def summary_rows(self, meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One row per attack x eps (robust accuracy and success rate after that attack in the cascade, both
+        cumulative), plus one ``worst-case`` row per eps when the suite has several attacks."""
+        meta = dict(meta or {})
+        clean = self.clean_accuracy
+        attacked = int(self.attackable.sum())
+        n = int(self.labels.numel())
+        rows = []
+        for o in self.outcomes:
+            codes = ";".join(sorted({f.code for f in self.flags_at(o.eps)}))
+            base = {**meta, "suite": self.suite, "norm": self.norm.value, "eps": o.eps, "clean_acc": clean,
+                    "n": int(self.labels.numel()), "targeted": self.targeted,
+                    "target_policy": self.target_policy or "", "seed": self.seed, "flags": codes}
+            for attack, step, cum in zip(self.attacks, o.steps, o.cumulative_robust):
+                rows.append({**base, "attack": attack.name, "attack_kind": attack.kind,
+                             "attack_params": json.dumps(attack.params, sort_keys=True, default=str),
+                             "robust_acc": cum, "success_rate": _safe_div(round((clean - cum) * n), attacked),
+                             **_norm_stats(step.perturbation_norm[step.success]),
+                             **_query_stats(step.queries), "elapsed_s": step.elapsed_s})
+            if len(self.attacks) > 1:
+                broken = ~o.robust & self.clean_correct
+                rows.append({**base, "attack": "worst-case", "attack_kind": "suite",
+                             "attack_params": json.dumps([a.name for a in self.attacks]),
+                             "robust_acc": float(o.robust.float().mean()),
+                             "success_rate": _safe_div(int(broken.sum()), attacked),
+                             **_norm_stats(o.perturbation_norm[broken]),
+                             **_query_stats(o.queries), "elapsed_s": o.elapsed_s})
+        return rows
+
+    def sample_rows(self, sample_ids: torch.Tensor | None = None,
+                    meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One row per sample x eps for the worst case: robust, which attack broke it, norm, queries."""
+        meta = dict(meta or {})
+        ids = sample_ids if sample_ids is not None else torch.arange(self.labels.numel())
+        rows = []
+        correct = self.clean_correct
+        for o in self.outcomes:
+            names = [a.name for a in self.attacks]
+            for i in range(self.labels.numel()):
+                b = int(o.broken_by[i])
+                rows.append({**meta, "attack": names[b] if b >= 0 else "", "norm": self.norm.value, "eps": o.eps,
+                             "sample_id": int(ids[i]), "label": int(self.labels[i]),
+                             "clean_correct": bool(correct[i]), "success": b >= 0, "robust": bool(o.robust[i]),
+                             "perturbation_norm": float(o.perturbation_norm[i]), "queries": int(o.queries[i]),
+                             "pred_clean": int(self.pred_clean[i]), "pred_adv": int(o.pred_adv[i]),
+                             "target": int(self.targets[i])})
+        return rows
+
+
+def _safe_div(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def _norm_stats(norms: torch.Tensor) -> dict[str, float]:
+    if not norms.numel():
+        return {"mean_norm": float("nan"), "median_norm": float("nan")}
+    return {"mean_norm": float(norms.float().mean()), "median_norm": float(norms.float().median())}
+
+
+def _query_stats(queries: torch.Tensor) -> dict[str, Any]:
+    total = int(queries.sum())
+    return {"total_queries": total, "mean_queries": float(queries.float().mean()) if queries.numel() else 0.0}
+
+
+def _empty_result(x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, targets: torch.Tensor,
+                  threat: ThreatModel, attack: Attack) -> AttackResult:
+    n = y.numel()
+    return AttackResult(x_adv=x.clone(), success=torch.zeros(n, dtype=torch.bool), clean_correct=pred == y,
+                        perturbation_norm=torch.zeros(n), pred_adv=pred.clone(), target=targets.clone(),
+                        queries=torch.zeros(n, dtype=torch.int64), threat=threat, attack=attack.name,
+                        params=dict(attack.params))
+
+
+def pick_targets(policy: str, logits: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return choose_targets(policy, logits, y, logits.shape[1], generator)
+
+
+@torch.no_grad()
+def _clean_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Clean logits on the CPU as float (no graph); ``ValueError`` for an empty batch."""
+    logits = batched_logits(model, x, batch_size)
+    if logits is None:
+        raise ValueError("no images to evaluate")
+    return logits.float().cpu()
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | str,
+             eps_list: Iterable[float], attacks: str | Sequence[Any] = "quick", *,
+             targeted: bool = False, target_policy: str = "random", seed: int = 0,
+             batch_size: int | None = 256, progress: bool = False,
+             device: str | torch.device | None = None, warm_start: bool = True,
+             eot: int | None = None) -> Evaluation:
+    """Evaluate ``model`` on ``(x, y)`` against a cascade of attacks for each epsilon.
+
+    Args:
+        model: any ``nn.Module`` taking images in [0, 1] and returning logits.
+        x, y: images N x C x H x W in [0, 1] and int64 labels.
+        norm: ``"linf"``, ``"l2"``, ... (the threat model's norm).
+        eps_list: epsilons; evaluated in ascending order with the growing-ball trick.
+        attacks: a suite name (``quick``, ``standard``, ``plus``), comma-separated attack names, or a list of
+            names, ``(name, params)`` pairs or ``Attack`` instances.
+        targeted: run targeted attacks with ``target_policy`` (random | least-likely | next | class:K); attacks
+            that take no targets are left out of a targeted suite. For ``all`` use :func:`evaluate_all_targets`.
+        seed: seeds target choice and every attack.
+        batch_size: attack mini-batch size.
+        warm_start: along the curve, attacks that accept a starting point (PGD) start each still-robust point
+            at their own last iterate from the previous epsilon (it lies in the larger ball) plus a random step
+            the size of the epsilon increment, instead of a fresh random start; later restarts stay random.
+            Default True: it continues the ascent instead of repeating it. On MNIST LeNet-5 curves (1,000
+            points, 3 seeds, 16 epsilons) it was cheaper and lower at every epsilon than fresh starts; on 200
+            digits points it was 3 points higher at one cell and 5 lower at another
+            (``benchmarks/attack_throughput.py``). False: every epsilon starts afresh, as foolbox does.
+        eot: gradient samples per step for the attacks that take them (PGD ``eot_samples``, APGD ``eot_iter``).
+            None (default): 1, or :data:`EOT_SAMPLES` (20) when two passes of the model differ (a randomized
+            defense), with an ``eot`` flag; attacks that cannot average gradients run unchanged.
+    Returns:
+        An :class:`Evaluation` whose ``robust_accuracy(eps)`` is the per-sample worst case over the attacks.
+    """
+    norm = norm if isinstance(norm, Norm) else Norm.parse(str(norm))
+    eps_sorted = sorted({float(e) for e in eps_list})
+    if not eps_sorted:
+        raise ValueError("no epsilons given")
+    for eps in eps_sorted:
+        ThreatModel(norm, eps)  # validates
+    suite, chain = resolve_attacks(attacks, norm)
+    if targeted:
+        if target_policy == "all":
+            raise ValueError("target policy 'all' gives a success matrix: use evaluate_all_targets")
+        chain = [a for a in chain if a.supports_targeted]
+        if not chain:
+            raise ValueError(f"none of the attacks in {suite!r} supports targets")
+    dev = torch.device(device) if device is not None else model_device(model, x)
+    was_training = model.training
+    with eval_mode(model):  # every module's mode and requires_grad restored, also on errors
+        x, y = x.to(dev), y.to(dev)
+        logits = _clean_logits(model, x, batch_size or 256)
+        pred = logits.argmax(1)
+        skipped: list[str] = []
+        if isinstance(attacks, str) and attacks in SUITES:  # a suite leaves out what the class count rules out
+            runnable = [a for a in chain if a.min_classes <= logits.shape[1]] or chain
+            skipped = [a.name for a in chain if a not in runnable]
+            chain = runnable
+        y_cpu = y.cpu()
+        targets = pick_targets(target_policy, logits, y_cpu, seed) if targeted else torch.full_like(y_cpu, -1)
+        flags = model_flags(model, x, y, was_training)
+        if skipped:
+            flags.append(flag("attacks-skipped", f"{', '.join(skipped)} (the model has {logits.shape[1]} classes)"))
+        samples = eot if eot is not None else (EOT_SAMPLES if any(f.code == "randomized" for f in flags) else 1)
+        if samples > 1:
+            chain, changed = with_eot(chain, samples)
+            if changed:
+                flags.append(flag("eot", f"{samples} samples per step in {', '.join(changed)}"))
+        outcomes = _run_cascade(model, x, y, logits, targets, norm, eps_sorted, chain, targeted, seed,
+                                batch_size, progress, warm_start)
+    evaluation = Evaluation(norm, suite, chain, y_cpu, pred, targets, target_policy if targeted else None,
+                            outcomes, flags, int(logits.shape[1]), seed)
+    evaluation.flags.extend(_cascade_flags(evaluation, int(x[0].numel())))
+    return evaluation
+
+
+def with_eot(chain: list[Attack], samples: int) -> tuple[list[Attack], list[str]]:
+    """``chain`` with each attack that averages gradients (an :data:`EOT_PARAMS` parameter) rebuilt with
+    ``samples`` gradient samples per step; returns the chain and the names of the attacks changed."""
+    out, changed = [], []
+    for attack in chain:
+        key = next((k for k in EOT_PARAMS if k in attack.defaults), None)
+        if key is None or int(attack.params[key]) >= samples:
+            out.append(attack)
+            continue
+        out.append(type(attack)(**{**attack.params, key: samples}))
+        changed.append(attack.name)
+    return out, changed
+
+
+def _run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor,
+                 targets: torch.Tensor, norm: Norm, eps_sorted: list[float], chain: list[Attack], targeted: bool,
+                 seed: int, batch_size: int | None, progress: bool, warm_start: bool) -> list[EpsOutcome]:
+    n = y.numel()
+    pred = logits.argmax(1)
+    correct = pred == y.cpu()
+    robust_prev = correct.clone()  # points never attacked successfully so far
+    # a targeted attack skips a point whose target is its own label: it is never attacked and stays robust
+    attackable = correct & (targets != y.cpu()) if targeted else correct
+    x_cpu = x.detach().cpu()
+    best_x, best_pred = x_cpu.clone(), pred.clone()
+    best_norm = torch.zeros(n)
+    broken_by = torch.full((n,), -1, dtype=torch.int64)
+    # per attack: its last iterate for each point it ran on (warm starts along the growing ball)
+    last_adv: list[torch.Tensor | None] = [None] * len(chain)
+    prev_eps = 0.0
+    outcomes: list[EpsOutcome] = []
+    with make_progress(enabled=progress) as bar:
+        task = bar.add_task("attacks", total=len(eps_sorted) * len(chain))
+        for eps in eps_sorted:
+            threat = ThreatModel(norm, eps)
+            start = time.perf_counter()
+            robust = robust_prev.clone()
+            steps, cumulative = [], []
+            spent = torch.zeros(n, dtype=torch.int64)  # queries at this epsilon, summed over the cascade
+            eps0_pred = None  # eps 0: the second clean pass's predictions where they differ from the first
+            if eps == 0:  # nothing to attack: a second clean pass checks that the model's answers reproduce
+                eps0_pred = best_pred.clone()
+                again = _clean_logits(model, x, batch_size or 256).argmax(1)
+                changed = robust & (again != y.cpu())
+                robust &= ~changed  # this epsilon only (eps0-mismatch flag); later ones start from robust_prev
+                eps0_pred[changed] = again[changed]
+            for k, attack in enumerate(chain):
+                bar.update(task, description=f"{attack.name} {threat}")
+                idx = (robust & attackable).nonzero().flatten()
+                step = _empty_result(x_cpu, y.cpu(), pred, targets, threat, attack)
+                if idx.numel() and eps > 0:
+                    warm = None
+                    if warm_start and attack.supports_start and last_adv[k] is not None:
+                        warm = jittered_start(last_adv[k][idx].to(x.device), norm, eps - prev_eps, seed)
+                    sub = attack(model, x[idx.to(x.device)], y[idx.to(y.device)], threat,
+                                 targets=targets[idx].to(x.device) if targeted else None,
+                                 seed=seed, batch_size=batch_size, clean_logits=logits[idx], start=warm)
+                    if warm_start and attack.supports_start:
+                        if last_adv[k] is None:
+                            last_adv[k] = x_cpu.clone()
+                        last_adv[k][idx] = sub.x_adv.cpu()
+                    hit = sub.success.cpu()
+                    step.success[idx] = hit
+                    step.x_adv[idx] = sub.x_adv.cpu()
+                    step.pred_adv[idx] = sub.pred_adv.cpu()
+                    step.perturbation_norm[idx] = sub.perturbation_norm.cpu()
+                    step.queries[idx] = sub.queries.cpu()
+                    step.elapsed_s = sub.elapsed_s
+                    newly = idx[hit]
+                    robust[newly] = False
+                    broken_by[newly] = k
+                    best_x[newly] = sub.x_adv.cpu()[hit]
+                    best_pred[newly] = sub.pred_adv.cpu()[hit]
+                    best_norm[newly] = sub.perturbation_norm.cpu()[hit]
+                    spent[idx] += sub.queries.cpu()
+                steps.append(step)
+                cumulative.append(float(robust.float().mean()))
+                bar.advance(task)
+            outcomes.append(EpsOutcome(eps, steps, robust.clone(), broken_by.clone(), best_x.clone(),
+                                       eps0_pred if eps0_pred is not None else best_pred.clone(),
+                                       best_norm.clone(), spent, cumulative,
+                                       time.perf_counter() - start))
+            if eps > 0:
+                robust_prev = robust
+            prev_eps = eps
+    return outcomes
+
+
+def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
+    """Flags read off the cascade: weaker attacks beating stronger ones, and the curve's shape."""
+    flags = curve_flags(ev.norm, ev.eps_list, [float(o.robust.float().mean()) for o in ev.outcomes],
+                        ev.clean_accuracy, ev.num_classes, input_numel)
+    iterative_seen = False
+    white_seen = False
+    # broken_by accumulates over the growing ball: count only the points broken at each eps itself
+    before = [ev.attackable] + [o.robust for o in ev.outcomes[:-1]]
+    for k, attack in enumerate(ev.attacks):
+        for o, robust_before in zip(ev.outcomes, before):
+            new = int(((o.broken_by == k) & robust_before).sum()) if o.eps > 0 else 0
+            if (attack.kind in ("score", "decision") and white_seen and new
+                    and not any(f.code == "black-box-beats-white-box" and f.eps == o.eps for f in flags)):
+                flags.append(flag("black-box-beats-white-box", f"{attack.name} broke {new} more points", o.eps))
+            if attack.name == "fgsm" and iterative_seen and new > SINGLE_STEP_TOLERANCE * ev.labels.numel():
+                flags.append(flag("single-step-beats-iterative", f"fgsm broke {new} more points", o.eps))
+        if attack.kind == "white-box":
+            white_seen = True
+            if attack.name != "fgsm":
+                iterative_seen = True
+    return flags
+
+
+def evaluate_all_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                         attack: str | Attack = "pgd", *, seed: int = 0,
+                         batch_size: int | None = 256, clean_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Targeted success matrix (true class x target class) for target policy ``all``.
+
+    Entry [i, j] is the fraction of correctly classified points of class i that the attack moved to class j
+    (NaN on the diagonal and where class i has no correctly classified points). ``clean_logits`` (N x K), when
+    the caller has them (e.g. one pass for several epsilons), save the clean forward pass.
+    """
+    attack = attack if isinstance(attack, Attack) else get_attack(attack)
+    if not attack.supports_targeted:
+        raise ValueError(f"attack {attack.name!r} does not support targets")
+    dev = model_device(model, x)
+    x, y = x.to(dev), y.to(dev)
+    y_cpu = y.cpu()
+    with eval_mode(model):  # the clean pass too: a model left in train mode must not update batch-norm stats
+        logits = clean_logits if clean_logits is not None else _clean_logits(model, x, batch_size or 256)
+        num_classes = logits.shape[1]
+        matrix = torch.full((num_classes, num_classes), float("nan"))
+        for target_class in all_targets(num_classes):
+            targets = torch.full_like(y, int(target_class))
+            result = attack(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size,
+                            clean_logits=logits)
+            ok = result.clean_correct.cpu() & (y_cpu != int(target_class))
+            for i in range(num_classes):
+                sel = ok & (y_cpu == i)
+                if sel.any():
+                    matrix[i, int(target_class)] = result.success.cpu()[sel].float().mean()
+    return matrix
+
+
+def model_device(model: nn.Module, x: torch.Tensor) -> torch.device:
+    """The device of ``model``'s first parameter or buffer; ``x``'s device for a model that has neither."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else x.device
+
+
+__all__ = ["ATTACKS", "Evaluation", "EpsOutcome", "SUITES", "evaluate", "evaluate_all_targets",
+           "resolve_attacks"]

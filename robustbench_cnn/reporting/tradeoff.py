@@ -1,0 +1,121 @@
+"""The clean/robust trade-off table of the defended models in a store (one row per checkpoint).
+
+A *defended* checkpoint is one whose card names a threat model (``rbc defend`` always records it;
+``rbc train`` does not). The table reads only model cards: training cost and clean accuracy from the
+card, the last-epoch PGD accuracy from ``extra["pgd_accuracy"]`` (written by ``defend``), and the
+standard-suite robust accuracy from ``extra["suite_robust_accuracy"]`` when an evaluation recorded it
+there (a float at the card's threat, or a mapping ``{"linf:0.3": 0.91, ...}``), else NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from robustbench_cnn.store import ModelCard, list_checkpoints, read_card, resolve_checkpoint, update_card
+from robustbench_cnn.core.types import ThreatModel
+
+#: Where an evaluation records the robust accuracy of the standard suite in a model card's ``extra``.
+SUITE_ROBUST_KEY = "suite_robust_accuracy"
+
+#: Columns and dtypes of the trade-off table.
+TRADEOFF_COLUMNS: dict[str, str] = {
+    "checkpoint": "string", "defense": "string", "architecture": "string", "dataset": "string",
+    "threat": "string", "epochs": "int64", "train_time_s": "float64", "epoch_time_s": "float64",
+    "clean_accuracy": "float64", "pgd_accuracy": "float64", "pgd_steps": "Int64", "pgd_n": "Int64",
+    "suite_robust_accuracy": "float64", "guard_fired": "boolean", "guard_restored_epoch": "Int64", "seed": "int64",
+    "created": "string",
+}
+
+
+def _float(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def _suite_accuracy(card: ModelCard) -> float:
+    value = card.extra.get(SUITE_ROBUST_KEY)
+    if isinstance(value, dict):
+        value = value.get(card.threat or "", value.get(_threat_key(card.threat)))
+    return _float(value)
+
+
+def _row(card: ModelCard) -> dict[str, Any]:
+    extra = card.extra or {}
+    monitor = extra.get("pgd_monitor") or {}
+    guard = (extra.get("defense_report") or {}).get("guard")
+    return {
+        "checkpoint": card.name, "defense": card.recipe, "architecture": card.arch, "dataset": card.dataset,
+        "threat": card.threat, "epochs": int(card.epochs), "train_time_s": _float(card.train_time_s),
+        "epoch_time_s": _float(extra.get("epoch_time_s")), "clean_accuracy": _float(card.clean_accuracy),
+        "pgd_accuracy": _float(extra.get("pgd_accuracy")), "pgd_steps": monitor.get("steps"),
+        "pgd_n": monitor.get("n"), "suite_robust_accuracy": _suite_accuracy(card),
+        "guard_fired": None if guard is None else bool(guard.get("fired")),
+        "guard_restored_epoch": None if guard is None else guard.get("restored_epoch"), "seed": int(card.seed),
+        "created": card.created,
+    }
+
+
+def record_suite_accuracy(checkpoint: str | os.PathLike, summary: pd.DataFrame,
+                          store: str | os.PathLike | None = None, suite: str = "standard") -> dict[str, float]:
+    """Record the untargeted worst-case robust accuracy of ``suite`` from a run's ``summary`` in the card of
+    ``checkpoint`` (``extra["suite_robust_accuracy"]``, one entry per ``norm:eps``), where the trade-off table
+    reads it. Returns what was recorded (empty when the summary holds no such rows)."""
+    rows = summary[(summary["suite"] == suite) & (~summary["targeted"].astype(bool))]
+    if rows["attack"].eq("worst-case").any():
+        rows = rows[rows["attack"] == "worst-case"]
+    elif len(rows):
+        rows = rows[rows["attack"] == rows["attack"].iloc[-1]]  # a one-attack suite: its own rows
+    if not len(rows):
+        return {}
+    folder = resolve_checkpoint(checkpoint, store)
+    card = read_card(folder)
+    recorded = {_threat_key(f"{r.norm}:{r.eps}"): float(r.robust_acc) for r in rows.itertuples()}
+    previous = card.extra.get(SUITE_ROBUST_KEY)
+    merged = dict(previous) if isinstance(previous, dict) else {}
+    if isinstance(previous, (int, float)) and not isinstance(previous, bool) and card.threat:
+        merged[_threat_key(card.threat)] = float(previous)  # the float form: at the card's threat
+    merged.update(recorded)
+    card.extra[SUITE_ROBUST_KEY] = merged
+    card.extra["suite_eval"] = {"suite": suite, "n": int(rows["n"].iloc[0]), "seed": int(rows["seed"].iloc[0])}
+    update_card(folder, card)
+    return recorded
+
+
+def _threat_key(threat: str | None) -> str:
+    """The canonical ``str(ThreatModel)`` form (``linf:0.30`` -> ``linf:0.3``, ``linf:0.0313725...`` ->
+    ``linf:8/255``), so a card's threat and a summary's norm and eps name the same entry."""
+    try:
+        return str(ThreatModel.parse(threat or ""))
+    except ValueError:
+        return threat or ""
+
+
+def tradeoff_table(store: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per defended checkpoint of ``store`` (see :data:`TRADEOFF_COLUMNS`), sorted by
+    dataset, threat, architecture and defense."""
+    rows = [_row(card) for card in list_checkpoints(store) if card.threat]
+    frame = pd.DataFrame(rows, columns=list(TRADEOFF_COLUMNS)).astype(TRADEOFF_COLUMNS)
+    return frame.sort_values(["dataset", "threat", "architecture", "defense", "checkpoint"],
+                             ignore_index=True)
+
+
+def write_tradeoff_table(store: str | os.PathLike | None, path: str | os.PathLike) -> pd.DataFrame:
+    """Write :func:`tradeoff_table` to ``path`` (parquet, or CSV when the name ends in ``.csv``)."""
+    frame = tradeoff_table(store)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return frame

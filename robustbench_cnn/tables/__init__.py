@@ -1,0 +1,1 @@
+"""Results tables: long-format pandas tables, written cell by cell, atomically."""

@@ -1,0 +1,245 @@
+"""Results tables: long-format pandas tables with explicit dtypes, written cell by cell, atomically.
+
+A run folder ``results/<run-id>/`` holds:
+
+- ``cells/<cell-id>.summary.parquet`` and ``cells/<cell-id>.samples.parquet``: one pair per finished cell,
+  each written to a temporary file and renamed into place, so a killed run leaves whole cells only;
+- ``summary.parquet``: one row per model x attack x threat x eps (the concatenation of the cells);
+- ``samples.parquet``: one row per sample x attack x eps;
+- ``run.json``: the command and the configuration.
+
+Resuming (``RunStore.has_cell``) skips finished cells; rebuilding the tables from the cell files means a
+resumed run has exactly the rows of an uninterrupted one: none lost, none duplicated.
+This module knows nothing of attacks: it stores plain rows.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from robustbench_cnn.core.errors import RbcError
+
+SCHEMA_VERSION = 1
+
+#: Summary columns and their dtypes (pandas extension dtypes, so missing values stay typed).
+SUMMARY_SCHEMA: dict[str, str] = {
+    "schema_version": "Int64",
+    "run_id": "string",
+    "cell_id": "string",
+    "model": "string",
+    "checkpoint_sha256": "string",
+    "arch": "string",
+    "dataset": "string",
+    "split": "string",
+    "n": "Int64",
+    "defense": "string",
+    "suite": "string",
+    "attack": "string",
+    "attack_kind": "string",
+    "attack_params": "string",
+    "targeted": "boolean",
+    "target_policy": "string",
+    "norm": "string",
+    "eps": "Float64",
+    "clean_acc": "Float64",
+    "robust_acc": "Float64",
+    "success_rate": "Float64",
+    "mean_norm": "Float64",
+    "median_norm": "Float64",
+    "mean_queries": "Float64",
+    "total_queries": "Int64",
+    "seed": "Int64",
+    "device": "string",
+    "elapsed_s": "Float64",
+    "flags": "string",
+    "versions": "string",
+    "git_sha": "string",
+    "timestamp": "string",
+}
+
+SAMPLES_SCHEMA: dict[str, str] = {
+    "run_id": "string",
+    "cell_id": "string",
+    "model": "string",
+    "dataset": "string",
+    "attack": "string",
+    "norm": "string",
+    "eps": "Float64",
+    "sample_id": "Int64",
+    "label": "Int64",
+    "clean_correct": "boolean",
+    "success": "boolean",
+    "robust": "boolean",
+    "perturbation_norm": "Float64",
+    "queries": "Int64",
+    "pred_clean": "Int64",
+    "pred_adv": "Int64",
+    "target": "Int64",
+}
+
+#: Columns that depend on the machine or the moment, not on the computation (excluded from equality checks).
+VOLATILE_COLUMNS = ("run_id", "elapsed_s", "timestamp", "device", "versions", "git_sha")
+
+
+def typed_frame(rows: Iterable[dict[str, Any]], schema: dict[str, str]) -> pd.DataFrame:
+    """A DataFrame with exactly the schema's columns, in order, with its dtypes (missing -> NA)."""
+    frame = pd.DataFrame(list(rows))
+    for col in schema:
+        if col not in frame:
+            frame[col] = pd.NA
+    frame = frame[list(schema)]
+    return frame.astype(schema) if len(frame) else frame.astype(schema)
+
+
+def cell_id(**key: Any) -> str:
+    """A stable, file-system safe id of a cell from its defining key (sorted JSON, hashed)."""
+    text = json.dumps(key, sort_keys=True, default=str)
+    readable = "-".join(str(key[k]) for k in ("model", "suite", "norm") if k in key)
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", readable)[:80]
+    return f"{readable}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def atomic_write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def new_run_id(prefix: str = "run") -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{stamp}-{os.getpid() % 10000:04d}"
+
+
+def run_folder(out: str | os.PathLike | None, resume: bool, prefix: str = "run") -> Path:
+    """The run folder: ``out``, or a new ``results/<prefix>-<time>-<pid>``. Resuming needs ``out`` (a new
+    folder would silently start afresh), so ``resume`` without it is an error."""
+    if out:
+        return Path(out)
+    if resume:
+        raise RbcError("--resume needs the run folder to continue: pass --out (-o) with it")
+    return Path("results") / new_run_id(prefix)
+
+
+class RunStore:
+    """The folder of one run: cells written atomically, tables rebuilt from the cells."""
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.dir = Path(run_dir)
+        self.cells_dir = self.dir / "cells"
+
+    @property
+    def run_id(self) -> str:
+        return self.dir.name
+
+    def check_fresh(self, resume: bool) -> None:
+        """Refuse a run folder that already holds cells unless resuming (results are never silently mixed),
+        and a path that cannot be a run folder (an existing file, or a place that cannot be written)."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise RbcError(f"run folder {self.dir} is an existing file: choose another --out")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RbcError(f"cannot create run folder {self.dir}: {exc.strerror or exc}") from None
+        if not os.access(self.dir, os.W_OK):
+            raise RbcError(f"run folder {self.dir} is not writable: choose another --out")
+        if not resume and self.cells_dir.exists() and any(self.cells_dir.iterdir()):
+            raise RbcError(f"run folder {self.dir} already holds results: pass --resume to continue it, "
+                           f"or choose another --out")
+
+    def has_cell(self, cid: str) -> bool:
+        return (self.cells_dir / f"{cid}.summary.parquet").exists()
+
+    def finished_cells(self) -> set[str]:
+        """Ids of the cells whose summary landed (the summary file marks a finished cell)."""
+        if not self.cells_dir.exists():
+            return set()
+        return {f.name[: -len(".summary.parquet")] for f in self.cells_dir.glob("*.summary.parquet")}
+
+    def check_plan(self, planned: Iterable[str], resume: bool) -> None:
+        """Refuse to resume into a folder holding finished cells this run does not plan.
+
+        Such cells come from a different request (other models or weights, epsilons, ``-n``, seed, suite):
+        resuming would put their rows beside the new ones in the same tables. Nothing is deleted; the user
+        reruns the original command or picks another folder."""
+        self.check_fresh(resume)
+        stale = self.finished_cells() - set(planned)
+        if stale:
+            raise RbcError(f"run folder {self.dir} holds {len(stale)} finished cell(s) of a different request "
+                           f"(other models, weights, epsilons, -n, seed or suite): resuming would mix them into "
+                           f"this run's tables; rerun the original command with --resume, or choose another --out")
+
+    def write_cell(self, cid: str, summary: pd.DataFrame, samples: pd.DataFrame | None = None) -> None:
+        """Write one finished cell: samples first, summary last (the summary file marks completion)."""
+        if samples is not None:
+            atomic_write_parquet(samples, self.cells_dir / f"{cid}.samples.parquet")
+        atomic_write_parquet(summary, self.cells_dir / f"{cid}.summary.parquet")
+
+    def _concat(self, kind: str, schema: dict[str, str], cells: Iterable[str] | None = None) -> pd.DataFrame:
+        ids = self.finished_cells()  # only cells whose summary landed; with ``cells``, only those
+        if cells is not None:
+            ids &= set(cells)
+        files = [self.cells_dir / f"{cid}.{kind}.parquet" for cid in sorted(ids)]
+        frames = [pd.read_parquet(f) for f in files if f.exists()]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return typed_frame([], schema)
+        return pd.concat(frames, ignore_index=True).astype(schema)
+
+    def summary(self, cells: Iterable[str] | None = None) -> pd.DataFrame:
+        return self._concat("summary", SUMMARY_SCHEMA, cells)
+
+    def samples(self, cells: Iterable[str] | None = None) -> pd.DataFrame:
+        return self._concat("samples", SAMPLES_SCHEMA, cells)
+
+    def finalize(self, cells: Iterable[str] | None = None) -> tuple[Path, Path]:
+        """(Re)write ``summary.parquet`` and ``samples.parquet`` from the finished cells (only ``cells``,
+        the run's plan, when given)."""
+        cells = list(cells) if cells is not None else None
+        summary_path, samples_path = self.dir / "summary.parquet", self.dir / "samples.parquet"
+        atomic_write_parquet(self.summary(cells), summary_path)
+        atomic_write_parquet(self.samples(cells), samples_path)
+        return summary_path, samples_path
+
+    def write_run_json(self, config: dict[str, Any]) -> Path:
+        path = self.dir / "run.json"
+        atomic_write_text(json.dumps(config, indent=2, sort_keys=True, default=str), path)
+        return path
+
+
+def read_summary(path: str | os.PathLike) -> pd.DataFrame:
+    """A summary table from a run folder or a parquet file, with the schema's dtypes."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "summary.parquet"
+    frame = pd.read_parquet(path)
+    return frame.astype({c: t for c, t in SUMMARY_SCHEMA.items() if c in frame})
+
+
+def comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The deterministic part of a summary, sorted by cell: equal for equal seeds, suites and machines."""
+    cols = [c for c in frame.columns if c not in VOLATILE_COLUMNS]
+    keys = [c for c in ("model", "dataset", "suite", "attack", "norm", "eps", "targeted") if c in cols]
+    return frame[cols].sort_values(keys).reset_index(drop=True)
