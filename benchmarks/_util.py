@@ -20,8 +20,7 @@ def markdown_table(df: pd.DataFrame, float_format: str = ".4f") -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(format(v, float_format) if isinstance(v, float) else str(v)
-                                       for v in row) + " |")
+        lines.append("| " + " | ".join(format(v, float_format) if isinstance(v, float) else str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -62,27 +62,29 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from _util import load_average as _load  # noqa: E402
+from _util import markdown_table, standard_model
 from torch import nn
 
 from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.attacks.functional import eval_mode, make_generator, random_start
 from robustbench_cnn.attacks.input_gradients import fast_input_gradients
+from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.models import build_model
-from robustbench_cnn.core.types import ThreatModel
-from _util import load_average as _load, markdown_table, standard_model  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ contenders
-def make_contenders(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-                    seed: int) -> dict[str, Callable[[], torch.Tensor]]:
+def make_contenders(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, seed: int
+) -> dict[str, Callable[[], torch.Tensor]]:
     """Zero-argument callables, each running one full PGD on the batch and returning the adversarial batch."""
     import foolbox as fb
     import torchattacks
@@ -99,11 +101,24 @@ def make_contenders(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=x.device)
     fb_attack = fb.attacks.LinfPGD(steps=steps, abs_stepsize=alpha, random_start=True)
     ta_attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-    classifier = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                                   nb_classes=int(model(x[:1]).shape[1]), clip_values=(0.0, 1.0),
-                                   device_type="gpu" if x.device.type == "cuda" else "cpu")
-    art_attack = ProjectedGradientDescentPyTorch(classifier, norm=np.inf, eps=eps, eps_step=alpha, max_iter=steps,
-                                                 num_random_init=1, batch_size=x.shape[0], verbose=False)
+    classifier = PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=int(model(x[:1]).shape[1]),
+        clip_values=(0.0, 1.0),
+        device_type="gpu" if x.device.type == "cuda" else "cpu",
+    )
+    art_attack = ProjectedGradientDescentPyTorch(
+        classifier,
+        norm=np.inf,
+        eps=eps,
+        eps_step=alpha,
+        max_iter=steps,
+        num_random_init=1,
+        batch_size=x.shape[0],
+        verbose=False,
+    )
     x_np, y_np = x.cpu().numpy(), y.cpu().numpy()
 
     with torch.no_grad():
@@ -165,11 +180,18 @@ def make_contenders(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
             p.requires_grad_(flag)
         return iterates[-1]
 
-    return {"ours": run_ours, "ours (clean logits known)": run_ours_known,
-            "ours (autograd kernels)": run_ours_autograd, "ours (defaults: early stop)": run_ours_default,
-            "foolbox": run_foolbox, "torchattacks": run_torchattacks,
-            "torchattacks + success": run_torchattacks_success, "art": run_art, "bound": run_bound,
-            "bound (fast kernels)": run_bound_fast}
+    return {
+        "ours": run_ours,
+        "ours (clean logits known)": run_ours_known,
+        "ours (autograd kernels)": run_ours_autograd,
+        "ours (defaults: early stop)": run_ours_default,
+        "foolbox": run_foolbox,
+        "torchattacks": run_torchattacks,
+        "torchattacks + success": run_torchattacks_success,
+        "art": run_art,
+        "bound": run_bound,
+        "bound (fast kernels)": run_bound_fast,
+    }
 
 
 class Probe(nn.Module):
@@ -191,8 +213,9 @@ def _markdown(df: pd.DataFrame) -> str:
     return markdown_table(df, ".4g")
 
 
-def profile_ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, seed: int,
-                 reps: int) -> dict[str, float]:
+def profile_ours(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, seed: int, reps: int
+) -> dict[str, float]:
     """Where one call of ours spends its time: forwards with grad (the steps), forwards without grad (clean
     prediction, PGD's own final check, the base class's re-evaluation), backward + the rest."""
     probe = Probe(model).eval()
@@ -225,17 +248,23 @@ def profile_ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
             one_fb.append(time.process_time() - t)
     med = statistics.median
     total = med(totals)
-    return {"total_cpu_s": total, "forward_calls_with_grad": med(n_grad), "forward_calls_no_grad": med(n_nograd),
-            "forward_with_grad_s": med(fwd_grad), "forward_no_grad_s": med(fwd_nograd),
-            "backward_and_rest_s": total - med(fwd_grad) - med(fwd_nograd),
-            "extra_over_bound_s": total - steps * med(one_fb),
-            "extra_over_bound_in_forwards": (total - steps * med(one_fb)) / med(one_fwd),
-            "one_forward_no_grad_s": med(one_fwd), "one_forward_backward_s": med(one_fb),
-            "bound_equivalent_s": steps * med(one_fb),
-            # A robust accuracy needs one forward at the final iterate beyond the bound's steps x (forward+backward):
-            # the best any contender that reports success can reach against the bound (update step taken as free).
-            "verify_forward_share_of_bound": med(one_fwd) / (steps * med(one_fb)),
-            "ceiling_vs_bound_with_verification": 1.0 / (1.0 + med(one_fwd) / (steps * med(one_fb)))}
+    return {
+        "total_cpu_s": total,
+        "forward_calls_with_grad": med(n_grad),
+        "forward_calls_no_grad": med(n_nograd),
+        "forward_with_grad_s": med(fwd_grad),
+        "forward_no_grad_s": med(fwd_nograd),
+        "backward_and_rest_s": total - med(fwd_grad) - med(fwd_nograd),
+        "extra_over_bound_s": total - steps * med(one_fb),
+        "extra_over_bound_in_forwards": (total - steps * med(one_fb)) / med(one_fwd),
+        "one_forward_no_grad_s": med(one_fwd),
+        "one_forward_backward_s": med(one_fb),
+        "bound_equivalent_s": steps * med(one_fb),
+        # A robust accuracy needs one forward at the final iterate beyond the bound's steps x (forward+backward):
+        # the best any contender that reports success can reach against the bound (update step taken as free).
+        "verify_forward_share_of_bound": med(one_fwd) / (steps * med(one_fb)),
+        "ceiling_vs_bound_with_verification": 1.0 / (1.0 + med(one_fwd) / (steps * med(one_fb))),
+    }
 
 
 # ------------------------------------------------------------------------------------------------- the curve
@@ -274,15 +303,19 @@ def run_curve(args: argparse.Namespace, eps_text: str) -> pd.DataFrame:
         _, _, success = fb_attack(fmodel, x, y, epsilons=eps_list)
         return [float((clean_correct & ~s).float().mean()) for s in success]
 
-    contenders = {"ours: evaluate(pgd, 8 eps)": ours_eval, "ours: Attack.robustness_curve": ours_curve,
-                  "ours: evaluate, fresh random starts": ours_eval_fresh, "foolbox: attack(epsilons=8)": foolbox_multi}
+    contenders = {
+        "ours: evaluate(pgd, 8 eps)": ours_eval,
+        "ours: Attack.robustness_curve": ours_curve,
+        "ours: evaluate, fresh random starts": ours_eval_fresh,
+        "foolbox: attack(epsilons=8)": foolbox_multi,
+    }
     wall: dict[str, list[float]] = {k: [] for k in contenders}
     cpu: dict[str, list[float]] = {k: [] for k in contenders}
     accs: dict[str, list[list[float]]] = {k: [] for k in contenders}
     loads: list[str] = []
     names = list(contenders)
     for rep in range(args.curve_reps):  # seed args.seed + rep for every contender: accuracy spread over seeds
-        for k in names[rep % len(names):] + names[:rep % len(names)]:
+        for k in names[rep % len(names) :] + names[: rep % len(names)]:
             t, c = time.perf_counter(), time.process_time()
             accs[k].append(contenders[k](args.seed + rep))
             wall[k].append(time.perf_counter() - t)
@@ -292,14 +325,23 @@ def run_curve(args: argparse.Namespace, eps_text: str) -> pd.DataFrame:
     rows = []
     for k in names:
         per_eps = list(zip(*accs[k]))
-        rows.append({"contender": k, "median_wall_s": statistics.median(wall[k]),
-                     "median_cpu_s": statistics.median(cpu[k]),
-                     "speedup_wall": statistics.median(wall[fb]) / statistics.median(wall[k]),
-                     "speedup_cpu": statistics.median(cpu[fb]) / statistics.median(cpu[k]),
-                     **{f"ra@{e:g}": statistics.mean(a) for e, a in zip(eps_list, per_eps)},
-                     **{f"range@{e:g}": f"{min(a):.3f}-{max(a):.3f}" for e, a in zip(eps_list, per_eps)},
-                     "runs_wall_s": " ".join(f"{t:.2f}" for t in wall[k]), "seeds": args.curve_reps,
-                     "n": len(y), "steps": args.steps, "eps_list": eps_text, "load_avg": loads[-1]})
+        rows.append(
+            {
+                "contender": k,
+                "median_wall_s": statistics.median(wall[k]),
+                "median_cpu_s": statistics.median(cpu[k]),
+                "speedup_wall": statistics.median(wall[fb]) / statistics.median(wall[k]),
+                "speedup_cpu": statistics.median(cpu[fb]) / statistics.median(cpu[k]),
+                **{f"ra@{e:g}": statistics.mean(a) for e, a in zip(eps_list, per_eps)},
+                **{f"range@{e:g}": f"{min(a):.3f}-{max(a):.3f}" for e, a in zip(eps_list, per_eps)},
+                "runs_wall_s": " ".join(f"{t:.2f}" for t in wall[k]),
+                "seeds": args.curve_reps,
+                "n": len(y),
+                "steps": args.steps,
+                "eps_list": eps_text,
+                "load_avg": loads[-1],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -324,21 +366,31 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--eps", type=float, default=0.3)
-    parser.add_argument("--params", choices=["frozen", "trainable"], default="frozen",
-                        help="frozen: requires_grad off for every contender; trainable: the model as training leaves "
-                             "it (ours freezes the parameters itself during an attack, the libraries do not)")
+    parser.add_argument(
+        "--params",
+        choices=["frozen", "trainable"],
+        default="frozen",
+        help="frozen: requires_grad off for every contender; trainable: the model as training leaves "
+        "it (ours freezes the parameters itself during an attack, the libraries do not)",
+    )
     parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions (after a warm-up)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--input", choices=["noise", "mnist"], default="noise",
-                        help="noise: uniform noise through a randomly initialised --model; mnist: the first --batch "
-                             "clean-correct MNIST test images through the trained --curve-model")
+    parser.add_argument(
+        "--input",
+        choices=["noise", "mnist"],
+        default="noise",
+        help="noise: uniform noise through a randomly initialised --model; mnist: the first --batch "
+        "clean-correct MNIST test images through the trained --curve-model",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--curve-model", default="mnist/lenet5-standard")
     parser.add_argument("--curve-n", type=int, default=1000)
-    parser.add_argument("--curve-eps", default="0.0375,0.075,0.1125,0.15,0.1875,0.225,0.2625,0.3;"
-                        "0.02,0.04,0.06,0.08,0.1,0.12,0.14,0.16",
-                        help="8 comma-separated epsilons; several lists separated by ';' (one curve each)")
+    parser.add_argument(
+        "--curve-eps",
+        default="0.0375,0.075,0.1125,0.15,0.1875,0.225,0.2625,0.3;0.02,0.04,0.06,0.08,0.1,0.12,0.14,0.16",
+        help="8 comma-separated epsilons; several lists separated by ';' (one curve each)",
+    )
     parser.add_argument("--curve-reps", type=int, default=3)
     parser.add_argument("--no-curve", action="store_true")
     parser.add_argument("--store", default=None)
@@ -355,8 +407,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         model, x, y = model.to(device).eval(), x.to(device), y.to(device)
         args.model, args.channels, args.size = args.curve_model, x.shape[1], x.shape[-1]
     else:
-        model = build_model(args.model, in_channels=args.channels, num_classes=10, input_size=args.size,
-                            mean=[0.5] * args.channels, std=[0.5] * args.channels).to(device).eval()
+        model = (
+            build_model(
+                args.model,
+                in_channels=args.channels,
+                num_classes=10,
+                input_size=args.size,
+                mean=[0.5] * args.channels,
+                std=[0.5] * args.channels,
+            )
+            .to(device)
+            .eval()
+        )
         gen = torch.Generator().manual_seed(args.seed)
         x = torch.rand(args.batch, args.channels, args.size, args.size, generator=gen).to(device)
         with torch.no_grad():
@@ -376,7 +438,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     cpu: dict[str, list[float]] = {k: [] for k in names}
     loads = []
     for rep in range(args.reps):
-        for k in names[rep % len(names):] + names[:rep % len(names)]:
+        for k in names[rep % len(names) :] + names[: rep % len(names)]:
             torch.manual_seed(args.seed + rep)
             t, c = time.perf_counter(), time.process_time()
             contenders[k]()
@@ -391,16 +453,32 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     fastest_c = min(libs, key=lambda k: med_c[k])
     rows = []
     for k in names:
-        rows.append({"contender": k, "robust_acc": robust_acc[k], "img_steps_per_cpu_s": work / med_c[k], "img_steps_per_wall_s": work / med_w[k],
-                     "median_cpu_s": med_c[k], "median_wall_s": med_w[k],
-                     "wall_min_max_s": f"{min(wall[k]):.2f}-{max(wall[k]):.2f}",
-                     "vs_bound_cpu": med_c["bound"] / med_c[k], "vs_bound_wall": med_w["bound"] / med_w[k],
-                     "vs_fast_bound_cpu": med_c["bound (fast kernels)"] / med_c[k],
-                     "vs_fastest_lib_cpu": med_c[fastest_c] / med_c[k],
-                     "vs_fastest_lib_wall": med_w[fastest_w] / med_w[k], "model": args.model, "input": args.input,
-                     "shape": f"{args.channels}x{args.size}x{args.size}", "batch": len(y), "steps": args.steps,
-                     "reps": args.reps, "params": args.params, "threads": args.threads, "device": str(device),
-                     "load_avg_first_last": f"{loads[0]} | {loads[-1]}"})
+        rows.append(
+            {
+                "contender": k,
+                "robust_acc": robust_acc[k],
+                "img_steps_per_cpu_s": work / med_c[k],
+                "img_steps_per_wall_s": work / med_w[k],
+                "median_cpu_s": med_c[k],
+                "median_wall_s": med_w[k],
+                "wall_min_max_s": f"{min(wall[k]):.2f}-{max(wall[k]):.2f}",
+                "vs_bound_cpu": med_c["bound"] / med_c[k],
+                "vs_bound_wall": med_w["bound"] / med_w[k],
+                "vs_fast_bound_cpu": med_c["bound (fast kernels)"] / med_c[k],
+                "vs_fastest_lib_cpu": med_c[fastest_c] / med_c[k],
+                "vs_fastest_lib_wall": med_w[fastest_w] / med_w[k],
+                "model": args.model,
+                "input": args.input,
+                "shape": f"{args.channels}x{args.size}x{args.size}",
+                "batch": len(y),
+                "steps": args.steps,
+                "reps": args.reps,
+                "params": args.params,
+                "threads": args.threads,
+                "device": str(device),
+                "load_avg_first_last": f"{loads[0]} | {loads[-1]}",
+            }
+        )
     df = pd.DataFrame(rows)
     prof = profile_ours(model, x, y, args.eps, args.steps, args.seed, reps=max(3, args.reps // 2))
     prof["load_avg"] = _load()
@@ -409,34 +487,60 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out.with_suffix(".parquet"), index=False)
     df.to_csv(out.with_suffix(".csv"), index=False)
-    shown = df[["contender", "robust_acc", "img_steps_per_cpu_s", "img_steps_per_wall_s", "median_cpu_s", "median_wall_s",
-                "wall_min_max_s", "vs_bound_cpu", "vs_bound_wall", "vs_fast_bound_cpu", "vs_fastest_lib_cpu",
-                "vs_fastest_lib_wall"]]
+    shown = df[
+        [
+            "contender",
+            "robust_acc",
+            "img_steps_per_cpu_s",
+            "img_steps_per_wall_s",
+            "median_cpu_s",
+            "median_wall_s",
+            "wall_min_max_s",
+            "vs_bound_cpu",
+            "vs_bound_wall",
+            "vs_fast_bound_cpu",
+            "vs_fastest_lib_cpu",
+            "vs_fastest_lib_wall",
+        ]
+    ]
     cmd = "python benchmarks/attack_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     verdicts = []
     for label, med, fastest in (("CPU time", med_c, fastest_c), ("wall time", med_w, fastest_w)):
         for who in ("ours", "ours (clean logits known)", "ours (autograd kernels)", "ours (defaults: early stop)"):
-            verdicts += [f"- {label}: {who} >= fastest library ({fastest}): "
-                         f"{'yes' if med[who] <= med[fastest] else 'NO'} ({med[fastest] / med[who]:.3f}); "
-                         f">= torchattacks + success: {med['torchattacks + success'] / med[who]:.3f}; "
-                         f">= 0.95 x bound: {'yes' if med['bound'] / med[who] >= 0.95 else 'NO'} "
-                         f"({med['bound'] / med[who]:.3f}); vs bound (fast kernels): "
-                         f"{med['bound (fast kernels)'] / med[who]:.3f}"]
-    text = [f"# PGD throughput ({args.model} {args.channels}x{args.size}x{args.size}, {args.input} batch of {len(y)}, "
-            f"{args.steps} steps, parameters {args.params}, {args.threads} thread(s), {device}, "
-            f"{platform.processor() or platform.machine()})",
-            "", f"`{cmd.strip()}`", "",
-            "CPU time is the process's (time.process_time, 1 thread): on a shared machine it does not count the time "
-            "spent waiting for a core, so it is the steadier figure; wall time is shown beside it.", "",
-            _markdown(shown), f"load average (1/5/15 min) at first and last round: {loads[0]} | {loads[-1]}", "",
-            *verdicts, "",
-            "The early-stop row does fewer gradient steps wherever a point breaks before the last step (work saved, "
-            "not a faster kernel); the equal-work rows are the kernel-efficiency figures. 'ours (clean logits known)' "
-            "beats the autograd bound where the model's first layer takes the faster input-gradient kernel "
-            "(attacks/input_gradients.py, same gradient up to float rounding); 'ours (autograd kernels)' is the same "
-            "work without it.", "",
-            "## Profile of ours (one call, CPU seconds, medians)", "",
-            "\n".join(f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in prof.items()), ""]
+            verdicts += [
+                f"- {label}: {who} >= fastest library ({fastest}): "
+                f"{'yes' if med[who] <= med[fastest] else 'NO'} ({med[fastest] / med[who]:.3f}); "
+                f">= torchattacks + success: {med['torchattacks + success'] / med[who]:.3f}; "
+                f">= 0.95 x bound: {'yes' if med['bound'] / med[who] >= 0.95 else 'NO'} "
+                f"({med['bound'] / med[who]:.3f}); vs bound (fast kernels): "
+                f"{med['bound (fast kernels)'] / med[who]:.3f}"
+            ]
+    text = [
+        f"# PGD throughput ({args.model} {args.channels}x{args.size}x{args.size}, {args.input} batch of {len(y)}, "
+        f"{args.steps} steps, parameters {args.params}, {args.threads} thread(s), {device}, "
+        f"{platform.processor() or platform.machine()})",
+        "",
+        f"`{cmd.strip()}`",
+        "",
+        "CPU time is the process's (time.process_time, 1 thread): on a shared machine it does not count the time "
+        "spent waiting for a core, so it is the steadier figure; wall time is shown beside it.",
+        "",
+        _markdown(shown),
+        f"load average (1/5/15 min) at first and last round: {loads[0]} | {loads[-1]}",
+        "",
+        *verdicts,
+        "",
+        "The early-stop row does fewer gradient steps wherever a point breaks before the last step (work saved, "
+        "not a faster kernel); the equal-work rows are the kernel-efficiency figures. 'ours (clean logits known)' "
+        "beats the autograd bound where the model's first layer takes the faster input-gradient kernel "
+        "(attacks/input_gradients.py, same gradient up to float rounding); 'ours (autograd kernels)' is the same "
+        "work without it.",
+        "",
+        "## Profile of ours (one call, CPU seconds, medians)",
+        "",
+        "\n".join(f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in prof.items()),
+        "",
+    ]
     if not args.no_curve:
         curves = []
         for k, eps_text in enumerate(e for e in args.curve_eps.split(";") if e.strip()):
@@ -444,21 +548,30 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             curves.append(curve.assign(curve=k))
             fb_row = curve[curve.contender.str.startswith("foolbox")].iloc[0]
             ra_cols = [c for c in curve.columns if c.startswith("ra@")]
-            shown_curve = curve[["contender", "median_wall_s", "median_cpu_s", "speedup_wall", "speedup_cpu", *ra_cols,
-                                 "load_avg"]]
+            shown_curve = curve[
+                ["contender", "median_wall_s", "median_cpu_s", "speedup_wall", "speedup_cpu", *ra_cols, "load_avg"]
+            ]
             ranges = curve[["contender", *[c for c in curve.columns if c.startswith("range@")]]]
-            text += [f"## 8-epsilon curve {k + 1}: eps {eps_text.strip()} ({args.curve_model}, n={args.curve_n}, "
-                     f"PGD-{args.steps}, rel step 2.5/{args.steps}, random start; robust accuracy: mean over "
-                     f"{args.curve_reps} seeds)", "", _markdown(shown_curve), "robust accuracy range over the seeds:",
-                     "", _markdown(ranges)]
+            text += [
+                f"## 8-epsilon curve {k + 1}: eps {eps_text.strip()} ({args.curve_model}, n={args.curve_n}, "
+                f"PGD-{args.steps}, rel step 2.5/{args.steps}, random start; robust accuracy: mean over "
+                f"{args.curve_reps} seeds)",
+                "",
+                _markdown(shown_curve),
+                "robust accuracy range over the seeds:",
+                "",
+                _markdown(ranges),
+            ]
             for _, r in curve.iterrows():
                 if r.contender.startswith("ours"):
                     worse = [f"{c} (+{r[c] - fb_row[c]:.4f})" for c in ra_cols if r[c] > fb_row[c] + 1e-12]
                     ok3 = "yes" if min(r.speedup_cpu, r.speedup_wall) >= 3 else "NO"
-                    text.append(f"- {r.contender}: {r.speedup_cpu:.2f}x (CPU) / {r.speedup_wall:.2f}x (wall) cheaper "
-                                f"than foolbox (target >= 3x: {ok3}); "
-                                f"mean robust accuracy <= foolbox's at every eps: "
-                                f"{'yes' if not worse else 'NO: ' + ', '.join(worse)}")
+                    text.append(
+                        f"- {r.contender}: {r.speedup_cpu:.2f}x (CPU) / {r.speedup_wall:.2f}x (wall) cheaper "
+                        f"than foolbox (target >= 3x: {ok3}); "
+                        f"mean robust accuracy <= foolbox's at every eps: "
+                        f"{'yes' if not worse else 'NO: ' + ', '.join(worse)}"
+                    )
             text.append("")
         all_curves = pd.concat(curves, ignore_index=True)
         all_curves.to_parquet(out.with_name(out.name + "_curve.parquet"), index=False)

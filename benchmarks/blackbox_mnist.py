@@ -32,17 +32,17 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _util import markdown_table  # noqa: E402
 
 from robustbench_cnn.attacks.blackbox import random_noise_attack, train_substitute, transfer_attack
 from robustbench_cnn.commands.errors import parse_key_values
-from robustbench_cnn.data import load_split
 from robustbench_cnn.core.devices import resolve_device
 from robustbench_cnn.core.errors import CheckpointError
+from robustbench_cnn.core.types import Norm, ThreatModel
+from robustbench_cnn.data import load_split
 from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import TrainConfig, accuracy
-from robustbench_cnn.core.types import Norm, ThreatModel
 from robustbench_cnn.workflows import train_model
-from _util import markdown_table  # noqa: E402
 
 PAPER = {("fgsm", 0.3): 84.24}  # % of the substitute's FGSM examples misclassified by the MNIST oracle
 ATTACKS = {"fgsm": {}, "pgd": {"steps": 40}, "mi-fgsm": {"steps": 10}}
@@ -51,17 +51,28 @@ ATTACKS = {"fgsm": {}, "pgd": {"steps": 40}, "mi-fgsm": {"steps": 10}}
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-arch", default="smallcnn")
-    parser.add_argument("--target", default=None,
-                        help="a store checkpoint to attack instead (e.g. an adversarially trained model)")
+    parser.add_argument(
+        "--target", default=None, help="a store checkpoint to attack instead (e.g. an adversarially trained model)"
+    )
     parser.add_argument("--attacks", default="fgsm,pgd,mi-fgsm", help=f"subset of {','.join(ATTACKS)}")
     parser.add_argument("--epochs", type=int, default=2, help="target training epochs (when trained here)")
-    parser.add_argument("--target-arch-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="architecture option of the target trained here, e.g. classic=true (LeNet-5 with tanh "
-                             "and average pooling); the checkpoint is tagged with --target-tag")
+    parser.add_argument(
+        "--target-arch-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture option of the target trained here, e.g. classic=true (LeNet-5 with tanh "
+        "and average pooling); the checkpoint is tagged with --target-tag",
+    )
     parser.add_argument("--target-tag", default=None, help="tag of the target checkpoint (mnist/ARCH-standard-TAG)")
     parser.add_argument("--substitute-arch", default="lenet5")
-    parser.add_argument("--substitute-arch-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="architecture option of the substitute, e.g. classic=true")
+    parser.add_argument(
+        "--substitute-arch-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture option of the substitute, e.g. classic=true",
+    )
     parser.add_argument("--budget", type=int, default=6400)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--epochs-per-round", type=int, default=10)
@@ -96,16 +107,36 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             raise
         print(f"target {name}: training {args.epochs} epochs", flush=True)
         config = TrainConfig.for_dataset("mnist", epochs=args.epochs, device=str(device), seed=args.seed)
-        trained = train_model(args.target_arch, "mnist", config, store=args.store, data_dir=args.data_dir,
-                              tag=args.target_tag, arch_kwargs=target_kwargs or None, progress=False)
+        trained = train_model(
+            args.target_arch,
+            "mnist",
+            config,
+            store=args.store,
+            data_dir=args.data_dir,
+            tag=args.target_tag,
+            arch_kwargs=target_kwargs or None,
+            progress=False,
+        )
         target, card = trained.model.to(device).eval(), trained.card
         print(f"target {name}: clean accuracy {card.clean_accuracy:.4f} ({card.train_time_s:.0f} s)", flush=True)
 
     t0 = time.perf_counter()
-    sub = train_substitute(target, "mnist", args.substitute_arch, seed_size=150, rounds=args.rounds, lam=0.1,
-                           budget=args.budget, epochs_per_round=args.epochs_per_round, seed=args.seed,
-                           device=str(device), data_dir=args.data_dir, store=args.store, target_name=card.name,
-                           arch_kwargs=substitute_kwargs or None)
+    sub = train_substitute(
+        target,
+        "mnist",
+        args.substitute_arch,
+        seed_size=150,
+        rounds=args.rounds,
+        lam=0.1,
+        budget=args.budget,
+        epochs_per_round=args.epochs_per_round,
+        seed=args.seed,
+        device=str(device),
+        data_dir=args.data_dir,
+        store=args.store,
+        target_name=card.name,
+        arch_kwargs=substitute_kwargs or None,
+    )
     sub_s = time.perf_counter() - t0
     print(sub.history.to_string(index=False), flush=True)
     last = sub.history.iloc[-1]
@@ -119,43 +150,79 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     rows = []
 
     def record(attack: str, res, seconds: float) -> None:
-        rows.append({
-            "attack": attack, "norm": res.threat.norm.value, "eps": float(res.threat.eps), "n": res.n,
-            "attacked": int(res.clean_correct.sum()), "success_rate": res.success_rate,
-            "success_pct": round(100 * res.success_rate, 2),
-            "paper_pct": PAPER.get((attack, round(res.threat.eps, 3)), float("nan")),
-            "target_clean_acc": res.clean_accuracy, "substitute_acc": sub_acc_eval,
-            "agreement": float(last["agreement"]), "substitute_queries": sub.queries,
-            "target_queries": int(res.queries.sum()), "seconds": round(seconds, 1)})
-        print(f"{attack:8s} eps {res.threat.eps:.2f}: transfer success {100 * res.success_rate:6.2f}% "
-              f"({int(res.success.sum())}/{int(res.clean_correct.sum())})", flush=True)
+        rows.append(
+            {
+                "attack": attack,
+                "norm": res.threat.norm.value,
+                "eps": float(res.threat.eps),
+                "n": res.n,
+                "attacked": int(res.clean_correct.sum()),
+                "success_rate": res.success_rate,
+                "success_pct": round(100 * res.success_rate, 2),
+                "paper_pct": PAPER.get((attack, round(res.threat.eps, 3)), float("nan")),
+                "target_clean_acc": res.clean_accuracy,
+                "substitute_acc": sub_acc_eval,
+                "agreement": float(last["agreement"]),
+                "substitute_queries": sub.queries,
+                "target_queries": int(res.queries.sum()),
+                "seconds": round(seconds, 1),
+            }
+        )
+        print(
+            f"{attack:8s} eps {res.threat.eps:.2f}: transfer success {100 * res.success_rate:6.2f}% "
+            f"({int(res.success.sum())}/{int(res.clean_correct.sum())})",
+            flush=True,
+        )
 
     for attack in filter(None, (a.strip() for a in args.attacks.split(","))):
         params = ATTACKS[attack]
         t0 = time.perf_counter()
-        results = transfer_attack(substitute, target, x, y, Norm.LINF, attack, eps_list=eps_list, seed=args.seed,
-                                  attack_params=params, source_names=[sub.card.name], target_name=card.name)
+        results = transfer_attack(
+            substitute,
+            target,
+            x,
+            y,
+            Norm.LINF,
+            attack,
+            eps_list=eps_list,
+            seed=args.seed,
+            attack_params=params,
+            source_names=[sub.card.name],
+            target_name=card.name,
+        )
         for res in results:
             record(attack, res, (time.perf_counter() - t0) / len(results))
     for eps in eps_list:
         t0 = time.perf_counter()
-        record("noise", random_noise_attack(target, x, y, ThreatModel(Norm.LINF, eps), seed=args.seed),
-               time.perf_counter() - t0)
+        record(
+            "noise",
+            random_noise_attack(target, x, y, ThreatModel(Norm.LINF, eps), seed=args.seed),
+            time.perf_counter() - t0,
+        )
 
-    table = pd.DataFrame(rows).astype({"eps": "float64", "n": "int64", "attacked": "int64",
-                                       "success_rate": "float64", "substitute_queries": "int64",
-                                       "target_queries": "int64"})
+    table = pd.DataFrame(rows).astype(
+        {
+            "eps": "float64",
+            "n": "int64",
+            "attacked": "int64",
+            "success_rate": "float64",
+            "substitute_queries": "int64",
+            "target_queries": "int64",
+        }
+    )
     table.insert(0, "target", card.name)
     table.insert(1, "substitute", sub.card.name)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False)
     sub.history.to_parquet(out.with_name(out.stem + "_history.parquet"), index=False)
-    header = (f"# Black-box MNIST (Papernot et al. 2017 setting)\n\ntarget {card.name} (clean accuracy "
-              f"{card.clean_accuracy:.4f}), substitute {sub.card.name}: {sub.queries} label queries, "
-              f"accuracy {sub_acc_eval:.4f} and agreement {float(last['agreement']):.4f} on held-out test "
-              f"images; substitute training {sub_s:.0f} s; total {time.perf_counter() - t_start:.0f} s; "
-              f"torch threads {torch.get_num_threads()}, device {device}.\n\n")
+    header = (
+        f"# Black-box MNIST (Papernot et al. 2017 setting)\n\ntarget {card.name} (clean accuracy "
+        f"{card.clean_accuracy:.4f}), substitute {sub.card.name}: {sub.queries} label queries, "
+        f"accuracy {sub_acc_eval:.4f} and agreement {float(last['agreement']):.4f} on held-out test "
+        f"images; substitute training {sub_s:.0f} s; total {time.perf_counter() - t_start:.0f} s; "
+        f"torch threads {torch.get_num_threads()}, device {device}.\n\n"
+    )
     out.with_suffix(".md").write_text(header + markdown_table(table.drop(columns=["target", "substitute"])))
     print(f"substitute: {sub.queries} queries, accuracy {sub_acc_eval:.4f}; written to {out}", flush=True)
     return table

@@ -38,31 +38,43 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
 from _util import load_average, markdown_table  # noqa: E402
+
 from robustbench_cnn.attacks import get_attack
-from robustbench_cnn.defenses.train import defend
-from robustbench_cnn.data import load_split
 from robustbench_cnn.core.errors import CheckpointError
-from robustbench_cnn.evaluation.engine import evaluate
-from robustbench_cnn.store import load_checkpoint, save_checkpoint
-from robustbench_cnn.reporting.tradeoff import SUITE_ROBUST_KEY, write_tradeoff_table
-from robustbench_cnn.training import TrainConfig, accuracy
 from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.data import load_split
+from robustbench_cnn.defenses.train import defend
+from robustbench_cnn.evaluation.engine import evaluate
+from robustbench_cnn.reporting.tradeoff import SUITE_ROBUST_KEY, write_tradeoff_table
+from robustbench_cnn.store import load_checkpoint, save_checkpoint
+from robustbench_cnn.training import TrainConfig, accuracy
 
 THREAT = "linf:0.3"
 
 #: Per defense: (epochs, training overrides, defense parameters, published clean / PGD / AA, reference).
 RECIPES: dict[str, dict] = {
-    "fgsm-rs": {"epochs": 10, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
-                "params": {"alpha": 0.375},
-                "paper": (98.50, 88.77, 82.93), "reference": "Wong et al. 2020, same net, 10 epochs"},
-    "pgd-at": {"epochs": 5, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
-               "params": {"steps": 10, "eps_ramp": 2.0},
-               "paper": (98.5, 89.3, 88.5), "reference": "Madry et al. 2018, larger net, 83 epochs, PGD-40"},
-    "trades": {"epochs": 4, "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
-               "params": {"steps": 10, "beta": 6.0},
-               "paper": (99.48, math.nan, 92.81), "reference": "Zhang et al. 2019, SmallCNN, 100 epochs"},
+    "fgsm-rs": {
+        "epochs": 10,
+        "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
+        "params": {"alpha": 0.375},
+        "paper": (98.50, 88.77, 82.93),
+        "reference": "Wong et al. 2020, same net, 10 epochs",
+    },
+    "pgd-at": {
+        "epochs": 5,
+        "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
+        "params": {"steps": 10, "eps_ramp": 2.0},
+        "paper": (98.5, 89.3, 88.5),
+        "reference": "Madry et al. 2018, larger net, 83 epochs, PGD-40",
+    },
+    "trades": {
+        "epochs": 4,
+        "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
+        "params": {"steps": 10, "beta": 6.0},
+        "paper": (99.48, math.nan, 92.81),
+        "reference": "Zhang et al. 2019, SmallCNN, 100 epochs",
+    },
 }
 
 
@@ -92,8 +104,18 @@ def train_or_load(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module,
     config = TrainConfig.for_dataset("mnist", epochs=epochs, device="cpu", seed=args.seed, **train)
     start = time.perf_counter()
     params = {**recipe["params"], **args.param.get(name, {})}
-    out = defend(name, "fastcnn", "mnist", THREAT, config, store=args.store, tag=tag, data_dir=args.data_dir,
-                 progress=args.progress, **params)
+    out = defend(
+        name,
+        "fastcnn",
+        "mnist",
+        THREAT,
+        config,
+        store=args.store,
+        tag=tag,
+        data_dir=args.data_dir,
+        progress=args.progress,
+        **params,
+    )
     return out.model.eval(), out.card, time.perf_counter() - start
 
 
@@ -118,8 +140,17 @@ def evaluate_model(name: str, model: torch.nn.Module, card, wall_s: float, args:
 
     t = time.perf_counter()
     idx = sample(args.aa_n)
-    ev = evaluate(model, test.x[idx], test.y[idx], "linf", [0.3], "standard", seed=args.seed,
-                  batch_size=500, progress=args.progress)
+    ev = evaluate(
+        model,
+        test.x[idx],
+        test.y[idx],
+        "linf",
+        [0.3],
+        "standard",
+        seed=args.seed,
+        batch_size=500,
+        progress=args.progress,
+    )
     suite_s = time.perf_counter() - t
     outcome = ev.outcomes[-1]
     suite_acc = ev.robust_accuracy(0.3)
@@ -132,8 +163,9 @@ def evaluate_model(name: str, model: torch.nn.Module, card, wall_s: float, args:
     by_pgd = (outcome.broken_by == 0).nonzero().flatten()
     if by_pgd.numel():
         sub = idx[by_pgd]
-        aa_robust[by_pgd] = get_attack("autoattack")(model, test.x[sub], test.y[sub], threat, seed=args.seed,
-                                                     batch_size=500).robust
+        aa_robust[by_pgd] = get_attack("autoattack")(
+            model, test.x[sub], test.y[sub], threat, seed=args.seed, batch_size=500
+        ).robust
     aa_acc, aa_s = float(aa_robust.float().mean()), suite_s + time.perf_counter() - t
 
     card.extra[SUITE_ROBUST_KEY] = {THREAT: suite_acc}
@@ -142,22 +174,38 @@ def evaluate_model(name: str, model: torch.nn.Module, card, wall_s: float, args:
 
     paper = RECIPES[name]["paper"]
     return {
-        "defense": name, "arch": "fastcnn", "epochs": int(card.epochs), "train_time_s": float(card.train_time_s),
-        "defend_wall_s": wall_s, "guard_fired": bool(((card.extra.get("defense_report") or {}).get("guard") or {})
-                                                     .get("fired", False)),
-        "clean_pct": 100 * clean, "clean_n": len(test.y),
-        "pgd50x10_pct": 100 * pgd_acc, "pgd50x10_ci95": wilson(pgd_acc, args.pgd_n), "pgd_n": args.pgd_n,
+        "defense": name,
+        "arch": "fastcnn",
+        "epochs": int(card.epochs),
+        "train_time_s": float(card.train_time_s),
+        "defend_wall_s": wall_s,
+        "guard_fired": bool(((card.extra.get("defense_report") or {}).get("guard") or {}).get("fired", False)),
+        "clean_pct": 100 * clean,
+        "clean_n": len(test.y),
+        "pgd50x10_pct": 100 * pgd_acc,
+        "pgd50x10_ci95": wilson(pgd_acc, args.pgd_n),
+        "pgd_n": args.pgd_n,
         "pgd50x10_s": pgd_s,
-        "pgd40_pct": 100 * outcome.cumulative_robust[0], "suite_pct": 100 * suite_acc,
+        "pgd40_pct": 100 * outcome.cumulative_robust[0],
+        "suite_pct": 100 * suite_acc,
         "suite_ci95": wilson(suite_acc, args.aa_n),
-        "suite_n": args.aa_n, "suite_s": suite_s, "suite_flags": flags,
-        "autoattack_pct": 100 * aa_acc, "autoattack_ci95": wilson(aa_acc, args.aa_n),
+        "suite_n": args.aa_n,
+        "suite_s": suite_s,
+        "suite_flags": flags,
+        "autoattack_pct": 100 * aa_acc,
+        "autoattack_ci95": wilson(aa_acc, args.aa_n),
         "autoattack_s": aa_s,
-        "paper_clean": paper[0], "paper_pgd": paper[1], "paper_aa": paper[2],
-        "d_clean_pp": 100 * clean - paper[0], "d_pgd_pp": 100 * pgd_acc - paper[1],
-        "d_aa_pp": 100 * aa_acc - paper[2], "d_suite_pp": 100 * suite_acc - paper[2],
+        "paper_clean": paper[0],
+        "paper_pgd": paper[1],
+        "paper_aa": paper[2],
+        "d_clean_pp": 100 * clean - paper[0],
+        "d_pgd_pp": 100 * pgd_acc - paper[1],
+        "d_aa_pp": 100 * aa_acc - paper[2],
+        "d_suite_pp": 100 * suite_acc - paper[2],
         "reference": RECIPES[name]["reference"],
-        "threads": torch.get_num_threads(), "load_avg": load_average(), "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "load_avg": load_average(),
+        "machine": platform.machine(),
     }
 
 
@@ -193,9 +241,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--store", default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                        help="normalize inputs with MNIST's mean/std inside the model (default: no, raw [0, 1] "
-                             "pixels as the papers' nets)")
+    parser.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="normalize inputs with MNIST's mean/std inside the model (default: no, raw [0, 1] "
+        "pixels as the papers' nets)",
+    )
     parser.add_argument("--out", default="results/benchmarks/defenses_mnist", help="path without extension")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -207,20 +259,64 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         rows.append(evaluate_model(name, model, card, wall_s, args))
         frame = pd.DataFrame(rows)
         frame.to_parquet(out.with_suffix(".parquet"), index=False)  # after each defense: partial results survive
-        print(markdown_table(frame[["defense", "epochs", "train_time_s", "clean_pct", "pgd50x10_pct", "pgd40_pct",
-                                    "autoattack_pct", "suite_pct", "suite_ci95"]], ".2f"), flush=True)
+        print(
+            markdown_table(
+                frame[
+                    [
+                        "defense",
+                        "epochs",
+                        "train_time_s",
+                        "clean_pct",
+                        "pgd50x10_pct",
+                        "pgd40_pct",
+                        "autoattack_pct",
+                        "suite_pct",
+                        "suite_ci95",
+                    ]
+                ],
+                ".2f",
+            ),
+            flush=True,
+        )
     write_tradeoff_table(args.store, out.with_name(out.name + "_tradeoff.parquet"))
-    cols = ["defense", "epochs", "train_time_s", "guard_fired", "clean_pct", "pgd50x10_pct", "pgd50x10_ci95",
-            "pgd40_pct", "autoattack_pct", "autoattack_ci95", "suite_pct", "suite_ci95", "paper_clean", "paper_pgd",
-            "paper_aa", "d_clean_pp", "d_pgd_pp", "d_aa_pp", "d_suite_pp", "pgd50x10_s", "autoattack_s", "suite_s",
-            "suite_flags", "reference"]
-    text = [f"# Defenses on MNIST (fastcnn, {THREAT}, {args.threads} thread(s), {platform.machine()})", "",
-            "`python benchmarks/defenses_mnist.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`", "",
-            f"clean on 10,000 test images; PGD-50x10 (step 0.01) on {args.pgd_n}; standard suite "
-            f"(PGD-40 + AutoAttack standard, worst case) and AutoAttack standard alone on {args.aa_n} (a seeded "
-            f"uniform sample when fewer than 10,000); d_aa_pp compares AutoAttack alone with the paper's AutoAttack "
-            f"figure, d_suite_pp the stronger suite; 95% Wilson intervals.", "",
-            markdown_table(frame[cols], ".2f")]
+    cols = [
+        "defense",
+        "epochs",
+        "train_time_s",
+        "guard_fired",
+        "clean_pct",
+        "pgd50x10_pct",
+        "pgd50x10_ci95",
+        "pgd40_pct",
+        "autoattack_pct",
+        "autoattack_ci95",
+        "suite_pct",
+        "suite_ci95",
+        "paper_clean",
+        "paper_pgd",
+        "paper_aa",
+        "d_clean_pp",
+        "d_pgd_pp",
+        "d_aa_pp",
+        "d_suite_pp",
+        "pgd50x10_s",
+        "autoattack_s",
+        "suite_s",
+        "suite_flags",
+        "reference",
+    ]
+    text = [
+        f"# Defenses on MNIST (fastcnn, {THREAT}, {args.threads} thread(s), {platform.machine()})",
+        "",
+        "`python benchmarks/defenses_mnist.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`",
+        "",
+        f"clean on 10,000 test images; PGD-50x10 (step 0.01) on {args.pgd_n}; standard suite "
+        f"(PGD-40 + AutoAttack standard, worst case) and AutoAttack standard alone on {args.aa_n} (a seeded "
+        f"uniform sample when fewer than 10,000); d_aa_pp compares AutoAttack alone with the paper's AutoAttack "
+        f"figure, d_suite_pp the stronger suite; 95% Wilson intervals.",
+        "",
+        markdown_table(frame[cols], ".2f"),
+    ]
     out.with_suffix(".md").write_text("\n".join(text))
     return frame
 

@@ -33,9 +33,9 @@ def main() -> None:
     import torch
 
     from robustbench_cnn.pipeline.ray_executor import run_with_ray
-    from robustbench_cnn.tables.results import RunStore, comparable
     from robustbench_cnn.pipeline.runner import EvalCell
     from robustbench_cnn.store import list_checkpoints
+    from robustbench_cnn.tables.results import RunStore, comparable
     from robustbench_cnn.training import TrainConfig
     from robustbench_cnn.workflows import train_model
 
@@ -44,9 +44,21 @@ def main() -> None:
     for arch in ("lenet5", "fastcnn"):
         if f"digits/{arch}-standard" not in have:
             train_model(arch, "digits", TrainConfig.for_dataset("digits"), progress=False)
-    cells = [EvalCell(model=f"digits/{arch}-standard", dataset="digits", norm="linf", eps=[0.05, 0.1, 0.2],
-                      suite="pgd", attack_params={"steps": args.steps, "restarts": args.restarts, "early_stop": False}, n=args.n, seed=seed, device="cpu")
-             for seed in range(args.cells // 2) for arch in ("lenet5", "fastcnn")]
+    cells = [
+        EvalCell(
+            model=f"digits/{arch}-standard",
+            dataset="digits",
+            norm="linf",
+            eps=[0.05, 0.1, 0.2],
+            suite="pgd",
+            attack_params={"steps": args.steps, "restarts": args.restarts, "early_stop": False},
+            n=args.n,
+            seed=seed,
+            device="cpu",
+        )
+        for seed in range(args.cells // 2)
+        for arch in ("lenet5", "fastcnn")
+    ]
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"grid-scaling-{os.getpid()}"
     rows, tables = [], []
     for workers in (1, 2):

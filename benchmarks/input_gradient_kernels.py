@@ -21,16 +21,25 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from _util import load_average, markdown_table  # noqa: E402
 from torch import nn
 
 from robustbench_cnn.attacks.input_gradients import conv2d_input_grad, input_gradient_kernel
-from _util import load_average, markdown_table  # noqa: E402
 
 #: (in, out, kernel, stride, padding, side): LeNet-5, fastcnn (Wong et al.), smallcnn, Madry's MNIST net, 3x3 MNIST
 #: nets, then CIFAR first layers (WideResNet 3->16, 3->32, ResNet/PreAct/VGG 3->64 at 32 and 64 pixels)
-SHAPES = [(1, 6, 5, 1, 2, 28), (1, 16, 4, 2, 1, 28), (1, 32, 5, 1, 2, 28), (1, 32, 3, 1, 1, 28),
-          (1, 20, 5, 1, 0, 28), (1, 64, 3, 1, 1, 28), (3, 16, 3, 1, 1, 32), (3, 32, 3, 1, 1, 32),
-          (3, 64, 3, 1, 1, 32), (3, 64, 3, 1, 1, 64)]
+SHAPES = [
+    (1, 6, 5, 1, 2, 28),
+    (1, 16, 4, 2, 1, 28),
+    (1, 32, 5, 1, 2, 28),
+    (1, 32, 3, 1, 1, 28),
+    (1, 20, 5, 1, 0, 28),
+    (1, 64, 3, 1, 1, 28),
+    (3, 16, 3, 1, 1, 32),
+    (3, 32, 3, 1, 1, 32),
+    (3, 64, 3, 1, 1, 32),
+    (3, 64, 3, 1, 1, 64),
+]
 
 
 def best_ms(fn, reps: int) -> float:
@@ -53,13 +62,17 @@ def measure(shape: tuple[int, ...], batch: int, reps: int) -> dict:
     mask = [True, False, False]
 
     def autograd_kernel() -> torch.Tensor:
-        return torch.ops.aten.convolution_backward(grad_out, x, w, [cout], [s, s], [p, p], [1, 1], False, [0, 0], 1,
-                                                   mask)[0]
+        return torch.ops.aten.convolution_backward(
+            grad_out, x, w, [cout], [s, s], [p, p], [1, 1], False, [0, 0], 1, mask
+        )[0]
 
     ref = autograd_kernel()
-    row = {"shape": f"{cin}->{cout} k{k} s{s} p{p} {side}x{side}", "batch": batch,
-           "forward_ms": best_ms(lambda: F.conv2d(x, w, conv.bias, s, p), reps),
-           "autograd_ms": best_ms(autograd_kernel, reps)}
+    row = {
+        "shape": f"{cin}->{cout} k{k} s{s} p{p} {side}x{side}",
+        "batch": batch,
+        "forward_ms": best_ms(lambda: F.conv2d(x, w, conv.bias, s, p), reps),
+        "autograd_ms": best_ms(autograd_kernel, reps),
+    }
     errs = []
     for kernel in ("flip", "fold"):
         if kernel == "flip" and (s != 1 or p > k - 1):
@@ -99,11 +112,22 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     df.to_csv(out.with_suffix(".csv"), index=False)
     slower = df[df.speedup_of_pick < 1.0]
     cmd = "python benchmarks/input_gradient_kernels.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = [f"# First-layer input-gradient kernels ({platform.processor() or platform.machine()})", "",
-            f"`{cmd.strip()}`", "", markdown_table(df, ".3g"),
-            f"The rule's pick is slower than autograd's kernel in {len(slower)} of {len(df)} rows"
-            + (": " + "; ".join(f"{r.shape} batch {r.batch} threads {r.threads} ({r.speedup_of_pick:.2f}x)"
-                                for r in slower.itertuples()) if len(slower) else ".")]
+    text = [
+        f"# First-layer input-gradient kernels ({platform.processor() or platform.machine()})",
+        "",
+        f"`{cmd.strip()}`",
+        "",
+        markdown_table(df, ".3g"),
+        f"The rule's pick is slower than autograd's kernel in {len(slower)} of {len(df)} rows"
+        + (
+            ": "
+            + "; ".join(
+                f"{r.shape} batch {r.batch} threads {r.threads} ({r.speedup_of_pick:.2f}x)" for r in slower.itertuples()
+            )
+            if len(slower)
+            else "."
+        ),
+    ]
     out.with_suffix(".md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
     return df

@@ -37,18 +37,19 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from _util import load_average as _load  # noqa: E402
+from _util import markdown_table
 from torch import nn
 
 from robustbench_cnn.attacks import get_attack
-from robustbench_cnn.defenses.perturb import perturb
-from robustbench_cnn.data import load_split
 from robustbench_cnn.core.errors import CheckpointError
+from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.data import load_split
+from robustbench_cnn.defenses.perturb import perturb
 from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import StepContext, TrainConfig, accuracy
-from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.workflows import train_model
-from _util import load_average as _load, markdown_table  # noqa: E402
 
 MASKING_FLAGS = ("zero-gradients", "black-box-beats-white-box", "single-step-beats-iterative")
 
@@ -68,13 +69,21 @@ class FGSMNoRandomStart:
         self.threat, self.alpha, self.temperature = threat, float(alpha), float(temperature)
 
     def params(self) -> dict[str, Any]:
-        return {"threat": str(self.threat), "alpha": self.alpha, "random_start": False,
-                "temperature": self.temperature}
+        return {"threat": str(self.threat), "alpha": self.alpha, "random_start": False, "temperature": self.temperature}
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         t = self.temperature
-        x_adv = perturb(model, x, self.threat, lambda z: F.cross_entropy(z.float() / t, y, reduction="none"),
-                        steps=1, alpha=self.alpha, generator=ctx.generator, start="none", autocast=ctx.autocast)
+        x_adv = perturb(
+            model,
+            x,
+            self.threat,
+            lambda z: F.cross_entropy(z.float() / t, y, reduction="none"),
+            steps=1,
+            alpha=self.alpha,
+            generator=ctx.generator,
+            start="none",
+            autocast=ctx.autocast,
+        )
         with ctx.autocast():
             logits = model(x_adv)
         self.last_logits = logits.detach()
@@ -91,13 +100,23 @@ def get_model(args: argparse.Namespace, temperature: float) -> tuple[nn.Module, 
         threat = ThreatModel.parse(f"linf:{args.train_eps}")
         recipe = FGSMNoRandomStart(threat, args.alpha, temperature)
         config = TrainConfig.for_dataset("mnist", epochs=args.epochs, device="cpu", seed=args.seed)
-        trained = train_model(args.arch, "mnist", config, recipe=recipe, store=args.store, tag=tag,
-                              data_dir=args.data_dir, threat=str(threat), progress=False)
+        trained = train_model(
+            args.arch,
+            "mnist",
+            config,
+            recipe=recipe,
+            store=args.store,
+            tag=tag,
+            data_dir=args.data_dir,
+            threat=str(threat),
+            progress=False,
+        )
         return trained.model.eval(), name, True, time.perf_counter() - start
 
 
-def autoattack_direct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int,
-                      batch_size: int) -> float:
+def autoattack_direct(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int, batch_size: int
+) -> float:
     from pyautoattack import AutoAttack
 
     aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device="cpu")
@@ -107,17 +126,29 @@ def autoattack_direct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
         return float((model(x_adv).argmax(1) == y).float().mean())
 
 
-def evaluate_model(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor,
-                   args: argparse.Namespace) -> list[dict[str, Any]]:
+def evaluate_model(
+    model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace
+) -> list[dict[str, Any]]:
     eps = args.eps
     threat = ThreatModel.parse(f"linf:{eps}")
     rows: list[dict[str, Any]] = []
 
-    def add(measure: str, value: float, seconds: float, flags: list[str] | None = None,
-            extra: dict | None = None) -> None:
-        rows.append({"model": name, "measure": measure, "eps": eps, "n": len(y), "robust_acc": value,
-                     "flags": ";".join(flags or []), "seconds": round(seconds, 1), "load_avg": _load(),
-                     "extra": json.dumps(extra or {})})
+    def add(
+        measure: str, value: float, seconds: float, flags: list[str] | None = None, extra: dict | None = None
+    ) -> None:
+        rows.append(
+            {
+                "model": name,
+                "measure": measure,
+                "eps": eps,
+                "n": len(y),
+                "robust_acc": value,
+                "flags": ";".join(flags or []),
+                "seconds": round(seconds, 1),
+                "load_avg": _load(),
+                "extra": json.dumps(extra or {}),
+            }
+        )
         print(f"{name:32s} {measure:34s} {value:.4f} {seconds:7.1f}s {';'.join(flags or [])} {_load()}", flush=True)
 
     add("clean accuracy", accuracy(model, x, y), 0.0)
@@ -130,8 +161,13 @@ def evaluate_model(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor
         seconds = time.perf_counter() - start
         codes = sorted({f.code for f in ev.flags})
         cum = dict(zip([a.name for a in ev.attacks], [round(c, 4) for c in ev.outcomes[-1].cumulative_robust]))
-        add(f"{suite} suite (worst case)", ev.robust_accuracy(eps), seconds, codes,
-            {"cumulative": cum, "messages": [str(f) for f in ev.flags]})
+        add(
+            f"{suite} suite (worst case)",
+            ev.robust_accuracy(eps),
+            seconds,
+            codes,
+            {"cumulative": cum, "messages": [str(f) for f in ev.flags]},
+        )
     start = time.perf_counter()
     aa = autoattack_direct(model, x, y, eps, args.seed, args.batch_size)
     add("AutoAttack standard (pyautoattack direct)", aa, time.perf_counter() - start)
@@ -145,8 +181,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--train-eps", type=float, default=0.3)
     parser.add_argument("--alpha", type=float, default=0.3, help="FGSM training step (>= eps: projected to eps)")
     parser.add_argument("--temperature", type=float, default=100.0)
-    parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
-                        help="also train and evaluate the T = 1 control")
+    parser.add_argument(
+        "--control",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also train and evaluate the T = 1 control",
+    )
     parser.add_argument("--eps", type=float, default=0.3)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
@@ -177,7 +217,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         verdicts.append(
             f"- {name}: PGD-40 alone {by['pgd-40 alone']['robust_acc']:.4f}, standard suite {std['robust_acc']:.4f}, "
             f"AutoAttack {aa['robust_acc']:.4f}: standard <= AA + 0.3 pp: {'yes' if le else 'NO'}; masking flag "
-            f"raised: {', '.join(masked_flags) if masked_flags else 'none'}")
+            f"raised: {', '.join(masked_flags) if masked_flags else 'none'}"
+        )
 
     df = pd.DataFrame(rows)
     out = Path(args.out)
@@ -187,8 +228,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     cmd = "python benchmarks/masking.py " + " ".join(argv if argv is not None else sys.argv[1:])
     shown = df[["model", "measure", "robust_acc", "flags", "seconds", "load_avg"]]
     extras = [f"- {r['model']} / {r['measure']}: {r['extra']}" for r in rows if r["extra"] != "{}"]
-    report = (f"# Gradient masking on MNIST (linf eps {args.eps}, n={args.n}, seed {args.seed})\n\n`{cmd.strip()}`\n\n"
-              + markdown_table(shown) + "\n" + "\n".join(verdicts) + "\n\ncascades:\n\n" + "\n".join(extras) + "\n")
+    report = (
+        f"# Gradient masking on MNIST (linf eps {args.eps}, n={args.n}, seed {args.seed})\n\n`{cmd.strip()}`\n\n"
+        + markdown_table(shown)
+        + "\n"
+        + "\n".join(verdicts)
+        + "\n\ncascades:\n\n"
+        + "\n".join(extras)
+        + "\n"
+    )
     out.with_suffix(".md").write_text(report)
     print(report)
     return df

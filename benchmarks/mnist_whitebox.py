@@ -28,16 +28,17 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _util import load_average as _load_avg  # noqa: E402
+from _util import markdown_table
 
 from robustbench_cnn.attacks import choose_targets, get_attack
-from robustbench_cnn.data import load_split
 from robustbench_cnn.core.errors import CheckpointError
+from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.data import load_split
 from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import TrainConfig, accuracy
-from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.workflows import train_model
-from _util import load_average as _load_avg, markdown_table  # noqa: E402
 
 
 def get_model(arch: str, epochs: int, store: str | None, data_dir: str | None, seed: int):
@@ -75,26 +76,69 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     clean = accuracy(model, x, y)
     full_test = load_split("mnist", "test", data_dir=args.data_dir)
     clean_full = accuracy(model, full_test.x, full_test.y)
-    base = {"model": f"mnist/{args.arch}-standard", "n": len(y), "seed": args.seed, "threads": args.threads,
-            "cpu": platform.processor() or platform.machine()}
+    base = {
+        "model": f"mnist/{args.arch}-standard",
+        "n": len(y),
+        "seed": args.seed,
+        "threads": args.threads,
+        "cpu": platform.processor() or platform.machine(),
+    }
     rows: list[dict] = []
 
-    def add(measure: str, attack: str, eps: float, value: float, target: str, ok: bool | None, seconds: float,
-            n: int | None = None, extra: dict | None = None) -> None:
+    def add(
+        measure: str,
+        attack: str,
+        eps: float,
+        value: float,
+        target: str,
+        ok: bool | None,
+        seconds: float,
+        n: int | None = None,
+        extra: dict | None = None,
+    ) -> None:
         verdict = "" if ok is None else ("yes" if ok else "NO")
-        rows.append({**base, "n": n if n is not None else len(y), "measure": measure, "attack": attack,
-                     "eps": eps, "value": value, "target": target, "pass": verdict,
-                     "seconds": round(seconds, 2), "load_avg": _load_avg(), "extra": json.dumps(extra or {})})
+        rows.append(
+            {
+                **base,
+                "n": n if n is not None else len(y),
+                "measure": measure,
+                "attack": attack,
+                "eps": eps,
+                "value": value,
+                "target": target,
+                "pass": verdict,
+                "seconds": round(seconds, 2),
+                "load_avg": _load_avg(),
+                "extra": json.dumps(extra or {}),
+            }
+        )
 
-    add("clean accuracy (full 10k test)", "-", 0.0, clean_full, "> 0.985", clean_full > 0.985, train_s,
-        n=len(full_test.y), extra={"trained_here": trained, "card_clean_accuracy": card_acc})
+    add(
+        "clean accuracy (full 10k test)",
+        "-",
+        0.0,
+        clean_full,
+        "> 0.985",
+        clean_full > 0.985,
+        train_s,
+        n=len(full_test.y),
+        extra={"trained_here": trained, "card_clean_accuracy": card_acc},
+    )
     add("clean accuracy", "-", 0.0, clean, "", None, 0.0)
 
     threat = ThreatModel.parse("linf:0.3")
     pgd = get_attack("pgd", steps=40)
     res = pgd(model, x, y, threat, seed=args.seed, batch_size=args.batch_size)
-    add("robust accuracy", "pgd-40", 0.3, res.robust_accuracy, "< 0.01", res.robust_accuracy < 0.01, res.elapsed_s,
-        extra={"params": res.params, "max_linf": float(res.perturbation_norm.max())})
+    add(
+        "robust accuracy",
+        "pgd-40",
+        0.3,
+        res.robust_accuracy,
+        "< 0.01",
+        res.robust_accuracy < 0.01,
+        res.elapsed_s,
+        extra={"params": res.params, "max_linf": float(res.perturbation_norm.max())},
+    )
 
     with torch.no_grad():
         logits = model(x)
@@ -102,8 +146,16 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     res_t = pgd(model, x, y, threat, targets=targets, seed=args.seed, batch_size=args.batch_size)
     attacked = res_t.clean_correct & (targets != y)
     t_success = float(res_t.success[attacked].float().mean())
-    add("targeted success (random targets)", "pgd-40 targeted", 0.3, t_success, "> 0.95", t_success > 0.95,
-        res_t.elapsed_s, extra={"attacked": int(attacked.sum()), "max_linf": float(res_t.perturbation_norm.max())})
+    add(
+        "targeted success (random targets)",
+        "pgd-40 targeted",
+        0.3,
+        t_success,
+        "> 0.95",
+        t_success > 0.95,
+        res_t.elapsed_s,
+        extra={"attacked": int(attacked.sum()), "max_linf": float(res_t.perturbation_norm.max())},
+    )
 
     fgsm = get_attack("fgsm")
     res_f = fgsm(model, x, y, ThreatModel.parse("linf:0.25"), seed=args.seed, batch_size=args.batch_size)
@@ -119,8 +171,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         cum = dict(zip([a.name for a in ev.attacks], ev.outcomes[-1].cumulative_robust))
         pgd_sub = cum["pgd"]
         ra = ev.robust_accuracy(0.3)
-        add("robust accuracy (worst case)", "standard suite", 0.3, ra, "<= pgd-40", ra <= pgd_sub, seconds,
-            n=len(sub.y), extra={"cumulative": cum, "flags": sorted({f.code for f in ev.flags})})
+        add(
+            "robust accuracy (worst case)",
+            "standard suite",
+            0.3,
+            ra,
+            "<= pgd-40",
+            ra <= pgd_sub,
+            seconds,
+            n=len(sub.y),
+            extra={"cumulative": cum, "flags": sorted({f.code for f in ev.flags})},
+        )
 
     df = pd.DataFrame(rows)
     out = Path(args.out)
@@ -130,10 +191,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     shown = df[["measure", "attack", "eps", "n", "value", "target", "pass", "seconds", "load_avg"]]
     md = markdown_table(shown)
     cmd = "RBC_DATA_DIR=../shared/data python benchmarks/mnist_whitebox.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
-    out.with_suffix(".md").write_text(f"# MNIST white-box acceptance ({base['model']})\n\n`{cmd.strip()}`\n\n{md}\n"
-                                      f"extra:\n\n" + "\n".join(f"- {r['measure']} / {r['attack']}: {r['extra']}"
-                                                                for r in rows) + "\n")
+        argv if argv is not None else sys.argv[1:]
+    )
+    out.with_suffix(".md").write_text(
+        f"# MNIST white-box acceptance ({base['model']})\n\n`{cmd.strip()}`\n\n{md}\n"
+        f"extra:\n\n" + "\n".join(f"- {r['measure']} / {r['attack']}: {r['extra']}" for r in rows) + "\n"
+    )
     print(md)
     for r in rows:
         if r["extra"] != "{}":

@@ -29,17 +29,25 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from robustbench_cnn.defenses import get_defense
-from robustbench_cnn.data import is_available, load_split
 from robustbench_cnn.core.devices import resolve_device
+from robustbench_cnn.data import is_available, load_split
+from robustbench_cnn.defenses import get_defense
 from robustbench_cnn.models import build_model
 from robustbench_cnn.training import StepContext, TrainConfig, fit
 
 LIMITS = {"standard": 1.0, "fgsm-rs": 2.0, "pgd-at": 11.0}
 
 
-def _steps_interleaved(recipes: dict, models: dict, optimizers: dict, x: torch.Tensor, y: torch.Tensor,
-                       batch_size: int, reps: int, device: torch.device) -> tuple[dict, dict]:
+def _steps_interleaved(
+    recipes: dict,
+    models: dict,
+    optimizers: dict,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    reps: int,
+    device: torch.device,
+) -> tuple[dict, dict]:
     """Per epoch and recipe: summed wall and CPU seconds of the loop's step (index, copy, recipe loss,
     backward, optimizer step), the recipes taking turns on each batch."""
     wall = {n: [] for n in recipes}
@@ -52,7 +60,7 @@ def _steps_interleaved(recipes: dict, models: dict, optimizers: dict, x: torch.T
         w = dict.fromkeys(recipes, 0.0)
         c = dict.fromkeys(recipes, 0.0)
         for step in range(steps):
-            idx = order[step * batch_size:(step + 1) * batch_size]
+            idx = order[step * batch_size : (step + 1) * batch_size]
             for name, recipe in recipes.items():
                 model, optimizer = models[name], optimizers[name]
                 model.train()
@@ -74,15 +82,30 @@ def _steps_interleaved(recipes: dict, models: dict, optimizers: dict, x: torch.T
     return wall, cpu
 
 
-def _epochs_interleaved(recipes: dict, models: dict, optimizers: dict, x: torch.Tensor, y: torch.Tensor,
-                        batch_size: int, reps: int, device: torch.device) -> tuple[dict, dict]:
+def _epochs_interleaved(
+    recipes: dict,
+    models: dict,
+    optimizers: dict,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    reps: int,
+    device: torch.device,
+) -> tuple[dict, dict]:
     """Whole epochs of :func:`robustbench_cnn.training.fit` (``EpochStats.seconds``), recipe after recipe."""
     wall = {n: [] for n in recipes}
     cpu = {n: [] for n in recipes}
     for rep in range(reps):
         for name, recipe in recipes.items():
-            config = TrainConfig(epochs=1, batch_size=batch_size, optimizer="adam", lr=1e-3, schedule="constant",
-                                 device=str(device), seed=rep)
+            config = TrainConfig(
+                epochs=1,
+                batch_size=batch_size,
+                optimizer="adam",
+                lr=1e-3,
+                schedule="constant",
+                device=str(device),
+                seed=rep,
+            )
             c0 = time.process_time()
             result = fit(models[name], x, y, config, recipe=recipe, progress=False, description=name)
             cpu[name].append(time.process_time() - c0)
@@ -103,11 +126,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--subset", type=int, default=None, help="train on a seeded subset of N images")
     parser.add_argument("--reps", type=int, default=2, help="epochs per recipe (the median counts)")
-    parser.add_argument("--mode", choices=["steps", "loop"], default="steps",
-                        help="steps: recipes interleaved batch by batch (robust to load changes); "
-                             "loop: whole epochs of the training loop, interleaved epoch by epoch")
-    parser.add_argument("--limit-on", choices=["cpu", "wall"], default="cpu",
-                        help="which ratio the limits check (default cpu: stable under shared load)")
+    parser.add_argument(
+        "--mode",
+        choices=["steps", "loop"],
+        default="steps",
+        help="steps: recipes interleaved batch by batch (robust to load changes); "
+        "loop: whole epochs of the training loop, interleaved epoch by epoch",
+    )
+    parser.add_argument(
+        "--limit-on",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="which ratio the limits check (default cpu: stable under shared load)",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threat", default=None, help="default: linf:0.3 (mnist), linf:0.1 (digits)")
     parser.add_argument("--device", default="auto")
@@ -121,15 +152,23 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     threat = args.threat or ("linf:0.3" if dataset == "mnist" else "linf:0.1")
     train = load_split(dataset, "train", n=args.subset, data_dir=args.data_dir)
     device = resolve_device(args.device)
-    recipes = {"standard": get_defense("standard", threat),
-               "fgsm-rs": get_defense("fgsm-rs", threat, guard=False),
-               "pgd-at": get_defense("pgd-at", threat, steps=10)}
+    recipes = {
+        "standard": get_defense("standard", threat),
+        "fgsm-rs": get_defense("fgsm-rs", threat, guard=False),
+        "pgd-at": get_defense("pgd-at", threat, steps=10),
+    }
     info = train.info
     models, optimizers = {}, {}
     for name in recipes:
         torch.manual_seed(0)
-        models[name] = build_model(args.model, in_channels=info.channels, num_classes=info.num_classes,
-                                   input_size=info.size, mean=info.mean, std=info.std).to(device)
+        models[name] = build_model(
+            args.model,
+            in_channels=info.channels,
+            num_classes=info.num_classes,
+            input_size=info.size,
+            mean=info.mean,
+            std=info.std,
+        ).to(device)
         optimizers[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-3, weight_decay=5e-4)
     measure = _steps_interleaved if args.mode == "steps" else _epochs_interleaved
     wall, cpu = measure(recipes, models, optimizers, train.x, train.y, args.batch_size, args.reps, device)
@@ -138,18 +177,35 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         wall_ratio = statistics.median(w / s for w, s in zip(wall[name], wall["standard"]))
         cpu_ratio = statistics.median(c / s for c, s in zip(cpu[name], cpu["standard"]))
         epoch_s = statistics.median(wall[name])
-        rows.append({"recipe": name, "model": args.model, "dataset": dataset, "threat": threat,
-                     "images": len(train), "batch_size": args.batch_size, "mode": args.mode, "reps": args.reps,
-                     "epoch_s": epoch_s, "cpu_s": statistics.median(cpu[name]),
-                     "images_per_s": len(train) / epoch_s, "wall_ratio": wall_ratio, "cpu_ratio": cpu_ratio,
-                     "device": str(device), "threads": torch.get_num_threads()})
+        rows.append(
+            {
+                "recipe": name,
+                "model": args.model,
+                "dataset": dataset,
+                "threat": threat,
+                "images": len(train),
+                "batch_size": args.batch_size,
+                "mode": args.mode,
+                "reps": args.reps,
+                "epoch_s": epoch_s,
+                "cpu_s": statistics.median(cpu[name]),
+                "images_per_s": len(train) / epoch_s,
+                "wall_ratio": wall_ratio,
+                "cpu_ratio": cpu_ratio,
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+            }
+        )
     frame = pd.DataFrame(rows)
     frame["limit"] = frame["recipe"].map(LIMITS)
     frame["within_limit"] = frame[f"{args.limit_on}_ratio"] <= frame["limit"]
     frame["torch"] = torch.__version__
     frame["machine"] = f"{platform.machine()} {platform.processor() or platform.system()}"
-    print(frame[["recipe", "epoch_s", "cpu_s", "images_per_s", "wall_ratio", "cpu_ratio", "limit", "within_limit"]]
-          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(
+        frame[
+            ["recipe", "epoch_s", "cpu_s", "images_per_s", "wall_ratio", "cpu_ratio", "limit", "within_limit"]
+        ].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False) if out.suffix == ".parquet" else frame.to_csv(out, index=False)

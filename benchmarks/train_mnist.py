@@ -24,38 +24,60 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _util import load_average as _load  # noqa: E402
 
 from robustbench_cnn.training import TrainConfig
 from robustbench_cnn.workflows import train_model
-from _util import load_average as _load  # noqa: E402
 
 #: Minimum test accuracy on the full MNIST test set after the default 5 epochs.
 TARGETS = {"lenet5": 0.990, "smallcnn": 0.992}
 
 
-def _row(arch: str, dataset: str, config: TrainConfig, subset: int | None, tag: str | None,
-         store: str | None, data_dir: str | None, progress: bool) -> dict[str, object]:
+def _row(
+    arch: str,
+    dataset: str,
+    config: TrainConfig,
+    subset: int | None,
+    tag: str | None,
+    store: str | None,
+    data_dir: str | None,
+    progress: bool,
+) -> dict[str, object]:
     load_before = _load()
     t0 = time.perf_counter()
-    trained = train_model(arch, dataset, config, store=store, tag=tag, subset=subset, data_dir=data_dir,
-                          progress=progress)
+    trained = train_model(
+        arch, dataset, config, store=store, tag=tag, subset=subset, data_dir=data_dir, progress=progress
+    )
     wall = time.perf_counter() - t0
     target = TARGETS.get(arch) if dataset == "mnist" else None
     last = trained.result.epochs[-1]
     return {
-        "model": arch, "dataset": dataset, "checkpoint": trained.card.name,
-        "train_images": trained.card.extra["train_size"], "test_images": trained.card.extra["test_size"],
-        "epochs": config.epochs, "batch_size": config.batch_size, "optimizer": config.optimizer,
-        "lr": config.lr, "weight_decay": config.weight_decay, "schedule": config.schedule,
-        "augment": config.augment, "test_accuracy": trained.test_accuracy,
-        "final_train_accuracy": last.train_accuracy, "final_train_loss": last.loss,
-        "target": target, "meets_target": None if target is None else trained.test_accuracy >= target,
+        "model": arch,
+        "dataset": dataset,
+        "checkpoint": trained.card.name,
+        "train_images": trained.card.extra["train_size"],
+        "test_images": trained.card.extra["test_size"],
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "schedule": config.schedule,
+        "augment": config.augment,
+        "test_accuracy": trained.test_accuracy,
+        "final_train_accuracy": last.train_accuracy,
+        "final_train_loss": last.loss,
+        "target": target,
+        "meets_target": None if target is None else trained.test_accuracy >= target,
         "train_s": trained.result.seconds,  # the loop's own time (fit), data loading excluded
         "wall_s": wall,  # load data + train + evaluate + save
         "images_per_s": sum(e.images for e in trained.result.epochs) / trained.result.seconds,
-        "device": trained.result.device, "threads": torch.get_num_threads(),
-        "load_before": load_before, "load_after": _load(),
-        "torch": torch.__version__, "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+        "device": trained.result.device,
+        "threads": torch.get_num_threads(),
+        "load_before": load_before,
+        "load_after": _load(),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
     }
 
 
@@ -74,8 +96,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="lenet5,smallcnn", help="comma-separated, or 'none'")
     parser.add_argument("--epochs", type=int, default=None, help="default: the MNIST default (5)")
-    parser.add_argument("--resnet18-cifar", action="store_true",
-                        help="also train resnet18 on imagefolder:cifar10-jpeg (--cifar-subset images, 1 epoch)")
+    parser.add_argument(
+        "--resnet18-cifar",
+        action="store_true",
+        help="also train resnet18 on imagefolder:cifar10-jpeg (--cifar-subset images, 1 epoch)",
+    )
     parser.add_argument("--cifar-subset", type=int, default=2000)
     parser.add_argument("--cifar-epochs", type=int, default=1)
     parser.add_argument("--data-dir", default=None, help="default: $RBC_DATA_DIR")
@@ -84,9 +109,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--progress", action="store_true", help="show progress bars (on stderr)")
     parser.add_argument("--out", default="results/benchmarks/train_mnist", help="path without suffix")
-    parser.add_argument("--append", action="store_true",
-                        help="keep the rows of other models already in the table (rows of the same model and "
-                             "dataset are replaced)")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows of other models already in the table (rows of the same model and dataset are replaced)",
+    )
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -99,22 +126,51 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         config = TrainConfig.for_dataset("mnist", epochs=args.epochs, device=args.device)
         rows.append(_row(arch, "mnist", config, None, None, args.store, args.data_dir, args.progress))
         r = rows[-1]
-        print(f"{arch:9s} mnist test acc {r['test_accuracy']:.4f} (target {r['target']}) "
-              f"train {r['train_s']:.1f} s, wall {r['wall_s']:.1f} s, {r['images_per_s']:.0f} images/s", flush=True)
+        print(
+            f"{arch:9s} mnist test acc {r['test_accuracy']:.4f} (target {r['target']}) "
+            f"train {r['train_s']:.1f} s, wall {r['wall_s']:.1f} s, {r['images_per_s']:.0f} images/s",
+            flush=True,
+        )
         _write(rows, out, args.append)
     if args.resnet18_cifar:
         config = TrainConfig.for_dataset("imagefolder", epochs=args.cifar_epochs, device=args.device)
-        rows.append(_row("resnet18", "imagefolder:cifar10-jpeg", config, args.cifar_subset,
-                         f"subset{args.cifar_subset}", args.store, args.data_dir, args.progress))
+        rows.append(
+            _row(
+                "resnet18",
+                "imagefolder:cifar10-jpeg",
+                config,
+                args.cifar_subset,
+                f"subset{args.cifar_subset}",
+                args.store,
+                args.data_dir,
+                args.progress,
+            )
+        )
         r = rows[-1]
-        print(f"resnet18  cifar10-jpeg ({args.cifar_subset} images, {args.cifar_epochs} epoch) test acc "
-              f"{r['test_accuracy']:.4f}, train {r['train_s']:.1f} s, wall {r['wall_s']:.1f} s", flush=True)
+        print(
+            f"resnet18  cifar10-jpeg ({args.cifar_subset} images, {args.cifar_epochs} epoch) test acc "
+            f"{r['test_accuracy']:.4f}, train {r['train_s']:.1f} s, wall {r['wall_s']:.1f} s",
+            flush=True,
+        )
         _write(rows, out, args.append)
     if not rows:
         parser.error("nothing to run: give --models and/or --resnet18-cifar")
     frame = pd.DataFrame(rows)
-    cols = ["model", "dataset", "train_images", "epochs", "test_accuracy", "target", "meets_target", "train_s",
-            "wall_s", "images_per_s", "threads", "load_before", "load_after"]
+    cols = [
+        "model",
+        "dataset",
+        "train_images",
+        "epochs",
+        "test_accuracy",
+        "target",
+        "meets_target",
+        "train_s",
+        "wall_s",
+        "images_per_s",
+        "threads",
+        "load_before",
+        "load_after",
+    ]
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"written to {out.with_suffix('.csv')} and {out.with_suffix('.parquet')}")
     missed = frame[frame["meets_target"] == False]  # noqa: E712  (None rows have no target)

@@ -30,11 +30,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from _util import load_average as _load  # noqa: E402
 
 from robustbench_cnn.data import is_available, load_split
 from robustbench_cnn.models import build_model
 from robustbench_cnn.training import TrainConfig, fit
-from _util import load_average as _load  # noqa: E402
 
 TARGET = 0.95
 LR, WEIGHT_DECAY = 3e-3, 5e-4
@@ -42,12 +42,19 @@ LR, WEIGHT_DECAY = 3e-3, 5e-4
 
 def _model(arch: str, info) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(arch, in_channels=info.channels, num_classes=info.num_classes, input_size=info.size,
-                       mean=info.mean, std=info.std)
+    return build_model(
+        arch,
+        in_channels=info.channels,
+        num_classes=info.num_classes,
+        input_size=info.size,
+        mean=info.mean,
+        std=info.std,
+    )
 
 
-def plain_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int,
-               device: torch.device) -> None:
+def plain_loop(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int, device: torch.device
+) -> None:
     """The reference: a textbook PyTorch loop over pre-loaded tensors."""
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
@@ -63,11 +70,19 @@ def plain_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs:
         torch.cuda.synchronize()
 
 
-def library_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int,
-                 device: torch.device, progress: bool) -> None:
+def library_loop(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    batch_size: int,
+    device: torch.device,
+    progress: bool,
+) -> None:
     """``training.fit`` as ``rbc train`` runs it."""
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer="adam", lr=LR, weight_decay=WEIGHT_DECAY,
-                         device=str(device))
+    config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, optimizer="adam", lr=LR, weight_decay=WEIGHT_DECAY, device=str(device)
+    )
     fit(model, x, y, config, progress=progress, description="fit")
 
 
@@ -87,8 +102,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--epochs", type=int, default=1, help="epochs per measurement")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=6, help="interleaved measurements per side (median)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="run fit without its progress bar (default: on, as rbc train)")
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="run fit without its progress bar (default: on, as rbc train)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--out", default="results/benchmarks/train_throughput", help="path without suffix")
@@ -107,44 +126,81 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         plain_loop(_model(arch, train.info), x, y, 1, args.batch_size, device)
         library_loop(_model(arch, train.info), x, y, 1, args.batch_size, device, args.progress)
         sides = {
-            "plain": lambda: plain_loop(_model(arch, train.info), x, y, args.epochs, args.batch_size, device),
-            "fit": lambda: library_loop(_model(arch, train.info), x, y, args.epochs, args.batch_size, device,
-                                        args.progress),
+            "plain": lambda arch=arch: plain_loop(_model(arch, train.info), x, y, args.epochs, args.batch_size, device),
+            "fit": lambda arch=arch: library_loop(
+                _model(arch, train.info), x, y, args.epochs, args.batch_size, device, args.progress
+            ),
         }
         times: dict[str, list[tuple[float, float]]] = {"plain": [], "fit": []}
         for rep in range(args.repeats):
-            for side in (("plain", "fit") if rep % 2 == 0 else ("fit", "plain")):  # ABBA
+            for side in ("plain", "fit") if rep % 2 == 0 else ("fit", "plain"):  # ABBA
                 times[side].append(timed(sides[side]))
             plain_s = [w for w, _ in times["plain"]]
             lib_s = [w for w, _ in times["fit"]]
-            print(f"{arch:9s} rep {rep + 1}/{args.repeats}: plain {n_images / plain_s[-1]:8.0f} images/s, "
-                  f"fit {n_images / lib_s[-1]:8.0f} images/s  (load {_load()})", flush=True)
+            print(
+                f"{arch:9s} rep {rep + 1}/{args.repeats}: plain {n_images / plain_s[-1]:8.0f} images/s, "
+                f"fit {n_images / lib_s[-1]:8.0f} images/s  (load {_load()})",
+                flush=True,
+            )
         plain_ips = n_images / statistics.median(plain_s)
         lib_ips = n_images / statistics.median(lib_s)
         ratios = [p / f for p, f in zip(plain_s, lib_s)]  # per pair: lib images/s / plain images/s
         plain_cpu = statistics.median(c for _, c in times["plain"])
         lib_cpu = statistics.median(c for _, c in times["fit"])
-        rows.append({
-            "model": arch, "dataset": dataset, "images": len(y), "epochs": args.epochs,
-            "batch_size": args.batch_size, "repeats": args.repeats, "progress": args.progress,
-            "plain_images_per_s": plain_ips, "fit_images_per_s": lib_ips,
-            "ratio": lib_ips / plain_ips, "ratio_median_of_pairs": statistics.median(ratios),
-            "ratio_min": min(ratios), "ratio_max": max(ratios),
-            "plain_cpu_s": plain_cpu, "fit_cpu_s": lib_cpu, "cpu_ratio": plain_cpu / lib_cpu, "target": TARGET,
-            "meets_target": lib_ips / plain_ips >= TARGET,
-            "plain_s": plain_s, "fit_s": lib_s,
-            "plain_cpu_list_s": [c for _, c in times["plain"]], "fit_cpu_list_s": [c for _, c in times["fit"]],
-            "device": str(device), "threads": torch.get_num_threads(), "load_start": load_start,
-            "load_end": _load(), "torch": torch.__version__,
-            "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
-        })
+        rows.append(
+            {
+                "model": arch,
+                "dataset": dataset,
+                "images": len(y),
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "repeats": args.repeats,
+                "progress": args.progress,
+                "plain_images_per_s": plain_ips,
+                "fit_images_per_s": lib_ips,
+                "ratio": lib_ips / plain_ips,
+                "ratio_median_of_pairs": statistics.median(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+                "plain_cpu_s": plain_cpu,
+                "fit_cpu_s": lib_cpu,
+                "cpu_ratio": plain_cpu / lib_cpu,
+                "target": TARGET,
+                "meets_target": lib_ips / plain_ips >= TARGET,
+                "plain_s": plain_s,
+                "fit_s": lib_s,
+                "plain_cpu_list_s": [c for _, c in times["plain"]],
+                "fit_cpu_list_s": [c for _, c in times["fit"]],
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+                "load_start": load_start,
+                "load_end": _load(),
+                "torch": torch.__version__,
+                "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+            }
+        )
     frame = pd.DataFrame(rows)
-    print(frame[["model", "images", "plain_images_per_s", "fit_images_per_s", "ratio", "ratio_median_of_pairs",
-                 "ratio_min", "ratio_max", "cpu_ratio", "meets_target"]]
-          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(
+        frame[
+            [
+                "model",
+                "images",
+                "plain_images_per_s",
+                "fit_images_per_s",
+                "ratio",
+                "ratio_median_of_pairs",
+                "ratio_min",
+                "ratio_max",
+                "cpu_ratio",
+                "meets_target",
+            ]
+        ].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    )
     for row in rows:
-        print(f"ratio fit/plain {row['model']}: {row['ratio']:.3f} (target >= {TARGET}; "
-              f"CPU-time ratio {row['cpu_ratio']:.3f})")
+        print(
+            f"ratio fit/plain {row['model']}: {row['ratio']:.3f} (target >= {TARGET}; "
+            f"CPU-time ratio {row['cpu_ratio']:.3f})"
+        )
     out = Path(args.out)
     out = out.with_suffix("") if out.suffix in (".csv", ".parquet") else out
     out.parent.mkdir(parents=True, exist_ok=True)

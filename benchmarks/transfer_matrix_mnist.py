@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
 from _util import load_average, markdown_table, standard_model  # noqa: E402
+
 from robustbench_cnn.attacks.blackbox.matrix import transfer_matrix
-from robustbench_cnn.data import load_split
 from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.data import load_split
 
 ATTACKS = {"fgsm": {}, "mi-fgsm": {"steps": 10}, "pgd": {"steps": 20}}
 
@@ -44,16 +44,26 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     models = {name: standard_model(name, args.store, args.data_dir) for name in names}
     test = load_split("mnist", "test", n=args.n, data_dir=args.data_dir)
     threat = ThreatModel.parse(args.threat)
-    frames, text = [], [f"# Transfer matrix, MNIST, {threat}, n={args.n} (success % on target-correct points; "
-                        "rows: source, columns: target; diagonal = white-box)", ""]
+    frames, text = (
+        [],
+        [
+            f"# Transfer matrix, MNIST, {threat}, n={args.n} (success % on target-correct points; "
+            "rows: source, columns: target; diagonal = white-box)",
+            "",
+        ],
+    )
     for attack, params in ATTACKS.items():
         start = time.perf_counter()
         frame = transfer_matrix(models, test.x, test.y, threat, attack, attack_params=params, seed=args.seed)
         frame = frame.assign(seconds=time.perf_counter() - start, load_avg=load_average())
         frames.append(frame)
         short = {n: n.split("/", 1)[1] for n in names}
-        pivot = (frame.assign(source=frame["source"].map(short), target=frame["target"].map(short))
-                 .pivot(index="source", columns="target", values="success_rate") * 100)
+        pivot = (
+            frame.assign(source=frame["source"].map(short), target=frame["target"].map(short)).pivot(
+                index="source", columns="target", values="success_rate"
+            )
+            * 100
+        )
         pivot = pivot.reindex(index=list(short.values()), columns=list(short.values())).reset_index()
         text += [f"## {attack} {params or ''}", "", markdown_table(pivot, ".1f")]
     table = pd.concat(frames, ignore_index=True)

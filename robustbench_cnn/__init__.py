@@ -6,8 +6,8 @@ Python API (mirrors RobustBench where it can)::
     model = load_model("digits/lenet5-standard", device="cpu")
 """
 
-from robustbench_cnn.data import load_split
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
+from robustbench_cnn.data import load_split
 from robustbench_cnn.workflows import load_model, train_model
 
 __version__ = "0.1.0"

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ class Split:
 
 
 Loader = Callable[[str, Path], tuple[np.ndarray, np.ndarray]]
-DATASETS: Registry[Callable[[], "DatasetSpec"]] = Registry("dataset")
+DATASETS: Registry[Callable[[], DatasetSpec]] = Registry("dataset")
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ def offline() -> bool:
 
 # --- digits (embedded) -------------------------------------------------------------------------
 
+
 def _load_digits(split: str, root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -120,9 +121,18 @@ def _digits() -> DatasetSpec:
 
 # --- torchvision datasets -------------------------------------------------------------------------
 
-def _torchvision_spec(name: str, cls_name: str, folder: str, channels: int, size: int,
-                      classes: tuple[str, ...], mean: tuple[float, ...], std: tuple[float, ...],
-                      marker: Callable[[Path], bool]) -> DatasetSpec:
+
+def _torchvision_spec(
+    name: str,
+    cls_name: str,
+    folder: str,
+    channels: int,
+    size: int,
+    classes: tuple[str, ...],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    marker: Callable[[Path], bool],
+) -> DatasetSpec:
     def expected(root: Path) -> Path:
         return root / folder
 
@@ -164,35 +174,67 @@ def _idx_files_present(folder: str) -> Callable[[Path], bool]:
     def present(root: Path) -> bool:
         raw = root / folder / "raw"
         # torchvision reads the uncompressed files only (a .gz alone is extracted by a download, not offline)
-        return all((raw / f).exists()
-                   for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+        return all(
+            (raw / f).exists()
+            for f in (
+                "train-images-idx3-ubyte",
+                "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte",
+            )
+        )
+
     return present
 
 
 @DATASETS.register("mnist")
 def _mnist() -> DatasetSpec:
     """MNIST (LeCun et al. 1998): 60k/10k 28x28 grey digits, torchvision layout ``ROOT/MNIST/raw``."""
-    return _torchvision_spec("mnist", "MNIST", "MNIST", 1, 28, tuple(str(i) for i in range(10)),
-                             (0.1307,), (0.3081,), _idx_files_present("MNIST"))
+    return _torchvision_spec(
+        "mnist",
+        "MNIST",
+        "MNIST",
+        1,
+        28,
+        tuple(str(i) for i in range(10)),
+        (0.1307,),
+        (0.3081,),
+        _idx_files_present("MNIST"),
+    )
 
 
 @DATASETS.register("fashion-mnist")
 def _fashion() -> DatasetSpec:
     """Fashion-MNIST (Xiao et al. 2017): 60k/10k 28x28 grey images, ``ROOT/FashionMNIST/raw``."""
-    classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-               "Ankle boot")
-    return _torchvision_spec("fashion-mnist", "FashionMNIST", "FashionMNIST", 1, 28, classes,
-                             (0.2860,), (0.3530,), _idx_files_present("FashionMNIST"))
+    classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    return _torchvision_spec(
+        "fashion-mnist",
+        "FashionMNIST",
+        "FashionMNIST",
+        1,
+        28,
+        classes,
+        (0.2860,),
+        (0.3530,),
+        _idx_files_present("FashionMNIST"),
+    )
 
 
 @DATASETS.register("cifar10")
 def _cifar10() -> DatasetSpec:
     """CIFAR-10 (Krizhevsky 2009): 50k/10k 32x32 RGB, ``ROOT/cifar-10-batches-py``."""
     classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-    return _torchvision_spec("cifar10", "CIFAR10", "cifar-10-batches-py", 3, 32, classes,
-                             (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                             lambda root: (root / "cifar-10-batches-py" / "data_batch_1").exists())
+    return _torchvision_spec(
+        "cifar10",
+        "CIFAR10",
+        "cifar-10-batches-py",
+        3,
+        32,
+        classes,
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+        lambda root: (root / "cifar-10-batches-py" / "data_batch_1").exists(),
+    )
 
 
 # --- imagefolder:PATH -----------------------------------------------------------------------------
@@ -211,8 +253,10 @@ def _imagefolder_files(root: Path, split: str) -> tuple[list[Path], list[int], l
     present = _class_dirs(split_dir)
     extra = sorted(set(present) - set(classes))
     if extra:
-        raise RbcError(f"imagefolder {root}: {split}/ has class folders that train/ lacks ({', '.join(extra)}); "
-                       f"both splits must use the same class names")
+        raise RbcError(
+            f"imagefolder {root}: {split}/ has class folders that train/ lacks ({', '.join(extra)}); "
+            f"both splits must use the same class names"
+        )
     files: list[Path] = []
     labels: list[int] = []
     for cls in present:
@@ -261,8 +305,9 @@ def _imagefolder_spec(name: str, root_override: Path | None = None) -> DatasetSp
     def load(split: str, root: Path, indices: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         base = resolve(root)
         if not available(root):
-            raise _missing(name, base, how="point imagefolder: at a folder that holds train/<class>/*.jpg "
-                                           "and test/<class>/*.jpg")
+            raise _missing(
+                name, base, how="point imagefolder: at a folder that holds train/<class>/*.jpg and test/<class>/*.jpg"
+            )
         files, labels, _ = _imagefolder_files(base, split)
         chosen = range(len(files)) if indices is None else indices
         mode = "L" if info.channels == 1 else "RGB"
@@ -293,9 +338,12 @@ def _imagefolder_spec(name: str, root_override: Path | None = None) -> DatasetSp
 
 # --- public API -----------------------------------------------------------------------------------
 
+
 def _missing(name: str, path: Path, reason: str = "", how: str = "") -> DataNotFoundError:
-    how = how or ("put the files there (torchvision layout), or point --data-dir / RBC_DATA_DIR at a folder "
-                  "that holds them; when online, they are downloaded into the data root")
+    how = how or (
+        "put the files there (torchvision layout), or point --data-dir / RBC_DATA_DIR at a folder "
+        "that holds them; when online, they are downloaded into the data root"
+    )
     why = f" ({reason})" if reason else ""
     return DataNotFoundError(f"dataset {name!r} is not available locally: looked in {path}{why}; {how}")
 
@@ -325,8 +373,14 @@ def select_indices(total: int, n: int | None, seed: int = SPLIT_SEED) -> np.ndar
     return np.sort(np.random.default_rng(seed).permutation(total)[:n])
 
 
-def load_split(name: str, split: str = "test", *, n: int | None = None, seed: int = SPLIT_SEED,
-               data_dir: str | os.PathLike | None = None) -> Split:
+def load_split(
+    name: str,
+    split: str = "test",
+    *,
+    n: int | None = None,
+    seed: int = SPLIT_SEED,
+    data_dir: str | os.PathLike | None = None,
+) -> Split:
     """Load a split as tensors in [0, 1]; ``n`` picks a fixed seeded subset (class-mixed, reproducible)."""
     if split not in SPLITS:
         raise ValueError(f"invalid split {split!r}: use train or test")
@@ -353,9 +407,24 @@ def list_datasets(data_dir: str | os.PathLike | None = None) -> list[dict[str, o
     rows = []
     for name in DATASETS:
         spec = DATASETS.get(name)()
-        rows.append({"name": name, "shape": "x".join(map(str, spec.info.input_shape)),
-                     "classes": spec.info.num_classes, "available": spec.available(root),
-                     "path": str(spec.expected_path(root)), "source": spec.info.source})
-    rows.append({"name": "imagefolder:PATH", "shape": "from files", "classes": "from folders",
-                 "available": "-", "path": "PATH/{train,test}/<class>/*", "source": "ImageFolder"})
+        rows.append(
+            {
+                "name": name,
+                "shape": "x".join(map(str, spec.info.input_shape)),
+                "classes": spec.info.num_classes,
+                "available": spec.available(root),
+                "path": str(spec.expected_path(root)),
+                "source": spec.info.source,
+            }
+        )
+    rows.append(
+        {
+            "name": "imagefolder:PATH",
+            "shape": "from files",
+            "classes": "from folders",
+            "available": "-",
+            "path": "PATH/{train,test}/<class>/*",
+            "source": "ImageFolder",
+        }
+    )
     return rows

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from robustbench_cnn.core.errors import ArchOptionError, CheckpointError, ShapeMismatchError
-from robustbench_cnn.models import MODELS, NormalizedModel, build_model
 from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.models import MODELS, NormalizedModel, build_model
 
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "card.json"
@@ -72,7 +72,7 @@ class ModelCard:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         known = {f for f in cls.__dataclass_fields__}
         missing = {"name", "arch", "dataset", "input_shape", "num_classes", "mean", "std"} - set(data)
         if missing:
@@ -140,8 +140,12 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_checkpoint(model: nn.Module, card: ModelCard, store: str | os.PathLike | None = None,
-                    directory: str | os.PathLike | None = None) -> Path:
+def save_checkpoint(
+    model: nn.Module,
+    card: ModelCard,
+    store: str | os.PathLike | None = None,
+    directory: str | os.PathLike | None = None,
+) -> Path:
     """Write weights (safetensors) and card atomically; returns the checkpoint folder."""
     from safetensors.torch import save
 
@@ -177,8 +181,10 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, store: str | os.PathLike
 
     close = difflib.get_close_matches(text, known, n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise CheckpointError(f"no checkpoint {text!r}: not a folder with {CARD_FILE} and not in the store "
-                          f"{store_root(store) / 'checkpoints'}.{hint}")
+    raise CheckpointError(
+        f"no checkpoint {text!r}: not a folder with {CARD_FILE} and not in the store "
+        f"{store_root(store) / 'checkpoints'}.{hint}"
+    )
 
 
 def other_threat(folder: Path, threat: ThreatModel | str) -> str | None:
@@ -218,8 +224,10 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ... for unsafe or broken files
-        raise CheckpointError(f"refusing to load {path}: not a weights-only checkpoint (corrupt, or it holds "
-                              f"pickled objects other than tensors; {type(exc).__name__})") from None
+        raise CheckpointError(
+            f"refusing to load {path}: not a weights-only checkpoint (corrupt, or it holds "
+            f"pickled objects other than tensors; {type(exc).__name__})"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -243,18 +251,27 @@ def model_from_card(card: ModelCard) -> NormalizedModel:
     if card.arch not in MODELS:
         raise CheckpointError(f"checkpoint {card.name!r} needs unknown architecture {card.arch!r}")
     if not isinstance(card.arch_kwargs, dict):
-        raise ArchOptionError(f"checkpoint {card.name!r}: arch_kwargs must be a mapping, "
-                              f"got {type(card.arch_kwargs).__name__}")
+        raise ArchOptionError(
+            f"checkpoint {card.name!r}: arch_kwargs must be a mapping, got {type(card.arch_kwargs).__name__}"
+        )
     channels, size = card.input_shape[0], card.input_shape[-1]
     try:
-        return build_model(card.arch, in_channels=channels, num_classes=card.num_classes, input_size=size,
-                           mean=card.mean, std=card.std, **card.arch_kwargs)
+        return build_model(
+            card.arch,
+            in_channels=channels,
+            num_classes=card.num_classes,
+            input_size=size,
+            mean=card.mean,
+            std=card.std,
+            **card.arch_kwargs,
+        )
     except ArchOptionError as exc:
         raise ArchOptionError(f"checkpoint {card.name!r}: {exc}") from None
 
 
-def load_checkpoint(name_or_path: str | os.PathLike, store: str | os.PathLike | None = None,
-                    device: str | torch.device = "cpu") -> tuple[NormalizedModel, ModelCard]:
+def load_checkpoint(
+    name_or_path: str | os.PathLike, store: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+) -> tuple[NormalizedModel, ModelCard]:
     """Load a checkpoint by store name or path: sha256 checked against the card, weights via safetensors."""
     folder = resolve_checkpoint(name_or_path, store)
     card = read_card(folder)
@@ -263,15 +280,18 @@ def load_checkpoint(name_or_path: str | os.PathLike, store: str | os.PathLike | 
         raise CheckpointError(f"checkpoint {card.name!r} has no {WEIGHTS_FILE} in {folder}")
     actual = sha256_file(weights)
     if actual != card.weights_sha256:
-        raise CheckpointError(f"checkpoint {card.name!r} is corrupt or was modified: sha256 of {weights} is "
-                              f"{actual[:12]}..., the card says {card.weights_sha256[:12]}...")
+        raise CheckpointError(
+            f"checkpoint {card.name!r} is corrupt or was modified: sha256 of {weights} is "
+            f"{actual[:12]}..., the card says {card.weights_sha256[:12]}..."
+        )
     state = load_state_dict_file(weights)
     model = model_from_card(card)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"weights of {card.name!r} do not fit architecture {card.arch!r}: "
-                              f"{state_dict_error(exc)}") from None
+        raise CheckpointError(
+            f"weights of {card.name!r} do not fit architecture {card.arch!r}: {state_dict_error(exc)}"
+        ) from None
     return model.to(device).eval(), card
 
 
@@ -290,8 +310,12 @@ def list_checkpoints(store: str | os.PathLike | None = None) -> list[ModelCard]:
 def check_compatible(card: ModelCard, channels: int, size: int, dataset: str) -> None:
     """Refuse a dataset whose channels or image size differ from what the checkpoint was trained on."""
     if card.input_shape[0] != channels:
-        raise ShapeMismatchError(f"checkpoint {card.name!r} expects {card.input_shape[0]}-channel input, "
-                                 f"but dataset {dataset!r} has {channels} channel(s)")
+        raise ShapeMismatchError(
+            f"checkpoint {card.name!r} expects {card.input_shape[0]}-channel input, "
+            f"but dataset {dataset!r} has {channels} channel(s)"
+        )
     if card.input_shape[-1] != size:
-        raise ShapeMismatchError(f"checkpoint {card.name!r} expects {card.input_shape[-1]}x{card.input_shape[-1]} "
-                                 f"images, but dataset {dataset!r} has {size}x{size}")
+        raise ShapeMismatchError(
+            f"checkpoint {card.name!r} expects {card.input_shape[-1]}x{card.input_shape[-1]} "
+            f"images, but dataset {dataset!r} has {size}x{size}"
+        )

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +67,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def for_dataset(cls, dataset: str, **overrides: Any) -> "TrainConfig":
+    def for_dataset(cls, dataset: str, **overrides: Any) -> TrainConfig:
         """Defaults tuned per dataset (see ``DATASET_DEFAULTS``), updated by the non-None ``overrides``."""
         base = dict(DATASET_DEFAULTS.get(dataset.split(":")[0], {"epochs": 10}))
         base.update({k: v for k, v in overrides.items() if v is not None})
@@ -90,7 +91,7 @@ class Recipe(Protocol):
 
     def params(self) -> dict[str, Any]: ...
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: "StepContext") -> torch.Tensor: ...
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor: ...
 
 
 @dataclass
@@ -164,7 +165,7 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, flip: bool) ->
     padded = F.pad(x, (pad, pad, pad, pad))
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
     if flip:
         mask = torch.rand(n, generator=generator) < 0.5
         out[mask] = out[mask].flip(-1)
@@ -183,14 +184,22 @@ def freeze_features(model: nn.Module) -> list[nn.Parameter]:
 
 def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=float(config.lr), momentum=config.momentum, nesterov=True,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            params, lr=float(config.lr), momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+        )
     return torch.optim.AdamW(params, lr=float(config.lr), weight_decay=config.weight_decay)
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-        recipe: Recipe | None = None, callbacks: list[EpochCallback] | None = None,
-        progress: bool = True, description: str = "train") -> TrainResult:
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    recipe: Recipe | None = None,
+    callbacks: list[EpochCallback] | None = None,
+    progress: bool = True,
+    description: str = "train",
+) -> TrainResult:
     """Train ``model`` in place on images ``x`` in [0, 1] and labels ``y`` with ``recipe`` (default CE)."""
     recipe = recipe or StandardRecipe()
     device = resolve_device(config.device)
@@ -198,8 +207,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
     model.to(device)
     if config.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    params = freeze_features(model) if config.freeze == "features" else [p for p in model.parameters()
-                                                                            if p.requires_grad]
+    params = (
+        freeze_features(model) if config.freeze == "features" else [p for p in model.parameters() if p.requires_grad]
+    )
     optimizer = make_optimizer(params, config)
     amp_dtype = autocast_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
@@ -230,7 +240,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
             correct = torch.zeros((), device=device, dtype=torch.long)
             lr = float(config.lr)  # type: ignore[arg-type]
             for step in range(steps_per_epoch):
-                idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                idx = order[step * config.batch_size : (step + 1) * config.batch_size]
                 xb, yb = x[idx], y[idx]
                 if config.augment:
                     xb = random_crop_flip(xb, generator, flip)
@@ -269,14 +279,15 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512,
-            device: str | torch.device | None = None) -> torch.Tensor:
+def predict(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 512, device: str | torch.device | None = None
+) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in eval mode (mode restored), batched, returned on the CPU."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        outs = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+        outs = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     finally:
         model.train(was_training)
     if not outs:
@@ -284,7 +295,8 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512,
     return torch.cat(outs)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
-             device: str | torch.device | None = None) -> float:
+def accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512, device: str | torch.device | None = None
+) -> float:
     """Top-1 clean accuracy of ``model`` on ``x``, ``y``."""
     return float((predict(model, x, batch_size, device).argmax(1) == y.cpu()).float().mean())

@@ -17,8 +17,10 @@ class TinyNet(nn.Module):
     def __init__(self, num_classes: int = 10, width: int = 16) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(2 * width * 16, num_classes))
 
@@ -26,7 +28,7 @@ class TinyNet(nn.Module):
         return self.head(self.features(x))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x_train, y_train, x_test, y_test): digits scaled to [0, 1], a fixed 1500 / 297 split."""
     from sklearn.datasets import load_digits
@@ -39,7 +41,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     return x[:1500], y[:1500], x[1500:], y[1500:]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trained_state(steps: int, seed: int) -> dict:
     x_train, y_train, _, _ = digits()
     gen = torch.Generator().manual_seed(seed)

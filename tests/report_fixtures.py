@@ -7,8 +7,9 @@ so the tests read exactly what an evaluation writes, without running one.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,10 +17,22 @@ import pandas as pd
 from robustbench_cnn.tables.results import SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, typed_frame
 
 
-def cell_rows(model: str, clean: float, curve: dict[float, float], *, attacks: Iterable[str] = ("pgd", "fgsm"),
-              norm: str = "linf", dataset: str = "digits", suite: str = "quick", defense: str = "",
-              flags: str = "", targeted: bool = False, target_policy: str = "", n: int = 100,
-              run_id: str = "run-test") -> list[dict[str, Any]]:
+def cell_rows(
+    model: str,
+    clean: float,
+    curve: dict[float, float],
+    *,
+    attacks: Iterable[str] = ("pgd", "fgsm"),
+    norm: str = "linf",
+    dataset: str = "digits",
+    suite: str = "quick",
+    defense: str = "",
+    flags: str = "",
+    targeted: bool = False,
+    target_policy: str = "",
+    n: int = 100,
+    run_id: str = "run-test",
+) -> list[dict[str, Any]]:
     """Summary rows of one cell as an evaluation writes them: per eps one row per attack (cumulative robust
     accuracy along the cascade, the last equal to ``curve[eps]``) and a ``worst-case`` row when the cell has
     several attacks."""
@@ -27,20 +40,54 @@ def cell_rows(model: str, clean: float, curve: dict[float, float], *, attacks: I
     cid = f"{model}-{suite}-{norm}".replace("/", "_")
     rows = []
     for eps, worst in sorted(curve.items()):
-        base = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "cell_id": cid, "model": model,
-                "checkpoint_sha256": "0" * 64, "arch": model.split("/")[-1].split("-")[0], "dataset": dataset,
-                "split": "test", "n": n, "defense": defense, "suite": suite, "targeted": targeted,
-                "target_policy": target_policy if targeted else "", "norm": norm, "eps": float(eps),
-                "clean_acc": clean, "seed": 0, "device": "cpu", "elapsed_s": 0.1, "flags": flags,
-                "versions": json.dumps({"torch": "x"}), "git_sha": "abc", "timestamp": "2025-01-01T00:00:00+00:00"}
+        base = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id,
+            "cell_id": cid,
+            "model": model,
+            "checkpoint_sha256": "0" * 64,
+            "arch": model.split("/")[-1].split("-")[0],
+            "dataset": dataset,
+            "split": "test",
+            "n": n,
+            "defense": defense,
+            "suite": suite,
+            "targeted": targeted,
+            "target_policy": target_policy if targeted else "",
+            "norm": norm,
+            "eps": float(eps),
+            "clean_acc": clean,
+            "seed": 0,
+            "device": "cpu",
+            "elapsed_s": 0.1,
+            "flags": flags,
+            "versions": json.dumps({"torch": "x"}),
+            "git_sha": "abc",
+            "timestamp": "2025-01-01T00:00:00+00:00",
+        }
         for k, attack in enumerate(attacks):
             robust = min(clean, worst + 0.02 * (len(attacks) - 1 - k)) if eps > 0 else clean
-            rows.append({**base, "attack": attack, "attack_kind": "white-box", "attack_params": "{}",
-                         "robust_acc": robust, "success_rate": 1 - robust / clean if clean else 0.0})
+            rows.append(
+                {
+                    **base,
+                    "attack": attack,
+                    "attack_kind": "white-box",
+                    "attack_params": "{}",
+                    "robust_acc": robust,
+                    "success_rate": 1 - robust / clean if clean else 0.0,
+                }
+            )
         if len(attacks) > 1:
-            rows.append({**base, "attack": "worst-case", "attack_kind": "suite",
-                         "attack_params": json.dumps(attacks), "robust_acc": worst if eps > 0 else clean,
-                         "success_rate": 1 - worst / clean if clean else 0.0})
+            rows.append(
+                {
+                    **base,
+                    "attack": "worst-case",
+                    "attack_kind": "suite",
+                    "attack_params": json.dumps(attacks),
+                    "robust_acc": worst if eps > 0 else clean,
+                    "success_rate": 1 - worst / clean if clean else 0.0,
+                }
+            )
     return rows
 
 
@@ -78,18 +125,40 @@ def write_examples(run_dir: Path, models: Iterable[str] = ("digits/a-standard",)
     for model in models:
         x = rng.random((n, 1, 8, 8)).astype(np.float32)
         x_adv = np.clip(x + rng.choice([-0.1, 0.1], size=x.shape), 0, 1).astype(np.float32)
-        parts.append({"x": x, "x_adv": x_adv, "y": np.arange(n), "pred_clean": np.arange(n),
-                      "pred_adv": (np.arange(n) + 1) % 10, "model": np.array([model] * n),
-                      "norm": np.array(["linf"] * n), "eps": np.full(n, 0.1)})
+        parts.append(
+            {
+                "x": x,
+                "x_adv": x_adv,
+                "y": np.arange(n),
+                "pred_clean": np.arange(n),
+                "pred_adv": (np.arange(n) + 1) % 10,
+                "model": np.array([model] * n),
+                "norm": np.array(["linf"] * n),
+                "eps": np.full(n, 0.1),
+            }
+        )
     return save_examples(parts, run_dir / "examples.npz", classes=[str(i) for i in range(10)])
 
 
 def write_transfer(run_dir: Path, models: Iterable[str] = ("digits/a-standard", "digits/b-pgd-at")) -> Path:
     """A ``transfer_matrix.parquet`` in the long format of attacks.blackbox.matrix."""
     models = list(models)
-    rows = [{"source": s, "target": t, "attack": "fgsm", "norm": "linf", "eps": 0.3, "targeted": False,
-             "white_box": s == t, "n": 50, "successes": 40 if s == t else 20,
-             "success_rate": 0.8 if s == t else 0.4} for s in models for t in models]
+    rows = [
+        {
+            "source": s,
+            "target": t,
+            "attack": "fgsm",
+            "norm": "linf",
+            "eps": 0.3,
+            "targeted": False,
+            "white_box": s == t,
+            "n": 50,
+            "successes": 40 if s == t else 20,
+            "success_rate": 0.8 if s == t else 0.4,
+        }
+        for s in models
+        for t in models
+    ]
     path = run_dir / "transfer_matrix.parquet"
     pd.DataFrame(rows).to_parquet(path, index=False)
     return path

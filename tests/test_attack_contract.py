@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from attack_fixtures import TinyNet, held_out, trained_model
+
 from robustbench_cnn.attacks import ATTACKS, Attack, get_attack
 from robustbench_cnn.attacks.functional import project
 from robustbench_cnn.core.errors import UnknownNameError
@@ -26,8 +26,13 @@ CHEAP: dict[str, dict] = {
     "cw-l2": {"steps": 10, "binary_search_steps": 2},
     "deepfool": {"steps": 10},
     "boundary": {"steps": 20, "init_directions": 20, "init_steps": 10},
-    "hopskipjump": {"steps": 2, "initial_gradient_eval_steps": 5, "max_gradient_eval_steps": 10,
-                    "init_directions": 20, "init_steps": 10},
+    "hopskipjump": {
+        "steps": 2,
+        "initial_gradient_eval_steps": 5,
+        "max_gradient_eval_steps": 10,
+        "init_directions": 20,
+        "init_steps": 10,
+    },
     "apgd-ce": {"n_iter": 5},
     "apgd-dlr": {"n_iter": 5},
     "apgd-t": {"n_iter": 5, "n_target_classes": 2},
@@ -39,10 +44,10 @@ EPS = {Norm.LINF: 0.1, Norm.L2: 0.5, Norm.L1: 2.0, Norm.L0: 4.0}
 N = 12
 FLIPPED = 3  # the first points get a wrong label: the model misclassifies them
 
-CASES = [pytest.param(name, norm, id=f"{name}-{norm.value}")
-         for name in ATTACKS.list() for norm in ATTACKS.get(name).norms]
-TARGETED = [pytest.param(name, id=name) for name in ATTACKS.list()
-            if ATTACKS.get(name).supports_targeted]
+CASES = [
+    pytest.param(name, norm, id=f"{name}-{norm.value}") for name in ATTACKS.list() for norm in ATTACKS.get(name).norms
+]
+TARGETED = [pytest.param(name, id=name) for name in ATTACKS.list() if ATTACKS.get(name).supports_targeted]
 
 
 def make(name: str) -> Attack:
@@ -126,8 +131,9 @@ def test_targeted_success_means_target_reached(name: str) -> None:
     targets = (y + 3) % 10
     targets[-1] = y[-1]  # target == label: skipped
     attack = make(name)
-    res = attack(model, x, y, ThreatModel(attack.norms[0], 0.3 if attack.norms[0] is Norm.LINF else 2.0),
-                 targets=targets, seed=0)
+    res = attack(
+        model, x, y, ThreatModel(attack.norms[0], 0.3 if attack.norms[0] is Norm.LINF else 2.0), targets=targets, seed=0
+    )
     assert torch.equal(res.target, targets)
     assert res.targeted
     assert torch.equal(res.success, res.clean_correct & (targets != y) & (res.pred_adv == targets))
@@ -151,14 +157,17 @@ def test_unsupported_norm_lists_supported_norms() -> None:
         make("cw-l2")(trained_model(), x, y, ThreatModel(Norm.LINF, 0.1))
 
 
-@pytest.mark.parametrize("bad, match", [
-    (lambda x, y: (x * 2, y), r"x must be finite and in \[0, 1\]"),
-    (lambda x, y: (x[0], y), r"x must be a tensor N x C x H x W"),
-    (lambda x, y: ((x * 255).to(torch.uint8), y), r"x must be a float tensor"),
-    (lambda x, y: (x, y.float()), r"y must be an int64 tensor of shape \(12,\)"),
-    (lambda x, y: (x, y[:5]), r"y must be an int64 tensor of shape \(12,\)"),
-    (lambda x, y: (x, y + 10), r"labels y must lie in \[0, 10\)"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda x, y: (x * 2, y), r"x must be finite and in \[0, 1\]"),
+        (lambda x, y: (x[0], y), r"x must be a tensor N x C x H x W"),
+        (lambda x, y: ((x * 255).to(torch.uint8), y), r"x must be a float tensor"),
+        (lambda x, y: (x, y.float()), r"y must be an int64 tensor of shape \(12,\)"),
+        (lambda x, y: (x, y[:5]), r"y must be an int64 tensor of shape \(12,\)"),
+        (lambda x, y: (x, y + 10), r"labels y must lie in \[0, 10\)"),
+    ],
+)
 def test_invalid_inputs(bad, match: str) -> None:
     x, y = batch()
     xb, yb = bad(x, y)
@@ -203,9 +212,24 @@ def test_mini_batches_cover_every_point() -> None:
 
 
 def test_registry_and_params() -> None:
-    assert {"fgsm", "pgd", "mi-fgsm", "di-fgsm", "di-mi-fgsm", "cw-l2", "deepfool", "boundary",
-            "hopskipjump", "foolbox-pgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square",
-            "autoattack"} <= set(ATTACKS.list())
+    assert {
+        "fgsm",
+        "pgd",
+        "mi-fgsm",
+        "di-fgsm",
+        "di-mi-fgsm",
+        "cw-l2",
+        "deepfool",
+        "boundary",
+        "hopskipjump",
+        "foolbox-pgd",
+        "apgd-ce",
+        "apgd-dlr",
+        "apgd-t",
+        "fab-t",
+        "square",
+        "autoattack",
+    } <= set(ATTACKS.list())
     with pytest.raises(UnknownNameError, match="Did you mean: pgd"):
         get_attack("pgdd")
     with pytest.raises(ValueError, match=r"invalid parameter\(s\) stepz for attack 'pgd': accepted: "):
@@ -252,5 +276,8 @@ def test_project_onto_ball_and_box(norm: Norm, eps: float) -> None:
     if norm is Norm.L1:  # the exact Euclidean projection: the L1 norm is used up to eps
         d = torch.randn(64, 1, 8, 8, generator=gen) * 0.2
         mid = torch.full_like(x, 0.5)
-        assert torch.allclose(norm.measure(project(mid + d, mid, threat) - mid),
-                              torch.minimum(norm.measure(d), torch.tensor(eps)), atol=1e-4)
+        assert torch.allclose(
+            norm.measure(project(mid + d, mid, threat) - mid),
+            torch.minimum(norm.measure(d), torch.tensor(eps)),
+            atol=1e-4,
+        )

@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 import torch
-
 from attack_fixtures import held_out, trained_model
+
 from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.attacks.targets import choose_targets
 from robustbench_cnn.core.types import Norm, ThreatModel
@@ -23,11 +23,15 @@ def robust_flags(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -
         return model(x_adv).argmax(1) == y
 
 
-@pytest.mark.parametrize("threat, step, early_stop", [
-    (LINF_MID, {"abs_stepsize": 0.01}, True),
-    (LINF_MID, {"abs_stepsize": 0.01}, False),
-    (ThreatModel(Norm.L2, 0.5), {"rel_stepsize": 0.1}, True),
-], ids=["linf-early-stop", "linf-final-iterate", "l2-early-stop"])
+@pytest.mark.parametrize(
+    "threat, step, early_stop",
+    [
+        (LINF_MID, {"abs_stepsize": 0.01}, True),
+        (LINF_MID, {"abs_stepsize": 0.01}, False),
+        (ThreatModel(Norm.L2, 0.5), {"rel_stepsize": 0.1}, True),
+    ],
+    ids=["linf-early-stop", "linf-final-iterate", "l2-early-stop"],
+)
 def test_native_pgd_matches_foolbox_pgd(threat: ThreatModel, step: dict, early_stop: bool) -> None:
     import foolbox as fb
 
@@ -66,8 +70,9 @@ def test_apgd_ce_adapter_equals_direct_call() -> None:
     x, y = held_out(200)
     res = get_attack("apgd-ce", n_iter=20)(model, x, y, LINF_MID, seed=7)
 
-    direct = APGDAttack(model, n_iter=20, norm="Linf", n_restarts=1, eps=LINF_MID.eps, seed=7,
-                        loss="ce", device=x.device)
+    direct = APGDAttack(
+        model, n_iter=20, norm="Linf", n_restarts=1, eps=LINF_MID.eps, seed=7, loss="ce", device=x.device
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         adv = direct.perturb(x, y)
@@ -89,8 +94,7 @@ def test_autoattack_adapter_equals_direct_call() -> None:
     subs = ["apgd-ce", "apgd-t"]
     res = get_attack("autoattack", version="custom", attacks=subs)(model, x, y, LINF_MID, seed=5)
 
-    aa = AutoAttack(model, norm="Linf", eps=LINF_MID.eps, seed=5, version="custom", attacks=subs,
-                    device=x.device)
+    aa = AutoAttack(model, norm="Linf", eps=LINF_MID.eps, seed=5, version="custom", attacks=subs, device=x.device)
     aa.verbose = False
     adv, _ = aa.run_standard_evaluation(x, y)
     direct_robust = robust_flags(model, adv, y)

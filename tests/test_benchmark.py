@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from robustbench_cnn.core.errors import RbcError
-from robustbench_cnn.tables.results import comparable, read_summary
 from robustbench_cnn.pipeline.plan import load_suite, parse_suite
+from robustbench_cnn.tables.results import comparable, read_summary
 
 TINY_SUITE = """
 name = "tiny"
@@ -77,8 +77,13 @@ def test_bad_suites_fail_before_any_work(tmp_path: Path) -> None:
 
 
 def _rbc(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "--threads", "1", *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", "from cli import main; main()", "--threads", "1", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_benchmark_writes_tables_and_is_deterministic(tmp_path: Path, store) -> None:
@@ -93,19 +98,22 @@ def test_benchmark_writes_tables_and_is_deterministic(tmp_path: Path, store) -> 
     assert (first.run_dir / "samples.parquet").exists() and (first.run_dir / "run.json").exists()
     second = run_benchmark(suite, tmp_path / "b", progress=False, report=False)
     assert second.trained == []  # models come from the store the second time
-    pd.testing.assert_frame_equal(comparable(read_summary(second.run_dir)).drop(columns="cell_id"),
-                                  comparable(summary).drop(columns="cell_id"))
+    pd.testing.assert_frame_equal(
+        comparable(read_summary(second.run_dir)).drop(columns="cell_id"), comparable(summary).drop(columns="cell_id")
+    )
 
 
 def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path, store) -> None:
     env = {**os.environ, "RBC_HOME": str(store)}
     suite = write_suite(tmp_path)
-    full = _rbc("benchmark", "--suite", str(suite), "--out", str(tmp_path / "full"), "--no-report",
-                "--no-progress", env=env)
+    full = _rbc(
+        "benchmark", "--suite", str(suite), "--out", str(tmp_path / "full"), "--no-report", "--no-progress", env=env
+    )
     assert full.wait(timeout=600) == 0, full.stdout.read()
     # The models are in the store now, so the second run only evaluates: kill it after its first cell lands.
-    killed = _rbc("benchmark", "--suite", str(suite), "--out", str(tmp_path / "cut"), "--no-report",
-                  "--no-progress", env=env)
+    killed = _rbc(
+        "benchmark", "--suite", str(suite), "--out", str(tmp_path / "cut"), "--no-report", "--no-progress", env=env
+    )
     cells = tmp_path / "cut" / "cells"
     deadline = time.time() + 300
     while time.time() < deadline and not list(cells.glob("*.summary.parquet")):
@@ -116,14 +124,24 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path
     assert killed.returncode == -signal.SIGKILL and 1 <= finished < 6, finished
     refused = _rbc("benchmark", "--suite", str(suite), "--out", str(tmp_path / "cut"), "--no-progress", env=env)
     assert refused.wait(timeout=300) == 2 and "--resume" in refused.stdout.read()
-    resumed = _rbc("benchmark", "--suite", str(suite), "--out", str(tmp_path / "cut"), "--resume", "--no-report",
-                   "--no-progress", env=env)
+    resumed = _rbc(
+        "benchmark",
+        "--suite",
+        str(suite),
+        "--out",
+        str(tmp_path / "cut"),
+        "--resume",
+        "--no-report",
+        "--no-progress",
+        env=env,
+    )
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
     a, b = read_summary(tmp_path / "full"), read_summary(tmp_path / "cut")
     assert len(b) == len(a) == 9 and not b.duplicated(["cell_id", "attack", "eps"]).any()
     pd.testing.assert_frame_equal(comparable(a), comparable(b))
     assert len(pd.read_parquet(tmp_path / "cut" / "samples.parquet")) == len(
-        pd.read_parquet(tmp_path / "full" / "samples.parquet"))
+        pd.read_parquet(tmp_path / "full" / "samples.parquet")
+    )
 
 
 def test_a_stored_defended_model_at_another_threat_is_refused_not_evaluated(tmp_path: Path, store) -> None:
@@ -133,8 +151,16 @@ def test_a_stored_defended_model_at_another_threat_is_refused_not_evaluated(tmp_
     from robustbench_cnn.pipeline.benchmark import run_benchmark
     from robustbench_cnn.training import TrainConfig
 
-    defend("fgsm-rs", "lenet5", "digits", "linf:0.2", TrainConfig.for_dataset("digits", epochs=1), progress=False,
-           eval_n=20, eval_steps=1)
+    defend(
+        "fgsm-rs",
+        "lenet5",
+        "digits",
+        "linf:0.2",
+        TrainConfig.for_dataset("digits", epochs=1),
+        progress=False,
+        eval_n=20,
+        eval_steps=1,
+    )
     fgsm_rs_only = TINY_SUITE.split("[[models]]")[0] + "[[models]]" + TINY_SUITE.split("[[models]]")[3]
     suite = load_suite(str(write_suite(tmp_path, fgsm_rs_only)))
     with pytest.raises(RbcError, match=r"trained at linf:0.2, the suite asks for linf:0.1: give the model a tag"):

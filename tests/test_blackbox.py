@@ -15,15 +15,24 @@ from click.testing import CliRunner
 from torch import nn
 
 from robustbench_cnn.attacks import get_attack
-from robustbench_cnn.attacks.blackbox import (Oracle, eval_indices, load_seed_set, matrix_wide, random_noise_attack,
-                              seed_set_indices, train_substitute, transfer_attack, transfer_matrix)
+from robustbench_cnn.attacks.blackbox import (
+    Oracle,
+    eval_indices,
+    load_seed_set,
+    matrix_wide,
+    random_noise_attack,
+    seed_set_indices,
+    train_substitute,
+    transfer_attack,
+    transfer_matrix,
+)
 from robustbench_cnn.attacks.targets import choose_targets
-from robustbench_cnn.data import load_split, select_indices
 from robustbench_cnn.core.errors import BudgetExceededError
+from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.data import load_split, select_indices
 from robustbench_cnn.models import build_model
 from robustbench_cnn.store import load_checkpoint
 from robustbench_cnn.training import TrainConfig, fit
-from robustbench_cnn.core.types import ThreatModel
 
 
 def _train(arch: str, epochs: int | None = None, seed: int = 0) -> nn.Module:
@@ -31,8 +40,13 @@ def _train(arch: str, epochs: int | None = None, seed: int = 0) -> nn.Module:
     train = load_split("digits", "train")
     info = train.info
     model = build_model(arch, in_channels=1, num_classes=10, input_size=8, mean=info.mean, std=info.std)
-    fit(model, train.x, train.y, TrainConfig.for_dataset("digits", epochs=epochs, device="cpu", seed=seed),
-        progress=False)
+    fit(
+        model,
+        train.x,
+        train.y,
+        TrainConfig.for_dataset("digits", epochs=epochs, device="cpu", seed=seed),
+        progress=False,
+    )
     return model.eval()
 
 
@@ -51,12 +65,22 @@ def evalset():
 def substitute(target, tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
     # 150 + 150 + 300 = 600 labels after 3 rounds; the budget cuts the 4th round's 600 new points to 400
-    result = train_substitute(target, "digits", "lenet5", rounds=4, budget=1000, epochs_per_round=5,
-                              device="cpu", store=store, target_name="digits/fastcnn-standard")
+    result = train_substitute(
+        target,
+        "digits",
+        "lenet5",
+        rounds=4,
+        budget=1000,
+        epochs_per_round=5,
+        device="cpu",
+        store=store,
+        target_name="digits/fastcnn-standard",
+    )
     return result, store
 
 
 # --- the oracle ------------------------------------------------------------------------------------
+
 
 def _linear() -> nn.Module:
     torch.manual_seed(0)
@@ -137,6 +161,7 @@ def test_oracle_restores_the_train_mode_of_the_target() -> None:
 
 # --- seed set vs. evaluation set ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("total", [450, 10_000])
 def test_seed_set_is_disjoint_from_the_evaluation_set(total: int) -> None:
     seed = seed_set_indices(total, 150)
@@ -156,6 +181,7 @@ def test_seed_set_split_is_disjoint_from_load_split() -> None:
 
 # --- substitute training ----------------------------------------------------------------------------
 
+
 def test_substitute_stays_within_budget_and_agrees_with_the_oracle(substitute) -> None:
     result, store = substitute
     hist = result.history
@@ -163,10 +189,16 @@ def test_substitute_stays_within_budget_and_agrees_with_the_oracle(substitute) -
     assert hist["queries"].tolist() == [150, 300, 600, 1000]
     assert hist["new_queries"].tolist() == [150, 150, 300, 400]
     assert hist["lambda"].tolist() == [0.0, 0.1, 0.1, 0.1]
-    assert dict(hist.dtypes.astype(str)) == {"round": "int64", "lambda": "float64", "train_size": "int64",
-                                             "new_queries": "int64", "queries": "int64",
-                                             "substitute_accuracy": "float64", "agreement": "float64",
-                                             "seconds": "float64"}
+    assert dict(hist.dtypes.astype(str)) == {
+        "round": "int64",
+        "lambda": "float64",
+        "train_size": "int64",
+        "new_queries": "int64",
+        "queries": "int64",
+        "substitute_accuracy": "float64",
+        "agreement": "float64",
+        "seconds": "float64",
+    }
     assert hist["agreement"].iloc[-1] > 0.6  # measured 0.85 (chance: 0.1)
     model, card = load_checkpoint("digits/lenet5-substitute-of-fastcnn-standard", store)
     assert card.recipe == "substitute" and card.extra["queries"] == 1000
@@ -175,8 +207,19 @@ def test_substitute_stays_within_budget_and_agrees_with_the_oracle(substitute) -
 
 
 def test_substitute_reservoir_sign_flip_and_scores_mode(target) -> None:
-    result = train_substitute(target, "digits", "lenet5", rounds=5, tau=2, budget=None, epochs_per_round=1,
-                              max_new_per_round=50, oracle_mode="scores", device="cpu", save=False)
+    result = train_substitute(
+        target,
+        "digits",
+        "lenet5",
+        rounds=5,
+        tau=2,
+        budget=None,
+        epochs_per_round=1,
+        max_new_per_round=50,
+        oracle_mode="scores",
+        device="cpu",
+        save=False,
+    )
     assert result.history["new_queries"].tolist() == [150, 50, 50, 50, 50]
     assert result.history["lambda"].tolist() == [0.0, 0.1, 0.1, -0.1, -0.1]
     assert result.queries == 350 and result.card.extra["oracle_mode"] == "scores"
@@ -186,10 +229,12 @@ def test_substitute_reservoir_sign_flip_and_scores_mode(target) -> None:
 
 # --- transfer ------------------------------------------------------------------------------------------
 
+
 def test_transfer_from_the_target_itself_is_a_white_box_attack(target, evalset) -> None:
     x, y = evalset
-    (res,) = transfer_attack(target, target, x, y, ThreatModel.parse("linf:0.3"), "fgsm",
-                             source_names=["self"], target_name="t")
+    (res,) = transfer_attack(
+        target, target, x, y, ThreatModel.parse("linf:0.3"), "fgsm", source_names=["self"], target_name="t"
+    )
     assert res.attack == "transfer:fgsm" and res.params["sources"] == ["self"]
     assert res.success_rate > 0.8  # measured 0.96
     assert torch.equal(res.queries, res.clean_correct.long())  # one query per attacked point
@@ -207,16 +252,23 @@ def test_transfer_from_the_substitute_beats_random_noise(substitute, target, eva
     assert noise.success_rate < 0.3  # measured 0.16
     assert results[1].success_rate > noise.success_rate + 0.2  # measured 0.70 vs 0.16
     oracle = Oracle(target, "labels", budget=2 * len(y))
-    (mi,) = transfer_attack({"sub": sub, "self": target}, oracle, x, y, ThreatModel.parse("linf:0.3"),
-                            "mi-fgsm")
+    (mi,) = transfer_attack({"sub": sub, "self": target}, oracle, x, y, ThreatModel.parse("linf:0.3"), "mi-fgsm")
     assert mi.params["sources"] == ["sub", "self"] and oracle.total == len(y) + int(mi.clean_correct.sum())
 
 
 def test_targeted_transfer_counts_success_only_on_the_target_class(target, evalset) -> None:
     x, y = evalset
     targets = choose_targets("next", None, y, 10)
-    (res,) = transfer_attack(target, target, x, y, ThreatModel.parse("linf:0.3"), "pgd", targets=targets,
-                             attack_params={"steps": 10, "rel_stepsize": 0.1})
+    (res,) = transfer_attack(
+        target,
+        target,
+        x,
+        y,
+        ThreatModel.parse("linf:0.3"),
+        "pgd",
+        targets=targets,
+        attack_params={"steps": 10, "rel_stepsize": 0.1},
+    )
     assert res.targeted and torch.equal(res.target, targets)
     assert torch.equal(res.success, res.clean_correct & (res.pred_adv == targets))
     assert res.success_rate > 0.5  # white-box PGD-10, measured 0.87
@@ -246,6 +298,7 @@ def test_transfer_matrix_over_three_architectures(target, evalset) -> None:
 
 # --- the command line ----------------------------------------------------------------------------------
 
+
 def _invoke(command, *args: str):
     return CliRunner().invoke(command, list(args))
 
@@ -255,17 +308,43 @@ def test_cli_proxy_train_then_transfer_then_matrix(store, tmp_path) -> None:
     from robustbench_cnn.workflows import train_model
 
     train_model("fastcnn", "digits", TrainConfig.for_dataset("digits", epochs=8, device="cpu"), progress=False)
-    res = _invoke(proxy_group, "train", "--target", "digits/fastcnn-standard", "--rounds", "2",
-                  "--epochs-per-round", "2", "--budget", "250", "--device", "cpu", "--no-progress",
-                  "--out", str(tmp_path / "proxy"))
+    res = _invoke(
+        proxy_group,
+        "train",
+        "--target",
+        "digits/fastcnn-standard",
+        "--rounds",
+        "2",
+        "--epochs-per-round",
+        "2",
+        "--budget",
+        "250",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "proxy"),
+    )
     assert res.exit_code == 0, res.output
     assert "--source digits/lenet5-substitute-of-fastcnn-standard" in res.output
     history = pd.read_parquet(tmp_path / "proxy" / "history.parquet")
     assert history["queries"].tolist() == [150, 250]
 
-    res = _invoke(transfer_command, "--source", "digits/lenet5-substitute-of-fastcnn-standard",
-                  "--target", "digits/fastcnn-standard", "--attack", "fgsm", "--eps", "0.1,0.3",
-                  "--device", "cpu", "--out", str(tmp_path / "transfer"))
+    res = _invoke(
+        transfer_command,
+        "--source",
+        "digits/lenet5-substitute-of-fastcnn-standard",
+        "--target",
+        "digits/fastcnn-standard",
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0.1,0.3",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "transfer"),
+    )
     assert res.exit_code == 0, res.output
     summary = pd.read_parquet(tmp_path / "transfer" / "summary.parquet")
     assert summary["eps"].tolist() == [0.1, 0.3] and (summary["n"] == 300).all()  # capped: disjoint
@@ -275,25 +354,53 @@ def test_cli_proxy_train_then_transfer_then_matrix(store, tmp_path) -> None:
     assert len(samples) == 600 and not set(samples["sample_id"]) & set(load_seed_set("digits", 150).index.tolist())
     assert json.loads((tmp_path / "transfer" / "run.json").read_text())["command"] == "transfer"
 
-    res = _invoke(transfer_command, "--source", "digits/lenet5-substitute-of-fastcnn-standard,digits/fastcnn-standard",
-                  "--target", "digits/fastcnn-standard", "--threat", "linf:0.3", "--targeted",
-                  "--target-policy", "next", "-n", "50", "--device", "cpu", "--out", str(tmp_path / "t2"))
+    res = _invoke(
+        transfer_command,
+        "--source",
+        "digits/lenet5-substitute-of-fastcnn-standard,digits/fastcnn-standard",
+        "--target",
+        "digits/fastcnn-standard",
+        "--threat",
+        "linf:0.3",
+        "--targeted",
+        "--target-policy",
+        "next",
+        "-n",
+        "50",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "t2"),
+    )
     assert res.exit_code == 0, res.output
     summary = pd.read_parquet(tmp_path / "t2" / "summary.parquet")
     assert summary["targeted"].all() and summary["target_policy"].tolist() == ["next"]
 
-    res = _invoke(transfer_matrix_command, "--models",
-                  "digits/fastcnn-standard,digits/lenet5-substitute-of-fastcnn-standard",
-                  "--threat", "linf:0.3", "-n", "100", "--device", "cpu", "--out", str(tmp_path / "m"))
+    res = _invoke(
+        transfer_matrix_command,
+        "--models",
+        "digits/fastcnn-standard,digits/lenet5-substitute-of-fastcnn-standard",
+        "--threat",
+        "linf:0.3",
+        "-n",
+        "100",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "m"),
+    )
     assert res.exit_code == 0, res.output
     assert len(pd.read_parquet(tmp_path / "m" / "transfer_matrix.parquet")) == 4
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--source", "a/b", "--target", "a/b", "--attack", "square", "--threat", "linf:0.3"], "white-box"),
-    (["--source", "a/b", "--target", "a/b", "--threat", "linf"], "no epsilon"),
-    (["--source", "a/b", "--target", "digits/nope", "--threat", "linf:0.3"], "no checkpoint 'digits/nope'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--source", "a/b", "--target", "a/b", "--attack", "square", "--threat", "linf:0.3"], "white-box"),
+        (["--source", "a/b", "--target", "a/b", "--threat", "linf"], "no epsilon"),
+        (["--source", "a/b", "--target", "digits/nope", "--threat", "linf:0.3"], "no checkpoint 'digits/nope'"),
+    ],
+)
 def test_cli_transfer_errors_are_one_line(store, args, message) -> None:
     from robustbench_cnn.commands.blackbox import transfer_command
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
 from cli import main
-from cli_helpers import assert_one_line_error
 
 
 def run(*args: str):
@@ -19,8 +19,6 @@ def test_train_then_list(store) -> None:
     listed = run("models", "list")
     assert "digits/lenet5-standard" in listed.output and "wide_resnet" in listed.output
     assert (store / "checkpoints" / "digits" / "lenet5-standard" / "card.json").exists()
-
-
 
 
 def test_unknown_model_suggests(store) -> None:
@@ -49,8 +47,17 @@ def test_channel_mismatch_between_checkpoint_and_dataset(store, tmp_path) -> Non
     for split in ("train", "test"):
         (tmp_path / split / "a").mkdir(parents=True)
         Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / split / "a" / "0.png")
-    result = run("train", "--model", "lenet5", "--dataset", f"imagefolder:{tmp_path}",
-                 "--init-from", "digits/lenet5-standard", "--freeze", "features")
+    result = run(
+        "train",
+        "--model",
+        "lenet5",
+        "--dataset",
+        f"imagefolder:{tmp_path}",
+        "--init-from",
+        "digits/lenet5-standard",
+        "--freeze",
+        "features",
+    )
     assert_one_line_error(result, "expects 1-channel input")
 
 

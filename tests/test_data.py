@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_data_or_skip
-from robustbench_cnn.data import dataset_info, list_datasets, load_split, select_indices
+
 from robustbench_cnn.core.errors import DataNotFoundError, UnknownNameError
+from robustbench_cnn.data import dataset_info, list_datasets, load_split, select_indices
 
 
 def test_digits_is_embedded_with_a_fixed_split() -> None:

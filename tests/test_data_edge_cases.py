@@ -13,8 +13,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustbench_cnn.data import is_available, load_split
 from robustbench_cnn.core.errors import DataNotFoundError, RbcError, ShapeMismatchError
+from robustbench_cnn.data import is_available, load_split
 
 
 def _png(path: Path, array: np.ndarray) -> None:
@@ -25,6 +25,7 @@ def _png(path: Path, array: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- data.py
+
 
 def test_imagefolder_labels_agree_between_splits_when_test_lacks_a_class(tmp_path) -> None:
     """train/ has cat, dog, fish; test/ has cat, fish: a test fish must be label 2 (as in train), not 1 (dog)."""
@@ -66,8 +67,7 @@ def test_mnist_gz_only_is_not_reported_available(tmp_path, monkeypatch) -> None:
     """torchvision reads only the uncompressed IDX files: .gz alone must not count as available offline."""
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-              "t10k-labels-idx1-ubyte"):
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         with gzip.open(raw / f"{f}.gz", "wb") as fh:
             fh.write(b"\0" * 16)
     monkeypatch.setenv("RBC_OFFLINE", "1")
@@ -79,7 +79,7 @@ def test_mnist_gz_only_is_not_reported_available(tmp_path, monkeypatch) -> None:
 
 # ---------------------------------------------------------------------------------------------- byom.py
 
-_DATACLASS_MODEL = '''
+_DATACLASS_MODEL = """
 from __future__ import annotations
 from dataclasses import dataclass
 from torch import nn
@@ -90,9 +90,9 @@ class Cfg:
 
 def factory():
     return nn.Sequential(nn.Flatten(), nn.Linear(64, Cfg().classes))
-'''
+"""
 
-_ASSERTING_MODEL = '''
+_ASSERTING_MODEL = """
 from torch import nn
 
 class Net(nn.Module):
@@ -106,11 +106,11 @@ class Net(nn.Module):
 
 def factory():
     return Net()
-'''
+"""
 
 
 def test_model_def_file_with_a_dataclass_imports(tmp_path) -> None:
-    from robustbench_cnn.models.byom import load_model_def
+    from robustbench_cnn.byom import load_model_def
 
     path = tmp_path / "dc_model.py"
     path.write_text(_DATACLASS_MODEL)
@@ -119,7 +119,7 @@ def test_model_def_file_with_a_dataclass_imports(tmp_path) -> None:
 
 
 def test_check_input_turns_any_forward_error_into_a_shape_error(tmp_path) -> None:
-    from robustbench_cnn.models.byom import check_input, load_model_def
+    from robustbench_cnn.byom import check_input, load_model_def
 
     path = tmp_path / "assert_model.py"
     path.write_text(_ASSERTING_MODEL)
@@ -129,6 +129,7 @@ def test_check_input_turns_any_forward_error_into_a_shape_error(tmp_path) -> Non
 
 
 # ---------------------------------------------------------------------------------------------- cli.py
+
 
 def test_weights_without_model_def_is_rejected_not_ignored(tmp_path, monkeypatch) -> None:
     """`--weights` with a store `--model` was silently ignored: the store checkpoint got evaluated instead."""
@@ -141,18 +142,34 @@ def test_weights_without_model_def_is_rejected_not_ignored(tmp_path, monkeypatch
     monkeypatch.setattr(runner, "run_cells", no_run)
     weights = tmp_path / "mine.safetensors"
     weights.write_bytes(b"x")
-    result = CliRunner().invoke(main, ["evaluate", "-m", "digits/whatever", "--weights", str(weights),
-                                       "-t", "linf:0.1", "-n", "4", "--no-progress", "--device", "cpu"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "-m",
+            "digits/whatever",
+            "--weights",
+            str(weights),
+            "-t",
+            "linf:0.1",
+            "-n",
+            "4",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "--model-def" in result.output
 
 
 # ---------------------------------------------------------------------------------------------- regress.py
 
+
 def test_update_baseline_with_a_non_unique_index_writes_each_cell_once(tmp_path) -> None:
     import pandas as pd
-
     from report_fixtures import summary, three_models
+
     from robustbench_cnn.reporting.regress import compare, load_baseline, update_baseline
 
     cells = three_models()
@@ -164,8 +181,9 @@ def test_update_baseline_with_a_non_unique_index_writes_each_cell_once(tmp_path)
 
 
 def test_regress_update_into_a_run_folder_is_a_one_line_error(tmp_path) -> None:
-    from cli import main
     from report_fixtures import three_models, write_run
+
+    from cli import main
 
     base = write_run(tmp_path / "run-a", *three_models())
     cur = write_run(tmp_path / "run-b", *three_models())

@@ -13,14 +13,14 @@ import torch
 from torch import nn
 
 import cli  # noqa: F401  (root group first)
+from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.defenses import get_defense
 from robustbench_cnn.defenses.guard import OverfitGuard
 from robustbench_cnn.defenses.train import defend
 from robustbench_cnn.models import build_model
-from robustbench_cnn.store import read_card
 from robustbench_cnn.reporting.tradeoff import SUITE_ROBUST_KEY, record_suite_accuracy, tradeoff_table
+from robustbench_cnn.store import read_card
 from robustbench_cnn.training import TrainConfig, fit
-from robustbench_cnn.core.types import ThreatModel
 
 torch.set_num_threads(1)
 THREAT = ThreatModel.parse("linf:0.1")
@@ -71,10 +71,17 @@ def test_a_reused_free_at_recipe_trains_like_a_fresh_one(tmp_path: Path) -> None
 
 
 # 5 --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, params", [
-    ("trades", {"beta": math.inf}), ("mart", {"beta": math.inf}), ("pgd-at", {"alpha": math.inf}),
-    ("fgsm-rs", {"guard_drop": math.inf}), ("fgsm-rs", {"guard_gap": math.inf}), ("trades", {"sigma": math.inf}),
-])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("trades", {"beta": math.inf}),
+        ("mart", {"beta": math.inf}),
+        ("pgd-at", {"alpha": math.inf}),
+        ("fgsm-rs", {"guard_drop": math.inf}),
+        ("fgsm-rs", {"guard_gap": math.inf}),
+        ("trades", {"sigma": math.inf}),
+    ],
+)
 def test_infinite_parameters_are_refused(name: str, params: dict) -> None:
     with pytest.raises(ValueError, match=f"invalid {next(iter(params))}"):
         get_defense(name, THREAT, **params)
@@ -82,8 +89,17 @@ def test_infinite_parameters_are_refused(name: str, params: dict) -> None:
 
 # 6 --------------------------------------------------------------------------------------------------
 def test_the_standard_baseline_is_not_flagged_as_failed_adversarial_training(tmp_path: Path) -> None:
-    run = defend("standard", "fastcnn", "digits", "linf:0.3", TrainConfig.for_dataset("digits", epochs=3),
-                 store=tmp_path, progress=False, eval_n=200, eval_steps=5)
+    run = defend(
+        "standard",
+        "fastcnn",
+        "digits",
+        "linf:0.3",
+        TrainConfig.for_dataset("digits", epochs=3),
+        store=tmp_path,
+        progress=False,
+        eval_n=200,
+        eval_steps=5,
+    )
     assert run.pgd_accuracy < 0.05 and run.card.extra["monitor_clean_accuracy"] > 0.5  # the expected baseline
     assert run.card.extra["training_problems"] == []
 
@@ -92,8 +108,17 @@ def test_the_standard_baseline_is_not_flagged_as_failed_adversarial_training(tmp
 def test_a_monitor_without_pgd_steps_is_refused(tmp_path: Path) -> None:
     # with 0 steps the monitor's "PGD accuracy" was the clean accuracy, reported as robustness
     with pytest.raises(ValueError, match="invalid eval_steps 0: must be >= 1"):
-        defend("standard", "fastcnn", "digits", THREAT, TrainConfig(epochs=1), store=tmp_path,
-               progress=False, eval_n=50, eval_steps=0)
+        defend(
+            "standard",
+            "fastcnn",
+            "digits",
+            THREAT,
+            TrainConfig(epochs=1),
+            store=tmp_path,
+            progress=False,
+            eval_n=50,
+            eval_steps=0,
+        )
     assert not list(tmp_path.rglob("card.json"))
 
 
@@ -116,7 +141,17 @@ def test_recording_a_suite_accuracy_keeps_a_float_recorded_at_the_cards_threat(t
     from robustbench_cnn.store import update_card
 
     update_card(run.folder, card)
-    summary = pd.DataFrame({"suite": ["standard"], "targeted": [False], "attack": ["worst-case"], "norm": ["linf"],
-                            "eps": [0.05], "robust_acc": [0.7], "n": [10], "seed": [0]})
+    summary = pd.DataFrame(
+        {
+            "suite": ["standard"],
+            "targeted": [False],
+            "attack": ["worst-case"],
+            "norm": ["linf"],
+            "eps": [0.05],
+            "robust_acc": [0.7],
+            "n": [10],
+            "seed": [0],
+        }
+    )
     record_suite_accuracy(run.folder, summary)
     assert tradeoff_table(tmp_path)["suite_robust_accuracy"].tolist() == [0.42]

@@ -16,17 +16,17 @@ import torch
 from click.testing import CliRunner
 
 import cli  # noqa: F401  (the root group first: cli_defend attaches its commands to it)
+from robustbench_cnn.commands.defend import DEFENSE_NAMES, defend_command, tradeoff_command
+from robustbench_cnn.core.errors import UnknownNameError
+from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.defenses import DEFENSES, Defense, get_defense
 from robustbench_cnn.defenses.guard import OverfitGuard
 from robustbench_cnn.defenses.perturb import ce_objective, kl_objective, perturb, pgd_accuracy, project, random_start
 from robustbench_cnn.defenses.train import EPOCH_COLUMNS, TRADEOFF_FILE, DefendedModel, defend, training_problems
-from robustbench_cnn.commands.defend import DEFENSE_NAMES, defend_command, tradeoff_command
-from robustbench_cnn.core.errors import UnknownNameError
 from robustbench_cnn.models import build_model
-from robustbench_cnn.store import load_checkpoint, read_card, save_checkpoint
 from robustbench_cnn.reporting.tradeoff import SUITE_ROBUST_KEY, TRADEOFF_COLUMNS, tradeoff_table, write_tradeoff_table
+from robustbench_cnn.store import load_checkpoint, read_card, save_checkpoint
 from robustbench_cnn.training import StepContext, TrainConfig
-from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.workflows import train_model
 
 THREAT = ThreatModel.parse("linf:0.1")
@@ -41,9 +41,12 @@ def defended(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     """Every registered defense trained once (same model, data, seed, threat) into one store."""
     store = tmp_path_factory.mktemp("defended")
     config = TrainConfig.for_dataset("digits", epochs=EPOCHS)
-    runs = {name: defend(name, "fastcnn", "digits", THREAT, config, store=store, progress=False,
-                         **FAST_PARAMS.get(name, {}))
-            for name in DEFENSES.list()}
+    runs = {
+        name: defend(
+            name, "fastcnn", "digits", THREAT, config, store=store, progress=False, **FAST_PARAMS.get(name, {})
+        )
+        for name in DEFENSES.list()
+    }
     return store, runs
 
 
@@ -62,6 +65,7 @@ def _tiny(seed: int = 0):
 
 # --- registry and parameters ------------------------------------------------------------------------
 
+
 def test_registry_lists_every_defense_once_and_cli_help_matches() -> None:
     assert DEFENSES.list() == sorted(DEFENSE_NAMES)
     assert {"pgd-at", "fgsm-rs", "trades", "mart"} <= set(DEFENSES.list())
@@ -72,14 +76,25 @@ def test_unknown_defense_suggests_close_names() -> None:
         get_defense("pgd", THREAT)
 
 
-@pytest.mark.parametrize("name, params, message", [
-    ("pgd-at", {"beta": 6}, r"invalid parameter\(s\) beta for defense 'pgd-at': accepted: alpha, eps_ramp, random_start, steps"),
-    ("pgd-at", {"steps": 0}, r"invalid steps 0 for defense 'pgd-at': must be an integer > 0"),
-    ("trades", {"alpha": -0.1}, r"invalid alpha -0.1 for defense 'trades': must be a number > 0"),
-    ("fgsm-rs", {"guard_drop": "big"}, r"invalid guard_drop 'big' for defense 'fgsm-rs'"),
-    ("fgsm-rs", {"clip_start": "maybe"}, r"invalid clip_start 'maybe' for defense 'fgsm-rs': must be true or false"),
-    ("pgd-at", {"random_start": 2}, r"invalid random_start 2 for defense 'pgd-at': must be true or false"),
-])
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        (
+            "pgd-at",
+            {"beta": 6},
+            r"invalid parameter\(s\) beta for defense 'pgd-at': accepted: alpha, eps_ramp, random_start, steps",
+        ),
+        ("pgd-at", {"steps": 0}, r"invalid steps 0 for defense 'pgd-at': must be an integer > 0"),
+        ("trades", {"alpha": -0.1}, r"invalid alpha -0.1 for defense 'trades': must be a number > 0"),
+        ("fgsm-rs", {"guard_drop": "big"}, r"invalid guard_drop 'big' for defense 'fgsm-rs'"),
+        (
+            "fgsm-rs",
+            {"clip_start": "maybe"},
+            r"invalid clip_start 'maybe' for defense 'fgsm-rs': must be true or false",
+        ),
+        ("pgd-at", {"random_start": 2}, r"invalid random_start 2 for defense 'pgd-at': must be true or false"),
+    ],
+)
 def test_invalid_parameters_are_named(name: str, params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         get_defense(name, THREAT, **params)
@@ -92,8 +107,13 @@ def test_unsupported_norm_is_refused() -> None:
 
 def test_params_resolve_the_papers_defaults() -> None:
     mnist = ThreatModel.parse("linf:0.3")
-    assert get_defense("pgd-at", mnist).params() == {"threat": "linf:0.3", "steps": 10, "alpha": pytest.approx(0.075),
-                                                     "random_start": True, "eps_ramp": 0.0}
+    assert get_defense("pgd-at", mnist).params() == {
+        "threat": "linf:0.3",
+        "steps": 10,
+        "alpha": pytest.approx(0.075),
+        "random_start": True,
+        "eps_ramp": 0.0,
+    }
     assert get_defense("fgsm-rs", mnist).params()["alpha"] == pytest.approx(0.375)  # Wong et al.'s MNIST step
     assert get_defense("trades", mnist).params()["beta"] == 6.0
     assert get_defense("mart", mnist).params()["alpha"] == pytest.approx(0.075)
@@ -102,6 +122,7 @@ def test_params_resolve_the_papers_defaults() -> None:
 
 
 # --- the recipe contract ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", DEFENSES.list())
 @pytest.mark.parametrize("threat", ["linf:0.1", "l2:0.5"])
@@ -174,8 +195,7 @@ def test_unclipped_start_takes_the_first_gradient_outside_the_box_and_returns_in
     assert unclipped.min() < 0  # the gradient point left the box
     assert tm.norm.measure(unclipped - x).max() <= tm.eps + 1e-5  # ... but not the ball
     with pytest.raises(ValueError, match="unclipped start"):
-        perturb(model, x, tm, ce_objective(y), steps=1, alpha=0.1, generator=torch.Generator(), y=y,
-                clip_start=False)
+        perturb(model, x, tm, ce_objective(y), steps=1, alpha=0.1, generator=torch.Generator(), y=y, clip_start=False)
 
 
 def test_fgsm_rs_takes_its_gradient_at_the_unclipped_start_by_default() -> None:
@@ -183,8 +203,19 @@ def test_fgsm_rs_takes_its_gradient_at_the_unclipped_start_by_default() -> None:
     assert get_defense("fgsm-rs", THREAT, clip_start=True).params()["clip_start"] is True
 
 
-@pytest.mark.parametrize("text, value", [("False", False), ("false", False), ("no", False), ("0", False),
-                                         ("True", True), ("yes", True), (1, True), (0, False)])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("False", False),
+        ("false", False),
+        ("no", False),
+        ("0", False),
+        ("True", True),
+        ("yes", True),
+        (1, True),
+        (0, False),
+    ],
+)
 def test_boolean_parameters_from_the_command_line_mean_what_they_say(text, value) -> None:
     """``--defense-arg clip_start=False`` arrives as the string 'False' (not JSON): it must not count as true."""
     assert get_defense("fgsm-rs", THREAT, clip_start=text, guard=text).params()["clip_start"] is value
@@ -199,13 +230,15 @@ def test_unknown_start_is_refused() -> None:
 
 # --- training: every defense beats standard training on PGD accuracy -------------------------------
 
+
 @pytest.mark.parametrize("name", ADVERSARIAL)
 def test_defense_raises_pgd_accuracy_over_standard(defended, name: str) -> None:
     _, runs = defended
     standard, run = runs["standard"], runs[name]
     assert run.clean_accuracy > 0.85, f"{name} lost too much clean accuracy: {run.clean_accuracy:.3f}"
     assert run.pgd_accuracy >= standard.pgd_accuracy + 0.1, (
-        f"{name}: PGD accuracy {run.pgd_accuracy:.3f} vs standard {standard.pgd_accuracy:.3f}")
+        f"{name}: PGD accuracy {run.pgd_accuracy:.3f} vs standard {standard.pgd_accuracy:.3f}"
+    )
 
 
 def test_card_names_defense_threat_and_monitor(defended) -> None:
@@ -228,8 +261,9 @@ def test_per_epoch_table_is_written_beside_the_checkpoint(defended) -> None:
     run = runs["pgd-at"]
     table = pd.read_parquet(run.folder / TRADEOFF_FILE)
     assert list(table.columns) == list(EPOCH_COLUMNS)
-    assert {c: str(t) for c, t in table.dtypes.items()} == {c: str(pd.Series(dtype=t).dtype)
-                                                            for c, t in EPOCH_COLUMNS.items()}
+    assert {c: str(t) for c, t in table.dtypes.items()} == {
+        c: str(pd.Series(dtype=t).dtype) for c, t in EPOCH_COLUMNS.items()
+    }
     assert table["epoch"].tolist() == list(range(1, EPOCHS + 1))
     assert (table["defense"] == "pgd-at").all() and (table["threat"] == "linf:0.1").all()
     assert table["pgd_accuracy"].between(0, 1).all() and (table["pgd_accuracy"] <= table["clean_accuracy"]).all()
@@ -258,6 +292,7 @@ def test_defend_refuses_a_recipe_for_another_threat(tmp_path: Path) -> None:
 
 
 # --- the catastrophic-overfitting guard -------------------------------------------------------------
+
 
 def _guard_run(accuracies: list[float]) -> tuple[OverfitGuard, torch.nn.Module, dict[int, dict]]:
     """Feed the guard fabricated accuracies; the model's weights are changed after every epoch."""
@@ -295,10 +330,13 @@ def test_guard_flags_a_gap_between_training_and_pgd_accuracy() -> None:
     json.dumps(guard.report(), allow_nan=False)
 
 
-@pytest.mark.parametrize("accuracies, fired", [
-    ([0.4, 0.5, 0.35, 0.6], False),  # a dip of 0.15 < drop
-    ([0.4, 0.7, 0.2, 0.65], True),  # collapses at epoch 3, recovers by the end
-])
+@pytest.mark.parametrize(
+    "accuracies, fired",
+    [
+        ([0.4, 0.5, 0.35, 0.6], False),  # a dip of 0.15 < drop
+        ([0.4, 0.7, 0.2, 0.65], True),  # collapses at epoch 3, recovers by the end
+    ],
+)
 def test_guard_keeps_the_final_state_without_a_lasting_collapse(accuracies: list[float], fired: bool) -> None:
     guard, model, states = _guard_run(accuracies)
     assert guard.restored_epoch is None and guard.fired == fired
@@ -312,9 +350,21 @@ def test_guard_fires_on_a_planted_collapse(defended, tmp_path: Path) -> None:
     records the collapse and restores the best epoch, and the saved weights are the restored ones."""
     _, runs = defended
     config = TrainConfig.for_dataset("digits", epochs=10, lr=0.5)
-    run = defend("fgsm-rs", "fastcnn", "digits", THREAT, config, store=tmp_path, progress=False, eval_n=100,
-                 eval_steps=5, init_from=str(runs["pgd-at"].folder), random_start=False, guard_n=128,
-                 guard_steps=5)  # the plant is calibrated for a 5-step check: with 10 its final drop is 0.195 < 0.2
+    run = defend(
+        "fgsm-rs",
+        "fastcnn",
+        "digits",
+        THREAT,
+        config,
+        store=tmp_path,
+        progress=False,
+        eval_n=100,
+        eval_steps=5,
+        init_from=str(runs["pgd-at"].folder),
+        random_start=False,
+        guard_n=128,
+        guard_steps=5,
+    )  # the plant is calibrated for a 5-step check: with 10 its final drop is 0.195 < 0.2
     report = run.report["guard"]
     assert report["fired"], report["history"]
     collapse = next(e for e in run.guard_events if e["event"] == "collapse")
@@ -338,13 +388,15 @@ def test_guard_fires_on_a_planted_collapse(defended, tmp_path: Path) -> None:
 
 # --- the store-wide trade-off table -----------------------------------------------------------------
 
+
 def test_tradeoff_table_has_one_row_per_defended_model(defended, tmp_path: Path) -> None:
     store, runs = defended
     train_model("fastcnn", "digits", TrainConfig(epochs=1), store=store, tag="plain", progress=False)  # no threat
     table = tradeoff_table(store)
     assert list(table.columns) == list(TRADEOFF_COLUMNS)
-    assert {c: str(t) for c, t in table.dtypes.items()} == {c: str(pd.Series(dtype=t).dtype)
-                                                            for c, t in TRADEOFF_COLUMNS.items()}
+    assert {c: str(t) for c, t in table.dtypes.items()} == {
+        c: str(pd.Series(dtype=t).dtype) for c, t in TRADEOFF_COLUMNS.items()
+    }
     assert sorted(table["defense"]) == sorted(runs) and len(table) == len(runs)
     row = table.set_index("defense").loc["pgd-at"]
     assert row["architecture"] == "fastcnn" and row["dataset"] == "digits" and row["threat"] == "linf:0.1"
@@ -374,8 +426,18 @@ def test_suite_accuracy_is_recorded_under_the_cards_threat_for_fractional_epsilo
     card = read_card(runs["trades"].folder)
     card.threat = "linf:8/255"
     folder = save_checkpoint(runs["trades"].model, card, tmp_path, directory=tmp_path / "checkpoints" / card.name)
-    summary = pd.DataFrame({"suite": ["standard"], "targeted": [False], "attack": ["worst-case"], "norm": ["linf"],
-                            "eps": [8 / 255], "robust_acc": [0.42], "n": [10], "seed": [0]})
+    summary = pd.DataFrame(
+        {
+            "suite": ["standard"],
+            "targeted": [False],
+            "attack": ["worst-case"],
+            "norm": ["linf"],
+            "eps": [8 / 255],
+            "robust_acc": [0.42],
+            "n": [10],
+            "seed": [0],
+        }
+    )
     assert record_suite_accuracy(folder, summary) == {"linf:8/255": 0.42}
     assert tradeoff_table(tmp_path)["suite_robust_accuracy"].tolist() == [0.42]
 
@@ -390,8 +452,26 @@ def test_rbc_evaluate_standard_records_the_suite_accuracy_for_the_tradeoff_table
     name = read_card(run.folder).name
     shutil.copytree(run.folder, tmp_path / "checkpoints" / name)
     out_dir = tmp_path / "run"
-    args = ["evaluate", "--model", name, "--dataset", "digits", "--threat", "linf", "--eps", "0.05,0.1", "-n", "12",
-            "--store", str(tmp_path), "--out", str(out_dir), "--device", "cpu", "--no-progress"]
+    args = [
+        "evaluate",
+        "--model",
+        name,
+        "--dataset",
+        "digits",
+        "--threat",
+        "linf",
+        "--eps",
+        "0.05,0.1",
+        "-n",
+        "12",
+        "--store",
+        str(tmp_path),
+        "--out",
+        str(out_dir),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     result = CliRunner().invoke(cli.main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "recorded the standard-suite robust accuracy" in result.output
@@ -408,7 +488,10 @@ def test_pgd_at_epsilon_ramp_grows_the_ball_linearly() -> None:
 
     recipe = get_defense("pgd-at", "linf:0.3", eps_ramp=2)
     gen = torch.Generator().manual_seed(0)
-    at = lambda epoch, step: recipe.ramped_threat(StepContext(epoch, step, 100, 0.1, gen, contextlib.nullcontext), 2)
+
+    def at(epoch, step):
+        return recipe.ramped_threat(StepContext(epoch, step, 100, 0.1, gen, contextlib.nullcontext), 2)
+
     assert at(0, 49)[1] == pytest.approx(0.25) and at(0, 49)[0].eps == pytest.approx(0.075)
     assert at(1, 99)[1] == 1.0 and at(3, 0)[0].eps == pytest.approx(0.3)
     assert recipe.ramped_threat(StepContext(0, 0, 100, 0.1, gen, contextlib.nullcontext), 0)[0].eps == 0.3
@@ -447,11 +530,34 @@ def test_tradeoff_table_of_an_empty_store(tmp_path: Path) -> None:
 
 # --- CLI --------------------------------------------------------------------------------------------
 
+
 def test_cli_defend_writes_a_checkpoint_naming_defense_and_threat(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    args = ["--defense", "fgsm-rs", "--model", "fastcnn", "--dataset", "digits", "--threat", "linf:0.1",
-            "--epochs", "2", "--alpha", "1/8", "--eval-n", "100", "--eval-steps", "3", "--store", str(store),
-            "--device", "cpu", "--seed", "1", "--no-progress"]
+    args = [
+        "--defense",
+        "fgsm-rs",
+        "--model",
+        "fastcnn",
+        "--dataset",
+        "digits",
+        "--threat",
+        "linf:0.1",
+        "--epochs",
+        "2",
+        "--alpha",
+        "1/8",
+        "--eval-n",
+        "100",
+        "--eval-steps",
+        "3",
+        "--store",
+        str(store),
+        "--device",
+        "cpu",
+        "--seed",
+        "1",
+        "--no-progress",
+    ]
     result = CliRunner().invoke(defend_command, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     card = read_card(store / "checkpoints" / "digits" / "fastcnn-fgsm-rs")
@@ -465,12 +571,15 @@ def test_cli_defend_writes_a_checkpoint_naming_defense_and_threat(tmp_path: Path
     assert "1 defended model" in result.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--defense", "pgd", "--threat", "linf:0.1"], r"unknown defense 'pgd'\. Did you mean: pgd-at\?"),
-    (["--defense", "pgd-at", "--threat", "linf:2"], r"invalid epsilon 2\.0 for linf"),
-    (["--defense", "pgd-at", "--threat", "linf:0.1", "--beta", "3"], r"invalid parameter\(s\) beta for defense"),
-    (["--defense", "trades", "--threat", "linf:0.1", "--defense-arg", "sigma"], r"invalid --defense-arg 'sigma'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--defense", "pgd", "--threat", "linf:0.1"], r"unknown defense 'pgd'\. Did you mean: pgd-at\?"),
+        (["--defense", "pgd-at", "--threat", "linf:2"], r"invalid epsilon 2\.0 for linf"),
+        (["--defense", "pgd-at", "--threat", "linf:0.1", "--beta", "3"], r"invalid parameter\(s\) beta for defense"),
+        (["--defense", "trades", "--threat", "linf:0.1", "--defense-arg", "sigma"], r"invalid --defense-arg 'sigma'"),
+    ],
+)
 def test_cli_defend_input_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(defend_command, [*args, "--model", "fastcnn", "--store", str(tmp_path)])
     assert result.exit_code == 2, result.output

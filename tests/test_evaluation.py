@@ -5,14 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from attack_fixtures import digits, trained_model
 from click.testing import CliRunner
 from torch import nn
 
-from attack_fixtures import digits, trained_model
 from robustbench_cnn.attacks import get_attack
+from robustbench_cnn.core.types import Norm, ThreatModel
 from robustbench_cnn.evaluation.engine import evaluate, resolve_attacks
 from robustbench_cnn.tables.results import SUMMARY_SCHEMA, RunStore, comparable
-from robustbench_cnn.core.types import Norm, ThreatModel
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,9 @@ class Quantized(nn.Module):
         return self.net(torch.round(x * 3) / 3)
 
 
-@pytest.mark.parametrize("wrapper,code", [(Softmaxed, "probabilities"), (Noisy, "randomized"),
-                                          (Quantized, "zero-gradients")])
+@pytest.mark.parametrize(
+    "wrapper,code", [(Softmaxed, "probabilities"), (Noisy, "randomized"), (Quantized, "zero-gradients")]
+)
 def test_model_flags(data, wrapper, code) -> None:
     x, y = data
     ev = evaluate(wrapper(trained_model()), x[:40], y[:40], "linf", [0.05], "fgsm")
@@ -143,6 +144,7 @@ def test_summary_rows_have_the_schema(data) -> None:
 
 # --- results store and CLI -------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def digits_model(store):
     from robustbench_cnn.training import TrainConfig
@@ -156,16 +158,19 @@ def test_cells_resume_without_losing_or_duplicating_rows(digits_model, tmp_path)
     from robustbench_cnn.core.errors import RbcError
     from robustbench_cnn.pipeline.runner import EvalCell, run_cells
 
-    cells = [EvalCell(model=digits_model, dataset="digits", norm="linf", eps=[0, 0.1], suite=s, n=60)
-             for s in ("fgsm", "pgd")]
+    cells = [
+        EvalCell(model=digits_model, dataset="digits", norm="linf", eps=[0, 0.1], suite=s, n=60)
+        for s in ("fgsm", "pgd")
+    ]
     full = run_cells(cells, tmp_path / "full", progress=False).summary()
     partial = run_cells(cells[:1], tmp_path / "part", progress=False)
     with pytest.raises(RbcError, match="pass --resume"):
         run_cells(cells, tmp_path / "part", progress=False)
     resumed = run_cells(cells, tmp_path / "part", resume=True, progress=False)
     assert len(resumed.summary()) == len(full) == 4
-    pd.testing.assert_frame_equal(comparable(resumed.summary().drop(columns="cell_id")),
-                                  comparable(full.drop(columns="cell_id")))
+    pd.testing.assert_frame_equal(
+        comparable(resumed.summary().drop(columns="cell_id")), comparable(full.drop(columns="cell_id"))
+    )
     assert (partial.dir / "samples.parquet").exists() and len(RunStore(partial.dir).samples()) == 4 * 60 // 2 * 2
 
 
@@ -173,8 +178,23 @@ def test_cli_attack_writes_tables_and_rejects_bad_input(digits_model, tmp_path) 
     from cli import main
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["attack", "-m", digits_model, "--attack", "fgsm", "--eps", "0,0.1",
-                                       "-n", "50", "--out", str(out), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "attack",
+            "-m",
+            digits_model,
+            "--attack",
+            "fgsm",
+            "--eps",
+            "0,0.1",
+            "-n",
+            "50",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = pd.read_parquet(out / "summary.parquet")
     assert list(summary["eps"]) == [0.0, 0.1] and summary["robust_acc"].iloc[0] == summary["clean_acc"].iloc[0]
@@ -191,24 +211,68 @@ def test_bring_your_own_model(tmp_path) -> None:
     from cli import main
 
     (tmp_path / "mine.py").write_text(
-        "import torch\nfrom torch import nn\n"
-        "def build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n")
+        "import torch\nfrom torch import nn\ndef build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n"
+    )
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     save_file(net.state_dict(), str(tmp_path / "w.safetensors"))
-    result = CliRunner().invoke(main, ["attack", "--model-def", f"{tmp_path / 'mine.py'}:build", "--weights",
-                                       str(tmp_path / "w.safetensors"), "--attack", "fgsm", "--eps", "0.1",
-                                       "-n", "30", "--out", str(tmp_path / "run"), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "attack",
+            "--model-def",
+            f"{tmp_path / 'mine.py'}:build",
+            "--weights",
+            str(tmp_path / "w.safetensors"),
+            "--attack",
+            "fgsm",
+            "--eps",
+            "0.1",
+            "-n",
+            "30",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = pd.read_parquet(tmp_path / "run" / "summary.parquet")
     assert summary["checkpoint_sha256"].iloc[0] and len(summary) == 1
     assert "no --weights" not in result.output
-    bare = CliRunner().invoke(main, ["attack", "--model-def", f"{tmp_path / 'mine.py'}:build", "--attack", "fgsm",
-                                     "--eps", "0.1", "-n", "10", "--out", str(tmp_path / "bare"), "--no-progress"])
+    bare = CliRunner().invoke(
+        main,
+        [
+            "attack",
+            "--model-def",
+            f"{tmp_path / 'mine.py'}:build",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "0.1",
+            "-n",
+            "10",
+            "--out",
+            str(tmp_path / "bare"),
+            "--no-progress",
+        ],
+    )
     assert bare.exit_code == 0 and "Warning: no --weights" in bare.output  # an untrained model, said so
-    wrong = CliRunner().invoke(main, ["attack", "--model-def", f"{tmp_path / 'mine.py'}:build", "--weights",
-                                      str(tmp_path / "w.safetensors"), "--dataset", "imagefolder:/nonexistent",
-                                      "--eps", "0.1", "--out", str(tmp_path / "wrong")])
+    wrong = CliRunner().invoke(
+        main,
+        [
+            "attack",
+            "--model-def",
+            f"{tmp_path / 'mine.py'}:build",
+            "--weights",
+            str(tmp_path / "w.safetensors"),
+            "--dataset",
+            "imagefolder:/nonexistent",
+            "--eps",
+            "0.1",
+            "--out",
+            str(tmp_path / "wrong"),
+        ],
+    )
     assert wrong.exit_code == 2
 
 
@@ -219,8 +283,11 @@ def test_cascade_flags_count_only_points_broken_at_their_own_eps(data) -> None:
     x, y = data
     weak_pgd = get_attack("pgd", steps=2, abs_stepsize=0.001, random_start=False)
     ev = evaluate(trained_model(), x, y, "linf", [0.2, 0.21], [weak_pgd, get_attack("fgsm")])
-    counts = {f.eps: int(re.search(r"fgsm broke (\d+) more", f.message).group(1))
-              for f in ev.flags if f.code == "single-step-beats-iterative"}
+    counts = {
+        f.eps: int(re.search(r"fgsm broke (\d+) more", f.message).group(1))
+        for f in ev.flags
+        if f.code == "single-step-beats-iterative"
+    }
     first = int((ev.outcomes[0].broken_by == 1).sum())
     assert counts[0.2] == first > 0
     newly = int(((ev.outcomes[1].broken_by == 1) & ev.outcomes[0].robust).sum())

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from attack_fixtures import digits, trained_model
 from torch import nn
 
-from attack_fixtures import digits, trained_model
 from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.core.types import Norm, ThreatModel
 from robustbench_cnn.evaluation.engine import evaluate, evaluate_all_targets
 from robustbench_cnn.pipeline.plan import parse_suite
-from robustbench_cnn.core.types import Norm, ThreatModel
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,7 @@ def test_all_targets_matrix_leaves_batch_norm_statistics_alone(data) -> None:
     x, y = data
     model = _FrozenNorm().train()  # batch norm in train mode too: a forward pass would update its stats
     before = {k: v.clone() for k, v in model.bn.state_dict().items()}
-    matrix = evaluate_all_targets(model, x[:30], y[:30], ThreatModel(Norm.LINF, 0.1),
-                                  get_attack("pgd", steps=3))
+    matrix = evaluate_all_targets(model, x[:30], y[:30], ThreatModel(Norm.LINF, 0.1), get_attack("pgd", steps=3))
     assert matrix.shape == (10, 10) and bool(torch.isnan(matrix.diagonal()).all())
     for key, value in model.bn.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -87,8 +86,7 @@ def test_all_targets_matrix_leaves_batch_norm_statistics_alone(data) -> None:
 
 def test_queries_are_counted_per_epsilon_in_every_row(data) -> None:
     x, y = data
-    ev = evaluate(trained_model(), x[:40], y[:40], "linf", [0.02, 0.04],
-                  [("fgsm", {}), ("square", {"n_queries": 30})])
+    ev = evaluate(trained_model(), x[:40], y[:40], "linf", [0.02, 0.04], [("fgsm", {}), ("square", {"n_queries": 30})])
     rows = ev.summary_rows()
     for eps in (0.02, 0.04):
         at = {r["attack"]: r for r in rows if r["eps"] == eps}
@@ -97,8 +95,7 @@ def test_queries_are_counted_per_epsilon_in_every_row(data) -> None:
     samples = ev.sample_rows()
     for o in ev.outcomes:
         assert sum(r["queries"] for r in samples if r["eps"] == o.eps) == int(o.queries.sum())
-    curve = get_attack("square", n_queries=30).robustness_curve(trained_model(), x[:40], y[:40], "linf",
-                                                                [0.02, 0.04])
+    curve = get_attack("square", n_queries=30).robustness_curve(trained_model(), x[:40], y[:40], "linf", [0.02, 0.04])
     assert int(curve[1].queries[~curve[0].robust].sum()) == 0  # points broken earlier cost nothing later
 
 
@@ -145,15 +142,18 @@ def test_a_model_without_parameters_is_evaluated_on_the_inputs_device(data) -> N
     assert 0.0 <= ev.robust_accuracy(0.1) <= ev.clean_accuracy
 
 
-@pytest.mark.parametrize("section,match", [
-    ({"targeted": {"policy": "bogus"}}, "invalid target policy"),
-    ({"targeted": {"policy": "all"}}, "success matrix"),
-    ({"targeted": {"eps": ["abc"]}}, "invalid epsilon"),
-    ({"targeted": {"eps": [-1]}}, "invalid epsilon"),
-    ({"targeted": {"eps": [5.0]}}, "eps <= 1"),
-    ({"targeted": {"eps": 0.1}}, "non-empty list"),
-    ({"transfer": {"eps": "x"}}, "invalid epsilon"),
-])
+@pytest.mark.parametrize(
+    "section,match",
+    [
+        ({"targeted": {"policy": "bogus"}}, "invalid target policy"),
+        ({"targeted": {"policy": "all"}}, "success matrix"),
+        ({"targeted": {"eps": ["abc"]}}, "invalid epsilon"),
+        ({"targeted": {"eps": [-1]}}, "invalid epsilon"),
+        ({"targeted": {"eps": [5.0]}}, "eps <= 1"),
+        ({"targeted": {"eps": 0.1}}, "non-empty list"),
+        ({"transfer": {"eps": "x"}}, "invalid epsilon"),
+    ],
+)
 def test_suite_checks_targeted_and_transfer_settings_before_training(section, match) -> None:
     data = {"models": [{"arch": "lenet5"}], "threat": {"norm": "linf", "eps": [0.1]}, **section}
     with pytest.raises(RbcError, match=match):
@@ -166,12 +166,15 @@ def test_suite_attack_list_may_have_spaces() -> None:
 
 
 # --- suites with attacks that cannot run; models with too few classes for targeted APGD --------------------------
-@pytest.mark.parametrize("section", [
-    {"targeted": {"attack": "apgd-ce"}},            # takes no targets
-    {"targeted": {"attack": "cw-l2"}},              # l2 only, the suite is linf
-    {"whitebox": {"suite": "cw-l2"}},
-    {"transfer": {"attack": "cw-l2", "eps": 0.1}},
-])
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"targeted": {"attack": "apgd-ce"}},  # takes no targets
+        {"targeted": {"attack": "cw-l2"}},  # l2 only, the suite is linf
+        {"whitebox": {"suite": "cw-l2"}},
+        {"transfer": {"attack": "cw-l2", "eps": 0.1}},
+    ],
+)
 def test_suite_rejects_attacks_that_cannot_run_before_any_training(section) -> None:
     data = {"models": [{"arch": "lenet5"}], "threat": {"norm": "linf", "eps": [0.1]}, **section}
     with pytest.raises(RbcError):

@@ -13,14 +13,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 from safetensors.torch import save_file
 from torch import nn
 
 from cli import main
-from cli_helpers import assert_one_line_error
-from robustbench_cnn.core.errors import (ArchOptionError, CheckpointError, DataNotFoundError, RbcError,
-                                    ShapeMismatchError, UnknownNameError)
+from robustbench_cnn.core.errors import (
+    ArchOptionError,
+    CheckpointError,
+    DataNotFoundError,
+    RbcError,
+    ShapeMismatchError,
+    UnknownNameError,
+)
 from robustbench_cnn.models import MODELS, build_model
 from robustbench_cnn.store import ModelCard, load_checkpoint, load_state_dict_file, save_checkpoint, update_card
 
@@ -43,8 +49,6 @@ def run(*args: str):
     return CliRunner().invoke(main, ["--threads", "1", *args])
 
 
-
-
 @pytest.fixture()
 def byom(tmp_path: Path) -> Path:
     """A model file with 10- and 3-class factories, and weights for each."""
@@ -56,8 +60,17 @@ def byom(tmp_path: Path) -> Path:
 
 
 def _card(name: str = "digits/lenet5-standard") -> ModelCard:
-    return ModelCard(name=name, arch="lenet5", arch_kwargs={}, dataset="digits", input_shape=[1, 8, 8],
-                     num_classes=10, classes=[str(i) for i in range(10)], mean=[0.3], std=[0.4])
+    return ModelCard(
+        name=name,
+        arch="lenet5",
+        arch_kwargs={},
+        dataset="digits",
+        input_shape=[1, 8, 8],
+        num_classes=10,
+        classes=[str(i) for i in range(10)],
+        mean=[0.3],
+        std=[0.4],
+    )
 
 
 def _saved_lenet(store: Path) -> Path:
@@ -68,14 +81,29 @@ def _saved_lenet(store: Path) -> Path:
 
 # --- 1. bring your own model ---------------------------------------------------------------------------
 
+
 def test_byom_with_the_wrong_number_of_classes_is_a_shape_error(store, byom) -> None:
-    result = run("evaluate", "--model-def", f"{byom / 'net.py'}:build3", "--weights", str(byom / "w3.safetensors"),
-                 "-s", "quick", "--eps", "0.1", "-n", "20", "-o", str(byom / "run"), "--no-progress")
+    result = run(
+        "evaluate",
+        "--model-def",
+        f"{byom / 'net.py'}:build3",
+        "--weights",
+        str(byom / "w3.safetensors"),
+        "-s",
+        "quick",
+        "--eps",
+        "0.1",
+        "-n",
+        "20",
+        "-o",
+        str(byom / "run"),
+        "--no-progress",
+    )
     assert_one_line_error(result, "returns 3 class scores, but dataset 'digits' has 10 classes")
 
 
 def test_check_input_raises_shape_mismatch_for_the_class_count() -> None:
-    from robustbench_cnn.models.byom import check_input
+    from robustbench_cnn.byom import check_input
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     with pytest.raises(ShapeMismatchError, match="returns 3 class scores"):
@@ -83,14 +111,17 @@ def test_check_input_raises_shape_mismatch_for_the_class_count() -> None:
     check_input(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), torch.rand(2, 1, 8, 8), "m.py:f", "digits")
 
 
-@pytest.mark.parametrize("source, factory, message", [
-    ("def build(:\n    pass\n", "build", "SyntaxError: invalid syntax"),
-    ("import no_such_module_rbc\n", "build", "ModuleNotFoundError: No module named 'no_such_module_rbc'"),
-    ("raise RuntimeError('boom')\n", "build", "RuntimeError: boom"),
-    (MODEL_FILE, "broken", "broken() raised ValueError: no such layer second line"),
-])
+@pytest.mark.parametrize(
+    "source, factory, message",
+    [
+        ("def build(:\n    pass\n", "build", "SyntaxError: invalid syntax"),
+        ("import no_such_module_rbc\n", "build", "ModuleNotFoundError: No module named 'no_such_module_rbc'"),
+        ("raise RuntimeError('boom')\n", "build", "RuntimeError: boom"),
+        (MODEL_FILE, "broken", "broken() raised ValueError: no such layer second line"),
+    ],
+)
 def test_a_broken_model_file_is_one_line_naming_the_file(tmp_path, source, factory, message) -> None:
-    from robustbench_cnn.models.byom import load_model_def
+    from robustbench_cnn.byom import load_model_def
 
     path = tmp_path / "user_net.py"
     path.write_text(source)
@@ -102,12 +133,25 @@ def test_a_broken_model_file_is_one_line_naming_the_file(tmp_path, source, facto
 
 def test_cli_syntax_error_in_model_file_is_one_line(store, tmp_path) -> None:
     (tmp_path / "bad.py").write_text("def build(:\n    pass\n")
-    result = run("attack", "--model-def", f"{tmp_path / 'bad.py'}:build", "-a", "fgsm", "--eps", "0.1", "-n", "10",
-                 "-o", str(tmp_path / "run"), "--no-progress")
+    result = run(
+        "attack",
+        "--model-def",
+        f"{tmp_path / 'bad.py'}:build",
+        "-a",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "-n",
+        "10",
+        "-o",
+        str(tmp_path / "run"),
+        "--no-progress",
+    )
     assert_one_line_error(result, f"{tmp_path / 'bad.py'}: SyntaxError")
 
 
 # --- 2. architecture options ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(MODELS.list()))
 def test_unknown_arch_option_is_an_rbc_error_and_a_type_error(name) -> None:
@@ -135,6 +179,7 @@ def test_card_with_bad_arch_kwargs_names_the_checkpoint(store) -> None:
 
 # --- 3. one-line messages for files and downloads --------------------------------------------------------
 
+
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_corrupt_and_malicious_pt_files_are_refused_in_one_line(tmp_path, capsys) -> None:
     class Evil:
@@ -153,14 +198,14 @@ def test_corrupt_and_malicious_pt_files_are_refused_in_one_line(tmp_path, capsys
 
 
 def test_byom_state_dict_mismatch_names_the_offending_key(byom) -> None:
-    from robustbench_cnn.models.byom import load_model_def
+    from robustbench_cnn.byom import load_model_def
 
     with pytest.raises(CheckpointError) as info:
         load_model_def(f"{byom / 'net.py'}:build3", str(byom / "w10.safetensors"), torch.device("cpu"))
     text = str(info.value)
     assert "size mismatch for 1.weight" in text and "\n" not in text, text
     save_file({"other.weight": torch.zeros(3, 64)}, str(byom / "wrong_keys.safetensors"))
-    with pytest.raises(CheckpointError, match='Missing key'):
+    with pytest.raises(CheckpointError, match="Missing key"):
         load_model_def(f"{byom / 'net.py'}:build3", str(byom / "wrong_keys.safetensors"), torch.device("cpu"))
 
 
@@ -183,9 +228,11 @@ def test_failed_download_is_one_line_naming_the_local_path(tmp_path, monkeypatch
 
     class Unreachable:
         def __init__(self, *args, **kwargs):
-            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n"
-                               "Tried https://example.invalid/mnist/, got:\n\n"
-                               "<urlopen error [Errno -3] Temporary failure in name resolution>\n")
+            raise RuntimeError(
+                "Error downloading train-images-idx3-ubyte.gz:\n"
+                "Tried https://example.invalid/mnist/, got:\n\n"
+                "<urlopen error [Errno -3] Temporary failure in name resolution>\n"
+            )
 
     monkeypatch.delenv("RBC_OFFLINE", raising=False)
     monkeypatch.setattr(tvd, "MNIST", Unreachable)
@@ -197,9 +244,24 @@ def test_failed_download_is_one_line_naming_the_local_path(tmp_path, monkeypatch
 
 # --- 4. parameters and suite names ---------------------------------------------------------------------
 
+
 def test_bad_param_value_names_the_parameter(store, tmp_path) -> None:
-    result = run("attack", "-m", "digits/lenet5-standard", "-a", "pgd", "-p", "steps=abc", "--eps", "0.1",
-                 "-n", "10", "-o", str(tmp_path / "run"), "--no-progress")
+    result = run(
+        "attack",
+        "-m",
+        "digits/lenet5-standard",
+        "-a",
+        "pgd",
+        "-p",
+        "steps=abc",
+        "--eps",
+        "0.1",
+        "-n",
+        "10",
+        "-o",
+        str(tmp_path / "run"),
+        "--no-progress",
+    )
     assert_one_line_error(result, "invalid steps 'abc' for attack 'pgd'")
 
 
@@ -210,8 +272,9 @@ def test_numeric_strings_are_still_accepted_as_attack_parameters() -> None:
     assert steps == 20 and type(steps) is int  # a numeric string is accepted and becomes the number
 
 
-@pytest.mark.parametrize("attack,key", [("pgd", "rel_stepsize"), ("pgd", "abs_stepsize"), ("mi-fgsm", "alpha"),
-                                        ("foolbox-pgd", "steps")])
+@pytest.mark.parametrize(
+    "attack,key", [("pgd", "rel_stepsize"), ("pgd", "abs_stepsize"), ("mi-fgsm", "alpha"), ("foolbox-pgd", "steps")]
+)
 def test_optional_numeric_params_given_as_text_are_checked_and_named(attack, key) -> None:
     from robustbench_cnn.attacks import get_attack
 
@@ -222,11 +285,23 @@ def test_optional_numeric_params_given_as_text_are_checked_and_named(attack, key
 
 
 def test_unknown_suite_suggests_suite_names(store, tmp_path) -> None:
-    result = run("evaluate", "-m", "digits/lenet5-standard", "-s", "quik", "--eps", "0.1", "-n", "10",
-                 "-o", str(tmp_path / "run"), "--no-progress")
+    result = run(
+        "evaluate",
+        "-m",
+        "digits/lenet5-standard",
+        "-s",
+        "quik",
+        "--eps",
+        "0.1",
+        "-n",
+        "10",
+        "-o",
+        str(tmp_path / "run"),
+        "--no-progress",
+    )
     assert_one_line_error(result, "Did you mean: quick")
-    from robustbench_cnn.evaluation.engine import resolve_attacks
     from robustbench_cnn.core.types import Norm
+    from robustbench_cnn.evaluation.engine import resolve_attacks
 
     with pytest.raises(UnknownNameError, match="Did you mean: quick"):
         resolve_attacks("pgd,quik", Norm.LINF)
@@ -252,41 +327,119 @@ def _check_matrix_folder(folder: Path, eps: list[float], num_classes: int = 10) 
 def test_target_matrix_is_written_to_the_run_folder(store, tmp_path) -> None:
     _saved_lenet(store)
     out = tmp_path / "tm"
-    result = run("attack", "-m", "digits/lenet5-standard", "-a", "fgsm", "--eps", "0.1,0.2", "-n", "30",
-                 "--targeted", "--target-policy", "all", "-o", str(out), "--no-progress")
+    result = run(
+        "attack",
+        "-m",
+        "digits/lenet5-standard",
+        "-a",
+        "fgsm",
+        "--eps",
+        "0.1,0.2",
+        "-n",
+        "30",
+        "--targeted",
+        "--target-policy",
+        "all",
+        "-o",
+        str(out),
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     table = _check_matrix_folder(out, [0.1, 0.2])
     assert set(table["model"]) == {"digits/lenet5-standard"} and set(table["attack"]) == {"fgsm"}
     # n: the correctly classified points of the true class, the same for every target
     assert (table.groupby(["eps", "true_class"])["n"].nunique() == 1).all()
-    again = run("attack", "-m", "digits/lenet5-standard", "-a", "fgsm", "--eps", "0.1", "-n", "30",
-                "--targeted", "--target-policy", "all", "-o", str(out), "--no-progress")
+    again = run(
+        "attack",
+        "-m",
+        "digits/lenet5-standard",
+        "-a",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "-n",
+        "30",
+        "--targeted",
+        "--target-policy",
+        "all",
+        "-o",
+        str(out),
+        "--no-progress",
+    )
     assert_one_line_error(again, "already holds results")
 
 
 def test_target_matrix_with_a_model_definition(store, byom) -> None:
     out = byom / "tm"
-    result = run("attack", "--model-def", f"{byom / 'net.py'}:build", "--weights", str(byom / "w10.safetensors"),
-                 "-a", "fgsm", "--eps", "0.1", "-n", "30", "--targeted", "--target-policy", "all", "-o", str(out),
-                 "--no-progress")
+    result = run(
+        "attack",
+        "--model-def",
+        f"{byom / 'net.py'}:build",
+        "--weights",
+        str(byom / "w10.safetensors"),
+        "-a",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "-n",
+        "30",
+        "--targeted",
+        "--target-policy",
+        "all",
+        "-o",
+        str(out),
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     table = _check_matrix_folder(out, [0.1])
     assert table["checkpoint_sha256"].str.len().eq(64).all()
-    wrong = run("attack", "--model-def", f"{byom / 'net.py'}:build3", "--weights", str(byom / "w3.safetensors"),
-                "-a", "fgsm", "--eps", "0.1", "-n", "30", "--targeted", "--target-policy", "all",
-                "-o", str(byom / "tm3"), "--no-progress")
+    wrong = run(
+        "attack",
+        "--model-def",
+        f"{byom / 'net.py'}:build3",
+        "--weights",
+        str(byom / "w3.safetensors"),
+        "-a",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "-n",
+        "30",
+        "--targeted",
+        "--target-policy",
+        "all",
+        "-o",
+        str(byom / "tm3"),
+        "--no-progress",
+    )
     assert_one_line_error(wrong, "returns 3 class scores")
 
 
 def test_target_matrix_of_a_suite_is_a_clear_error(store, tmp_path) -> None:
     _saved_lenet(store)
-    result = run("evaluate", "-m", "digits/lenet5-standard", "-s", "quick", "--eps", "0.1", "-n", "10",
-                 "--targeted", "--target-policy", "all", "-o", str(tmp_path / "run"), "--no-progress")
+    result = run(
+        "evaluate",
+        "-m",
+        "digits/lenet5-standard",
+        "-s",
+        "quick",
+        "--eps",
+        "0.1",
+        "-n",
+        "10",
+        "--targeted",
+        "--target-policy",
+        "all",
+        "-o",
+        str(tmp_path / "run"),
+        "--no-progress",
+    )
     assert_one_line_error(result, "rbc attack -a NAME")
     assert not (tmp_path / "run").exists()
 
 
 # --- 6. benchmark seed, transfer-matrix, oracle ----------------------------------------------------------
+
 
 def test_benchmark_seed_zero_overrides_the_suites_seed(store, tmp_path, monkeypatch) -> None:
     import robustbench_cnn.pipeline.benchmark as benchmark_mod
@@ -307,8 +460,18 @@ def test_benchmark_seed_zero_overrides_the_suites_seed(store, tmp_path, monkeypa
 
 
 def test_transfer_matrix_needs_two_models(store, tmp_path) -> None:
-    result = run("transfer-matrix", "--models", "digits/lenet5-standard", "--threat", "linf:0.1", "-n", "10",
-                 "--out", str(tmp_path / "tm"), "--no-progress")
+    result = run(
+        "transfer-matrix",
+        "--models",
+        "digits/lenet5-standard",
+        "--threat",
+        "linf:0.1",
+        "-n",
+        "10",
+        "--out",
+        str(tmp_path / "tm"),
+        "--no-progress",
+    )
     assert_one_line_error(result, "at least 2")
 
 
@@ -358,8 +521,8 @@ def test_oracle_infinite_budget_means_unlimited() -> None:
 
 
 def test_key_value_options_read_fractions_as_epsilons_are_written() -> None:
-    from robustbench_cnn.defenses import get_defense
     from robustbench_cnn.commands.errors import parse_key_values
+    from robustbench_cnn.defenses import get_defense
 
     parsed = parse_key_values(("alpha=2/255", "steps=20", "loss=ce", "path=/data/x", "name=a/b"), "--defense-arg")
     assert parsed == {"alpha": 2 / 255, "steps": 20, "loss": "ce", "path": "/data/x", "name": "a/b"}

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from attack_fixtures import held_out, trained_model
 from torch import nn
 
-from attack_fixtures import held_out, trained_model
 from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.attacks.functional import eval_mode
 from robustbench_cnn.attacks.input_gradients import conv2d_input_grad, fast_input_gradients, input_gradient_kernel
-from robustbench_cnn.models import MODELS, build_model
 from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.models import MODELS, build_model
 
 
 def _input_grad(model: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,8 +31,16 @@ def _close(fast: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 # (in, out, kernel, stride, padding, height, width): both kernels, odd strides, non-square inputs, padding > k-1
-SHAPES = [(1, 6, 5, 1, 2, 28, 28), (1, 16, 4, 2, 1, 28, 28), (1, 32, 5, 1, 2, 28, 28), (1, 8, 3, 1, 0, 9, 13),
-          (1, 4, 3, 1, 3, 7, 7), (1, 10, 3, 3, 1, 11, 10), (3, 64, 3, 1, 1, 16, 16), (2, 64, 7, 2, 3, 15, 17)]
+SHAPES = [
+    (1, 6, 5, 1, 2, 28, 28),
+    (1, 16, 4, 2, 1, 28, 28),
+    (1, 32, 5, 1, 2, 28, 28),
+    (1, 8, 3, 1, 0, 9, 13),
+    (1, 4, 3, 1, 3, 7, 7),
+    (1, 10, 3, 3, 1, 11, 10),
+    (3, 64, 3, 1, 1, 16, 16),
+    (2, 64, 7, 2, 3, 15, 17),
+]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[str(s) for s in SHAPES])

@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_cnn.attacks import get_attack
+from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.data import load_split
 from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.models import build_model
 from robustbench_cnn.training import StepContext, TrainConfig, accuracy, fit
-from robustbench_cnn.core.types import ThreatModel
 
 pytestmark = pytest.mark.data
 
@@ -63,8 +63,14 @@ def train_digits_lenet5(temperature: float, seed: int = 0) -> tuple[nn.Module, t
         train, test = load_split("digits", "train"), load_split("digits", "test", n=N)
         info = train.info
         torch.manual_seed(seed)
-        model = build_model("lenet5", in_channels=info.channels, num_classes=info.num_classes,
-                            input_size=info.size, mean=info.mean, std=info.std)
+        model = build_model(
+            "lenet5",
+            in_channels=info.channels,
+            num_classes=info.num_classes,
+            input_size=info.size,
+            mean=info.mean,
+            std=info.std,
+        )
         config = TrainConfig(epochs=15, batch_size=32, optimizer="adam", lr=0.01, device="cpu", seed=seed)
         fit(model, train.x, train.y, config, recipe=TemperatureRecipe(temperature), progress=False)
     finally:

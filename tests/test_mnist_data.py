@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from conftest import shared_data_or_skip
+
 from robustbench_cnn.store import read_card
 from robustbench_cnn.training import TrainConfig
 from robustbench_cnn.workflows import train_model

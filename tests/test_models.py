@@ -13,8 +13,19 @@ from torch import nn
 from robustbench_cnn.models import MODELS, NormalizedModel, build_model, head_module
 
 EXPECTED_NAMES = {
-    "lenet5", "smallcnn", "fastcnn", "alexnet", "vgg11_bn", "vgg16_bn", "googlenet", "resnet18",
-    "preact_resnet18", "wide_resnet", "densenet121", "mobilenet_v2", "mlp",
+    "lenet5",
+    "smallcnn",
+    "fastcnn",
+    "alexnet",
+    "vgg11_bn",
+    "vgg16_bn",
+    "googlenet",
+    "resnet18",
+    "preact_resnet18",
+    "wide_resnet",
+    "densenet121",
+    "mobilenet_v2",
+    "mlp",
 }
 TORCHVISION_NAMES = ["alexnet", "vgg11_bn", "vgg16_bn", "googlenet", "resnet18", "densenet121", "mobilenet_v2"]
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
@@ -41,8 +52,9 @@ PARAMS_3X32 = {
 def _build(name: str, shape: tuple[int, int, int], num_classes: int = 10, **kwargs) -> NormalizedModel:
     torch.manual_seed(0)
     c, h, _ = shape
-    return build_model(name, in_channels=c, num_classes=num_classes, input_size=h,
-                       **{**FAST_KWARGS.get(name, {}), **kwargs})
+    return build_model(
+        name, in_channels=c, num_classes=num_classes, input_size=h, **{**FAST_KWARGS.get(name, {}), **kwargs}
+    )
 
 
 def _batch(shape: tuple[int, int, int], n: int = 4, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:

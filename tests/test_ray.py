@@ -16,14 +16,25 @@ def test_ray_and_local_executors_agree(tmp_path, store) -> None:
     from robustbench_cnn.workflows import train_model
 
     train_model("lenet5", "digits", TrainConfig.for_dataset("digits", epochs=3), progress=False)
-    cells = [EvalCell(model="digits/lenet5-standard", dataset="digits", norm="linf", eps=[0, 0.1], suite=s, n=80,
-                      store=str(store), device="cpu") for s in ("fgsm", "pgd")]
+    cells = [
+        EvalCell(
+            model="digits/lenet5-standard",
+            dataset="digits",
+            norm="linf",
+            eps=[0, 0.1],
+            suite=s,
+            n=80,
+            store=str(store),
+            device="cpu",
+        )
+        for s in ("fgsm", "pgd")
+    ]
     local = run_cells(cells, tmp_path / "local", progress=False)
     remote = run_cells(cells, tmp_path / "ray", executor="ray", progress=False)
     a, b = comparable(local.summary()), comparable(remote.summary())
     assert len(a) == 4
     pd.testing.assert_frame_equal(a, b)
-    pd.testing.assert_frame_equal(local.samples().sort_values(["cell_id", "eps", "sample_id"]).reset_index(drop=True)
-                                  .drop(columns="run_id"),
-                                  remote.samples().sort_values(["cell_id", "eps", "sample_id"]).reset_index(drop=True)
-                                  .drop(columns="run_id"))
+    pd.testing.assert_frame_equal(
+        local.samples().sort_values(["cell_id", "eps", "sample_id"]).reset_index(drop=True).drop(columns="run_id"),
+        remote.samples().sort_values(["cell_id", "eps", "sample_id"]).reset_index(drop=True).drop(columns="run_id"),
+    )

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from report_fixtures import cell_rows, summary, three_models, write_run
+
 from robustbench_cnn.core.errors import RbcError
 from robustbench_cnn.reporting.regress import KEY, compare, load_baseline, update_baseline
 
@@ -17,8 +17,9 @@ def _base() -> pd.DataFrame:
     return summary(*three_models())
 
 
-def _where(frame: pd.DataFrame, model: str, attack: str = "worst-case", eps: float = 0.3,
-           norm: str = "linf") -> pd.Series:
+def _where(
+    frame: pd.DataFrame, model: str, attack: str = "worst-case", eps: float = 0.3, norm: str = "linf"
+) -> pd.Series:
     return (frame["model"] == model) & (frame["attack"] == attack) & (frame["eps"] == eps) & (frame["norm"] == norm)
 
 
@@ -28,6 +29,7 @@ def _status(report, model: str, attack: str = "worst-case", eps: float = 0.3) ->
 
 
 # ------------------------------------------------------------------------------------------ compare
+
 
 def test_identical_tables_pass() -> None:
     report = compare(_base(), _base())
@@ -107,6 +109,7 @@ def test_key_separates_targeted_cells_and_matches_equal_epsilons() -> None:
 
 # ------------------------------------------------------------------------------------------ loading
 
+
 def test_load_baseline_errors(tmp_path: Path) -> None:
     text = tmp_path / "baseline.parquet"
     text.write_text("model,robust_acc\nx,0.5\n")
@@ -136,6 +139,7 @@ def test_update_baseline_roundtrip(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ CLI
+
 
 def _run(*args: str):
     from robustbench_cnn.commands.report import regress_command

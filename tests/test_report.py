@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from report_fixtures import cell_rows, summary, three_models, write_examples, write_run, write_transfer
+
 from robustbench_cnn.core.errors import RbcError
 from robustbench_cnn.reporting.report import leaderboards, pareto_front, worst_case, write_report
 
@@ -21,6 +21,7 @@ IMG_RE = re.compile(r"<img\b[^>]*>", re.I)
 
 # ------------------------------------------------------------------------------------------ Pareto front
 
+
 def test_pareto_front_synthetic() -> None:
     clean = [0.90, 0.80, 0.70, 0.60, 0.90, 0.60, 0.50, float("nan")]
     robust = [0.10, 0.50, 0.40, 0.60, 0.05, 0.60, 0.60, 0.99]
@@ -28,21 +29,27 @@ def test_pareto_front_synthetic() -> None:
     assert pareto_front(clean, robust) == [3, 5, 1, 0]
 
 
-@pytest.mark.parametrize(("clean", "robust", "front"), [
-    ([], [], []),
-    ([0.5], [0.2], [0]),
-    ([0.9, 0.8, 0.7], [0.1, 0.2, 0.3], [2, 1, 0]),  # a pure trade-off: everyone is on the front
-    ([0.9, 0.8, 0.7], [0.9, 0.2, 0.3], [0]),  # one point dominates all
-])
+@pytest.mark.parametrize(
+    ("clean", "robust", "front"),
+    [
+        ([], [], []),
+        ([0.5], [0.2], [0]),
+        ([0.9, 0.8, 0.7], [0.1, 0.2, 0.3], [2, 1, 0]),  # a pure trade-off: everyone is on the front
+        ([0.9, 0.8, 0.7], [0.9, 0.2, 0.3], [0]),  # one point dominates all
+    ],
+)
 def test_pareto_front_edges(clean, robust, front) -> None:
     assert pareto_front(clean, robust) == front
 
 
 # ------------------------------------------------------------------------------------------ leaderboards
 
+
 def test_worst_case_row_or_single_attack_row() -> None:
-    frame = summary(cell_rows("m/suite", 0.9, {0.1: 0.3}),  # pgd 0.32, fgsm 0.30, worst-case 0.30
-                    cell_rows("m/single", 0.9, {0.1: 0.5}, attacks=["pgd"], suite="pgd"))
+    frame = summary(
+        cell_rows("m/suite", 0.9, {0.1: 0.3}),  # pgd 0.32, fgsm 0.30, worst-case 0.30
+        cell_rows("m/single", 0.9, {0.1: 0.5}, attacks=["pgd"], suite="pgd"),
+    )
     worst = worst_case(frame).set_index("model")
     assert worst.loc["m/suite", "attack"] == "worst-case" and worst.loc["m/suite", "robust_acc"] == pytest.approx(0.3)
     assert worst.loc["m/single", "attack"] == "pgd" and worst.loc["m/single", "robust_acc"] == pytest.approx(0.5)
@@ -105,7 +112,8 @@ def test_report_files_from_a_synthetic_run(tmp_path: Path, store: Path) -> None:
     assert all('src="data:image/png;base64,' in tag for tag in images)
     assert not re.search(r"https?://|<script|<link|@import|url\(|<iframe|<object", page, re.I)
     assert re.findall(r'\b(?:src|href)="([^"]*)"', page) and all(
-        v.startswith(("data:image/png;base64,", "#")) for v in re.findall(r'\b(?:src|href)="([^"]*)"', page))
+        v.startswith(("data:image/png;base64,", "#")) for v in re.findall(r'\b(?:src|href)="([^"]*)"', page)
+    )
     from PIL import Image
 
     pngs = _data_uris(page)
@@ -154,18 +162,22 @@ def test_report_command(tmp_path: Path, store: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ a real run
 
+
 def test_real_run_end_to_end(tmp_path: Path, store: Path) -> None:
     """Train a tiny model into a temporary store, evaluate two cells, add examples, write the report."""
-    from robustbench_cnn.evaluation.examples import load_examples, write_examples as real_examples
-    from robustbench_cnn.tables.results import read_summary
+    from robustbench_cnn.evaluation.examples import load_examples
+    from robustbench_cnn.evaluation.examples import write_examples as real_examples
     from robustbench_cnn.pipeline.runner import EvalCell, run_cells
+    from robustbench_cnn.tables.results import read_summary
     from robustbench_cnn.training import TrainConfig
     from robustbench_cnn.workflows import train_model
 
     trained = train_model("lenet5", "digits", TrainConfig.for_dataset("digits", epochs=3), progress=False)
     name = trained.card.name
-    cells = [EvalCell(model=name, dataset="digits", norm="linf", eps=[0, 0.1], suite=suite, n=50)
-             for suite in ("pgd", "pgd,fgsm")]
+    cells = [
+        EvalCell(model=name, dataset="digits", norm="linf", eps=[0, 0.1], suite=suite, n=50)
+        for suite in ("pgd", "pgd,fgsm")
+    ]
     run = run_cells(cells, tmp_path / "run", progress=False).dir
     real_examples(run, [name], "digits", "linf:0.1", n=2)
     assert len(load_examples(run / "examples.npz")["x"]) == 2

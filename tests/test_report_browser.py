@@ -13,8 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from report_fixtures import three_models, write_examples, write_run, write_transfer
+
 from robustbench_cnn.reporting.report import CSP, write_report
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -33,16 +33,29 @@ CHROMIUM = _chromium()
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install -y chromium)")
 
 #: Marks <body> with "loaded/total" once the page has loaded: an image counts when it decoded (naturalWidth > 0).
-PROBE = ("<script>window.addEventListener('load',function(){var im=Array.prototype.slice.call(document.images);"
-         "var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0;}).length;"
-         "document.body.setAttribute('data-images-loaded',ok+'/'+im.length);});</script>")
+PROBE = (
+    "<script>window.addEventListener('load',function(){var im=Array.prototype.slice.call(document.images);"
+    "var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0;}).length;"
+    "document.body.setAttribute('data-images-loaded',ok+'/'+im.length);});</script>"
+)
 
 
 def _chromium_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     profile = tmp_path / "chromium-profile"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     env = {**os.environ, "HOME": str(tmp_path)}  # Chromium writes caches under $HOME
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, check=False)
 
@@ -63,8 +76,11 @@ def test_every_image_decodes(report_html: Path, tmp_path: Path) -> None:
     assert CSP in page
     # The page's policy forbids scripts; the probe copy allows inline ones and nothing else.
     probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
-                     .replace("</body>", PROBE + "</body>"))
+    probe.write_text(
+        page.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';").replace(
+            "</body>", PROBE + "</body>"
+        )
+    )
     result = _chromium_run(tmp_path, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
     match = re.search(r'data-images-loaded="(\d+)/(\d+)"', result.stdout)
@@ -78,8 +94,9 @@ def test_screenshot(report_html: Path, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "leaderboard.png"
     shot.unlink(missing_ok=True)
-    result = _chromium_run(tmp_path, f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}",
-                           "--hide-scrollbars", report_html.as_uri())
+    result = _chromium_run(
+        tmp_path, f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}", "--hide-scrollbars", report_html.as_uri()
+    )
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(shot) as im:

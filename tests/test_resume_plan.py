@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from robustbench_cnn.core.errors import RbcError
-from robustbench_cnn.tables.results import RunStore
-from robustbench_cnn.pipeline.runner import EvalCell, pin_weights, run_cells
-from robustbench_cnn.pipeline.plan import parse_suite
 from robustbench_cnn.core.types import parse_eps
+from robustbench_cnn.pipeline.plan import parse_suite
+from robustbench_cnn.pipeline.runner import EvalCell, pin_weights, run_cells
+from robustbench_cnn.tables.results import RunStore
 
 
 @pytest.fixture()
@@ -41,8 +41,9 @@ def test_resuming_with_a_different_request_is_refused_and_keeps_the_old_cells(di
     assert len(pd.read_parquet(out / "summary.parquet")) == len(before)
     # the same request resumes (nothing to do) and a superset of it too
     run_cells([_cell(digits_model, n=20)], out, resume=True, progress=False)
-    both = run_cells([_cell(digits_model, n=20), _cell(digits_model, n=20, eps=[0.2])], out, resume=True,
-                     progress=False)
+    both = run_cells(
+        [_cell(digits_model, n=20), _cell(digits_model, n=20, eps=[0.2])], out, resume=True, progress=False
+    )
     assert sorted(both.summary()["eps"].tolist()) == [0.1, 0.2]
 
 
@@ -80,21 +81,29 @@ def test_substitute_training_is_seeded_whatever_the_global_rng(digits_model) -> 
     histories = []
     for noise in (1, 2):
         torch.manual_seed(noise)  # whatever ran before in the process
-        sub = train_substitute(target, "digits", "mlp", seed_size=40, rounds=2, budget=200, epochs_per_round=2,
-                               seed=0, save=False)
+        sub = train_substitute(
+            target, "digits", "mlp", seed_size=40, rounds=2, budget=200, epochs_per_round=2, seed=0, save=False
+        )
         histories.append(sub.history.drop(columns="seconds"))
     pd.testing.assert_frame_equal(histories[0], histories[1])
 
 
-@pytest.mark.parametrize("proxy,match", [
-    ({"budgte": 400}, "unknown \\[proxy\\] key"),
-    ({"target": "lenet5-standrd"}, "not a model of the suite"),
-])
+@pytest.mark.parametrize(
+    "proxy,match",
+    [
+        ({"budgte": 400}, "unknown \\[proxy\\] key"),
+        ({"target": "lenet5-standrd"}, "not a model of the suite"),
+    ],
+)
 def test_proxy_settings_are_checked_before_any_work(proxy, match) -> None:
     with pytest.raises(RbcError, match=match):
         parse_suite({"models": [{"arch": "lenet5"}, {"arch": "mlp"}], "proxy": proxy})
-    parse_suite({"models": [{"arch": "lenet5"}, {"arch": "mlp"}],
-                 "proxy": {"target": "mlp-standard", "budget": 400, "rounds": 2}})
+    parse_suite(
+        {
+            "models": [{"arch": "lenet5"}, {"arch": "mlp"}],
+            "proxy": {"target": "mlp-standard", "budget": 400, "rounds": 2},
+        }
+    )
 
 
 def test_a_zero_denominator_epsilon_is_a_clear_error() -> None:
@@ -113,8 +122,10 @@ def test_an_out_path_that_cannot_be_a_run_folder_is_a_clear_error(digits_model, 
         run_cells([_cell(digits_model)], afile, progress=False)
     with pytest.raises(RbcError, match="cannot create run folder"):
         run_cells([_cell(digits_model)], afile / "inside", progress=False)
-    result = CliRunner().invoke(main, ["evaluate", "-m", digits_model, "-s", "fgsm", "--eps", "0.1", "-n", "10",
-                                       "-o", str(afile), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        ["evaluate", "-m", digits_model, "-s", "fgsm", "--eps", "0.1", "-n", "10", "-o", str(afile), "--no-progress"],
+    )
     assert result.exit_code == 2 and "is an existing file" in result.output
     assert "Traceback" not in result.output and afile.read_text() == "not a folder"
 
@@ -126,11 +137,20 @@ def test_an_edited_model_file_is_a_new_cell(tmp_path) -> None:
     from torch import nn
 
     model_file = tmp_path / "mine.py"
-    model_file.write_text("from torch import nn\n"
-                          "def build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n")
+    model_file.write_text(
+        "from torch import nn\ndef build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n"
+    )
     save_file(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).state_dict(), str(tmp_path / "w.safetensors"))
-    cell = EvalCell(model="mine", dataset="digits", norm="linf", eps=[0.1], suite="fgsm", n=20,
-                    model_def=f"{model_file}:build", weights=str(tmp_path / "w.safetensors"))
+    cell = EvalCell(
+        model="mine",
+        dataset="digits",
+        norm="linf",
+        eps=[0.1],
+        suite="fgsm",
+        n=20,
+        model_def=f"{model_file}:build",
+        weights=str(tmp_path / "w.safetensors"),
+    )
     run_cells([cell], tmp_path / "run", progress=False)
     model_file.write_text(model_file.read_text().replace("Linear(64, 10))", "Linear(64, 10), nn.Tanh())"))
     with pytest.raises(RbcError, match="different request"):

@@ -10,13 +10,28 @@ import torch
 from robustbench_cnn import load_model
 from robustbench_cnn.core.errors import CheckpointError, ShapeMismatchError
 from robustbench_cnn.models import build_model
-from robustbench_cnn.store import (ModelCard, check_compatible, list_checkpoints, load_checkpoint,
-                                   load_state_dict_file, save_checkpoint)
+from robustbench_cnn.store import (
+    ModelCard,
+    check_compatible,
+    list_checkpoints,
+    load_checkpoint,
+    load_state_dict_file,
+    save_checkpoint,
+)
 
 
 def _card(name: str = "digits/lenet5-standard") -> ModelCard:
-    return ModelCard(name=name, arch="lenet5", arch_kwargs={}, dataset="digits", input_shape=[1, 8, 8],
-                     num_classes=10, classes=[str(i) for i in range(10)], mean=[0.3], std=[0.4])
+    return ModelCard(
+        name=name,
+        arch="lenet5",
+        arch_kwargs={},
+        dataset="digits",
+        input_shape=[1, 8, 8],
+        num_classes=10,
+        classes=[str(i) for i in range(10)],
+        mean=[0.3],
+        std=[0.4],
+    )
 
 
 def _saved(store):

@@ -53,15 +53,18 @@ def test_all_targets_and_parse() -> None:
     assert parse_policy("Least-Likely") == ("least-likely", None)
 
 
-@pytest.mark.parametrize("policy, match", [
-    ("randm", r"invalid target policy 'randm': accepted: random, least-likely, next, class:K"),
-    ("", r"invalid target policy '': accepted: "),
-    ("class", r"invalid target policy 'class': accepted: "),
-    ("class:x", r"invalid target policy 'class:x': class:K needs an integer K"),
-    ("class:10", r"invalid target policy 'class:10': K must be in \[0, 10\)"),
-    ("class:-1", r"invalid target policy 'class:-1': K must be in \[0, 10\)"),
-    ("all", r"policy 'all' runs one attack per class: loop over all_targets"),
-])
+@pytest.mark.parametrize(
+    "policy, match",
+    [
+        ("randm", r"invalid target policy 'randm': accepted: random, least-likely, next, class:K"),
+        ("", r"invalid target policy '': accepted: "),
+        ("class", r"invalid target policy 'class': accepted: "),
+        ("class:x", r"invalid target policy 'class:x': class:K needs an integer K"),
+        ("class:10", r"invalid target policy 'class:10': K must be in \[0, 10\)"),
+        ("class:-1", r"invalid target policy 'class:-1': K must be in \[0, 10\)"),
+        ("all", r"policy 'all' runs one attack per class: loop over all_targets"),
+    ],
+)
 def test_invalid_policies(policy: str, match: str) -> None:
     logits, y = data(5)
     with pytest.raises(ValueError, match=match):

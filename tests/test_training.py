@@ -38,8 +38,9 @@ def test_normalize_false_trains_on_raw_pixels(store) -> None:
     x = torch.rand(3, 1, 8, 8)
     assert torch.equal(raw.model(x), raw.model.net(x))  # the wrapper is the identity on the input
     assert torch.equal(load_model("digits/fastcnn-standard-raw", device="cpu")(x), raw.model(x))
-    normalized = train_model("fastcnn", "digits", TrainConfig.for_dataset("digits", epochs=1, batch_size=64),
-                             tag="norm", progress=False)
+    normalized = train_model(
+        "fastcnn", "digits", TrainConfig.for_dataset("digits", epochs=1, batch_size=64), tag="norm", progress=False
+    )
     assert normalized.card.std != [1.0]
 
 
@@ -64,8 +65,13 @@ def test_transfer_learning_fine_tunes_the_head_on_another_dataset(store, tmp_pat
     base = train_model("lenet5", "digits", TrainConfig.for_dataset("digits", epochs=2), progress=False)
     before = {k: v.clone() for k, v in base.model.state_dict().items()}
     other = f"imagefolder:{make_grey_folder(tmp_path / 'grey')}"
-    tuned = train_model("lenet5", other, TrainConfig(epochs=30, batch_size=8, lr=0.03, freeze="features"),
-                        init_from="digits/lenet5-standard", progress=False)
+    tuned = train_model(
+        "lenet5",
+        other,
+        TrainConfig(epochs=30, batch_size=8, lr=0.03, freeze="features"),
+        init_from="digits/lenet5-standard",
+        progress=False,
+    )
     after = tuned.model.state_dict()
     assert tuned.card.num_classes == 3 and after["net.11.weight"].shape[0] == 3  # a new 3-class head
     body = [k for k in after if k.startswith(("net.0.", "net.3.", "net.7.", "net.9."))]

@@ -42,12 +42,18 @@ class _AutoAttackBase(Attack):
     deterministic = False
     kind = "white-box"
 
-    def make(self, model: nn.Module, threat: ThreatModel, seed: int, device: torch.device,
-             num_classes: int) -> Any:
+    def make(self, model: nn.Module, threat: ThreatModel, seed: int, device: torch.device, num_classes: int) -> Any:
         raise NotImplementedError
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                targets: torch.Tensor | None, generator: torch.Generator) -> PerturbOutput:
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        targets: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> PerturbOutput:
         seed = generator.initial_seed()
         attack = self.make(model, threat, seed, x.device, _num_classes(model, x))
         with seeded_global_rng(seed, x.device):
@@ -86,10 +92,19 @@ class APGDCE(_AutoAttackBase):
 
         _need_classes(self.name, num_classes, self.min_classes)
         p = self.params
-        return APGDAttack(model, n_iter=int(p["n_iter"]), norm=_AA_NORM[threat.norm],
-                          n_restarts=int(p["n_restarts"]), eps=float(threat.eps), seed=seed,
-                          loss=self.loss, eot_iter=int(p["eot_iter"]), rho=float(p["rho"]),
-                          verbose=False, device=device)
+        return APGDAttack(
+            model,
+            n_iter=int(p["n_iter"]),
+            norm=_AA_NORM[threat.norm],
+            n_restarts=int(p["n_restarts"]),
+            eps=float(threat.eps),
+            seed=seed,
+            loss=self.loss,
+            eot_iter=int(p["eot_iter"]),
+            rho=float(p["rho"]),
+            verbose=False,
+            device=device,
+        )
 
 
 @ATTACKS.register("apgd-dlr")
@@ -146,10 +161,17 @@ class APGDT(_AutoAttackBase):
         _need_classes(self.name, num_classes, self.min_classes)
         p = self.params
         return APGDAttack_targeted(
-            model, n_iter=int(p["n_iter"]), norm=_AA_NORM[threat.norm],
-            n_restarts=int(p["n_restarts"]), eps=float(threat.eps), seed=seed, rho=float(p["rho"]),
-            n_target_classes=min(int(p["n_target_classes"]), num_classes - 1), verbose=False,
-            device=device)
+            model,
+            n_iter=int(p["n_iter"]),
+            norm=_AA_NORM[threat.norm],
+            n_restarts=int(p["n_restarts"]),
+            eps=float(threat.eps),
+            seed=seed,
+            rho=float(p["rho"]),
+            n_target_classes=min(int(p["n_target_classes"]), num_classes - 1),
+            verbose=False,
+            device=device,
+        )
 
 
 @ATTACKS.register("fab-t")
@@ -176,8 +198,7 @@ class FABT(_AutoAttackBase):
         >>> get_attack("fab-t", n_iter=20)(model, x, y, ThreatModel.parse("l2:0.5")).robust_accuracy
     """
 
-    defaults = {"n_iter": 100, "n_restarts": 1, "n_target_classes": 9, "alpha_max": 0.1,
-                "eta": 1.05, "beta": 0.9}
+    defaults = {"n_iter": 100, "n_restarts": 1, "n_target_classes": 9, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9}
 
     def make(self, model, threat, seed, device, num_classes):
         from pyautoattack.fab_pt import FABAttack_PT
@@ -185,11 +206,20 @@ class FABT(_AutoAttackBase):
         _need_classes(self.name, num_classes, 2)
         p = self.params
         return FABAttack_PT(
-            model, norm=_AA_NORM[threat.norm], n_restarts=int(p["n_restarts"]),
-            n_iter=int(p["n_iter"]), eps=float(threat.eps), alpha_max=float(p["alpha_max"]),
-            eta=float(p["eta"]), beta=float(p["beta"]), seed=seed, targeted=True,
-            n_target_classes=min(int(p["n_target_classes"]), num_classes - 1), verbose=False,
-            device=device)
+            model,
+            norm=_AA_NORM[threat.norm],
+            n_restarts=int(p["n_restarts"]),
+            n_iter=int(p["n_iter"]),
+            eps=float(threat.eps),
+            alpha_max=float(p["alpha_max"]),
+            eta=float(p["eta"]),
+            beta=float(p["beta"]),
+            seed=seed,
+            targeted=True,
+            n_target_classes=min(int(p["n_target_classes"]), num_classes - 1),
+            verbose=False,
+            device=device,
+        )
 
 
 @ATTACKS.register("square")
@@ -219,20 +249,35 @@ class Square(_AutoAttackBase):
     """
 
     kind = "score"
-    defaults = {"n_queries": 5000, "p_init": 0.8, "n_restarts": 1, "loss": "margin",
-                "resc_schedule": False}
+    defaults = {"n_queries": 5000, "p_init": 0.8, "n_restarts": 1, "loss": "margin", "resc_schedule": False}
 
     def make(self, model, threat, seed, device, num_classes):
         from pyautoattack.square import SquareAttack
 
         p = self.params
-        return SquareAttack(model, norm=_AA_NORM[threat.norm], n_queries=int(p["n_queries"]),
-                            eps=float(threat.eps), p_init=float(p["p_init"]), n_restarts=1,
-                            seed=seed, verbose=False, loss=p["loss"],
-                            resc_schedule=bool(p["resc_schedule"]), device=device)
+        return SquareAttack(
+            model,
+            norm=_AA_NORM[threat.norm],
+            n_queries=int(p["n_queries"]),
+            eps=float(threat.eps),
+            p_init=float(p["p_init"]),
+            n_restarts=1,
+            seed=seed,
+            verbose=False,
+            loss=p["loss"],
+            resc_schedule=bool(p["resc_schedule"]),
+            device=device,
+        )
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                targets: torch.Tensor | None, generator: torch.Generator) -> PerturbOutput:
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        targets: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> PerturbOutput:
         # SquareAttack.perturb's restart loop, keeping the per-sample query counts it drops
         seed = generator.initial_seed()
         square = self.make(model, threat, seed, x.device, _num_classes(model, x))
@@ -285,24 +330,27 @@ class AutoAttackCascade(_AutoAttackBase):
     VERSIONS = ("standard", "plus", "rand", "custom")
     SUB_ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
     #: the cascade of each version (pyautoattack's ``AutoAttack``; ``custom`` takes ``attacks``)
-    VERSION_ATTACKS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
-                       "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
-                       "rand": ("apgd-ce", "apgd-dlr")}
+    VERSION_ATTACKS = {
+        "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+        "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+        "rand": ("apgd-ce", "apgd-dlr"),
+    }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         version, subs = self.params["version"], self.params["attacks"]
         if version not in self.VERSIONS:
-            raise ValueError(f"invalid AutoAttack version {version!r}: use one of "
-                             f"{', '.join(self.VERSIONS)}")
+            raise ValueError(f"invalid AutoAttack version {version!r}: use one of {', '.join(self.VERSIONS)}")
         if (version == "custom") != (subs is not None):
             raise ValueError("AutoAttack: give attacks=[...] exactly when version='custom'")
         if subs is not None:
             subs = [str(a) for a in subs]
             bad = [a for a in subs if a not in self.SUB_ATTACKS] or ([] if subs else ["(empty)"])
             if bad:
-                raise ValueError(f"invalid AutoAttack attack(s) {', '.join(bad)}: use a non-empty "
-                                 f"sub-list of {', '.join(self.SUB_ATTACKS)}")
+                raise ValueError(
+                    f"invalid AutoAttack attack(s) {', '.join(bad)}: use a non-empty "
+                    f"sub-list of {', '.join(self.SUB_ATTACKS)}"
+                )
             self.params["attacks"] = subs
 
     def make(self, model, threat, seed, device, num_classes):
@@ -311,16 +359,29 @@ class AutoAttackCascade(_AutoAttackBase):
         for sub in self.params["attacks"] or self.VERSION_ATTACKS[self.params["version"]]:
             if sub in ATTACKS:  # apgd-dlr needs 3 classes, apgd-t 4 (pyautoattack fails with an IndexError)
                 _need_classes(f"autoattack ({sub})", num_classes, ATTACKS.get(sub).min_classes)
-        aa = AutoAttack(model, norm=_AA_NORM[threat.norm], eps=float(threat.eps), seed=seed,
-                        version=self.params["version"], attacks=self.params["attacks"],
-                        device=device)
+        aa = AutoAttack(
+            model,
+            norm=_AA_NORM[threat.norm],
+            eps=float(threat.eps),
+            seed=seed,
+            version=self.params["version"],
+            attacks=self.params["attacks"],
+            device=device,
+        )
         aa.verbose = False
         aa.apgd_targeted.n_target_classes = min(aa.apgd_targeted.n_target_classes, num_classes - 1)
         aa.fab.n_target_classes = min(aa.fab.n_target_classes, num_classes - 1)
         return aa
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                targets: torch.Tensor | None, generator: torch.Generator) -> PerturbOutput:
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        targets: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> PerturbOutput:
         seed = generator.initial_seed()
         aa = self.make(model, threat, seed, x.device, _num_classes(model, x))
         with seeded_global_rng(seed, x.device):

@@ -53,12 +53,18 @@ class _FoolboxAttack(Attack):
     def build(self, threat: ThreatModel) -> Any:
         raise NotImplementedError
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                targets: torch.Tensor | None, generator: torch.Generator) -> PerturbOutput:
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        targets: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> PerturbOutput:
         attack = self.build(threat)
         with seeded_global_rng(generator.initial_seed(), x.device):
-            raw, _, _ = attack(_fmodel(model, x.device), x, _criterion(y, targets),
-                               epsilons=threat.eps)
+            raw, _, _ = attack(_fmodel(model, x.device), x, _criterion(y, targets), epsilons=threat.eps)
         return raw
 
 
@@ -92,8 +98,14 @@ class CarliniWagnerL2(_FoolboxAttack):
     supports_targeted = True
     deterministic = True
     kind = "white-box"
-    defaults = {"binary_search_steps": 9, "steps": 10000, "stepsize": 0.01, "confidence": 0.0,
-                "initial_const": 0.001, "abort_early": True}
+    defaults = {
+        "binary_search_steps": 9,
+        "steps": 10000,
+        "stepsize": 0.01,
+        "confidence": 0.0,
+        "initial_const": 0.001,
+        "abort_early": True,
+    }
 
     def build(self, threat: ThreatModel) -> Any:
         import foolbox as fb
@@ -171,8 +183,11 @@ class FoolboxPGD(_FoolboxAttack):
     def build(self, threat: ThreatModel) -> Any:
         import foolbox as fb
 
-        cls = (fb.attacks.LinfProjectedGradientDescentAttack if threat.norm is Norm.LINF
-               else fb.attacks.L2ProjectedGradientDescentAttack)
+        cls = (
+            fb.attacks.LinfProjectedGradientDescentAttack
+            if threat.norm is Norm.LINF
+            else fb.attacks.L2ProjectedGradientDescentAttack
+        )
         kwargs = {k: v for k, v in self.params.items() if v is not None}
         return cls(**kwargs)
 
@@ -194,14 +209,22 @@ class _DecisionAttack(Attack):
     def build(self, threat: ThreatModel) -> Any:
         raise NotImplementedError
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                targets: torch.Tensor | None, generator: torch.Generator) -> PerturbOutput:
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        targets: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> PerturbOutput:
         import foolbox as fb
 
         counter = QueryCounter(model).eval()
         fmodel = _fmodel(counter, x.device)
         init = fb.attacks.LinearSearchBlendedUniformNoiseAttack(
-            directions=int(self.params["init_directions"]), steps=int(self.params["init_steps"]))
+            directions=int(self.params["init_directions"]), steps=int(self.params["init_steps"])
+        )
         out = x.clone()
         with seeded_global_rng(generator.initial_seed(), x.device):
             with warnings.catch_warnings():
@@ -210,8 +233,9 @@ class _DecisionAttack(Attack):
             with torch.no_grad():
                 ok = counter(starts).argmax(dim=1) != y
             if ok.any():
-                advs = self.build(threat).run(fmodel, x[ok], _criterion(y[ok], None),
-                                              starting_points=starts[ok], early_stop=threat.eps)
+                advs = self.build(threat).run(
+                    fmodel, x[ok], _criterion(y[ok], None), starting_points=starts[ok], early_stop=threat.eps
+                )
                 out[ok] = advs.detach()
         per_sample = -(-counter.rows // max(x.shape[0], 1))  # ceil
         return out, torch.full((x.shape[0],), per_sample, dtype=torch.int64, device=x.device)
@@ -247,9 +271,16 @@ class Boundary(_DecisionAttack):
     """
 
     norms = (Norm.L2,)
-    defaults = {"steps": 25000, "spherical_step": 0.01, "source_step": 0.01,
-                "source_step_convergance": 1e-7, "step_adaptation": 1.5, "update_stats_every_k": 10,
-                "init_directions": 1000, "init_steps": 50}
+    defaults = {
+        "steps": 25000,
+        "spherical_step": 0.01,
+        "source_step": 0.01,
+        "source_step_convergance": 1e-7,
+        "step_adaptation": 1.5,
+        "update_stats_every_k": 10,
+        "init_directions": 1000,
+        "init_steps": 50,
+    }
 
     def build(self, threat: ThreatModel) -> Any:
         import foolbox as fb
@@ -288,13 +319,18 @@ class HopSkipJump(_DecisionAttack):
     """
 
     norms = (Norm.LINF, Norm.L2)
-    defaults = {"steps": 64, "initial_gradient_eval_steps": 100, "max_gradient_eval_steps": 10000,
-                "stepsize_search": "geometric_progression", "gamma": 1.0, "init_directions": 1000,
-                "init_steps": 50}
+    defaults = {
+        "steps": 64,
+        "initial_gradient_eval_steps": 100,
+        "max_gradient_eval_steps": 10000,
+        "stepsize_search": "geometric_progression",
+        "gamma": 1.0,
+        "init_directions": 1000,
+        "init_steps": 50,
+    }
 
     def build(self, threat: ThreatModel) -> Any:
         import foolbox as fb
 
         kwargs = {k: v for k, v in self.params.items() if not k.startswith("init_")}
-        return fb.attacks.HopSkipJumpAttack(constraint="linf" if threat.norm is Norm.LINF else "l2",
-                                            **kwargs)
+        return fb.attacks.HopSkipJumpAttack(constraint="linf" if threat.norm is Norm.LINF else "l2", **kwargs)

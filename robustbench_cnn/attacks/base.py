@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, ClassVar, Iterable, final
+from collections.abc import Iterable
+from typing import Any, ClassVar, final
 
 import torch
 from torch import nn
@@ -72,15 +73,17 @@ class Attack:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             accepted = ", ".join(sorted(self.defaults)) or "none"
-            raise ValueError(f"invalid parameter(s) {', '.join(unknown)} for attack {self.name!r}: "
-                             f"accepted: {accepted}")
+            raise ValueError(
+                f"invalid parameter(s) {', '.join(unknown)} for attack {self.name!r}: accepted: {accepted}"
+            )
         for key, default in self.defaults.items():  # KEY=False from the command line is the string 'False'
             if isinstance(default, bool) and key in params:
                 try:
                     params[key] = parse_bool(params[key])
                 except ValueError:
-                    raise ValueError(f"invalid {key} {params[key]!r} for attack {self.name!r}: "
-                                     "must be true or false") from None
+                    raise ValueError(
+                        f"invalid {key} {params[key]!r} for attack {self.name!r}: must be true or false"
+                    ) from None
             elif (isinstance(default, (int, float)) or key in self.optional_numbers) and key in params:
                 params[key] = self._number(key, params[key])
         self.params: dict[str, Any] = {**self.defaults, **params}
@@ -95,12 +98,14 @@ class Attack:
             try:
                 number = float(value)
             except ValueError:
-                raise ValueError(f"invalid {key} {value!r} for attack {self.name!r}: must be a number "
-                                 f"(default {default!r})") from None
+                raise ValueError(
+                    f"invalid {key} {value!r} for attack {self.name!r}: must be a number (default {default!r})"
+                ) from None
         if isinstance(default, int) and isinstance(number, float):
             if not number.is_integer():
-                raise ValueError(f"invalid {key} {value!r} for attack {self.name!r}: must be a whole number "
-                                 f"(default {default!r})")
+                raise ValueError(
+                    f"invalid {key} {value!r} for attack {self.name!r}: must be a whole number (default {default!r})"
+                )
             return int(number)
         return number if isinstance(value, str) else value
 
@@ -113,8 +118,15 @@ class Attack:
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------------------- to implement
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                targets: torch.Tensor | None, generator: torch.Generator) -> PerturbOutput:
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        targets: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> PerturbOutput:
         """Adversarial examples for ``x`` (n x C x H x W, all correctly classified, eps > 0).
 
         ``targets`` is None (untargeted) or int64 [n] with ``targets != y``. ``model`` is in eval
@@ -132,10 +144,19 @@ class Attack:
 
     # --------------------------------------------------------------------------------- the contract
     @final
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                 targets: torch.Tensor | None = None, seed: int = 0,
-                 batch_size: int | None = None, clean_logits: torch.Tensor | None = None,
-                 start: torch.Tensor | None = None) -> AttackResult:
+    def __call__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        *,
+        targets: torch.Tensor | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+        clean_logits: torch.Tensor | None = None,
+        start: torch.Tensor | None = None,
+    ) -> AttackResult:
         """Attack ``model`` on ``(x, y)`` within ``threat``; per-sample results in an AttackResult.
 
         Args:
@@ -212,16 +233,32 @@ class Attack:
         else:
             success = todo & (pred_adv != y)
         return AttackResult(
-            x_adv=x_adv, success=success, clean_correct=clean_correct,
-            perturbation_norm=threat.norm.measure(x_adv - x), pred_adv=pred_adv, target=target,
-            queries=queries, threat=threat, attack=self.name,
-            elapsed_s=time.perf_counter() - t0, params=dict(self.params))
+            x_adv=x_adv,
+            success=success,
+            clean_correct=clean_correct,
+            perturbation_norm=threat.norm.measure(x_adv - x),
+            pred_adv=pred_adv,
+            target=target,
+            queries=queries,
+            threat=threat,
+            attack=self.name,
+            elapsed_s=time.perf_counter() - t0,
+            params=dict(self.params),
+        )
 
     # ----------------------------------------------------------------------------- robustness curve
-    def robustness_curve(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                         norm: Norm | str, eps_list: Iterable[float], *,
-                         targets: torch.Tensor | None = None, seed: int = 0,
-                         batch_size: int | None = None) -> list[AttackResult]:
+    def robustness_curve(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        norm: Norm | str,
+        eps_list: Iterable[float],
+        *,
+        targets: torch.Tensor | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+    ) -> list[AttackResult]:
         """One :class:`AttackResult` per epsilon (sorted ascending), growing the ball.
 
         A point broken at a smaller epsilon counts as broken at every larger one (its ``x_adv`` lies
@@ -244,24 +281,37 @@ class Attack:
         for eps in eps_sorted:
             threat = ThreatModel(norm, eps)
             if prev is None:
-                res = self(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size,
-                           clean_logits=logits)
+                res = self(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size, clean_logits=logits)
             else:
                 t0 = time.perf_counter()
                 still = prev.robust.nonzero().flatten()
                 res = AttackResult(
-                    x_adv=prev.x_adv.clone(), success=prev.success.clone(),
+                    x_adv=prev.x_adv.clone(),
+                    success=prev.success.clone(),
                     clean_correct=prev.clean_correct.clone(),
-                    perturbation_norm=prev.perturbation_norm.clone(), pred_adv=prev.pred_adv.clone(),
-                    target=prev.target.clone(), queries=torch.zeros_like(prev.queries), threat=threat,
-                    attack=self.name, params=dict(self.params))
+                    perturbation_norm=prev.perturbation_norm.clone(),
+                    pred_adv=prev.pred_adv.clone(),
+                    target=prev.target.clone(),
+                    queries=torch.zeros_like(prev.queries),
+                    threat=threat,
+                    attack=self.name,
+                    params=dict(self.params),
+                )
                 if still.numel():
                     # warm start: the last iterate at the smaller eps lies in the larger ball
-                    sub = self(model, x[still], y[still], threat,
-                               targets=targets[still] if targets is not None else None,
-                               seed=seed, batch_size=batch_size, clean_logits=logits[still],
-                               start=jittered_start(prev.x_adv[still], norm, eps - prev.threat.eps, seed)
-                               if self.supports_start else None)
+                    sub = self(
+                        model,
+                        x[still],
+                        y[still],
+                        threat,
+                        targets=targets[still] if targets is not None else None,
+                        seed=seed,
+                        batch_size=batch_size,
+                        clean_logits=logits[still],
+                        start=jittered_start(prev.x_adv[still], norm, eps - prev.threat.eps, seed)
+                        if self.supports_start
+                        else None,
+                    )
                     res.x_adv[still] = sub.x_adv
                     res.success[still] = sub.success
                     res.perturbation_norm[still] = sub.perturbation_norm
@@ -289,16 +339,16 @@ class Attack:
             raise ValueError(f"threat must be a ThreatModel (use ThreatModel.parse), got {threat!r}")
         if threat.norm not in self.norms:
             supported = ", ".join(nm.value for nm in self.norms)
-            raise ValueError(f"attack {self.name!r} does not support norm {threat.norm.value}: "
-                             f"supported: {supported}")
+            raise ValueError(f"attack {self.name!r} does not support norm {threat.norm.value}: supported: {supported}")
         if targets is not None:
             if not self.supports_targeted:
-                raise ValueError(f"attack {self.name!r} does not support targeted attacks "
-                                 "(targets given)")
-            if (not isinstance(targets, torch.Tensor) or targets.dtype != torch.int64
-                    or tuple(targets.shape) != (n,)):
-                desc = (f"{tuple(targets.shape)} {targets.dtype}" if isinstance(targets, torch.Tensor)
-                        else type(targets).__name__)
+                raise ValueError(f"attack {self.name!r} does not support targeted attacks (targets given)")
+            if not isinstance(targets, torch.Tensor) or targets.dtype != torch.int64 or tuple(targets.shape) != (n,):
+                desc = (
+                    f"{tuple(targets.shape)} {targets.dtype}"
+                    if isinstance(targets, torch.Tensor)
+                    else type(targets).__name__
+                )
                 raise ValueError(f"targets must be an int64 tensor of shape ({n},), got {desc}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -306,12 +356,9 @@ class Attack:
     @staticmethod
     def _validate_classes(y: torch.Tensor, targets: torch.Tensor | None, num_classes: int) -> None:
         if y.numel() and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"labels y must lie in [0, {num_classes}) for a model with "
-                             f"{num_classes} outputs")
-        if targets is not None and targets.numel() and (targets.min() < 0
-                                                        or targets.max() >= num_classes):
-            raise ValueError(f"targets must lie in [0, {num_classes}) for a model with "
-                             f"{num_classes} outputs")
+            raise ValueError(f"labels y must lie in [0, {num_classes}) for a model with {num_classes} outputs")
+        if targets is not None and targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
+            raise ValueError(f"targets must lie in [0, {num_classes}) for a model with {num_classes} outputs")
 
     def _check_output(self, adv: Any, xb: torch.Tensor) -> torch.Tensor:
         if not isinstance(adv, torch.Tensor) or adv.shape != xb.shape:
@@ -320,7 +367,11 @@ class Attack:
         adv = adv.detach().to(device=xb.device, dtype=xb.dtype)
         bad = ~torch.isfinite(adv.flatten(1)).all(dim=1)
         if bad.any():
-            warnings.warn(f"attack {self.name!r} returned non-finite values for {int(bad.sum())} "
-                          "point(s); they are reset to the clean input", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"attack {self.name!r} returned non-finite values for {int(bad.sum())} "
+                "point(s); they are reset to the clean input",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             adv = torch.where(bad.view(-1, 1, 1, 1), xb, adv)
         return adv

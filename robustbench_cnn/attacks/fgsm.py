@@ -42,8 +42,15 @@ class FGSM(Attack):
     fast_gradient_kernels = True
     defaults = {"loss": "ce"}
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                targets: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        targets: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         labels = targets if targets is not None else y
         _, grad = loss_and_grad(model, x, labels, self.params["loss"], targeted=targets is not None)
         return x + threat.eps * normalize_step(grad, threat.norm)

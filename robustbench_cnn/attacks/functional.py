@@ -7,7 +7,7 @@ and never modifies its inputs in place.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -100,22 +100,23 @@ def normalize_step(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
     raise ValueError(f"no gradient step defined for norm {norm.value}")
 
 
-def rand_uniform(shape: torch.Size | tuple[int, ...], generator: torch.Generator,
-                 like: torch.Tensor) -> torch.Tensor:
+def rand_uniform(shape: torch.Size | tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """U[0, 1) of ``shape`` drawn from ``generator`` (on its own device), moved to ``like``."""
-    return torch.rand(shape, generator=generator, device=generator.device,
-                      dtype=torch.float32).to(device=like.device, dtype=like.dtype)
+    return torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float32).to(
+        device=like.device, dtype=like.dtype
+    )
 
 
-def rand_normal(shape: torch.Size | tuple[int, ...], generator: torch.Generator,
-                like: torch.Tensor) -> torch.Tensor:
+def rand_normal(shape: torch.Size | tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """N(0, 1) of ``shape`` drawn from ``generator``, moved to ``like``'s device and dtype."""
-    return torch.randn(shape, generator=generator, device=generator.device,
-                       dtype=torch.float32).to(device=like.device, dtype=like.dtype)
+    return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32).to(
+        device=like.device, dtype=like.dtype
+    )
 
 
-def randint(low: int, high: int, shape: tuple[int, ...], generator: torch.Generator,
-            device: torch.device) -> torch.Tensor:
+def randint(
+    low: int, high: int, shape: tuple[int, ...], generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """Integers in [low, high) drawn from ``generator``, moved to ``device``."""
     return torch.randint(low, high, shape, generator=generator, device=generator.device).to(device)
 
@@ -187,8 +188,9 @@ def get_loss(name: str):
         raise ValueError(f"invalid loss {name!r}: use one of {', '.join(LOSSES)}") from None
 
 
-def loss_and_grad(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, loss: str,
-                  targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_and_grad(
+    model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, loss: str, targeted: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward + backward: ``(logits, d objective / d x)``.
 
     The objective is ``loss(logits, labels)`` summed over the batch (ascended), or its negative
@@ -204,8 +206,9 @@ def loss_and_grad(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor,
     return logits.detach(), grad.detach()
 
 
-def eot_loss_and_grad(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, loss: str, targeted: bool,
-                      samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+def eot_loss_and_grad(
+    model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, loss: str, targeted: bool, samples: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`loss_and_grad` averaged over ``samples`` passes (expectation over transformation, Athalye et al.
     2018): for randomized models, the mean gradient estimates the gradient of the expected loss. Returns the
     mean logits and the mean gradient; ``samples == 1`` is exactly :func:`loss_and_grad`."""

@@ -25,7 +25,7 @@ is fixed, not timed at run time, so a seeded attack gives the same result in eve
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -56,8 +56,14 @@ def input_gradient_kernel(conv: nn.Conv2d) -> str | None:
     return None
 
 
-def conv2d_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: tuple[int, int],
-                      stride: tuple[int, int], padding: tuple[int, int], kernel: str) -> torch.Tensor:
+def conv2d_input_grad(
+    grad_out: torch.Tensor,
+    weight: torch.Tensor,
+    input_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    kernel: str,
+) -> torch.Tensor:
     """``d <grad_out, conv2d(x, weight)> / d x`` for a convolution with ``groups = dilation = 1``, computed by
     ``kernel`` (``"flip"`` needs stride 1 and ``padding <= kernel size - 1``)."""
     kh, kw = weight.shape[-2:]
@@ -75,8 +81,14 @@ class _Conv2dInputGrad(torch.autograd.Function):
     generate_vmap_rule = True  # torch.func transforms (grad, vmap, jacrev) need setup_context and a vmap rule
 
     @staticmethod
-    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
-                padding: tuple[int, int], kernel: str) -> torch.Tensor:
+    def forward(
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        kernel: str,
+    ) -> torch.Tensor:
         return F.conv2d(x, weight, bias, stride, padding)
 
     @staticmethod
@@ -106,8 +118,14 @@ def _fast_conv_forward(conv: nn.Conv2d, kernel: str):
     def conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         frozen = not weight.requires_grad and (bias is None or not bias.requires_grad)
         # a batched, non-empty 4-D input only: conv2d_input_grad reads (N, C_out) from grad_out's first two dims
-        if not (frozen and x.requires_grad and torch.is_grad_enabled() and x.device.type == "cpu"
-                and x.dim() == 4 and x.shape[0] > 0):
+        if not (
+            frozen
+            and x.requires_grad
+            and torch.is_grad_enabled()
+            and x.device.type == "cpu"
+            and x.dim() == 4
+            and x.shape[0] > 0
+        ):
             return stock(x, weight, bias)
         return _Conv2dInputGrad.apply(x, weight, bias, tuple(conv.stride), tuple(conv.padding), kernel)
 

@@ -12,8 +12,7 @@ from robustbench_cnn.attacks.registry import ATTACKS
 from robustbench_cnn.core.types import Norm, ThreatModel
 
 
-def input_diversity(x: torch.Tensor, prob: float, resize_rate: float,
-                    generator: torch.Generator) -> torch.Tensor:
+def input_diversity(x: torch.Tensor, prob: float, resize_rate: float, generator: torch.Generator) -> torch.Tensor:
     """With probability ``prob``, shrink the batch to a random size and zero-pad it back at random.
 
     Xie et al. enlarge then pad (299 -> [299, 330)); to keep the model's input shape fixed (small
@@ -40,8 +39,15 @@ class _IterativeFGSM(Attack):
     kind = "white-box"
     fast_gradient_kernels = True
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                targets: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        targets: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         p = self.params
         steps = int(p["steps"])
         alpha = float(p["alpha"]) if p["alpha"] is not None else threat.eps / max(steps, 1)
@@ -52,8 +58,7 @@ class _IterativeFGSM(Attack):
         for _ in range(steps):
             xa = xa.detach().requires_grad_(True)
             with torch.enable_grad():
-                x_in = input_diversity(xa, float(p["diversity_prob"]), float(p["resize_rate"]),
-                                       generator)
+                x_in = input_diversity(xa, float(p["diversity_prob"]), float(p["resize_rate"]), generator)
                 value = sign * loss_fn(model(x_in), labels).sum()
                 (grad,) = torch.autograd.grad(value, [xa])
             l1 = grad.flatten(1).abs().mean(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
@@ -96,8 +101,7 @@ class MIFGSM(_IterativeFGSM):
 
     deterministic = True
     optional_numbers = frozenset({"alpha"})
-    defaults = {"steps": 10, "alpha": None, "decay": 1.0, "diversity_prob": 0.0,
-                "resize_rate": 0.9, "loss": "ce"}
+    defaults = {"steps": 10, "alpha": None, "decay": 1.0, "diversity_prob": 0.0, "resize_rate": 0.9, "loss": "ce"}
 
 
 @ATTACKS.register("di-fgsm")
@@ -110,8 +114,7 @@ class DIFGSM(_IterativeFGSM):
 
     deterministic = False
     optional_numbers = frozenset({"alpha"})
-    defaults = {"steps": 10, "alpha": None, "decay": 0.0, "diversity_prob": 0.5,
-                "resize_rate": 0.9, "loss": "ce"}
+    defaults = {"steps": 10, "alpha": None, "decay": 0.0, "diversity_prob": 0.5, "resize_rate": 0.9, "loss": "ce"}
 
 
 @ATTACKS.register("di-mi-fgsm")
@@ -120,10 +123,8 @@ class DIMIFGSM(_IterativeFGSM):
 
     Papers: Dong et al., CVPR 2018 (momentum) and Xie et al., CVPR 2019 (input diversity);
     https://arxiv.org/abs/1803.06978.
-    """ + _DOC_COMMON.format(decay=1.0, prob=0.5, det="no (random transformations)",
-                             name="di-mi-fgsm")
+    """ + _DOC_COMMON.format(decay=1.0, prob=0.5, det="no (random transformations)", name="di-mi-fgsm")
 
     deterministic = False
     optional_numbers = frozenset({"alpha"})
-    defaults = {"steps": 10, "alpha": None, "decay": 1.0, "diversity_prob": 0.5,
-                "resize_rate": 0.9, "loss": "ce"}
+    defaults = {"steps": 10, "alpha": None, "decay": 1.0, "diversity_prob": 0.5, "resize_rate": 0.9, "loss": "ce"}

@@ -65,8 +65,16 @@ class PGD(Attack):
     supports_start = True
     fast_gradient_kernels = True
     optional_numbers = frozenset({"rel_stepsize", "abs_stepsize"})
-    defaults = {"steps": 40, "rel_stepsize": None, "abs_stepsize": None, "random_start": True,
-                "restarts": 1, "loss": "ce", "early_stop": True, "eot_samples": 1}
+    defaults = {
+        "steps": 40,
+        "rel_stepsize": None,
+        "abs_stepsize": None,
+        "random_start": True,
+        "restarts": 1,
+        "loss": "ce",
+        "early_stop": True,
+        "eot_samples": 1,
+    }
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -83,9 +91,16 @@ class PGD(Attack):
             rel = DEFAULT_STEP_TRAVEL / max(int(self.params["steps"]), 1)
         return float(rel) * threat.eps
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                targets: torch.Tensor | None, generator: torch.Generator,
-                start: torch.Tensor | None = None) -> torch.Tensor:
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        targets: torch.Tensor | None,
+        generator: torch.Generator,
+        start: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         p = self.params
         targeted = targets is not None
         labels = targets if targeted else y

@@ -22,8 +22,9 @@ def parse_policy(policy: str, num_classes: int | None = None) -> tuple[str, int 
         try:
             k = int(arg)
         except ValueError:
-            raise ValueError(f"invalid target policy {policy!r}: class:K needs an integer K; "
-                             f"accepted: {ACCEPTED}") from None
+            raise ValueError(
+                f"invalid target policy {policy!r}: class:K needs an integer K; accepted: {ACCEPTED}"
+            ) from None
         if k < 0 or (num_classes is not None and k >= num_classes):
             bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
             raise ValueError(f"invalid target policy {policy!r}: K must be in {bound}")
@@ -38,8 +39,13 @@ def all_targets(num_classes: int) -> list[int]:
     return list(range(num_classes))
 
 
-def choose_targets(policy: str, logits: torch.Tensor | None, y: torch.Tensor, num_classes: int,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def choose_targets(
+    policy: str,
+    logits: torch.Tensor | None,
+    y: torch.Tensor,
+    num_classes: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Target classes int64 ``[N]`` for labels ``y`` (``[N]``) under ``policy``.
 
     - ``random``: uniform over the classes other than ``y`` (never equals ``y``; uses ``generator``);
@@ -54,8 +60,9 @@ def choose_targets(policy: str, logits: torch.Tensor | None, y: torch.Tensor, nu
         raise ValueError(f"targeted attacks need at least 2 classes, got {num_classes}")
     y = y.long()
     if kind == "all":
-        raise ValueError("target policy 'all' runs one attack per class: loop over "
-                         "all_targets(num_classes) with policy 'class:K'")
+        raise ValueError(
+            "target policy 'all' runs one attack per class: loop over all_targets(num_classes) with policy 'class:K'"
+        )
     if kind == "next":
         return (y + 1) % num_classes
     if kind == "class":

@@ -35,61 +35,143 @@ def _describe(event: dict[str, Any]) -> str:
 
 @click.command("defend")
 @click.option("--defense", required=True, help=f"Training recipe: {' | '.join(DEFENSE_NAMES)}.")
-@click.option("--threat", "-t", required=True, help="Training threat model NORM:EPS, e.g. linf:0.3, linf:8/255, l2:0.5.")
+@click.option(
+    "--threat", "-t", required=True, help="Training threat model NORM:EPS, e.g. linf:0.3, linf:8/255, l2:0.5."
+)
 @train_options
-@click.option("--alpha", default=None, help="Step size of the inner maximisation (e.g. 0.01 or 2/255; default by defense).")
+@click.option(
+    "--alpha", default=None, help="Step size of the inner maximisation (e.g. 0.01 or 2/255; default by defense)."
+)
 @click.option("--steps", type=int, default=None, help="Inner maximisation steps (pgd-at, trades, mart; default 10).")
 @click.option("--beta", type=float, default=None, help="Weight of the robust term (trades, mart; default 6).")
 @click.option("--replays", type=int, default=None, help="Minibatch replays m (free-at; default 8).")
 @click.option("--guard/--no-guard", default=None, help="Catastrophic-overfitting guard (fgsm-rs; default on).")
 @click.option("--defense-arg", multiple=True, help="Any other defense parameter KEY=VALUE (e.g. guard_drop=0.3).")
-@click.option("--eval-n", type=int, default=500, show_default=True,
-              help="Held-out test images for the per-epoch clean/PGD monitor.")
+@click.option(
+    "--eval-n",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Held-out test images for the per-epoch clean/PGD monitor.",
+)
 @click.option("--eval-steps", type=int, default=10, show_default=True, help="PGD steps of the per-epoch monitor.")
 @click.option("--init-from", default=None, help="Start from a trained checkpoint (e.g. a standard model).")
 @_input_errors
-def defend_command(defense: str, threat: str, arch: str, dataset: str, epochs: int | None, batch_size: int | None,
-                   lr: float | None, optimizer: str | None, schedule: str, weight_decay: float,
-                   augment: bool | None, subset: int | None, amp: bool, channels_last: bool, deterministic: bool,
-                   normalize: bool, tag: str | None, arch_arg: tuple[str, ...], data_dir: str | None, store: str | None, device: str,
-                   seed: int, progress: bool, alpha: str | None, steps: int | None, beta: float | None,
-                   replays: int | None, guard: bool | None, defense_arg: tuple[str, ...], eval_n: int,
-                   eval_steps: int, init_from: str | None) -> None:
+def defend_command(
+    defense: str,
+    threat: str,
+    arch: str,
+    dataset: str,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    optimizer: str | None,
+    schedule: str,
+    weight_decay: float,
+    augment: bool | None,
+    subset: int | None,
+    amp: bool,
+    channels_last: bool,
+    deterministic: bool,
+    normalize: bool,
+    tag: str | None,
+    arch_arg: tuple[str, ...],
+    data_dir: str | None,
+    store: str | None,
+    device: str,
+    seed: int,
+    progress: bool,
+    alpha: str | None,
+    steps: int | None,
+    beta: float | None,
+    replays: int | None,
+    guard: bool | None,
+    defense_arg: tuple[str, ...],
+    eval_n: int,
+    eval_steps: int,
+    init_from: str | None,
+) -> None:
     """Train a model with an adversarial-training defense and save it with its trade-off per epoch."""
+    from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.core.types import ThreatModel, parse_eps
     from robustbench_cnn.defenses import get_defense
     from robustbench_cnn.defenses.train import defend
-    from robustbench_cnn.core.devices import resolve_device
     from robustbench_cnn.models import MODELS
     from robustbench_cnn.training import TrainConfig
-    from robustbench_cnn.core.types import ThreatModel, parse_eps
 
     MODELS.get(arch)  # unknown names and devices fail before any data is loaded
     resolve_device(device)
     threat_model = ThreatModel.parse(threat)
-    params: dict[str, Any] = {"alpha": parse_eps(alpha) if alpha is not None else None, "steps": steps,
-                              "beta": beta, "replays": replays, "guard": guard}
+    params: dict[str, Any] = {
+        "alpha": parse_eps(alpha) if alpha is not None else None,
+        "steps": steps,
+        "beta": beta,
+        "replays": replays,
+        "guard": guard,
+    }
     params = {k: v for k, v in params.items() if v is not None}
     try:
         params.update(_parse_kv(defense_arg))
     except ValueError as exc:  # cli._parse_kv names --arch-arg in its message
-        raise ValueError(str(exc).replace("--arch-arg", "--defense-arg").replace("depth=16", "guard_drop=0.3")) from None
+        raise ValueError(
+            str(exc).replace("--arch-arg", "--defense-arg").replace("depth=16", "guard_drop=0.3")
+        ) from None
     recipe = get_defense(defense, threat_model, **params)  # bad parameters fail before any training
-    config = TrainConfig.for_dataset(dataset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                                     schedule=schedule, weight_decay=weight_decay, augment=augment, amp=amp,
-                                     channels_last=channels_last, deterministic=deterministic, device=device,
-                                     seed=seed, normalize=normalize)
-    result = defend(recipe, arch, dataset, threat_model, config, eval_n=eval_n, eval_steps=eval_steps, store=store,
-                    tag=tag, data_dir=data_dir, subset=subset, init_from=init_from,
-                    arch_kwargs=_parse_kv(arch_arg), progress=progress)
+    config = TrainConfig.for_dataset(
+        dataset,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        schedule=schedule,
+        weight_decay=weight_decay,
+        augment=augment,
+        amp=amp,
+        channels_last=channels_last,
+        deterministic=deterministic,
+        device=device,
+        seed=seed,
+        normalize=normalize,
+    )
+    result = defend(
+        recipe,
+        arch,
+        dataset,
+        threat_model,
+        config,
+        eval_n=eval_n,
+        eval_steps=eval_steps,
+        store=store,
+        tag=tag,
+        data_dir=data_dir,
+        subset=subset,
+        init_from=init_from,
+        arch_kwargs=_parse_kv(arch_arg),
+        progress=progress,
+    )
     rows = result.epochs[["epoch", "loss", "train_accuracy", "clean_accuracy", "pgd_accuracy", "epoch_s"]]
     n = int(result.epochs["eval_n"].iloc[0])
-    out.print(_table(f"{result.card.name}: per epoch (clean / PGD-{eval_steps} on {n} test images)",
-                     rows.to_dict("records")))
+    out.print(
+        _table(f"{result.card.name}: per epoch (clean / PGD-{eval_steps} on {n} test images)", rows.to_dict("records"))
+    )
     events = "; ".join(_describe(e) for e in result.guard_events) or ("none" if "guard" in result.report else "-")
-    out.print(_table("defended", [{
-        "checkpoint": result.card.name, "defense": recipe.name, "threat": str(threat_model),
-        "clean_acc": result.clean_accuracy, f"pgd{eval_steps}_acc": result.pgd_accuracy,
-        "train_s": result.card.train_time_s, "guard events": events, "device": result.result.device}]))
+    out.print(
+        _table(
+            "defended",
+            [
+                {
+                    "checkpoint": result.card.name,
+                    "defense": recipe.name,
+                    "threat": str(threat_model),
+                    "clean_acc": result.clean_accuracy,
+                    f"pgd{eval_steps}_acc": result.pgd_accuracy,
+                    "train_s": result.card.train_time_s,
+                    "guard events": events,
+                    "device": result.result.device,
+                }
+            ],
+        )
+    )
     out.print(f"saved to {result.folder}")
     for problem in result.card.extra.get("training_problems", []):
         click.secho(f"Warning: {problem}", fg="yellow", err=True)
@@ -97,18 +179,33 @@ def defend_command(defense: str, threat: str, arch: str, dataset: str, epochs: i
 
 @click.command("tradeoff")
 @store_option
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the table here (.parquet or .csv; default STORE/tradeoff.parquet).")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the table here (.parquet or .csv; default STORE/tradeoff.parquet).",
+)
 @_input_errors
 def tradeoff_command(store: str | None, out_path: str | None) -> None:
     """Show the clean/robust trade-off of every defended model in the store and write it."""
-    from robustbench_cnn.store import store_root
     from robustbench_cnn.reporting.tradeoff import write_tradeoff_table
+    from robustbench_cnn.store import store_root
 
     path = out_path or store_root(store) / "tradeoff.parquet"
     frame = write_tradeoff_table(store, path)
-    columns = ["checkpoint", "defense", "threat", "epochs", "train_time_s", "clean_accuracy", "pgd_accuracy",
-               "suite_robust_accuracy", "guard_fired", "guard_restored_epoch"]
+    columns = [
+        "checkpoint",
+        "defense",
+        "threat",
+        "epochs",
+        "train_time_s",
+        "clean_accuracy",
+        "pgd_accuracy",
+        "suite_robust_accuracy",
+        "guard_fired",
+        "guard_restored_epoch",
+    ]
     records = frame[columns].astype(object).where(frame[columns].notna(), None).to_dict("records")
     out.print(_table(f"trade-off: {len(frame)} defended model(s)", records, columns))
     out.print(f"written to {path}")

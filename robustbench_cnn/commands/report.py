@@ -15,7 +15,6 @@ import click
 from robustbench_cnn.commands.errors import input_errors
 from robustbench_cnn.core.errors import RbcError
 
-
 _input_errors = input_errors
 
 
@@ -33,13 +32,28 @@ def _parse_eps_options(values: tuple[str, ...]) -> dict[str, float]:
 
 @click.command("report")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Where to write leaderboard.md/.html (default: the run folder).")
-@click.option("--eps", "eps", multiple=True, metavar="NORM:EPS",
-              help="Rank at this epsilon for this norm (repeatable), e.g. linf:0.1; default: the largest "
-                   "epsilon every model of a board was evaluated at.")
-@click.option("--store", type=click.Path(file_okay=False), default=None,
-              help="Model store for training costs (default: $RBC_HOME, else ~/.cache/robustbench_cnn).")
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to write leaderboard.md/.html (default: the run folder).",
+)
+@click.option(
+    "--eps",
+    "eps",
+    multiple=True,
+    metavar="NORM:EPS",
+    help="Rank at this epsilon for this norm (repeatable), e.g. linf:0.1; default: the largest "
+    "epsilon every model of a board was evaluated at.",
+)
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Model store for training costs (default: $RBC_HOME, else ~/.cache/robustbench_cnn).",
+)
 @_input_errors
 def report_command(run_dir: str, out_dir: str | None, eps: tuple[str, ...], store: str | None) -> None:
     """Write the leaderboard of RUN_DIR: leaderboard.md and a self-contained leaderboard.html."""
@@ -50,8 +64,14 @@ def report_command(run_dir: str, out_dir: str | None, eps: tuple[str, ...], stor
     click.echo(str(html_path))
 
 
-_STYLE = {"regressed": "bold red", "missing": "bold red", "resized": "bold red", "improved": "green", "new": "cyan",
-          "ok": ""}
+_STYLE = {
+    "regressed": "bold red",
+    "missing": "bold red",
+    "resized": "bold red",
+    "improved": "green",
+    "new": "cyan",
+    "ok": "",
+}
 
 
 def _diff_table(report: Any, show_all: bool) -> Any:
@@ -61,10 +81,24 @@ def _diff_table(report: Any, show_all: bool) -> Any:
 
     rows = report.table if show_all else report.changed()
     table = Table(title=f"regression check against the baseline (tolerance {report.tolerance_pp:g} pp)")
-    for col in ("status", "model", "dataset", "suite", "attack", "norm", "eps", "target", "clean %",
-                "Δ clean", "robust %", "Δ robust", "note"):
-        table.add_column(col, justify="right" if col in ("eps", "clean %", "Δ clean", "robust %", "Δ robust")
-                         else "left")
+    for col in (
+        "status",
+        "model",
+        "dataset",
+        "suite",
+        "attack",
+        "norm",
+        "eps",
+        "target",
+        "clean %",
+        "Δ clean",
+        "robust %",
+        "Δ robust",
+        "note",
+    ):
+        table.add_column(
+            col, justify="right" if col in ("eps", "clean %", "Δ clean", "robust %", "Δ robust") else "left"
+        )
 
     def pct(base: float, cur: float) -> str:
         fmt = lambda v: "-" if v != v else f"{100 * v:.1f}"  # noqa: E731  (NaN -> "-")
@@ -76,24 +110,52 @@ def _diff_table(report: Any, show_all: bool) -> Any:
     for row in rows.to_dict("records"):
         status = str(row["status"])
         target = str(row["target_policy"]) if row["targeted"] else "-"
-        table.add_row(f"[{_STYLE[status]}]{status}[/]" if _STYLE[status] else status, str(row["model"]),
-                      str(row["dataset"]), str(row["suite"]), str(row["attack"]), str(row["norm"]),
-                      format_eps(float(row["eps"])), target,
-                      pct(row["baseline_clean_acc"], row["current_clean_acc"]), delta(row["delta_clean_pp"]),
-                      pct(row["baseline_robust_acc"], row["current_robust_acc"]), delta(row["delta_robust_pp"]),
-                      str(row["note"] or ""))
+        table.add_row(
+            f"[{_STYLE[status]}]{status}[/]" if _STYLE[status] else status,
+            str(row["model"]),
+            str(row["dataset"]),
+            str(row["suite"]),
+            str(row["attack"]),
+            str(row["norm"]),
+            format_eps(float(row["eps"])),
+            target,
+            pct(row["baseline_clean_acc"], row["current_clean_acc"]),
+            delta(row["delta_clean_pp"]),
+            pct(row["baseline_robust_acc"], row["current_robust_acc"]),
+            delta(row["delta_robust_pp"]),
+            str(row["note"] or ""),
+        )
     return table
 
 
 @click.command("regress")
-@click.option("--baseline", "-b", required=True, type=click.Path(dir_okay=True),
-              help="Baseline summary table (e.g. results/baseline.parquet) or a run folder.")
-@click.option("--current", "-c", required=True, type=click.Path(dir_okay=True),
-              help="The run folder (or summary.parquet) to check.")
-@click.option("--tolerance-pp", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Allowed change of clean or robust accuracy per cell, in percentage points.")
-@click.option("--update", is_flag=True, default=False,
-              help="Write the current summary as the new baseline (shows the diff, exits 0).")
+@click.option(
+    "--baseline",
+    "-b",
+    required=True,
+    type=click.Path(dir_okay=True),
+    help="Baseline summary table (e.g. results/baseline.parquet) or a run folder.",
+)
+@click.option(
+    "--current",
+    "-c",
+    required=True,
+    type=click.Path(dir_okay=True),
+    help="The run folder (or summary.parquet) to check.",
+)
+@click.option(
+    "--tolerance-pp",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Allowed change of clean or robust accuracy per cell, in percentage points.",
+)
+@click.option(
+    "--update",
+    is_flag=True,
+    default=False,
+    help="Write the current summary as the new baseline (shows the diff, exits 0).",
+)
 @click.option("--all", "show_all", is_flag=True, default=False, help="List every cell, not only the changed ones.")
 @_input_errors
 def regress_command(baseline: str, current: str, tolerance_pp: float, update: bool, show_all: bool) -> None:

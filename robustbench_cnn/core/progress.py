@@ -11,6 +11,14 @@ console = Console(stderr=True)
 
 def make_progress(enabled: bool = True) -> Progress:
     """A progress bar with description, bar, count, elapsed and remaining time."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-                    disable=not enabled, refresh_per_second=4)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not enabled,
+        refresh_per_second=4,
+    )

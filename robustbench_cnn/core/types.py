@@ -24,10 +24,19 @@ class Norm(str, enum.Enum):
     L0 = "l0"
 
     @classmethod
-    def parse(cls, text: str) -> "Norm":
+    def parse(cls, text: str) -> Norm:
         key = text.strip().lower().replace("_", "").replace("-", "")
-        aliases = {"linf": cls.LINF, "inf": cls.LINF, "l∞": cls.LINF, "l2": cls.L2, "2": cls.L2,
-                   "l1": cls.L1, "1": cls.L1, "l0": cls.L0, "0": cls.L0}
+        aliases = {
+            "linf": cls.LINF,
+            "inf": cls.LINF,
+            "l∞": cls.LINF,
+            "l2": cls.L2,
+            "2": cls.L2,
+            "l1": cls.L1,
+            "1": cls.L1,
+            "l0": cls.L0,
+            "0": cls.L0,
+        }
         if key not in aliases:
             raise ValueError(f"invalid norm {text!r}: use one of linf, l2, l1, l0")
         return aliases[key]
@@ -110,14 +119,14 @@ class ThreatModel:
             raise ValueError(f"invalid epsilon {self.eps!r} for linf: images are in [0, 1], so eps <= 1")
 
     @classmethod
-    def parse(cls, text: str, eps: float | str | None = None) -> "ThreatModel":
+    def parse(cls, text: str, eps: float | str | None = None) -> ThreatModel:
         """``"linf:8/255"``, ``"l2:0.5"``, or ``"linf"`` with ``eps`` given separately."""
         norm_text, _, eps_text = str(text).partition(":")
         if not eps_text and eps is None:
             raise ValueError(f"invalid threat model {text!r}: use NORM:EPS such as linf:8/255 or l2:0.5")
         return cls(Norm.parse(norm_text), parse_eps(eps_text if eps_text else eps))  # type: ignore[arg-type]
 
-    def with_eps(self, eps: float) -> "ThreatModel":
+    def with_eps(self, eps: float) -> ThreatModel:
         return ThreatModel(self.norm, eps)
 
     def linf_box(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

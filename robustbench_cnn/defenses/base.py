@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustbench_cnn.core.types import ThreatModel, parse_bool
 from robustbench_cnn.defenses.perturb import ce_objective, check_norm, perturb
 from robustbench_cnn.training import EpochCallback, StepContext, TrainConfig
-from robustbench_cnn.core.types import ThreatModel, parse_bool
 
 
 class Defense:
@@ -36,8 +36,9 @@ class Defense:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             accepted = ", ".join(sorted(self.defaults)) or "none"
-            raise ValueError(f"invalid parameter(s) {', '.join(unknown)} for defense {self.name!r}: "
-                             f"accepted: {accepted}")
+            raise ValueError(
+                f"invalid parameter(s) {', '.join(unknown)} for defense {self.name!r}: accepted: {accepted}"
+            )
         check_norm(self.threat, self.name)
         given = {k: v for k, v in params.items() if v is not None}
         self.p: dict[str, Any] = self.resolve({**self.defaults, **given})
@@ -72,13 +73,33 @@ class Defense:
         fraction = min(1.0, (ctx.epoch + (ctx.step + 1) / max(ctx.steps_per_epoch, 1)) / ramp_epochs)
         return ThreatModel(self.threat.norm, self.threat.eps * fraction), fraction
 
-    def adversarial_ce(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, *, steps: int,
-                       alpha: float, start: str, threat: ThreatModel | None = None,
-                       clip_start: bool = True) -> torch.Tensor:
+    def adversarial_ce(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        ctx: StepContext,
+        *,
+        steps: int,
+        alpha: float,
+        start: str,
+        threat: ThreatModel | None = None,
+        clip_start: bool = True,
+    ) -> torch.Tensor:
         """Cross-entropy on the PGD/FGSM maximiser of the cross-entropy (PGD-AT, FGSM-RS), in train mode, in
         ``threat`` (default: the defense's own)."""
-        x_adv = perturb(model, x, threat or self.threat, ce_objective(y), steps=steps, alpha=alpha,
-                        generator=ctx.generator, start=start, autocast=ctx.autocast, clip_start=clip_start)
+        x_adv = perturb(
+            model,
+            x,
+            threat or self.threat,
+            ce_objective(y),
+            steps=steps,
+            alpha=alpha,
+            generator=ctx.generator,
+            start=start,
+            autocast=ctx.autocast,
+            clip_start=clip_start,
+        )
         with ctx.autocast():
             logits = model(x_adv)
         self.last_logits = logits.detach()
@@ -101,8 +122,12 @@ def flag(params: dict[str, Any], name: str, who: str) -> None:
 def positive(params: dict[str, Any], name: str, who: str, integer: bool = False, allow_zero: bool = False) -> None:
     """Validate ``params[name]`` as a positive (or non-negative) number; ``ValueError`` naming the defense."""
     value = params[name]
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-          and (value >= 0 if allow_zero else value > 0))
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= 0 if allow_zero else value > 0)
+    )
     if integer:
         ok = ok and float(value).is_integer()
     if not ok:

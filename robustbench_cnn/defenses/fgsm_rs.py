@@ -60,8 +60,16 @@ class FGSMRS(Defense):
         >>> recipe = get_defense("fgsm-rs", threat="linf:0.3", alpha=0.375)
     """
 
-    defaults: dict[str, Any] = {"alpha": None, "random_start": True, "clip_start": False, "guard": True, "guard_steps": 10,
-                                "guard_drop": 0.2, "guard_n": 256, "guard_gap": 0.5}
+    defaults: dict[str, Any] = {
+        "alpha": None,
+        "random_start": True,
+        "clip_start": False,
+        "guard": True,
+        "guard_steps": 10,
+        "guard_drop": 0.2,
+        "guard_n": 256,
+        "guard_gap": 0.5,
+    }
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
         if params["alpha"] is None:
@@ -79,9 +87,15 @@ class FGSMRS(Defense):
     def callbacks(self, config: TrainConfig) -> list[EpochCallback]:
         if not self.p["guard"]:
             return []
-        self.guard = OverfitGuard(self.threat, config.epochs, steps=self.p["guard_steps"],
-                                  drop=self.p["guard_drop"], gap=self.p["guard_gap"], n=self.p["guard_n"],
-                                  seed=config.seed)
+        self.guard = OverfitGuard(
+            self.threat,
+            config.epochs,
+            steps=self.p["guard_steps"],
+            drop=self.p["guard_drop"],
+            gap=self.p["guard_gap"],
+            n=self.p["guard_n"],
+            seed=config.seed,
+        )
         return [self.guard]
 
     def report(self) -> dict[str, Any]:
@@ -90,6 +104,13 @@ class FGSMRS(Defense):
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if self.guard is not None:
             self.guard.observe(x, y)
-        return self.adversarial_ce(model, x, y, ctx, steps=1, alpha=self.p["alpha"],
-                                   start="uniform" if self.p["random_start"] else "none",
-                                   clip_start=self.p["clip_start"])
+        return self.adversarial_ce(
+            model,
+            x,
+            y,
+            ctx,
+            steps=1,
+            alpha=self.p["alpha"],
+            start="uniform" if self.p["random_start"] else "none",
+            clip_start=self.p["clip_start"],
+        )

@@ -61,8 +61,9 @@ class FreeAT(Defense):
             self._delta, self._leaf = torch.zeros_like(xh), None
         leaf = self._leaf
         if leaf is not None and leaf.grad is not None:  # the previous replay's backward pass: ascend the loss
-            self._delta[: leaf.shape[0]] = leaf.detach() + self.p["alpha"] * ascent_direction(leaf.grad,
-                                                                                               self.threat.norm)
+            self._delta[: leaf.shape[0]] = leaf.detach() + self.p["alpha"] * ascent_direction(
+                leaf.grad, self.threat.norm
+            )
         self._leaf = (project(xh + self._delta[:n], xh, self.threat) - xh).requires_grad_(True)
         with ctx.autocast():
             logits = model(xh + self._leaf)

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.defenses.perturb import pgd_accuracy
 from robustbench_cnn.training import EpochStats
-from robustbench_cnn.core.types import ThreatModel
 
 
 class OverfitGuard:
@@ -46,8 +46,17 @@ class OverfitGuard:
         seed (int): seed of the PGD random start (the same every epoch, so epochs are comparable).
     """
 
-    def __init__(self, threat: ThreatModel, epochs: int, *, steps: int = 10, drop: float = 0.2, gap: float = 0.5,
-                 n: int = 256, seed: int = 0) -> None:
+    def __init__(
+        self,
+        threat: ThreatModel,
+        epochs: int,
+        *,
+        steps: int = 10,
+        drop: float = 0.2,
+        gap: float = 0.5,
+        n: int = 256,
+        seed: int = 0,
+    ) -> None:
         self.threat, self.epochs, self.steps, self.drop, self.seed = threat, int(epochs), int(steps), float(drop), seed
         self.gap = float(gap)
         self.n = int(n)
@@ -79,24 +88,50 @@ class OverfitGuard:
     def update(self, epoch: int, accuracy: float, model: nn.Module, train_accuracy: float = math.nan) -> None:
         """Record the check's ``accuracy`` after ``epoch`` (1-based) and the epoch's ``train_accuracy``;
         may restore the best state."""
-        self.history.append({"epoch": epoch, "pgd_accuracy": accuracy,
-                             "train_accuracy": None if math.isnan(train_accuracy) else train_accuracy})
+        self.history.append(
+            {
+                "epoch": epoch,
+                "pgd_accuracy": accuracy,
+                "train_accuracy": None if math.isnan(train_accuracy) else train_accuracy,
+            }
+        )
         if accuracy >= self.best_accuracy:
             self.best_accuracy, self.best_epoch = accuracy, epoch
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         collapsed = accuracy < self.best_accuracy - self.drop
         if collapsed and not self._collapsed:
-            self.events.append({"event": "collapse", "epoch": epoch, "best_epoch": self.best_epoch,
-                                "before": self.best_accuracy, "after": accuracy})
+            self.events.append(
+                {
+                    "event": "collapse",
+                    "epoch": epoch,
+                    "best_epoch": self.best_epoch,
+                    "before": self.best_accuracy,
+                    "after": accuracy,
+                }
+            )
         self._collapsed = collapsed
         if epoch >= self.epochs and collapsed and self.best_state is not None:
             model.load_state_dict(self.best_state)
             self.restored_epoch = self.best_epoch
-            self.events.append({"event": "restored", "epoch": epoch, "best_epoch": self.best_epoch,
-                                "before": accuracy, "after": self.best_accuracy})
+            self.events.append(
+                {
+                    "event": "restored",
+                    "epoch": epoch,
+                    "best_epoch": self.best_epoch,
+                    "before": accuracy,
+                    "after": self.best_accuracy,
+                }
+            )
         elif epoch >= self.epochs and train_accuracy - accuracy > self.gap:  # early gaps can heal (MNIST does)
-            self.events.append({"event": "gap", "epoch": epoch, "best_epoch": self.best_epoch,
-                                "before": train_accuracy, "after": accuracy})
+            self.events.append(
+                {
+                    "event": "gap",
+                    "epoch": epoch,
+                    "best_epoch": self.best_epoch,
+                    "before": train_accuracy,
+                    "after": accuracy,
+                }
+            )
 
     @property
     def fired(self) -> bool:
@@ -104,6 +139,13 @@ class OverfitGuard:
         return any(e["event"] in ("collapse", "gap") for e in self.events)
 
     def report(self) -> dict[str, Any]:
-        return {"steps": self.steps, "drop": self.drop, "gap": self.gap, "batch_size": 0 if self.batch is None else len(self.batch[1]),
-                "history": list(self.history), "events": list(self.events), "fired": self.fired,
-                "restored_epoch": self.restored_epoch}
+        return {
+            "steps": self.steps,
+            "drop": self.drop,
+            "gap": self.gap,
+            "batch_size": 0 if self.batch is None else len(self.batch[1]),
+            "history": list(self.history),
+            "events": list(self.events),
+            "fired": self.fired,
+            "restored_epoch": self.restored_epoch,
+        }

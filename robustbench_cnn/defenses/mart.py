@@ -45,8 +45,18 @@ class MART(Defense):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         with mode(model, False):
-            x_adv = perturb(model, x, self.threat, ce_objective(y), steps=self.p["steps"], alpha=self.p["alpha"],
-                            generator=ctx.generator, start="normal", sigma=self.p["sigma"], autocast=ctx.autocast)
+            x_adv = perturb(
+                model,
+                x,
+                self.threat,
+                ce_objective(y),
+                steps=self.p["steps"],
+                alpha=self.p["alpha"],
+                generator=ctx.generator,
+                start="normal",
+                sigma=self.p["sigma"],
+                autocast=ctx.autocast,
+            )
         with ctx.autocast():
             logits = model(x)
             logits_adv = model(x_adv)

@@ -11,7 +11,7 @@ All tensors are batches ``N x C x H x W`` in [0, 1]; randomness comes from a ``t
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -61,8 +61,14 @@ def _rand(shape: torch.Size, generator: torch.Generator, like: torch.Tensor, nor
     return draw(shape, generator=generator, device=generator.device).to(device=like.device, dtype=like.dtype)
 
 
-def random_start(x: torch.Tensor, threat: ThreatModel, generator: torch.Generator, start: str = "uniform",
-                 sigma: float = 0.001, clip: bool = True) -> torch.Tensor:
+def random_start(
+    x: torch.Tensor,
+    threat: ThreatModel,
+    generator: torch.Generator,
+    start: str = "uniform",
+    sigma: float = 0.001,
+    clip: bool = True,
+) -> torch.Tensor:
     """The first iterate: ``uniform`` in the ball (linf cube, l2 ball; Madry, Wong), ``normal``
     ``x + sigma * N(0, 1)`` (TRADES, MART), or ``none`` (``x`` itself); clipped to [0, 1] unless ``clip`` is
     False (Wong et al.'s FGSM-RS code takes the first gradient at the unclipped point)."""
@@ -108,10 +114,21 @@ def _no_autocast() -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def perturb(model: nn.Module, x: torch.Tensor, threat: ThreatModel, objective: Objective, *, steps: int,
-            alpha: float, generator: torch.Generator, start: str = "uniform", sigma: float = 0.001,
-            autocast: AutocastFactory = _no_autocast, y: torch.Tensor | None = None,
-            clip_start: bool = True) -> torch.Tensor:
+def perturb(
+    model: nn.Module,
+    x: torch.Tensor,
+    threat: ThreatModel,
+    objective: Objective,
+    *,
+    steps: int,
+    alpha: float,
+    generator: torch.Generator,
+    start: str = "uniform",
+    sigma: float = 0.001,
+    autocast: AutocastFactory = _no_autocast,
+    y: torch.Tensor | None = None,
+    clip_start: bool = True,
+) -> torch.Tensor:
     """Maximise ``objective`` over the ``threat`` ball around ``x`` by ``steps`` projected ascent steps.
 
     Args:
@@ -178,9 +195,18 @@ def default_pgd_alpha(threat: ThreatModel, steps: int) -> float:
 
 
 @torch.no_grad()
-def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 10,
-                 alpha: float | None = None, seed: int = 0, batch_size: int = 500,
-                 autocast: AutocastFactory = _no_autocast) -> tuple[float, float]:
+def pgd_accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    *,
+    steps: int = 10,
+    alpha: float | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    autocast: AutocastFactory = _no_autocast,
+) -> tuple[float, float]:
     """``(clean accuracy, PGD robust accuracy)`` of ``model`` on ``x, y`` (a quick training-time monitor).
 
     PGD with cross-entropy, a uniform random start, ``steps`` steps of ``alpha`` (default
@@ -196,12 +222,21 @@ def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Thr
     clean = robust = 0
     with mode(model, False):
         for i in range(0, len(y), batch_size):
-            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
             with autocast():
                 correct = model(xb).argmax(1) == yb
             if threat.eps > 0 and steps > 0:
-                x_adv = perturb(model, xb, threat, ce_objective(yb), steps=steps, alpha=alpha, generator=generator,
-                                autocast=autocast, y=yb)
+                x_adv = perturb(
+                    model,
+                    xb,
+                    threat,
+                    ce_objective(yb),
+                    steps=steps,
+                    alpha=alpha,
+                    generator=generator,
+                    autocast=autocast,
+                    y=yb,
+                )
                 with autocast():
                     still = correct & (model(x_adv).argmax(1) == yb)
             else:

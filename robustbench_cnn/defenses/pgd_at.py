@@ -49,5 +49,13 @@ class PGDAT(Defense):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         threat, fraction = self.ramped_threat(ctx, self.p["eps_ramp"])
-        return self.adversarial_ce(model, x, y, ctx, steps=self.p["steps"], alpha=self.p["alpha"] * fraction,
-                                   start="uniform" if self.p["random_start"] else "none", threat=threat)
+        return self.adversarial_ce(
+            model,
+            x,
+            y,
+            ctx,
+            steps=self.p["steps"],
+            alpha=self.p["alpha"] * fraction,
+            start="uniform" if self.p["random_start"] else "none",
+            threat=threat,
+        )

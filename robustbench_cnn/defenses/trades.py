@@ -57,9 +57,18 @@ class TRADES(Defense):
         with mode(model, False), torch.no_grad(), ctx.autocast():
             clean_ref = model(x)
         with mode(model, False):
-            x_adv = perturb(model, x, self.threat, kl_objective(clean_ref), steps=self.p["steps"],
-                            alpha=self.p["alpha"], generator=ctx.generator, start="normal", sigma=self.p["sigma"],
-                            autocast=ctx.autocast)
+            x_adv = perturb(
+                model,
+                x,
+                self.threat,
+                kl_objective(clean_ref),
+                steps=self.p["steps"],
+                alpha=self.p["alpha"],
+                generator=ctx.generator,
+                start="normal",
+                sigma=self.p["sigma"],
+                autocast=ctx.autocast,
+            )
         with ctx.autocast():
             logits = model(x)
             logits_adv = model(x_adv)

@@ -18,24 +18,36 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
+from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.data import load_split
 from robustbench_cnn.defenses import get_defense
 from robustbench_cnn.defenses.base import Defense
 from robustbench_cnn.defenses.perturb import default_pgd_alpha, pgd_accuracy
-from robustbench_cnn.data import load_split
 from robustbench_cnn.models import NormalizedModel
 from robustbench_cnn.store import ModelCard, checkpoint_name, other_threat, save_checkpoint, store_root
 from robustbench_cnn.training import EpochStats, TrainConfig, TrainResult
-from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.workflows import train_model
 
 TRADEOFF_FILE = "tradeoff_epochs.parquet"
 
 #: Columns and dtypes of the per-epoch trade-off table.
 EPOCH_COLUMNS: dict[str, str] = {
-    "checkpoint": "string", "defense": "string", "threat": "string", "epoch": "int64", "loss": "float64",
-    "train_accuracy": "float64", "clean_accuracy": "float64", "pgd_accuracy": "float64", "lr": "float64",
-    "epoch_s": "float64", "eval_s": "float64", "images_per_s": "float64", "guard_pgd_accuracy": "float64",
-    "guard_restored": "bool", "eval_n": "int64", "eval_steps": "int64",
+    "checkpoint": "string",
+    "defense": "string",
+    "threat": "string",
+    "epoch": "int64",
+    "loss": "float64",
+    "train_accuracy": "float64",
+    "clean_accuracy": "float64",
+    "pgd_accuracy": "float64",
+    "lr": "float64",
+    "epoch_s": "float64",
+    "eval_s": "float64",
+    "images_per_s": "float64",
+    "guard_pgd_accuracy": "float64",
+    "guard_restored": "bool",
+    "eval_n": "int64",
+    "eval_steps": "int64",
 }
 
 
@@ -76,13 +88,21 @@ class TradeoffMonitor:
         t0 = time.perf_counter()
         clean, robust = pgd_accuracy(model, self.x, self.y, self.threat, steps=self.steps, seed=self.seed)
         stats.extra.update(clean_accuracy=clean, pgd_accuracy=robust)
-        self.rows.append({
-            "epoch": stats.epoch, "loss": stats.loss, "train_accuracy": stats.train_accuracy,
-            "clean_accuracy": clean, "pgd_accuracy": robust, "lr": stats.lr, "epoch_s": stats.seconds,
-            "eval_s": time.perf_counter() - t0, "images_per_s": stats.images_per_s,
-            "guard_pgd_accuracy": stats.extra.get("guard_pgd_accuracy", float("nan")),
-            "guard_restored": bool(stats.extra.get("guard_restored", False)),
-        })
+        self.rows.append(
+            {
+                "epoch": stats.epoch,
+                "loss": stats.loss,
+                "train_accuracy": stats.train_accuracy,
+                "clean_accuracy": clean,
+                "pgd_accuracy": robust,
+                "lr": stats.lr,
+                "epoch_s": stats.seconds,
+                "eval_s": time.perf_counter() - t0,
+                "images_per_s": stats.images_per_s,
+                "guard_pgd_accuracy": stats.extra.get("guard_pgd_accuracy", float("nan")),
+                "guard_restored": bool(stats.extra.get("guard_restored", False)),
+            }
+        )
 
     def table(self, **constants: Any) -> pd.DataFrame:
         frame = pd.DataFrame([{**constants, **row} for row in self.rows], columns=list(EPOCH_COLUMNS))
@@ -97,19 +117,36 @@ def training_problems(epochs: pd.DataFrame, chance: float, robust: bool = True) 
     last = epochs.iloc[-1]
     problems = []
     if float(last["clean_accuracy"]) < 2 * chance:
-        problems.append(f"clean accuracy {float(last['clean_accuracy']):.3f} is near chance ({chance:.3f}): the model "
-                        "did not learn; lower the learning rate or train on a smaller epsilon first")
+        problems.append(
+            f"clean accuracy {float(last['clean_accuracy']):.3f} is near chance ({chance:.3f}): the model "
+            "did not learn; lower the learning rate or train on a smaller epsilon first"
+        )
     elif robust and float(last["pgd_accuracy"]) < 0.05 and float(last["clean_accuracy"]) > 0.5:
-        problems.append(f"PGD accuracy {float(last['pgd_accuracy']):.3f} with clean {float(last['clean_accuracy']):.3f}:"
-                        " no robustness (catastrophic overfitting or too weak an inner attack)")
+        problems.append(
+            f"PGD accuracy {float(last['pgd_accuracy']):.3f} with clean {float(last['clean_accuracy']):.3f}:"
+            " no robustness (catastrophic overfitting or too weak an inner attack)"
+        )
     return problems
 
 
-def defend(defense: str | Defense, arch: str, dataset: str, threat: ThreatModel | str, config: TrainConfig, *,
-           eval_n: int | None = 500, eval_steps: int = 10, store: str | os.PathLike | None = None,
-           tag: str | None = None, data_dir: str | os.PathLike | None = None, subset: int | None = None,
-           init_from: str | None = None, arch_kwargs: dict[str, Any] | None = None, progress: bool = True,
-           **defense_params: Any) -> DefendedModel:
+def defend(
+    defense: str | Defense,
+    arch: str,
+    dataset: str,
+    threat: ThreatModel | str,
+    config: TrainConfig,
+    *,
+    eval_n: int | None = 500,
+    eval_steps: int = 10,
+    store: str | os.PathLike | None = None,
+    tag: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    subset: int | None = None,
+    init_from: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    progress: bool = True,
+    **defense_params: Any,
+) -> DefendedModel:
     """Train ``arch`` on ``dataset`` with ``defense`` against ``threat`` and save it to the store.
 
     Args:
@@ -143,26 +180,51 @@ def defend(defense: str | Defense, arch: str, dataset: str, threat: ThreatModel 
     monitor = TradeoffMonitor(held_out.x, held_out.y, threat, steps=eval_steps, seed=config.seed)
     # the recipe's own callbacks (the guard) run first, so the monitor sees the state that is saved
     callbacks = [*recipe.callbacks(config), monitor]
-    trained = train_model(arch, dataset, config, recipe=recipe, store=store, tag=tag, subset=subset,
-                          data_dir=data_dir, init_from=init_from, arch_kwargs=arch_kwargs, threat=str(threat),
-                          callbacks=callbacks, progress=progress)
+    trained = train_model(
+        arch,
+        dataset,
+        config,
+        recipe=recipe,
+        store=store,
+        tag=tag,
+        subset=subset,
+        data_dir=data_dir,
+        init_from=init_from,
+        arch_kwargs=arch_kwargs,
+        threat=str(threat),
+        callbacks=callbacks,
+        progress=progress,
+    )
     report = recipe.report()
-    epochs = monitor.table(checkpoint=trained.card.name, defense=recipe.name, threat=str(threat),
-                           eval_n=len(held_out), eval_steps=eval_steps)
+    epochs = monitor.table(
+        checkpoint=trained.card.name,
+        defense=recipe.name,
+        threat=str(threat),
+        eval_n=len(held_out),
+        eval_steps=eval_steps,
+    )
     card = trained.card
     chance = 1.0 / max(len(card.classes), 1)
     problems = training_problems(epochs, chance, robust=recipe.name != "standard")
-    card.extra.update({
-        "defense": recipe.name,
-        "pgd_accuracy": float(epochs["pgd_accuracy"].iloc[-1]),
-        "monitor_clean_accuracy": float(epochs["clean_accuracy"].iloc[-1]),
-        "pgd_monitor": {"split": "test", "n": len(held_out), "steps": eval_steps,
-                        "alpha": default_pgd_alpha(threat, eval_steps), "random_start": True,
-                        "loss": "ce", "file": TRADEOFF_FILE},
-        "epoch_time_s": round(float(epochs["epoch_s"].sum()), 3),
-        "defense_report": report,
-        "training_problems": problems,
-    })
+    card.extra.update(
+        {
+            "defense": recipe.name,
+            "pgd_accuracy": float(epochs["pgd_accuracy"].iloc[-1]),
+            "monitor_clean_accuracy": float(epochs["clean_accuracy"].iloc[-1]),
+            "pgd_monitor": {
+                "split": "test",
+                "n": len(held_out),
+                "steps": eval_steps,
+                "alpha": default_pgd_alpha(threat, eval_steps),
+                "random_start": True,
+                "loss": "ce",
+                "file": TRADEOFF_FILE,
+            },
+            "epoch_time_s": round(float(epochs["epoch_s"].sum()), 3),
+            "defense_report": report,
+            "training_problems": problems,
+        }
+    )
     folder = save_checkpoint(trained.model, card, directory=trained.folder)  # same weights, updated card
     tmp = folder / f".{TRADEOFF_FILE}.tmp"
     epochs.to_parquet(tmp, index=False)

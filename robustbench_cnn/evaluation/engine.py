@@ -15,8 +15,9 @@ import difflib
 import itertools
 import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,20 +25,32 @@ from torch import nn
 from robustbench_cnn.attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
 from robustbench_cnn.attacks.functional import batched_logits, eval_mode, jittered_start
 from robustbench_cnn.core.errors import UnknownNameError
-from robustbench_cnn.evaluation.flags import Flag, curve_flags, flag, model_flags
 from robustbench_cnn.core.progress import make_progress
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
+from robustbench_cnn.evaluation.flags import Flag, curve_flags, flag, model_flags
 
 #: Attack cascades by name: (attack, params) in order. Cheap strong attacks first, black-box checks last.
 SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     # A fast check: iterative PGD, then FGSM as a masking check (single-step must not beat iterative).
     "quick": [("pgd", {"steps": 20}), ("fgsm", {})],
     # AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square 5000) preceded by PGD-40, so it is at least as strong.
-    "standard": [("pgd", {"steps": 40}), ("apgd-ce", {}), ("apgd-t", {}), ("fab-t", {}),
-                 ("square", {"n_queries": 5000})],
+    "standard": [
+        ("pgd", {"steps": 40}),
+        ("apgd-ce", {}),
+        ("apgd-t", {}),
+        ("fab-t", {}),
+        ("square", {"n_queries": 5000}),
+    ],
     # More restarts and more diverse losses on top of standard.
-    "plus": [("pgd", {"steps": 100, "restarts": 5}), ("apgd-ce", {"n_restarts": 5}), ("apgd-dlr", {"n_restarts": 5}),
-             ("apgd-t", {}), ("fab-t", {}), ("square", {"n_queries": 5000, "n_restarts": 1}), ("fgsm", {})],
+    "plus": [
+        ("pgd", {"steps": 100, "restarts": 5}),
+        ("apgd-ce", {"n_restarts": 5}),
+        ("apgd-dlr", {"n_restarts": 5}),
+        ("apgd-t", {}),
+        ("fab-t", {}),
+        ("square", {"n_queries": 5000, "n_restarts": 1}),
+        ("fgsm", {}),
+    ],
 }
 
 #: Gradient samples per step for randomized models (AutoAttack's ``rand`` version uses 20 for APGD).
@@ -71,8 +84,9 @@ def unknown_suite_or_attack(name: str) -> UnknownNameError:
     return UnknownNameError("suite or attack", name, suggestions, suites + list(ATTACKS))
 
 
-def resolve_attacks(attacks: str | Sequence[str | Attack | tuple[str, dict[str, Any]]],
-                    norm: Norm) -> tuple[str, list[Attack]]:
+def resolve_attacks(
+    attacks: str | Sequence[str | Attack | tuple[str, dict[str, Any]]], norm: Norm
+) -> tuple[str, list[Attack]]:
     """A suite name, attack names, (name, params) pairs or instances -> (suite label, attacks for ``norm``).
 
     Attacks of a suite that do not support ``norm`` are left out (e.g. FAB-T has no L1); a single attack
@@ -192,27 +206,52 @@ class Evaluation:
         rows = []
         for o in self.outcomes:
             codes = ";".join(sorted({f.code for f in self.flags_at(o.eps)}))
-            base = {**meta, "suite": self.suite, "norm": self.norm.value, "eps": o.eps, "clean_acc": clean,
-                    "n": int(self.labels.numel()), "targeted": self.targeted,
-                    "target_policy": self.target_policy or "", "seed": self.seed, "flags": codes}
+            base = {
+                **meta,
+                "suite": self.suite,
+                "norm": self.norm.value,
+                "eps": o.eps,
+                "clean_acc": clean,
+                "n": int(self.labels.numel()),
+                "targeted": self.targeted,
+                "target_policy": self.target_policy or "",
+                "seed": self.seed,
+                "flags": codes,
+            }
             for attack, step, cum in zip(self.attacks, o.steps, o.cumulative_robust):
-                rows.append({**base, "attack": attack.name, "attack_kind": attack.kind,
-                             "attack_params": json.dumps(attack.params, sort_keys=True, default=str),
-                             "robust_acc": cum, "success_rate": _safe_div(round((clean - cum) * n), attacked),
-                             **_norm_stats(step.perturbation_norm[step.success]),
-                             **_query_stats(step.queries), "elapsed_s": step.elapsed_s})
+                rows.append(
+                    {
+                        **base,
+                        "attack": attack.name,
+                        "attack_kind": attack.kind,
+                        "attack_params": json.dumps(attack.params, sort_keys=True, default=str),
+                        "robust_acc": cum,
+                        "success_rate": _safe_div(round((clean - cum) * n), attacked),
+                        **_norm_stats(step.perturbation_norm[step.success]),
+                        **_query_stats(step.queries),
+                        "elapsed_s": step.elapsed_s,
+                    }
+                )
             if len(self.attacks) > 1:
                 broken = ~o.robust & self.clean_correct
-                rows.append({**base, "attack": "worst-case", "attack_kind": "suite",
-                             "attack_params": json.dumps([a.name for a in self.attacks]),
-                             "robust_acc": float(o.robust.float().mean()),
-                             "success_rate": _safe_div(int(broken.sum()), attacked),
-                             **_norm_stats(o.perturbation_norm[broken]),
-                             **_query_stats(o.queries), "elapsed_s": o.elapsed_s})
+                rows.append(
+                    {
+                        **base,
+                        "attack": "worst-case",
+                        "attack_kind": "suite",
+                        "attack_params": json.dumps([a.name for a in self.attacks]),
+                        "robust_acc": float(o.robust.float().mean()),
+                        "success_rate": _safe_div(int(broken.sum()), attacked),
+                        **_norm_stats(o.perturbation_norm[broken]),
+                        **_query_stats(o.queries),
+                        "elapsed_s": o.elapsed_s,
+                    }
+                )
         return rows
 
-    def sample_rows(self, sample_ids: torch.Tensor | None = None,
-                    meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def sample_rows(
+        self, sample_ids: torch.Tensor | None = None, meta: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """One row per sample x eps for the worst case: robust, which attack broke it, norm, queries."""
         meta = dict(meta or {})
         ids = sample_ids if sample_ids is not None else torch.arange(self.labels.numel())
@@ -222,12 +261,24 @@ class Evaluation:
             names = [a.name for a in self.attacks]
             for i in range(self.labels.numel()):
                 b = int(o.broken_by[i])
-                rows.append({**meta, "attack": names[b] if b >= 0 else "", "norm": self.norm.value, "eps": o.eps,
-                             "sample_id": int(ids[i]), "label": int(self.labels[i]),
-                             "clean_correct": bool(correct[i]), "success": b >= 0, "robust": bool(o.robust[i]),
-                             "perturbation_norm": float(o.perturbation_norm[i]), "queries": int(o.queries[i]),
-                             "pred_clean": int(self.pred_clean[i]), "pred_adv": int(o.pred_adv[i]),
-                             "target": int(self.targets[i])})
+                rows.append(
+                    {
+                        **meta,
+                        "attack": names[b] if b >= 0 else "",
+                        "norm": self.norm.value,
+                        "eps": o.eps,
+                        "sample_id": int(ids[i]),
+                        "label": int(self.labels[i]),
+                        "clean_correct": bool(correct[i]),
+                        "success": b >= 0,
+                        "robust": bool(o.robust[i]),
+                        "perturbation_norm": float(o.perturbation_norm[i]),
+                        "queries": int(o.queries[i]),
+                        "pred_clean": int(self.pred_clean[i]),
+                        "pred_adv": int(o.pred_adv[i]),
+                        "target": int(self.targets[i]),
+                    }
+                )
         return rows
 
 
@@ -246,13 +297,22 @@ def _query_stats(queries: torch.Tensor) -> dict[str, Any]:
     return {"total_queries": total, "mean_queries": float(queries.float().mean()) if queries.numel() else 0.0}
 
 
-def _empty_result(x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, targets: torch.Tensor,
-                  threat: ThreatModel, attack: Attack) -> AttackResult:
+def _empty_result(
+    x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, targets: torch.Tensor, threat: ThreatModel, attack: Attack
+) -> AttackResult:
     n = y.numel()
-    return AttackResult(x_adv=x.clone(), success=torch.zeros(n, dtype=torch.bool), clean_correct=pred == y,
-                        perturbation_norm=torch.zeros(n), pred_adv=pred.clone(), target=targets.clone(),
-                        queries=torch.zeros(n, dtype=torch.int64), threat=threat, attack=attack.name,
-                        params=dict(attack.params))
+    return AttackResult(
+        x_adv=x.clone(),
+        success=torch.zeros(n, dtype=torch.bool),
+        clean_correct=pred == y,
+        perturbation_norm=torch.zeros(n),
+        pred_adv=pred.clone(),
+        target=targets.clone(),
+        queries=torch.zeros(n, dtype=torch.int64),
+        threat=threat,
+        attack=attack.name,
+        params=dict(attack.params),
+    )
 
 
 def pick_targets(policy: str, logits: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
@@ -269,12 +329,23 @@ def _clean_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.T
     return logits.float().cpu()
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | str,
-             eps_list: Iterable[float], attacks: str | Sequence[Any] = "quick", *,
-             targeted: bool = False, target_policy: str = "random", seed: int = 0,
-             batch_size: int | None = 256, progress: bool = False,
-             device: str | torch.device | None = None, warm_start: bool = True,
-             eot: int | None = None) -> Evaluation:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    norm: Norm | str,
+    eps_list: Iterable[float],
+    attacks: str | Sequence[Any] = "quick",
+    *,
+    targeted: bool = False,
+    target_policy: str = "random",
+    seed: int = 0,
+    batch_size: int | None = 256,
+    progress: bool = False,
+    device: str | torch.device | None = None,
+    warm_start: bool = True,
+    eot: int | None = None,
+) -> Evaluation:
     """Evaluate ``model`` on ``(x, y)`` against a cascade of attacks for each epsilon.
 
     Args:
@@ -335,10 +406,22 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Norm | st
             chain, changed = with_eot(chain, samples)
             if changed:
                 flags.append(flag("eot", f"{samples} samples per step in {', '.join(changed)}"))
-        outcomes = _run_cascade(model, x, y, logits, targets, norm, eps_sorted, chain, targeted, seed,
-                                batch_size, progress, warm_start)
-    evaluation = Evaluation(norm, suite, chain, y_cpu, pred, targets, target_policy if targeted else None,
-                            outcomes, flags, int(logits.shape[1]), seed)
+        outcomes = _run_cascade(
+            model, x, y, logits, targets, norm, eps_sorted, chain, targeted, seed, batch_size, progress, warm_start
+        )
+    evaluation = Evaluation(
+        norm,
+        suite,
+        chain,
+        y_cpu,
+        pred,
+        targets,
+        target_policy if targeted else None,
+        outcomes,
+        flags,
+        int(logits.shape[1]),
+        seed,
+    )
     evaluation.flags.extend(_cascade_flags(evaluation, int(x[0].numel())))
     return evaluation
 
@@ -357,9 +440,21 @@ def with_eot(chain: list[Attack], samples: int) -> tuple[list[Attack], list[str]
     return out, changed
 
 
-def _run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor,
-                 targets: torch.Tensor, norm: Norm, eps_sorted: list[float], chain: list[Attack], targeted: bool,
-                 seed: int, batch_size: int | None, progress: bool, warm_start: bool) -> list[EpsOutcome]:
+def _run_cascade(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    norm: Norm,
+    eps_sorted: list[float],
+    chain: list[Attack],
+    targeted: bool,
+    seed: int,
+    batch_size: int | None,
+    progress: bool,
+    warm_start: bool,
+) -> list[EpsOutcome]:
     n = y.numel()
     pred = logits.argmax(1)
     correct = pred == y.cpu()
@@ -397,9 +492,17 @@ def _run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: tor
                     warm = None
                     if warm_start and attack.supports_start and last_adv[k] is not None:
                         warm = jittered_start(last_adv[k][idx].to(x.device), norm, eps - prev_eps, seed)
-                    sub = attack(model, x[idx.to(x.device)], y[idx.to(y.device)], threat,
-                                 targets=targets[idx].to(x.device) if targeted else None,
-                                 seed=seed, batch_size=batch_size, clean_logits=logits[idx], start=warm)
+                    sub = attack(
+                        model,
+                        x[idx.to(x.device)],
+                        y[idx.to(y.device)],
+                        threat,
+                        targets=targets[idx].to(x.device) if targeted else None,
+                        seed=seed,
+                        batch_size=batch_size,
+                        clean_logits=logits[idx],
+                        start=warm,
+                    )
                     if warm_start and attack.supports_start:
                         if last_adv[k] is None:
                             last_adv[k] = x_cpu.clone()
@@ -421,10 +524,20 @@ def _run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: tor
                 steps.append(step)
                 cumulative.append(float(robust.float().mean()))
                 bar.advance(task)
-            outcomes.append(EpsOutcome(eps, steps, robust.clone(), broken_by.clone(), best_x.clone(),
-                                       eps0_pred if eps0_pred is not None else best_pred.clone(),
-                                       best_norm.clone(), spent, cumulative,
-                                       time.perf_counter() - start))
+            outcomes.append(
+                EpsOutcome(
+                    eps,
+                    steps,
+                    robust.clone(),
+                    broken_by.clone(),
+                    best_x.clone(),
+                    eps0_pred if eps0_pred is not None else best_pred.clone(),
+                    best_norm.clone(),
+                    spent,
+                    cumulative,
+                    time.perf_counter() - start,
+                )
+            )
             if eps > 0:
                 robust_prev = robust
             prev_eps = eps
@@ -433,8 +546,14 @@ def _run_cascade(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: tor
 
 def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
     """Flags read off the cascade: weaker attacks beating stronger ones, and the curve's shape."""
-    flags = curve_flags(ev.norm, ev.eps_list, [float(o.robust.float().mean()) for o in ev.outcomes],
-                        ev.clean_accuracy, ev.num_classes, input_numel)
+    flags = curve_flags(
+        ev.norm,
+        ev.eps_list,
+        [float(o.robust.float().mean()) for o in ev.outcomes],
+        ev.clean_accuracy,
+        ev.num_classes,
+        input_numel,
+    )
     iterative_seen = False
     white_seen = False
     # broken_by accumulates over the growing ball: count only the points broken at each eps itself
@@ -442,8 +561,12 @@ def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
     for k, attack in enumerate(ev.attacks):
         for o, robust_before in zip(ev.outcomes, before):
             new = int(((o.broken_by == k) & robust_before).sum()) if o.eps > 0 else 0
-            if (attack.kind in ("score", "decision") and white_seen and new
-                    and not any(f.code == "black-box-beats-white-box" and f.eps == o.eps for f in flags)):
+            if (
+                attack.kind in ("score", "decision")
+                and white_seen
+                and new
+                and not any(f.code == "black-box-beats-white-box" and f.eps == o.eps for f in flags)
+            ):
                 flags.append(flag("black-box-beats-white-box", f"{attack.name} broke {new} more points", o.eps))
             if attack.name == "fgsm" and iterative_seen and new > SINGLE_STEP_TOLERANCE * ev.labels.numel():
                 flags.append(flag("single-step-beats-iterative", f"fgsm broke {new} more points", o.eps))
@@ -454,9 +577,17 @@ def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
     return flags
 
 
-def evaluate_all_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                         attack: str | Attack = "pgd", *, seed: int = 0,
-                         batch_size: int | None = 256, clean_logits: torch.Tensor | None = None) -> torch.Tensor:
+def evaluate_all_targets(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    attack: str | Attack = "pgd",
+    *,
+    seed: int = 0,
+    batch_size: int | None = 256,
+    clean_logits: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Targeted success matrix (true class x target class) for target policy ``all``.
 
     Entry [i, j] is the fraction of correctly classified points of class i that the attack moved to class j
@@ -475,8 +606,7 @@ def evaluate_all_targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, thr
         matrix = torch.full((num_classes, num_classes), float("nan"))
         for target_class in all_targets(num_classes):
             targets = torch.full_like(y, int(target_class))
-            result = attack(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size,
-                            clean_logits=logits)
+            result = attack(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size, clean_logits=logits)
             ok = result.clean_correct.cpu() & (y_cpu != int(target_class))
             for i in range(num_classes):
                 sel = ok & (y_cpu == i)
@@ -491,5 +621,4 @@ def model_device(model: nn.Module, x: torch.Tensor) -> torch.device:
     return tensor.device if tensor is not None else x.device
 
 
-__all__ = ["ATTACKS", "Evaluation", "EpsOutcome", "SUITES", "evaluate", "evaluate_all_targets",
-           "resolve_attacks"]
+__all__ = ["ATTACKS", "Evaluation", "EpsOutcome", "SUITES", "evaluate", "evaluate_all_targets", "resolve_attacks"]

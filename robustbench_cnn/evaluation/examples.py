@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,18 @@ REQUIRED = ("x", "x_adv", "y", "pred_clean", "pred_adv", "model")
 OPTIONAL = ("norm", "eps", "attack")
 
 
-def adversarial_examples(model: Any, x: Any, y: Any, threat: Any, attack: str = "pgd", *, n: int = 4,
-                         seed: int = 0, model_name: str = "", **params: Any) -> dict[str, np.ndarray]:
+def adversarial_examples(
+    model: Any,
+    x: Any,
+    y: Any,
+    threat: Any,
+    attack: str = "pgd",
+    *,
+    n: int = 4,
+    seed: int = 0,
+    model_name: str = "",
+    **params: Any,
+) -> dict[str, np.ndarray]:
     """Attack ``model`` on the first points it classifies correctly and keep ``n`` pairs, broken ones first.
 
     ``x``, ``y``: tensors (images in [0, 1], int64 labels); ``threat``: a ThreatModel or ``"linf:0.1"``.
@@ -64,8 +75,11 @@ def adversarial_examples(model: Any, x: Any, y: Any, threat: Any, attack: str = 
     }
 
 
-def save_examples(examples: dict[str, np.ndarray] | Sequence[dict[str, np.ndarray]], path: str | os.PathLike,
-                  classes: Sequence[str] | None = None) -> Path:
+def save_examples(
+    examples: dict[str, np.ndarray] | Sequence[dict[str, np.ndarray]],
+    path: str | os.PathLike,
+    classes: Sequence[str] | None = None,
+) -> Path:
     """Write one or several :func:`adversarial_examples` results (concatenated) to ``path``, atomically."""
     parts = [examples] if isinstance(examples, dict) else list(examples)
     if not parts:
@@ -104,9 +118,20 @@ def load_examples(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return arrays
 
 
-def write_examples(run_dir: str | os.PathLike, models: Sequence[str], dataset: str, threat: str,
-                   attack: str = "pgd", *, n: int = 4, seed: int = 0, store: str | os.PathLike | None = None,
-                   data_dir: str | os.PathLike | None = None, device: str = "cpu", **params: Any) -> Path:
+def write_examples(
+    run_dir: str | os.PathLike,
+    models: Sequence[str],
+    dataset: str,
+    threat: str,
+    attack: str = "pgd",
+    *,
+    n: int = 4,
+    seed: int = 0,
+    store: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    **params: Any,
+) -> Path:
     """Compute :func:`adversarial_examples` for store checkpoints ``models`` on ``dataset`` and write
     ``run_dir/examples.npz`` (the first ``8 * n`` test points are the pool)."""
     import torch
@@ -118,8 +143,11 @@ def write_examples(run_dir: str | os.PathLike, models: Sequence[str], dataset: s
     parts, classes = [], None
     for name in models:
         model, card = load_for_dataset(name, dataset, torch.device(device), store, data_dir)
-        parts.append(adversarial_examples(model, split.x, split.y, threat, attack, n=n, seed=seed,
-                                          model_name=card.name, **params))
+        parts.append(
+            adversarial_examples(
+                model, split.x, split.y, threat, attack, n=n, seed=seed, model_name=card.name, **params
+            )
+        )
         classes = classes or card.classes
     return save_examples(parts, Path(run_dir) / EXAMPLES_FILE, classes)
 

@@ -33,27 +33,27 @@ class Flag:
 
 EXPLANATIONS = {
     "train-mode": "the model was in train mode when evaluated: batch norm and dropout make predictions depend on "
-                  "the batch; evaluations run in eval mode, but check how the model is meant to be used",
+    "the batch; evaluations run in eval mode, but check how the model is meant to be used",
     "randomized": "two forward passes on the same input differ: the defense is randomized, so gradient attacks "
-                  "need expectation over transformation (EOT) and robust accuracy may be over-stated",
+    "need expectation over transformation (EOT) and robust accuracy may be over-stated",
     "attacks-skipped": "the model has too few classes for some attacks of the suite (targeted APGD needs 4), so "
-                       "they were left out: the suite is weaker than it is on a 10-class model",
+    "they were left out: the suite is weaker than it is on a 10-class model",
     "eot": "the model is randomized, so the gradient attacks averaged several gradient samples per step "
-           "(expectation over transformation, Athalye et al. 2018; AutoAttack's rand version uses 20)",
+    "(expectation over transformation, Athalye et al. 2018; AutoAttack's rand version uses 20)",
     "probabilities": "outputs look like probabilities (non-negative, rows sum to 1), not logits: a softmax "
-                     "inside the model flattens cross-entropy gradients and weakens gradient attacks",
+    "inside the model flattens cross-entropy gradients and weakens gradient attacks",
     "zero-gradients": "some inputs have an all-zero loss gradient: gradient-based attacks cannot move them, "
-                      "which is a sign of gradient masking",
+    "which is a sign of gradient masking",
     "eps0-mismatch": "robust accuracy at eps=0 differs from clean accuracy: the model or the pipeline is not "
-                     "deterministic",
+    "deterministic",
     "non-monotone": "robust accuracy rises with epsilon: a larger ball contains the smaller one, so a stronger "
-                    "attack should have found these points",
+    "attack should have found these points",
     "above-chance": "accuracy is above chance at a very large epsilon, where any image can be turned into any "
-                    "other: the attacks are failing, not the model resisting",
+    "other: the attacks are failing, not the model resisting",
     "single-step-beats-iterative": "a single-step attack broke points that the iterative attacks could not: "
-                                   "a classic sign of gradient masking",
+    "a classic sign of gradient masking",
     "black-box-beats-white-box": "a black-box attack broke points that every white-box attack missed "
-                                 "(AutoAttack's Square check): gradients are likely masked or obfuscated",
+    "(AutoAttack's Square check): gradients are likely masked or obfuscated",
 }
 
 
@@ -67,8 +67,9 @@ def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x).float()
 
 
-def model_flags(model: nn.Module, x: torch.Tensor, y: torch.Tensor, was_training: bool,
-                max_points: int = 256) -> list[Flag]:
+def model_flags(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, was_training: bool, max_points: int = 256
+) -> list[Flag]:
     """Checks on the model itself, run once per evaluation on up to ``max_points`` inputs (eval mode)."""
     flags: list[Flag] = []
     if was_training:
@@ -103,8 +104,9 @@ def large_eps(norm: Norm, eps: float, input_numel: int) -> bool:
     return eps >= input_numel
 
 
-def curve_flags(norm: Norm, eps_list: list[float], robust_acc: list[float], clean_acc: float,
-                num_classes: int, input_numel: int) -> list[Flag]:
+def curve_flags(
+    norm: Norm, eps_list: list[float], robust_acc: list[float], clean_acc: float, num_classes: int, input_numel: int
+) -> list[Flag]:
     """Checks on one robustness curve (robust accuracy per sorted epsilon)."""
     flags: list[Flag] = []
     for eps, acc in zip(eps_list, robust_acc):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -40,8 +41,9 @@ TARGET_MATRIX_SCHEMA: dict[str, str] = {
 }
 
 
-def matrix_rows(matrix: torch.Tensor, counts: Sequence[int], eps: float, labels: Sequence[str],
-                meta: dict[str, Any]) -> list[dict[str, Any]]:
+def matrix_rows(
+    matrix: torch.Tensor, counts: Sequence[int], eps: float, labels: Sequence[str], meta: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Long-format rows (true class x target class, off the diagonal) of one epsilon's matrix."""
     rows = []
     for i in range(matrix.shape[0]):
@@ -49,25 +51,47 @@ def matrix_rows(matrix: torch.Tensor, counts: Sequence[int], eps: float, labels:
             if i == j:
                 continue
             rate = float(matrix[i, j])
-            rows.append({**meta, "eps": eps, "true_class": i, "target_class": j,
-                         "true_label": labels[i] if i < len(labels) else str(i),
-                         "target_label": labels[j] if j < len(labels) else str(j),
-                         "success_rate": None if rate != rate else rate,
-                         "n": counts[i] if i < len(counts) else 0})
+            rows.append(
+                {
+                    **meta,
+                    "eps": eps,
+                    "true_class": i,
+                    "target_class": j,
+                    "true_label": labels[i] if i < len(labels) else str(i),
+                    "target_label": labels[j] if j < len(labels) else str(j),
+                    "success_rate": None if rate != rate else rate,
+                    "n": counts[i] if i < len(counts) else 0,
+                }
+            )
     return rows
 
 
-def target_matrix_table(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps_list: Sequence[float],
-                        attack: Any, labels: Sequence[str], meta: dict[str, Any], *, seed: int = 0,
-                        batch_size: int = 256) -> pd.DataFrame:
+def target_matrix_table(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    norm: str,
+    eps_list: Sequence[float],
+    attack: Any,
+    labels: Sequence[str],
+    meta: dict[str, Any],
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> pd.DataFrame:
     """The all-targets matrix of ``attack`` at each epsilon as one long, typed table."""
     from robustbench_cnn.attacks.functional import batched_logits, eval_mode
+    from robustbench_cnn.core.types import Norm, ThreatModel
     from robustbench_cnn.evaluation.engine import evaluate_all_targets
     from robustbench_cnn.tables.results import typed_frame
-    from robustbench_cnn.core.types import Norm, ThreatModel
 
-    row_meta = {**meta, "attack": attack.name, "attack_params": json.dumps(attack.params, sort_keys=True, default=str),
-                "norm": norm, "seed": seed}
+    row_meta = {
+        **meta,
+        "attack": attack.name,
+        "attack_params": json.dumps(attack.params, sort_keys=True, default=str),
+        "norm": norm,
+        "seed": seed,
+    }
     with eval_mode(model):  # one clean pass: the denominators and every epsilon's matrix share it
         logits = batched_logits(model, x, batch_size)
     if logits is None:
@@ -76,8 +100,16 @@ def target_matrix_table(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm
     counts = [int((correct & (y_cpu == i)).sum()) for i in range(logits.shape[1])]
     rows: list[dict[str, Any]] = []
     for eps in eps_list:
-        matrix = evaluate_all_targets(model, x, y, ThreatModel(Norm.parse(norm), eps), attack, seed=seed,
-                                      batch_size=batch_size, clean_logits=logits)
+        matrix = evaluate_all_targets(
+            model,
+            x,
+            y,
+            ThreatModel(Norm.parse(norm), eps),
+            attack,
+            seed=seed,
+            batch_size=batch_size,
+            clean_logits=logits,
+        )
         rows += matrix_rows(matrix, counts, float(eps), labels, row_meta)
     return typed_frame(rows, TARGET_MATRIX_SCHEMA)
 
@@ -88,8 +120,10 @@ def check_run_folder(run_dir: Path, resume: bool) -> None:
     from robustbench_cnn.tables.results import RunStore
 
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
-        raise RbcError(f"run folder {run_dir} already holds results: pass --resume to overwrite its target "
-                       f"matrix, or choose another --out")
+        raise RbcError(
+            f"run folder {run_dir} already holds results: pass --resume to overwrite its target "
+            f"matrix, or choose another --out"
+        )
     RunStore(run_dir).check_fresh(resume=True)
 
 
@@ -115,7 +149,9 @@ def wide_rows(table: pd.DataFrame, eps: float) -> list[dict[str, Any]]:
     labels = dict(zip(part["true_class"].astype(int), part["true_label"]))
     rows = []
     for i in range(num_classes):
-        cells = {str(j): "-" if pd.isna(rates.get((i, j), pd.NA)) else f"{float(rates[(i, j)]):.2f}"
-                 for j in range(num_classes)}
+        cells = {
+            str(j): "-" if pd.isna(rates.get((i, j), pd.NA)) else f"{float(rates[(i, j)]):.2f}"
+            for j in range(num_classes)
+        }
         rows.append({"true": labels.get(i, str(i)), **cells})
     return rows

@@ -7,7 +7,8 @@ and returns a raw ``nn.Module`` that expects *normalized* input. :func:`build_mo
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -74,6 +75,6 @@ def build_model(
 
 
 # Registration happens by explicit imports (no star imports).
+from robustbench_cnn.models import resnets as _resnets  # noqa: E402,F401
 from robustbench_cnn.models import small as _small  # noqa: E402,F401
 from robustbench_cnn.models import torchvision_nets as _torchvision_nets  # noqa: E402,F401
-from robustbench_cnn.models import resnets as _resnets  # noqa: E402,F401

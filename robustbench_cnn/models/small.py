@@ -6,13 +6,14 @@ expects normalized input; its last ``nn.Linear`` is the classifier head.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from torch import nn
 
 from robustbench_cnn.core.errors import ArchOptionError
-from robustbench_cnn.models import MODELS
 from robustbench_cnn.core.types import parse_bool
+from robustbench_cnn.models import MODELS
 
 
 def check_arch_options(arch: str, kwargs: dict[str, Any], accepted: Iterable[str]) -> None:
@@ -57,11 +58,17 @@ def lenet5(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -
         return nn.AvgPool2d(2) if classic else nn.MaxPool2d(2)
 
     return nn.Sequential(
-        nn.Conv2d(in_channels, 6, kernel_size=5, padding=2), act(), pool(),
-        nn.Conv2d(6, 16, kernel_size=5, padding=pad2), act(), pool(),
+        nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
+        act(),
+        pool(),
+        nn.Conv2d(6, 16, kernel_size=5, padding=pad2),
+        act(),
+        pool(),
         nn.Flatten(),
-        nn.Linear(16 * side * side, 120), act(),
-        nn.Linear(120, 84), act(),
+        nn.Linear(16 * side * side, 120),
+        act(),
+        nn.Linear(120, 84),
+        act(),
         nn.Linear(84, num_classes),
     )
 

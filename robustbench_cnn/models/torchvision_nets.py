@@ -11,7 +11,8 @@ Extra ``**kwargs`` go to the torchvision constructor (e.g. ``dropout``); unknown
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,8 +36,16 @@ def _conv_like(conv: nn.Conv2d, in_channels: int, init: Callable[[torch.Tensor],
     """``conv`` rebuilt for ``in_channels`` input channels; ``init`` (weight, zero bias) or PyTorch's default."""
     if conv.in_channels == in_channels:
         return conv
-    new = nn.Conv2d(in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,
-                    padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None)
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    )
     if init is not None:
         init(new.weight)
         if new.bias is not None:
@@ -47,8 +56,11 @@ def _conv_like(conv: nn.Conv2d, in_channels: int, init: Callable[[torch.Tensor],
 def _tv_options(arch: str, cls: type, kwargs: dict[str, Any], fixed: tuple[str, ...] = ("num_classes",)) -> None:
     """Refuse ``kwargs`` that torchvision's ``cls`` does not take, or that this factory sets itself (``fixed``)."""
     params = inspect.signature(cls.__init__).parameters.values()
-    accepted = [p.name for p in params if p.name != "self" and p.name not in fixed
-                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    accepted = [
+        p.name
+        for p in params
+        if p.name != "self" and p.name not in fixed and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     check_arch_options(arch, kwargs, accepted)
 
 
@@ -81,8 +93,9 @@ def alexnet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) 
 
 
 def _vgg(cfg_name: str, in_channels: int, num_classes: int, input_size: int, kwargs: dict[str, Any]) -> nn.Module:
-    _tv_options({"A": "vgg11_bn", "D": "vgg16_bn"}[cfg_name], tvm.VGG, kwargs,
-                fixed=("features", "num_classes", "init_weights"))
+    _tv_options(
+        {"A": "vgg11_bn", "D": "vgg16_bn"}[cfg_name], tvm.VGG, kwargs, fixed=("features", "num_classes", "init_weights")
+    )
     if not _small(input_size):
         builder = {"A": tvm.vgg11_bn, "D": tvm.vgg16_bn}[cfg_name]
         net = builder(weights=None, num_classes=num_classes, **kwargs)
@@ -103,8 +116,12 @@ def _vgg(cfg_name: str, in_channels: int, num_classes: int, input_size: int, kwa
         net = tvm.VGG(features, num_classes=num_classes, init_weights=False, **kwargs)
     net.avgpool = nn.AdaptiveAvgPool2d((1, 1))
     net.classifier = nn.Sequential(
-        nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
-        nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(p=dropout),
+        nn.Linear(512, 512),
+        nn.ReLU(True),
+        nn.Dropout(p=dropout),
+        nn.Linear(512, 512),
+        nn.ReLU(True),
+        nn.Dropout(p=dropout),
         nn.Linear(512, num_classes),
     )
     # torchvision's VGG initialization, applied once to the final modules.
@@ -153,10 +170,10 @@ def googlenet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any
     the two remaining max-pools (32 -> 16 -> 8, 8 -> 4 -> 2) are torchvision's. 5,602,474 parameters at
     3x32x32, 10 classes.
     """
-    _tv_options("googlenet", tvm.GoogLeNet, kwargs,
-                fixed=("num_classes", "aux_logits", "transform_input", "init_weights"))
-    net = tvm.GoogLeNet(num_classes=num_classes, aux_logits=False, transform_input=False,
-                        init_weights=True, **kwargs)
+    _tv_options(
+        "googlenet", tvm.GoogLeNet, kwargs, fixed=("num_classes", "aux_logits", "transform_input", "init_weights")
+    )
+    net = tvm.GoogLeNet(num_classes=num_classes, aux_logits=False, transform_input=False, init_weights=True, **kwargs)
 
     def init(w: torch.Tensor) -> None:
         nn.init.trunc_normal_(w, mean=0.0, std=0.01, a=-2, b=2)
@@ -200,15 +217,17 @@ def densenet121(in_channels: int, num_classes: int, input_size: int, **kwargs: A
     removed; the three transition average-pools remain (32 -> 4x4 in the last block, 8 -> 1x1).
     6,956,426 parameters at 3x32x32, 10 classes.
     """
-    _tv_options("densenet121", tvm.DenseNet, kwargs,
-                fixed=("growth_rate", "block_config", "num_init_features", "num_classes"))
+    _tv_options(
+        "densenet121", tvm.DenseNet, kwargs, fixed=("growth_rate", "block_config", "num_init_features", "num_classes")
+    )
     net = tvm.densenet121(weights=None, num_classes=num_classes, **kwargs)
     init = nn.init.kaiming_normal_  # torchvision's DenseNet initialization
     if not _small(input_size):
         net.features.conv0 = _conv_like(net.features.conv0, in_channels, init)
         return net
-    net.features.conv0 = nn.Conv2d(in_channels, net.features.conv0.out_channels, kernel_size=3, stride=1,
-                                   padding=1, bias=False)
+    net.features.conv0 = nn.Conv2d(
+        in_channels, net.features.conv0.out_channels, kernel_size=3, stride=1, padding=1, bias=False
+    )
     init(net.features.conv0.weight)
     net.features.pool0 = nn.Identity()
     return net

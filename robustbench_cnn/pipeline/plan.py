@@ -70,7 +70,7 @@ def _model(entry: dict[str, Any], where: str) -> ModelSpec:
     if unknown:
         raise RbcError(f"{where}: unknown model keys {', '.join(sorted(unknown))} (use {', '.join(sorted(known))})")
     if "arch" not in entry:
-        raise RbcError(f"{where}: every [[models]] entry needs arch = \"...\"")
+        raise RbcError(f'{where}: every [[models]] entry needs arch = "..."')
     return ModelSpec(**entry)
 
 
@@ -83,8 +83,10 @@ def _check_targeted_and_transfer(suite: Suite) -> None:
     if suite.targeted:
         policy = str(suite.targeted.get("policy", "random"))
         if parse_policy(policy)[0] == "all":
-            raise ValueError("[targeted] policy 'all' gives a success matrix, not a table row: use random, "
-                             "least-likely, next or class:K (or `rbc attack --target-policy all`)")
+            raise ValueError(
+                "[targeted] policy 'all' gives a success matrix, not a table row: use random, "
+                "least-likely, next or class:K (or `rbc attack --target-policy all`)"
+            )
         eps = suite.targeted.get("eps", suite.eps)
         if not isinstance(eps, list) or not eps:
             raise ValueError(f"[targeted] eps must be a non-empty list like [0.1, 0.2], got {eps!r}")
@@ -109,12 +111,22 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
             ThreatModel(Norm.parse(norm), e)
         models = [_model(m, f"{source} [[models]] #{i + 1}") for i, m in enumerate(data.get("models", []))]
         datasets = list(data.get("datasets", ["digits"]))
-        suite = Suite(name=str(data.get("name", Path(source).stem)), datasets=datasets, models=models, norm=norm,
-                      eps=eps, attacks=str(data.get("whitebox", {}).get("suite", "quick")), n=data.get("n", 1000),
-                      seed=int(data.get("seed", 0)), batch_size=int(data.get("batch_size", 256)),
-                      targeted=data.get("targeted"), proxy=data.get("proxy"), transfer=data.get("transfer"),
-                      report_eps=(parse_eps(data["report"]["eps"]) if "eps" in data.get("report", {}) else None),
-                      source=source)
+        suite = Suite(
+            name=str(data.get("name", Path(source).stem)),
+            datasets=datasets,
+            models=models,
+            norm=norm,
+            eps=eps,
+            attacks=str(data.get("whitebox", {}).get("suite", "quick")),
+            n=data.get("n", 1000),
+            seed=int(data.get("seed", 0)),
+            batch_size=int(data.get("batch_size", 256)),
+            targeted=data.get("targeted"),
+            proxy=data.get("proxy"),
+            transfer=data.get("transfer"),
+            report_eps=(parse_eps(data["report"]["eps"]) if "eps" in data.get("report", {}) else None),
+            source=source,
+        )
         _check_targeted_and_transfer(suite)
     except (TypeError, ValueError) as exc:
         raise RbcError(f"invalid suite {source}: {exc}") from None
@@ -126,8 +138,10 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
             if spec.recipe != "standard":
                 DEFENSES.get(spec.recipe)
                 if not spec.threat:
-                    raise RbcError(f"invalid suite {source}: model {spec.arch}/{spec.recipe} needs threat = "
-                                   f"\"linf:EPS\" (the training threat model)")
+                    raise RbcError(
+                        f"invalid suite {source}: model {spec.arch}/{spec.recipe} needs threat = "
+                        f'"linf:EPS" (the training threat model)'
+                    )
                 ThreatModel.parse(spec.threat)
     _check_distinct_names(models, source)
     check_attack_names(suite.attacks)
@@ -151,8 +165,10 @@ def _check_distinct_names(models: list[ModelSpec], source: str) -> None:
             continue
         name = spec.checkpoint_name("<dataset>")
         if name in seen:
-            raise RbcError(f"invalid suite {source}: [[models]] #{seen[name]} and #{i} are both {name}: "
-                           f"give one a tag (tag = \"...\")")
+            raise RbcError(
+                f"invalid suite {source}: [[models]] #{seen[name]} and #{i} are both {name}: "
+                f'give one a tag (tag = "...")'
+            )
         seen[name] = i
 
 
@@ -180,8 +196,19 @@ def _check_attack_compatibility(suite: Suite, source: str) -> None:
 
 
 #: ``train_substitute`` arguments the benchmark sets itself (not ``[proxy]`` keys).
-_PROXY_SET_BY_BENCHMARK = {"target_model", "dataset", "substitute_arch", "seed", "device", "data_dir", "store",
-                           "target_name", "progress", "save", "tag"}
+_PROXY_SET_BY_BENCHMARK = {
+    "target_model",
+    "dataset",
+    "substitute_arch",
+    "seed",
+    "device",
+    "data_dir",
+    "store",
+    "target_name",
+    "progress",
+    "save",
+    "tag",
+}
 
 
 def _check_proxy(suite: Suite, source: str) -> None:
@@ -195,14 +222,17 @@ def _check_proxy(suite: Suite, source: str) -> None:
     known = options | {"target", "substitute"}
     unknown = sorted(set(suite.proxy or {}) - known)
     if unknown:
-        raise RbcError(f"invalid suite {source}: unknown [proxy] key(s) {', '.join(unknown)} "
-                       f"(use {', '.join(sorted(known))})")
+        raise RbcError(
+            f"invalid suite {source}: unknown [proxy] key(s) {', '.join(unknown)} (use {', '.join(sorted(known))})"
+        )
     target = (suite.proxy or {}).get("target")
     if target is not None:
         names = {spec.checkpoint_name("_").split("/", 1)[-1] for spec in suite.models}
         if target not in names:
-            raise RbcError(f"invalid suite {source}: [proxy] target {target!r} is not a model of the suite "
-                           f"(use one of {', '.join(sorted(names))})")
+            raise RbcError(
+                f"invalid suite {source}: [proxy] target {target!r} is not a model of the suite "
+                f"(use one of {', '.join(sorted(names))})"
+            )
 
 
 def load_suite(name_or_path: str | None) -> Suite:

@@ -8,7 +8,8 @@ local executor: each task runs :func:`robustbench_cnn.pipeline.runner.run_cell`,
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from robustbench_cnn.core.errors import RbcError
 
@@ -31,14 +32,19 @@ def _run_cell_task(cell: Any, run_id: str) -> tuple[Any, Any, str]:
     return summary, samples, cell.id
 
 
-def run_with_ray(cells: list[Any], store: Any, *, ray_address: str | None = None,
-                 on_cell: Callable[..., None] | None = None, num_cpus: int | None = None) -> None:
+def run_with_ray(
+    cells: list[Any],
+    store: Any,
+    *,
+    ray_address: str | None = None,
+    on_cell: Callable[..., None] | None = None,
+    num_cpus: int | None = None,
+) -> None:
     """Run ``cells`` as Ray tasks and write each finished cell into ``store`` (a RunStore)."""
     ray = _import_ray()
     started_here = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "ignore_reinit_error": True}
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
         if ray_address:
             kwargs["address"] = ray_address
         else:

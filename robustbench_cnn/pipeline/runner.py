@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 import torch
 
-from robustbench_cnn.tables.results import (SAMPLES_SCHEMA, SCHEMA_VERSION, SUMMARY_SCHEMA, RunStore, cell_id,
-                                     run_folder, typed_frame)
+from robustbench_cnn.tables.results import (
+    SAMPLES_SCHEMA,
+    SCHEMA_VERSION,
+    SUMMARY_SCHEMA,
+    RunStore,
+    cell_id,
+    run_folder,
+    typed_frame,
+)
 
 
 @dataclass
@@ -45,11 +53,21 @@ class EvalCell:
 
     def key(self) -> dict[str, Any]:
         """What defines the cell's result (device, paths and batch size do not)."""
-        return {"model": self.model, "dataset": self.dataset, "norm": self.norm, "eps": sorted(self.eps),
-                "suite": self.suite, "attack_params": self.attack_params, "n": self.n,
-                "targeted": self.targeted, "target_policy": self.target_policy if self.targeted else "",
-                "seed": self.seed, "model_def": self.model_def, "weights": self.weights,
-                "weights_sha256": self.weights_sha256}
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "norm": self.norm,
+            "eps": sorted(self.eps),
+            "suite": self.suite,
+            "attack_params": self.attack_params,
+            "n": self.n,
+            "targeted": self.targeted,
+            "target_policy": self.target_policy if self.targeted else "",
+            "seed": self.seed,
+            "model_def": self.model_def,
+            "weights": self.weights,
+            "weights_sha256": self.weights_sha256,
+        }
 
     @property
     def id(self) -> str:
@@ -78,7 +96,7 @@ def pin_weights(cell: EvalCell) -> EvalCell:
 def load_cell_model(cell: EvalCell, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The cell's model on ``device`` and metadata for the results rows."""
     if cell.model_def:
-        from robustbench_cnn.models.byom import load_model_def
+        from robustbench_cnn.byom import load_model_def
 
         model, sha = load_model_def(cell.model_def, cell.weights, device)
         return model, {"model": cell.model, "checkpoint_sha256": sha, "arch": cell.model_def, "defense": cell.defense}
@@ -86,21 +104,20 @@ def load_cell_model(cell: EvalCell, device: torch.device) -> tuple[torch.nn.Modu
 
     model, card = load_for_dataset(cell.model, cell.dataset, device, cell.store, cell.data_dir)
     defense = cell.defense or (card.recipe if card.recipe != "standard" else "")
-    return model, {"model": card.name, "checkpoint_sha256": card.weights_sha256, "arch": card.arch,
-                   "defense": defense}
+    return model, {"model": card.name, "checkpoint_sha256": card.weights_sha256, "arch": card.arch, "defense": defense}
 
 
 def prepare_cell(cell: EvalCell, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any], Any]:
     """Seed, then the cell's model (checked against its dataset when it is a bring-your-own model), its metadata
     and its test split: what every evaluation of a cell starts from."""
-    from robustbench_cnn.data import load_split
     from robustbench_cnn.core.devices import seed_everything
+    from robustbench_cnn.data import load_split
 
     seed_everything(cell.seed)
     model, meta = load_cell_model(cell, device)
     split = load_split(cell.dataset, "test", n=cell.n, data_dir=cell.data_dir)
     if cell.model_def:
-        from robustbench_cnn.models.byom import check_input
+        from robustbench_cnn.byom import check_input
 
         check_input(model, split.x[:2].to(device), cell.model_def, cell.dataset, num_classes=split.info.num_classes)
     return model, meta, split
@@ -109,26 +126,45 @@ def prepare_cell(cell: EvalCell, device: torch.device) -> tuple[torch.nn.Module,
 def run_cell(cell: EvalCell, run_id: str, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
     """Evaluate one cell: returns (summary rows, per-sample rows, the Evaluation)."""
     from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.core.types import Norm
     from robustbench_cnn.evaluation.engine import evaluate
     from robustbench_cnn.store import git_sha, package_versions
-    from robustbench_cnn.core.types import Norm
 
     device = resolve_device(cell.device)
     model, meta, split = prepare_cell(cell, device)
     attacks: Any = cell.suite
     if cell.attack_params and "," not in cell.suite:
         attacks = [(cell.suite, cell.attack_params)]
-    evaluation = evaluate(model, split.x, split.y, Norm.parse(cell.norm), cell.eps, attacks,
-                          targeted=cell.targeted, target_policy=cell.target_policy, seed=cell.seed,
-                          batch_size=cell.batch_size, progress=progress, device=device)
+    evaluation = evaluate(
+        model,
+        split.x,
+        split.y,
+        Norm.parse(cell.norm),
+        cell.eps,
+        attacks,
+        targeted=cell.targeted,
+        target_policy=cell.target_policy,
+        seed=cell.seed,
+        batch_size=cell.batch_size,
+        progress=progress,
+        device=device,
+    )
     import datetime as _dt
     import json
 
     cid = cell.id
-    row_meta = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "cell_id": cid, **meta,
-                "dataset": cell.dataset, "split": "test", "device": str(device),
-                "versions": json.dumps(package_versions(), sort_keys=True), "git_sha": git_sha() or "",
-                "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    row_meta = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "cell_id": cid,
+        **meta,
+        "dataset": cell.dataset,
+        "split": "test",
+        "device": str(device),
+        "versions": json.dumps(package_versions(), sort_keys=True),
+        "git_sha": git_sha() or "",
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     summary = typed_frame(evaluation.summary_rows(row_meta), SUMMARY_SCHEMA)
     sample_meta = {"run_id": run_id, "cell_id": cid, "model": meta["model"], "dataset": cell.dataset}
     samples = typed_frame(evaluation.sample_rows(split.index, sample_meta), SAMPLES_SCHEMA)
@@ -138,10 +174,18 @@ def run_cell(cell: EvalCell, run_id: str, progress: bool = False) -> tuple[pd.Da
 CellCallback = Callable[[EvalCell, pd.DataFrame, Any], None]
 
 
-def run_cells(cells: list[EvalCell], run_dir: str | os.PathLike | None = None, *, resume: bool = False,
-              executor: str = "local", ray_address: str | None = None, progress: bool = True,
-              on_cell: CellCallback | None = None, config: dict[str, Any] | None = None,
-              other_cells: Iterable[str] = ()) -> RunStore:
+def run_cells(
+    cells: list[EvalCell],
+    run_dir: str | os.PathLike | None = None,
+    *,
+    resume: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
+    progress: bool = True,
+    on_cell: CellCallback | None = None,
+    config: dict[str, Any] | None = None,
+    other_cells: Iterable[str] = (),
+) -> RunStore:
     """Run every unfinished cell, writing each atomically as it finishes; returns the run's store.
 
     With ``resume``, cells already in the run folder are skipped; without it, an existing non-empty run
@@ -154,8 +198,15 @@ def run_cells(cells: list[EvalCell], run_dir: str | os.PathLike | None = None, *
     planned = [c.id for c in cells] + list(other_cells)
     store = RunStore(run_dir)
     store.check_plan(planned, resume)
-    store.write_run_json({"argv": sys.argv, "cells": [asdict(c) for c in cells], "cell_ids": sorted(planned),
-                          "executor": executor, **(config or {})})
+    store.write_run_json(
+        {
+            "argv": sys.argv,
+            "cells": [asdict(c) for c in cells],
+            "cell_ids": sorted(planned),
+            "executor": executor,
+            **(config or {}),
+        }
+    )
     todo = [c for c in cells if not store.has_cell(c.id)]
     if executor == "ray":
         from robustbench_cnn.pipeline.ray_executor import run_with_ray

@@ -9,7 +9,7 @@ Each function takes plain data and returns PNG bytes; :mod:`robustbench_cnn.repo
 from __future__ import annotations
 
 import io
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -42,8 +42,9 @@ def curves_png(curves: Mapping[str, Sequence[tuple[float, float]]], title: str, 
     return _png(fig)
 
 
-def tradeoff_png(labels: Sequence[str], clean: Sequence[float], robust: Sequence[float], front: Sequence[int],
-                 title: str) -> bytes:
+def tradeoff_png(
+    labels: Sequence[str], clean: Sequence[float], robust: Sequence[float], front: Sequence[int], title: str
+) -> bytes:
     """Clean against robust accuracy, one point per model, the Pareto front (indices ``front``) drawn."""
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
@@ -69,8 +70,14 @@ def tradeoff_png(labels: Sequence[str], clean: Sequence[float], robust: Sequence
     return _png(fig)
 
 
-def heatmap_png(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], title: str,
-                xlabel: str = "target", ylabel: str = "source") -> bytes:
+def heatmap_png(
+    matrix: np.ndarray,
+    rows: Sequence[str],
+    cols: Sequence[str],
+    title: str,
+    xlabel: str = "target",
+    ylabel: str = "source",
+) -> bytes:
     """A rows x cols matrix of rates in [0, 1] with the values written in the cells (NaN left blank)."""
     matrix = np.asarray(matrix, float)
     size = max(3.5, 0.9 * max(len(rows), len(cols)) + 2.5)
@@ -83,8 +90,15 @@ def heatmap_png(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], ti
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             if matrix[i, j] == matrix[i, j]:
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                        color="black" if matrix[i, j] > 0.6 else "white")
+                ax.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if matrix[i, j] > 0.6 else "white",
+                )
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return _png(fig)
 
@@ -97,8 +111,9 @@ def _hwc(image: np.ndarray) -> np.ndarray:
     return np.clip(image, 0.0, 1.0)
 
 
-def examples_png(x: np.ndarray, x_adv: np.ndarray, captions: Sequence[tuple[str, str]],
-                 row_labels: Sequence[str] = ()) -> bytes:
+def examples_png(
+    x: np.ndarray, x_adv: np.ndarray, captions: Sequence[tuple[str, str]], row_labels: Sequence[str] = ()
+) -> bytes:
     """One row per example: clean image, adversarial image, perturbation amplified to the full range.
 
     ``captions[i]`` is (clean caption, adversarial caption), e.g. ("label 3, pred 3", "pred 8"). The
@@ -113,8 +128,11 @@ def examples_png(x: np.ndarray, x_adv: np.ndarray, captions: Sequence[tuple[str,
         amplified = 0.5 + delta / (2 * scale) if scale > 0 else np.full_like(delta, 0.5)
         gray = np.asarray(x[i]).ndim == 2 or np.asarray(x[i]).shape[0] == 1
         cmap = "gray" if gray else None
-        panels = [(x[i], captions[i][0]), (x_adv[i], captions[i][1]),
-                  (amplified, f"|delta|max={scale:.3g}, x{1 / (2 * scale):.3g}" if scale > 0 else "no change")]
+        panels = [
+            (x[i], captions[i][0]),
+            (x_adv[i], captions[i][1]),
+            (amplified, f"|delta|max={scale:.3g}, x{1 / (2 * scale):.3g}" if scale > 0 else "no change"),
+        ]
         for j, (img, caption) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(_hwc(img), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")

@@ -69,6 +69,7 @@ class RegressionReport:
 
 # ------------------------------------------------------------------------------------------ loading
 
+
 def _validate(frame: pd.DataFrame, what: str, path: object) -> pd.DataFrame:
     """Check the key and value columns and their dtypes; return the frame with the schema's dtypes."""
     missing = [c for c in KEY + VALUES if c not in frame.columns]
@@ -83,7 +84,8 @@ def _validate(frame: pd.DataFrame, what: str, path: object) -> pd.DataFrame:
         if not ptypes.is_numeric_dtype(frame[col]) or ptypes.is_bool_dtype(frame[col]):
             wrong.append(f"{col} ({frame[col].dtype}, expected a number)")
     if not ptypes.is_bool_dtype(frame["targeted"]) and not (
-            frame["targeted"].dtype == object and frame["targeted"].dropna().map(type).eq(bool).all()):
+        frame["targeted"].dtype == object and frame["targeted"].dropna().map(type).eq(bool).all()
+    ):
         wrong.append(f"targeted ({frame['targeted'].dtype}, expected a boolean)")
     if wrong:
         raise RbcError(f"{what} {path} has columns of the wrong type: {', '.join(wrong)}")
@@ -94,8 +96,7 @@ def _validate(frame: pd.DataFrame, what: str, path: object) -> pd.DataFrame:
 
 def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
     """The key columns normalized for matching (NA text -> "", NA targeted -> False, eps rounded)."""
-    out = pd.DataFrame({c: frame[c].astype("string").fillna("").astype(str) for c in _STRING_KEYS},
-                       index=frame.index)
+    out = pd.DataFrame({c: frame[c].astype("string").fillna("").astype(str) for c in _STRING_KEYS}, index=frame.index)
     out["targeted"] = frame["targeted"].astype("boolean").fillna(False).astype(bool)
     out.loc[~out["targeted"], "target_policy"] = ""
     out["eps"] = pd.to_numeric(frame["eps"]).astype(float).round(_EPS_DIGITS)
@@ -108,8 +109,9 @@ def _check_unique(frame: pd.DataFrame, what: str, path: object) -> None:
     if dup.any():
         first = keys[dup].iloc[0].to_dict()
         cell = ", ".join(f"{k}={v}" for k, v in first.items())
-        raise RbcError(f"{what} {path} has {int(dup.sum())} rows for the same cells (e.g. {cell}): "
-                       f"compare one run at a time")
+        raise RbcError(
+            f"{what} {path} has {int(dup.sum())} rows for the same cells (e.g. {cell}): compare one run at a time"
+        )
 
 
 def _read(path: str | os.PathLike, what: str) -> pd.DataFrame:
@@ -157,6 +159,7 @@ def update_baseline(current: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ comparing
+
 
 def _status(row: pd.Series, tol: float) -> str:
     if not row["_base"]:
@@ -208,21 +211,39 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, tolerance_pp: float =
     for col in VALUES:
         short = col.split("_")[0]
         merged[f"delta_{short}_pp"] = 100.0 * (merged[f"current_{col}"] - merged[f"baseline_{col}"])
-    merged["status"] = merged.apply(_status, axis=1, tol=float(tolerance_pp)) if len(merged) else \
-        pd.Series(dtype="string")
+    merged["status"] = (
+        merged.apply(_status, axis=1, tol=float(tolerance_pp)) if len(merged) else pd.Series(dtype="string")
+    )
     resized = merged["status"] == "resized"
     merged["note"] = ""
-    merged.loc[resized, "note"] = [f"n {b} -> {c}" for b, c in merged.loc[resized, ["baseline_n", "current_n"]]
-                                   .itertuples(index=False)]
+    merged.loc[resized, "note"] = [
+        f"n {b} -> {c}" for b, c in merged.loc[resized, ["baseline_n", "current_n"]].itertuples(index=False)
+    ]
     rank = {s: i for i, s in enumerate(STATUSES)}
     merged["_rank"] = merged["status"].map(rank)
     merged = merged.sort_values(["_rank", *KEY], kind="mergesort").reset_index(drop=True)
-    cols = KEY + ["baseline_clean_acc", "current_clean_acc", "delta_clean_pp", "baseline_robust_acc",
-                  "current_robust_acc", "delta_robust_pp", "status", "note"]
+    cols = KEY + [
+        "baseline_clean_acc",
+        "current_clean_acc",
+        "delta_clean_pp",
+        "baseline_robust_acc",
+        "current_robust_acc",
+        "delta_robust_pp",
+        "status",
+        "note",
+    ]
     table = merged[cols].astype({"status": "string", "note": "string"})
     counts = {s: int((table["status"] == s).sum()) for s in STATUSES}
     return RegressionReport(table, float(tolerance_pp), counts)
 
 
-__all__ = ["FAILING", "KEY", "VALUES", "RegressionReport", "compare", "load_baseline", "load_current",
-           "update_baseline"]
+__all__ = [
+    "FAILING",
+    "KEY",
+    "VALUES",
+    "RegressionReport",
+    "compare",
+    "load_baseline",
+    "load_current",
+    "update_baseline",
+]

@@ -23,18 +23,19 @@ import html
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.core.types import format_eps
 from robustbench_cnn.evaluation.examples import EXAMPLES_FILE, load_examples
 from robustbench_cnn.evaluation.flags import EXPLANATIONS
 from robustbench_cnn.tables.results import RunStore, atomic_write_text, read_summary
-from robustbench_cnn.core.types import format_eps
 
 TRANSFER_FILE = "transfer_matrix.parquet"
 IMAGES_DIR = "leaderboard_files"
@@ -44,6 +45,7 @@ MAX_EXAMPLE_ROWS = 12
 
 
 # ------------------------------------------------------------------------------------------ Pareto front
+
 
 def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> list[int]:
     """Indices of the points no other point beats on both axes (higher is better on both).
@@ -57,14 +59,16 @@ def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> list[int]:
     for i, (ci, ri) in enumerate(pts):
         if math.isnan(ci) or math.isnan(ri):
             continue
-        dominated = any(cj >= ci and rj >= ri and (cj > ci or rj > ri) for cj, rj in pts
-                        if not (math.isnan(cj) or math.isnan(rj)))
+        dominated = any(
+            cj >= ci and rj >= ri and (cj > ci or rj > ri) for cj, rj in pts if not (math.isnan(cj) or math.isnan(rj))
+        )
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: (pts[i][0], -pts[i][1], i))
 
 
 # ------------------------------------------------------------------------------------------ leaderboards
+
 
 @dataclass
 class Board:
@@ -102,8 +106,7 @@ def _normalized(summary: pd.DataFrame) -> pd.DataFrame:
     frame = summary.copy()
     for col in ("dataset", "norm", "target_policy", "model", "suite", "defense", "flags", "attack"):
         frame[col] = frame[col].astype("string").fillna("") if col in frame else ""
-    frame["targeted"] = frame["targeted"].astype("boolean").fillna(False).astype(bool) if "targeted" in frame \
-        else False
+    frame["targeted"] = frame["targeted"].astype("boolean").fillna(False).astype(bool) if "targeted" in frame else False
     frame.loc[~frame["targeted"], "target_policy"] = ""
     kinds = frame["attack_kind"].astype("string").fillna("") if "attack_kind" in frame else pd.Series("", frame.index)
     frame["setting"] = np.where(kinds == "transfer", "black-box", "white-box")
@@ -166,8 +169,9 @@ def _codes(values: pd.Series) -> list[str]:
     return sorted({c for v in values.dropna() for c in str(v).split(";") if c})
 
 
-def leaderboards(summary: pd.DataFrame, store: str | os.PathLike | None = None,
-                 eps: Mapping[str, float] | None = None) -> list[Board]:
+def leaderboards(
+    summary: pd.DataFrame, store: str | os.PathLike | None = None, eps: Mapping[str, float] | None = None
+) -> list[Board]:
     """The ranked leaderboards of a summary table, one per dataset x norm (x target policy).
 
     ``eps`` maps a norm to the epsilon to rank at (default: the largest epsilon every entry of the board
@@ -183,24 +187,38 @@ def leaderboards(summary: pd.DataFrame, store: str | os.PathLike | None = None,
     boards = []
     worst = worst.assign(_order=worst["setting"].map({"white-box": 0, "black-box": 1}))
     for (dataset, norm, _, setting, targeted, policy), group in worst.groupby(
-            ["dataset", "norm", "_order", "setting", "targeted", "target_policy"], sort=True, dropna=False):
+        ["dataset", "norm", "_order", "setting", "targeted", "target_policy"], sort=True, dropna=False
+    ):
         sel = _select_eps(group, (eps or {}).get(str(norm)))
-        cells = frame[(frame["dataset"] == dataset) & (frame["norm"] == norm) & (frame["targeted"] == targeted)
-                      & (frame["target_policy"] == policy) & (frame["setting"] == setting)]
+        cells = frame[
+            (frame["dataset"] == dataset)
+            & (frame["norm"] == norm)
+            & (frame["targeted"] == targeted)
+            & (frame["target_policy"] == policy)
+            & (frame["setting"] == setting)
+        ]
         attacks = [a for a in dict.fromkeys(cells["attack"]) if a and a != WORST_CASE]
         rows, curves = [], {}
         multi_suite = group["suite"].nunique() > 1
         for (model, suite), entry in group.groupby(_ENTRY, sort=False):
             entry = entry.sort_values("eps")
             at = entry[np.isclose(entry["eps"], sel, rtol=0, atol=1e-12)]
-            at_cells = cells[(cells["model"] == model) & (cells["suite"] == suite)
-                             & np.isclose(cells["eps"], sel, rtol=0, atol=1e-12)]
+            at_cells = cells[
+                (cells["model"] == model)
+                & (cells["suite"] == suite)
+                & np.isclose(cells["eps"], sel, rtol=0, atol=1e-12)
+            ]
             all_cells = cells[(cells["model"] == model) & (cells["suite"] == suite)]
             card = cards.get(str(model))
             defense = entry["defense"].iloc[-1] or (card.recipe if card is not None else "")
-            row = {"model": model, "defense": defense, "suite": suite,
-                   "n": entry["n"].iloc[-1], "clean_acc": float(entry["clean_acc"].iloc[-1]),
-                   "robust_acc": float(at["robust_acc"].iloc[-1]) if len(at) else float("nan")}
+            row = {
+                "model": model,
+                "defense": defense,
+                "suite": suite,
+                "n": entry["n"].iloc[-1],
+                "clean_acc": float(entry["clean_acc"].iloc[-1]),
+                "robust_acc": float(at["robust_acc"].iloc[-1]) if len(at) else float("nan"),
+            }
             for attack in attacks:
                 hit = at_cells[at_cells["attack"] == attack]
                 row[attack] = float(hit["robust_acc"].iloc[-1]) if len(hit) else float("nan")
@@ -211,16 +229,21 @@ def leaderboards(summary: pd.DataFrame, store: str | os.PathLike | None = None,
             curves[label] = list(zip(entry["eps"].tolist(), entry["robust_acc"].tolist()))
         table = pd.DataFrame(rows)
         table["_missing"] = table["robust_acc"].isna()
-        table = table.sort_values(["_missing", "robust_acc", "clean_acc", "model", "suite"],
-                                  ascending=[True, False, False, True, True], kind="mergesort")
+        table = table.sort_values(
+            ["_missing", "robust_acc", "clean_acc", "model", "suite"],
+            ascending=[True, False, False, True, True],
+            kind="mergesort",
+        )
         table = table.drop(columns="_missing").reset_index(drop=True)
         table.insert(0, "rank", range(1, len(table) + 1))
-        boards.append(Board(str(dataset), str(norm), bool(targeted), str(policy), sel, table, attacks, curves,
-                            str(setting)))
+        boards.append(
+            Board(str(dataset), str(norm), bool(targeted), str(policy), sel, table, attacks, curves, str(setting))
+        )
     return boards
 
 
 # ------------------------------------------------------------------------------------------ transfer, examples
+
 
 def read_transfer(run_dir: Path) -> list[tuple[str, pd.DataFrame]]:
     """The transfer matrix of a run folder as (title, source x target grid) pairs, one per attack x threat;
@@ -249,9 +272,11 @@ def read_transfer(run_dir: Path) -> list[tuple[str, pd.DataFrame]]:
             bits.append("targeted")
         sources = list(dict.fromkeys(part["source"].astype(str)))
         targets = list(dict.fromkeys(part["target"].astype(str)))
-        grid = (part.assign(source=part["source"].astype(str), target=part["target"].astype(str))
-                .pivot_table(index="source", columns="target", values="success_rate", aggfunc="mean", dropna=False)
-                .reindex(index=sources, columns=targets))
+        grid = (
+            part.assign(source=part["source"].astype(str), target=part["target"].astype(str))
+            .pivot_table(index="source", columns="target", values="success_rate", aggfunc="mean", dropna=False)
+            .reindex(index=sources, columns=targets)
+        )
         grids.append((", ".join(bits), grid))
     return grids
 
@@ -293,6 +318,7 @@ def _short(model: str) -> str:
 
 # ------------------------------------------------------------------------------------------ rendering
 
+
 @dataclass
 class Rendered:
     """A rendered figure: file name (Markdown), alt text and PNG bytes (HTML data URI)."""
@@ -316,8 +342,15 @@ def _pct(value: Any) -> str:
 def _columns(board: Board) -> list[tuple[str, str]]:
     """(key, header) of a board's table columns."""
     eps = format_eps(board.eps)
-    cols = [("rank", "#"), ("model", "model"), ("defense", "defense"), ("suite", "suite"),
-             ("n", "n"), ("clean_acc", "clean %"), ("robust_acc", f"robust % @ {board.norm}:{eps}")]
+    cols = [
+        ("rank", "#"),
+        ("model", "model"),
+        ("defense", "defense"),
+        ("suite", "suite"),
+        ("n", "n"),
+        ("clean_acc", "clean %"),
+        ("robust_acc", f"robust % @ {board.norm}:{eps}"),
+    ]
     cols += [(a, f"{a} %") for a in board.attacks]
     cols += [("flags", "flags"), ("train_cost", "train cost")]
     return cols
@@ -331,34 +364,62 @@ def _cell(key: str, value: Any, attacks: list[str]) -> str:
     return str(value)
 
 
-def _figures(boards: list[Board], transfer: list[tuple[str, pd.DataFrame]],
-             examples: dict[str, np.ndarray] | None) -> dict[str, list[Rendered]]:
+def _figures(
+    boards: list[Board], transfer: list[tuple[str, pd.DataFrame]], examples: dict[str, np.ndarray] | None
+) -> dict[str, list[Rendered]]:
     from robustbench_cnn.reporting import plots
 
     figs: dict[str, list[Rendered]] = {}
     for board in boards:
-        items = [Rendered(f"curves-{board.slug}.png", f"robustness curves, {board.title}",
-                         plots.curves_png(board.curves, f"{board.title}: robust accuracy vs epsilon",
-                                          f"epsilon ({board.norm})"))]
+        items = [
+            Rendered(
+                f"curves-{board.slug}.png",
+                f"robustness curves, {board.title}",
+                plots.curves_png(board.curves, f"{board.title}: robust accuracy vs epsilon", f"epsilon ({board.norm})"),
+            )
+        ]
         table = board.entries
         ok = table["robust_acc"].notna().to_numpy()
         if ok.any():
             labels = [_short(str(m)) for m in table["model"][ok]]
             clean, robust = table["clean_acc"][ok].tolist(), table["robust_acc"][ok].tolist()
-            items.append(Rendered(f"tradeoff-{board.slug}.png", f"clean vs robust trade-off, {board.title}",
-                                 plots.tradeoff_png(labels, clean, robust, pareto_front(clean, robust),
-                                                    f"{board.title}: trade-off at eps={format_eps(board.eps)}")))
+            items.append(
+                Rendered(
+                    f"tradeoff-{board.slug}.png",
+                    f"clean vs robust trade-off, {board.title}",
+                    plots.tradeoff_png(
+                        labels,
+                        clean,
+                        robust,
+                        pareto_front(clean, robust),
+                        f"{board.title}: trade-off at eps={format_eps(board.eps)}",
+                    ),
+                )
+            )
         figs[board.slug] = items
-    figs["transfer"] = [Rendered(f"transfer-{k}.png", f"transfer matrix, {title}",
-                                plots.heatmap_png(grid.to_numpy(float), [str(r) for r in grid.index],
-                                                  [str(c) for c in grid.columns],
-                                                  f"transfer success rate ({title})"))
-                        for k, (title, grid) in enumerate(transfer)]
+    figs["transfer"] = [
+        Rendered(
+            f"transfer-{k}.png",
+            f"transfer matrix, {title}",
+            plots.heatmap_png(
+                grid.to_numpy(float),
+                [str(r) for r in grid.index],
+                [str(c) for c in grid.columns],
+                f"transfer success rate ({title})",
+            ),
+        )
+        for k, (title, grid) in enumerate(transfer)
+    ]
     figs["examples"] = []
     if examples is not None and len(examples["x"]):
         x, x_adv, captions, labels = _example_rows(examples)
-        figs["examples"] = [Rendered("examples.png", "adversarial examples: clean, adversarial, perturbation",
-                                    plots.examples_png(x, x_adv, captions, labels))]
+        figs["examples"] = [
+            Rendered(
+                "examples.png",
+                "adversarial examples: clean, adversarial, perturbation",
+                plots.examples_png(x, x_adv, captions, labels),
+            )
+        ]
     return figs
 
 
@@ -373,56 +434,91 @@ def _flag_uses(summary: pd.DataFrame) -> dict[str, list[str]]:
                 eps = format_eps(float(row["eps"]))
                 if eps not in where:
                     where.append(eps)
-    return {code: [f"{k} at eps {', '.join(v)}" for k, v in sorted(entries.items())]
-            for code, entries in sorted(uses.items())}
+    return {
+        code: [f"{k} at eps {', '.join(v)}" for k, v in sorted(entries.items())]
+        for code, entries in sorted(uses.items())
+    }
 
 
-_ATTACK_NOTE = ("Robust accuracy is the per-sample worst case over the suite's attacks at the selected epsilon "
-                "(or the single attack's, for a one-attack cell). The per-attack columns give the robust accuracy "
-                "after each attack of the cascade, in order: each attack runs only on the points still robust, so "
-                "the last one equals the worst case. Accuracies in percent of the n test points.")
+_ATTACK_NOTE = (
+    "Robust accuracy is the per-sample worst case over the suite's attacks at the selected epsilon "
+    "(or the single attack's, for a one-attack cell). The per-attack columns give the robust accuracy "
+    "after each attack of the cascade, in order: each attack runs only on the points still robust, so "
+    "the last one equals the worst case. Accuracies in percent of the n test points."
+)
 
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(title: str, meta: list[str], boards: list[Board], figs: dict[str, list[Rendered]],
-                    transfer: list[tuple[str, pd.DataFrame]], flag_uses: dict[str, list[str]],
-                    image_dir: str = IMAGES_DIR) -> str:
+def render_markdown(
+    title: str,
+    meta: list[str],
+    boards: list[Board],
+    figs: dict[str, list[Rendered]],
+    transfer: list[tuple[str, pd.DataFrame]],
+    flag_uses: dict[str, list[str]],
+    image_dir: str = IMAGES_DIR,
+) -> str:
     lines = [f"# {title}", ""] + [f"- {m}" for m in meta] + [""]
     if not boards:
         lines += ["No results in this run.", ""]
     for board in boards:
         cols = _columns(board)
-        lines += [f"## {board.title}", "",
-                  f"Ranked by robust accuracy at {board.norm} eps = {format_eps(board.eps)}.", "",
-                  "| " + " | ".join(_md_escape(h) for _, h in cols) + " |",
-                  "|" + "|".join("---:" if k in ("rank", "n", "clean_acc", "robust_acc") or k in board.attacks
-                                 else "---" for k, _ in cols) + "|"]
+        lines += [
+            f"## {board.title}",
+            "",
+            f"Ranked by robust accuracy at {board.norm} eps = {format_eps(board.eps)}.",
+            "",
+            "| " + " | ".join(_md_escape(h) for _, h in cols) + " |",
+            "|"
+            + "|".join(
+                "---:" if k in ("rank", "n", "clean_acc", "robust_acc") or k in board.attacks else "---"
+                for k, _ in cols
+            )
+            + "|",
+        ]
         for row in board.entries.to_dict("records"):
             lines.append("| " + " | ".join(_md_escape(_cell(k, row.get(k), board.attacks)) for k, _ in cols) + " |")
         lines += ["", _ATTACK_NOTE, ""]
         lines += [f"![{f.alt}]({image_dir}/{f.name})" for f in figs.get(board.slug, [])] + [""]
     if transfer:
-        lines += ["## Transfer matrix", "", "Success rate of adversarial examples crafted on the source model "
-                  "(rows) against the target model (columns); the diagonal is white-box.", ""]
+        lines += [
+            "## Transfer matrix",
+            "",
+            "Success rate of adversarial examples crafted on the source model "
+            "(rows) against the target model (columns); the diagonal is white-box.",
+            "",
+        ]
         for (sub, grid), fig in zip(transfer, figs["transfer"]):
             targets = [str(c) for c in grid.columns]
-            lines += [f"### {sub}", "", "| source \\ target | " + " | ".join(map(_md_escape, targets)) + " |",
-                      "|---|" + "---:|" * len(targets)]
+            lines += [
+                f"### {sub}",
+                "",
+                "| source \\ target | " + " | ".join(map(_md_escape, targets)) + " |",
+                "|---|" + "---:|" * len(targets),
+            ]
             for src, values in grid.iterrows():
                 lines.append(f"| {_md_escape(str(src))} | " + " | ".join(_pct(v) for v in values) + " |")
             lines += ["", f"![{fig.alt}]({image_dir}/{fig.name})", ""]
     if figs.get("examples"):
         fig = figs["examples"][0]
-        lines += ["## Adversarial examples", "", "Clean image, adversarial image and the perturbation amplified "
-                  "to the full range (grey: unchanged).", "", f"![{fig.alt}]({image_dir}/{fig.name})", ""]
+        lines += [
+            "## Adversarial examples",
+            "",
+            "Clean image, adversarial image and the perturbation amplified to the full range (grey: unchanged).",
+            "",
+            f"![{fig.alt}]({image_dir}/{fig.name})",
+            "",
+        ]
     lines += ["## Validity flags", ""]
     if flag_uses:
         for code, uses in flag_uses.items():
-            lines += [f"- **{code}**: {EXPLANATIONS.get(code, 'no explanation recorded')}. "
-                      f"Raised for: {_md_escape('; '.join(uses))}."]
+            lines += [
+                f"- **{code}**: {EXPLANATIONS.get(code, 'no explanation recorded')}. "
+                f"Raised for: {_md_escape('; '.join(uses))}."
+            ]
     else:
         lines.append("No validity flags were raised.")
     return "\n".join(lines).rstrip() + "\n"
@@ -455,18 +551,33 @@ def _h(text: Any) -> str:
 
 
 def _html_figs(figs: list[Rendered]) -> str:
-    return '<div class="figs">' + "".join(
-        f'<figure><img alt="{_h(f.alt)}" src="{f.data_uri()}"><figcaption>{_h(f.alt)}</figcaption></figure>'
-        for f in figs) + "</div>"
+    return (
+        '<div class="figs">'
+        + "".join(
+            f'<figure><img alt="{_h(f.alt)}" src="{f.data_uri()}"><figcaption>{_h(f.alt)}</figcaption></figure>'
+            for f in figs
+        )
+        + "</div>"
+    )
 
 
-def render_html(title: str, meta: list[str], boards: list[Board], figs: dict[str, list[Rendered]],
-                transfer: list[tuple[str, pd.DataFrame]], flag_uses: dict[str, list[str]]) -> str:
-    parts = ['<!DOCTYPE html>', '<html lang="en"><head><meta charset="utf-8">',
-             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{_h(title)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>{_h(title)}</h1>", '<ul class="meta">' + "".join(f"<li>{_h(m)}</li>" for m in meta) + "</ul>"]
+def render_html(
+    title: str,
+    meta: list[str],
+    boards: list[Board],
+    figs: dict[str, list[Rendered]],
+    transfer: list[tuple[str, pd.DataFrame]],
+    flag_uses: dict[str, list[str]],
+) -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_h(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_h(title)}</h1>",
+        '<ul class="meta">' + "".join(f"<li>{_h(m)}</li>" for m in meta) + "</ul>",
+    ]
     nav = [(b.slug, b.title) for b in boards]
     nav += [("transfer", "Transfer matrix")] if transfer else []
     nav += [("examples", "Adversarial examples")] if figs.get("examples") else []
@@ -483,32 +594,50 @@ def render_html(title: str, meta: list[str], boards: list[Board], figs: dict[str
             for key, _ in cols:
                 text = _cell(key, row.get(key), board.attacks)
                 if key == "flags" and text:
-                    text_html = " ".join(f'<abbr title="{_h(EXPLANATIONS.get(c, c))}">{_h(c)}</abbr>'
-                                         for c in text.split(";"))
+                    text_html = " ".join(
+                        f'<abbr title="{_h(EXPLANATIONS.get(c, c))}">{_h(c)}</abbr>' for c in text.split(";")
+                    )
                 else:
                     text_html = _h(text)
                 numeric = key in ("rank", "n", "clean_acc", "robust_acc") or key in board.attacks
                 cells.append(f'<td class="num">{text_html}</td>' if numeric else f"<td>{text_html}</td>")
             cls = ' class="first"' if row["rank"] == 1 else ""
             body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-        parts += [f'<section id="{_h(board.slug)}"><h2>{_h(board.title)}</h2>',
-                  f"<p>Ranked by robust accuracy at {_h(board.norm)} eps = {_h(format_eps(board.eps))}.</p>",
-                  f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>",
-                  f'<p class="note">{_h(_ATTACK_NOTE)}</p>', _html_figs(figs.get(board.slug, [])), "</section>"]
+        parts += [
+            f'<section id="{_h(board.slug)}"><h2>{_h(board.title)}</h2>',
+            f"<p>Ranked by robust accuracy at {_h(board.norm)} eps = {_h(format_eps(board.eps))}.</p>",
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>",
+            f'<p class="note">{_h(_ATTACK_NOTE)}</p>',
+            _html_figs(figs.get(board.slug, [])),
+            "</section>",
+        ]
     if transfer:
-        parts += ['<section id="transfer"><h2>Transfer matrix</h2>',
-                  '<p class="note">Success rate of adversarial examples crafted on the source model (rows) against '
-                  "the target model (columns); the diagonal is white-box.</p>", _html_figs(figs["transfer"]),
-                  "</section>"]
+        parts += [
+            '<section id="transfer"><h2>Transfer matrix</h2>',
+            '<p class="note">Success rate of adversarial examples crafted on the source model (rows) against '
+            "the target model (columns); the diagonal is white-box.</p>",
+            _html_figs(figs["transfer"]),
+            "</section>",
+        ]
     if figs.get("examples"):
-        parts += ['<section id="examples"><h2>Adversarial examples</h2>',
-                  '<p class="note">Clean image, adversarial image and the perturbation amplified to the full range '
-                  "(grey: unchanged).</p>", _html_figs(figs["examples"]), "</section>"]
+        parts += [
+            '<section id="examples"><h2>Adversarial examples</h2>',
+            '<p class="note">Clean image, adversarial image and the perturbation amplified to the full range '
+            "(grey: unchanged).</p>",
+            _html_figs(figs["examples"]),
+            "</section>",
+        ]
     parts.append('<section id="flags"><h2>Validity flags</h2>')
     if flag_uses:
-        parts.append("<dl>" + "".join(
-            f"<dt>{_h(code)}</dt><dd>{_h(EXPLANATIONS.get(code, 'no explanation recorded'))}.<br>"
-            f"<small>Raised for: {_h('; '.join(uses))}.</small></dd>" for code, uses in flag_uses.items()) + "</dl>")
+        parts.append(
+            "<dl>"
+            + "".join(
+                f"<dt>{_h(code)}</dt><dd>{_h(EXPLANATIONS.get(code, 'no explanation recorded'))}.<br>"
+                f"<small>Raised for: {_h('; '.join(uses))}.</small></dd>"
+                for code, uses in flag_uses.items()
+            )
+            + "</dl>"
+        )
     else:
         parts.append("<p>No validity flags were raised.</p>")
     parts += ["</section>", "</body></html>"]
@@ -516,6 +645,7 @@ def render_html(title: str, meta: list[str], boards: list[Board], figs: dict[str
 
 
 # ------------------------------------------------------------------------------------------ entry point
+
 
 def load_run_summary(run_dir: Path) -> pd.DataFrame:
     """The run's summary: ``summary.parquet``, else rebuilt from its finished cells (a run still going)."""
@@ -547,9 +677,13 @@ def _meta(run_dir: Path, summary: pd.DataFrame) -> list[str]:
     return meta
 
 
-def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                 store: str | os.PathLike | None = None, *,
-                 eps: Mapping[str, float] | None = None) -> tuple[Path, Path]:
+def write_report(
+    run_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    store: str | os.PathLike | None = None,
+    *,
+    eps: Mapping[str, float] | None = None,
+) -> tuple[Path, Path]:
     """Write ``leaderboard.md`` (with its PNGs in ``leaderboard_files/``) and the self-contained
     ``leaderboard.html`` for the run folder ``run_dir``, in ``out_dir`` (default: the run folder).
 
@@ -580,5 +714,13 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     return md_path, html_path
 
 
-__all__ = ["Board", "leaderboards", "pareto_front", "read_transfer", "render_html", "render_markdown",
-           "worst_case", "write_report"]
+__all__ = [
+    "Board",
+    "leaderboards",
+    "pareto_front",
+    "read_transfer",
+    "render_html",
+    "render_markdown",
+    "worst_case",
+    "write_report",
+]

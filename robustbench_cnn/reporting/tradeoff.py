@@ -16,18 +16,30 @@ from typing import Any
 
 import pandas as pd
 
-from robustbench_cnn.store import ModelCard, list_checkpoints, read_card, resolve_checkpoint, update_card
 from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.store import ModelCard, list_checkpoints, read_card, resolve_checkpoint, update_card
 
 #: Where an evaluation records the robust accuracy of the standard suite in a model card's ``extra``.
 SUITE_ROBUST_KEY = "suite_robust_accuracy"
 
 #: Columns and dtypes of the trade-off table.
 TRADEOFF_COLUMNS: dict[str, str] = {
-    "checkpoint": "string", "defense": "string", "architecture": "string", "dataset": "string",
-    "threat": "string", "epochs": "int64", "train_time_s": "float64", "epoch_time_s": "float64",
-    "clean_accuracy": "float64", "pgd_accuracy": "float64", "pgd_steps": "Int64", "pgd_n": "Int64",
-    "suite_robust_accuracy": "float64", "guard_fired": "boolean", "guard_restored_epoch": "Int64", "seed": "int64",
+    "checkpoint": "string",
+    "defense": "string",
+    "architecture": "string",
+    "dataset": "string",
+    "threat": "string",
+    "epochs": "int64",
+    "train_time_s": "float64",
+    "epoch_time_s": "float64",
+    "clean_accuracy": "float64",
+    "pgd_accuracy": "float64",
+    "pgd_steps": "Int64",
+    "pgd_n": "Int64",
+    "suite_robust_accuracy": "float64",
+    "guard_fired": "boolean",
+    "guard_restored_epoch": "Int64",
+    "seed": "int64",
     "created": "string",
 }
 
@@ -52,19 +64,32 @@ def _row(card: ModelCard) -> dict[str, Any]:
     monitor = extra.get("pgd_monitor") or {}
     guard = (extra.get("defense_report") or {}).get("guard")
     return {
-        "checkpoint": card.name, "defense": card.recipe, "architecture": card.arch, "dataset": card.dataset,
-        "threat": card.threat, "epochs": int(card.epochs), "train_time_s": _float(card.train_time_s),
-        "epoch_time_s": _float(extra.get("epoch_time_s")), "clean_accuracy": _float(card.clean_accuracy),
-        "pgd_accuracy": _float(extra.get("pgd_accuracy")), "pgd_steps": monitor.get("steps"),
-        "pgd_n": monitor.get("n"), "suite_robust_accuracy": _suite_accuracy(card),
+        "checkpoint": card.name,
+        "defense": card.recipe,
+        "architecture": card.arch,
+        "dataset": card.dataset,
+        "threat": card.threat,
+        "epochs": int(card.epochs),
+        "train_time_s": _float(card.train_time_s),
+        "epoch_time_s": _float(extra.get("epoch_time_s")),
+        "clean_accuracy": _float(card.clean_accuracy),
+        "pgd_accuracy": _float(extra.get("pgd_accuracy")),
+        "pgd_steps": monitor.get("steps"),
+        "pgd_n": monitor.get("n"),
+        "suite_robust_accuracy": _suite_accuracy(card),
         "guard_fired": None if guard is None else bool(guard.get("fired")),
-        "guard_restored_epoch": None if guard is None else guard.get("restored_epoch"), "seed": int(card.seed),
+        "guard_restored_epoch": None if guard is None else guard.get("restored_epoch"),
+        "seed": int(card.seed),
         "created": card.created,
     }
 
 
-def record_suite_accuracy(checkpoint: str | os.PathLike, summary: pd.DataFrame,
-                          store: str | os.PathLike | None = None, suite: str = "standard") -> dict[str, float]:
+def record_suite_accuracy(
+    checkpoint: str | os.PathLike,
+    summary: pd.DataFrame,
+    store: str | os.PathLike | None = None,
+    suite: str = "standard",
+) -> dict[str, float]:
     """Record the untargeted worst-case robust accuracy of ``suite`` from a run's ``summary`` in the card of
     ``checkpoint`` (``extra["suite_robust_accuracy"]``, one entry per ``norm:eps``), where the trade-off table
     reads it. Returns what was recorded (empty when the summary holds no such rows)."""
@@ -103,8 +128,7 @@ def tradeoff_table(store: str | os.PathLike | None = None) -> pd.DataFrame:
     dataset, threat, architecture and defense."""
     rows = [_row(card) for card in list_checkpoints(store) if card.threat]
     frame = pd.DataFrame(rows, columns=list(TRADEOFF_COLUMNS)).astype(TRADEOFF_COLUMNS)
-    return frame.sort_values(["dataset", "threat", "architecture", "defense", "checkpoint"],
-                             ignore_index=True)
+    return frame.sort_values(["dataset", "threat", "architecture", "defense", "checkpoint"], ignore_index=True)
 
 
 def write_tradeoff_table(store: str | os.PathLike | None, path: str | os.PathLike) -> pd.DataFrame:

@@ -21,8 +21,9 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -166,8 +167,9 @@ class RunStore:
         if not os.access(self.dir, os.W_OK):
             raise RbcError(f"run folder {self.dir} is not writable: choose another --out")
         if not resume and self.cells_dir.exists() and any(self.cells_dir.iterdir()):
-            raise RbcError(f"run folder {self.dir} already holds results: pass --resume to continue it, "
-                           f"or choose another --out")
+            raise RbcError(
+                f"run folder {self.dir} already holds results: pass --resume to continue it, or choose another --out"
+            )
 
     def has_cell(self, cid: str) -> bool:
         return (self.cells_dir / f"{cid}.summary.parquet").exists()
@@ -187,9 +189,11 @@ class RunStore:
         self.check_fresh(resume)
         stale = self.finished_cells() - set(planned)
         if stale:
-            raise RbcError(f"run folder {self.dir} holds {len(stale)} finished cell(s) of a different request "
-                           f"(other models, weights, epsilons, -n, seed or suite): resuming would mix them into "
-                           f"this run's tables; rerun the original command with --resume, or choose another --out")
+            raise RbcError(
+                f"run folder {self.dir} holds {len(stale)} finished cell(s) of a different request "
+                f"(other models, weights, epsilons, -n, seed or suite): resuming would mix them into "
+                f"this run's tables; rerun the original command with --resume, or choose another --out"
+            )
 
     def write_cell(self, cid: str, summary: pd.DataFrame, samples: pd.DataFrame | None = None) -> None:
         """Write one finished cell: samples first, summary last (the summary file marks completion)."""

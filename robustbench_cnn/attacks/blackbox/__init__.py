@@ -11,9 +11,25 @@ The command line (``rbc proxy train``, ``rbc transfer``, ``rbc transfer-matrix``
 
 from robustbench_cnn.attacks.blackbox.matrix import matrix_wide, transfer_matrix
 from robustbench_cnn.attacks.blackbox.oracle import Oracle
-from robustbench_cnn.attacks.blackbox.substitute import (SubstituteResult, eval_indices, load_seed_set, seed_set_indices,
-                                         train_substitute)
+from robustbench_cnn.attacks.blackbox.substitute import (
+    SubstituteResult,
+    eval_indices,
+    load_seed_set,
+    seed_set_indices,
+    train_substitute,
+)
 from robustbench_cnn.attacks.blackbox.transfer import LogitEnsemble, random_noise_attack, transfer_attack
 
-__all__ = ["LogitEnsemble", "Oracle", "SubstituteResult", "eval_indices", "load_seed_set", "matrix_wide",
-           "random_noise_attack", "seed_set_indices", "train_substitute", "transfer_attack", "transfer_matrix"]
+__all__ = [
+    "LogitEnsemble",
+    "Oracle",
+    "SubstituteResult",
+    "eval_indices",
+    "load_seed_set",
+    "matrix_wide",
+    "random_noise_attack",
+    "seed_set_indices",
+    "train_substitute",
+    "transfer_attack",
+    "transfer_matrix",
+]

@@ -6,7 +6,8 @@ classifies them through a labels-only oracle. The table is long: one row per (so
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import torch
@@ -21,16 +22,35 @@ __all__ = ["MATRIX_DTYPES", "matrix_wide", "transfer_matrix"]
 
 #: Columns of :func:`transfer_matrix` and their dtypes.
 MATRIX_DTYPES: dict[str, str] = {
-    "source": "string", "target": "string", "attack": "string", "norm": "string", "eps": "float64",
-    "targeted": "bool", "white_box": "bool", "n": "int64", "successes": "int64", "success_rate": "float64",
-    "target_clean_acc": "float64", "source_success_rate": "float64", "queries": "int64",
+    "source": "string",
+    "target": "string",
+    "attack": "string",
+    "norm": "string",
+    "eps": "float64",
+    "targeted": "bool",
+    "white_box": "bool",
+    "n": "int64",
+    "successes": "int64",
+    "success_rate": "float64",
+    "target_clean_acc": "float64",
+    "source_success_rate": "float64",
+    "queries": "int64",
 }
 
 
-def transfer_matrix(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                    attack: str | Attack = "fgsm", *, attack_params: Mapping[str, Any] | None = None,
-                    targets: torch.Tensor | None = None, seed: int = 0, source_labels: str = "pred",
-                    batch_size: int | None = None) -> pd.DataFrame:
+def transfer_matrix(
+    models: Mapping[str, nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    attack: str | Attack = "fgsm",
+    *,
+    attack_params: Mapping[str, Any] | None = None,
+    targets: torch.Tensor | None = None,
+    seed: int = 0,
+    source_labels: str = "pred",
+    batch_size: int | None = None,
+) -> pd.DataFrame:
     """Success rate of ``attack`` crafted on each model and transferred to each model.
 
     Args:
@@ -54,21 +74,39 @@ def transfer_matrix(models: Mapping[str, nn.Module], x: torch.Tensor, y: torch.T
     clean = {name: oracle.labels(x, ids=ids) for name, oracle in oracles.items()}
     rows = []
     for src_name, src in models.items():
-        crafted = craft_on_source(src, x, y, threat, atk, targets=targets, seed=seed,
-                                  source_labels=source_labels, batch_size=batch_size)
+        crafted = craft_on_source(
+            src, x, y, threat, atk, targets=targets, seed=seed, source_labels=source_labels, batch_size=batch_size
+        )
         for tgt_name, oracle in oracles.items():
-            res = score_on_target(oracle, x, y, crafted.x_adv.to(x.device), threat, clean_pred=clean[tgt_name],
-                                  targets=targets, attack=f"transfer:{atk.name}")
+            res = score_on_target(
+                oracle,
+                x,
+                y,
+                crafted.x_adv.to(x.device),
+                threat,
+                clean_pred=clean[tgt_name],
+                targets=targets,
+                attack=f"transfer:{atk.name}",
+            )
             attacked = int(res.queries.sum())  # one query per attacked point
             successes = int(res.success.sum())
-            rows.append({
-                "source": src_name, "target": tgt_name, "attack": atk.name, "norm": threat.norm.value,
-                "eps": float(threat.eps), "targeted": targets is not None, "white_box": src_name == tgt_name,
-                "n": attacked, "successes": successes,
-                "success_rate": successes / attacked if attacked else float("nan"),
-                "target_clean_acc": res.clean_accuracy, "source_success_rate": crafted.success_rate,
-                "queries": attacked,
-            })
+            rows.append(
+                {
+                    "source": src_name,
+                    "target": tgt_name,
+                    "attack": atk.name,
+                    "norm": threat.norm.value,
+                    "eps": float(threat.eps),
+                    "targeted": targets is not None,
+                    "white_box": src_name == tgt_name,
+                    "n": attacked,
+                    "successes": successes,
+                    "success_rate": successes / attacked if attacked else float("nan"),
+                    "target_clean_acc": res.clean_accuracy,
+                    "source_success_rate": crafted.success_rate,
+                    "queries": attacked,
+                }
+            )
     return pd.DataFrame(rows, columns=list(MATRIX_DTYPES)).astype(MATRIX_DTYPES)
 
 

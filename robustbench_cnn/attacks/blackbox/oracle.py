@@ -38,8 +38,13 @@ def _parse_budget(budget: int | float | None) -> int | None:
     """A query budget as an int >= 0, or None (unlimited; ``float("inf")`` means the same)."""
     if budget is None or budget == math.inf:
         return None
-    if isinstance(budget, bool) or not isinstance(budget, numbers.Real) or not math.isfinite(budget) \
-            or int(budget) != budget or budget < 0:
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, numbers.Real)
+        or not math.isfinite(budget)
+        or int(budget) != budget
+        or budget < 0
+    ):
         raise ValueError(f"invalid query budget {budget!r}: use an integer >= 0, or None for no budget")
     return int(budget)
 
@@ -63,9 +68,15 @@ class Oracle:
         (10, 90, tensor([1, 1, 1, 1, 1, 1, 1, 1, 1, 1]))
     """
 
-    def __init__(self, model: nn.Module, mode: Literal["labels", "scores"] = "labels",
-                 budget: int | None = None, *, scores: Literal["probs", "logits"] = "probs",
-                 batch_size: int = 1024) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        mode: Literal["labels", "scores"] = "labels",
+        budget: int | None = None,
+        *,
+        scores: Literal["probs", "logits"] = "probs",
+        batch_size: int = 1024,
+    ) -> None:
         if isinstance(model, Oracle):
             raise TypeError("model is already an Oracle; wrap the nn.Module itself")
         if not isinstance(model, nn.Module):
@@ -116,7 +127,8 @@ class Oracle:
             raise BudgetExceededError(
                 f"oracle query budget exceeded: this query needs {n} more, {self.total} of "
                 f"{self.budget} are used ({self.budget - self.total} left); check Oracle.remaining() "
-                "before querying, or raise the budget")
+                "before querying, or raise the budget"
+            )
 
     def _charge(self, n: int, ids: torch.Tensor | None) -> None:
         """Count ``n`` answered queries (per sample too when ``ids`` are given)."""
@@ -124,7 +136,7 @@ class Oracle:
             top = int(ids.max()) + 1 if ids.numel() else 0
             if top > self._per_sample.numel():
                 grown = torch.zeros(top, dtype=torch.int64)
-                grown[:self._per_sample.numel()] = self._per_sample
+                grown[: self._per_sample.numel()] = self._per_sample
                 self._per_sample = grown
             self._per_sample.index_add_(0, ids, torch.ones_like(ids))
         self.total += n
@@ -150,8 +162,11 @@ class Oracle:
         self._check_budget(n)
         if n == 0:
             self._charge(n, ids)
-            return torch.zeros(0, dtype=torch.int64, device=x.device) if self.mode == "labels" else \
-                torch.zeros(0, 0, device=x.device)
+            return (
+                torch.zeros(0, dtype=torch.int64, device=x.device)
+                if self.mode == "labels"
+                else torch.zeros(0, 0, device=x.device)
+            )
         logits = self._forward(x)
         self._charge(n, ids)  # only answered queries are spent: a forward pass that failed costs nothing
         if self.mode == "labels":

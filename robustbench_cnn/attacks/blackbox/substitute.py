@@ -41,24 +41,38 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_cnn.attacks.blackbox.oracle import Oracle
-from robustbench_cnn.data import SPLIT_SEED, Split, load_split, select_indices
 from robustbench_cnn.core.devices import resolve_device
 from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.data import SPLIT_SEED, Split, load_split, select_indices
 from robustbench_cnn.models import NormalizedModel, build_model
 from robustbench_cnn.store import ModelCard, checkpoint_name, git_sha, package_versions, save_checkpoint
 from robustbench_cnn.training import StepContext, TrainConfig, fit, predict
 
-__all__ = ["HISTORY_DTYPES", "SubstituteResult", "eval_indices", "jacobian_augment", "load_seed_set",
-           "seed_set_indices", "train_substitute"]
+__all__ = [
+    "HISTORY_DTYPES",
+    "SubstituteResult",
+    "eval_indices",
+    "jacobian_augment",
+    "load_seed_set",
+    "seed_set_indices",
+    "train_substitute",
+]
 
 #: Columns of ``SubstituteResult.history`` (one row per round) and their dtypes.
 HISTORY_DTYPES: dict[str, str] = {
-    "round": "int64", "lambda": "float64", "train_size": "int64", "new_queries": "int64",
-    "queries": "int64", "substitute_accuracy": "float64", "agreement": "float64", "seconds": "float64",
+    "round": "int64",
+    "lambda": "float64",
+    "train_size": "int64",
+    "new_queries": "int64",
+    "queries": "int64",
+    "substitute_accuracy": "float64",
+    "agreement": "float64",
+    "seconds": "float64",
 }
 
 
 # --- the attacker's seed set vs. the evaluation set ----------------------------------------------
+
 
 def seed_set_indices(total: int, size: int, seed: int = SPLIT_SEED) -> np.ndarray:
     """Indices of the attacker's seed set: the *last* ``size`` of the seeded permutation (sorted).
@@ -68,15 +82,16 @@ def seed_set_indices(total: int, size: int, seed: int = SPLIT_SEED) -> np.ndarra
     """
     if not 0 < size < total:
         raise ValueError(f"invalid seed-set size {size}: must be in [1, {total - 1}] for a split of {total}")
-    return np.sort(np.random.default_rng(seed).permutation(total)[total - size:])
+    return np.sort(np.random.default_rng(seed).permutation(total)[total - size :])
 
 
 def eval_indices(total: int, n: int | None, seed_size: int, seed: int = SPLIT_SEED) -> np.ndarray:
     """Evaluation indices (``select_indices``) guaranteed disjoint from a seed set of ``seed_size``."""
     limit = total - seed_size
     if n is not None and n > limit:
-        raise ValueError(f"evaluation n={n} would overlap the attacker's seed set: with a seed set of "
-                         f"{seed_size}, use n <= {limit}")
+        raise ValueError(
+            f"evaluation n={n} would overlap the attacker's seed set: with a seed set of {seed_size}, use n <= {limit}"
+        )
     return select_indices(total, limit if n is None else n, seed)
 
 
@@ -89,8 +104,10 @@ def load_seed_set(dataset: str, size: int = 150, *, data_dir: str | os.PathLike 
 
 # --- one augmentation step --------------------------------------------------------------------------
 
-def jacobian_augment(substitute: nn.Module, x: torch.Tensor, labels: torch.Tensor, lam: float,
-                     batch_size: int = 512) -> torch.Tensor:
+
+def jacobian_augment(
+    substitute: nn.Module, x: torch.Tensor, labels: torch.Tensor, lam: float, batch_size: int = 512
+) -> torch.Tensor:
     """``clip(x + lam * sign(d F(x)[labels] / d x), 0, 1)``: the new points of one round (on x's device).
 
     ``F(x)[labels]`` is the substitute's logit of the oracle label. The substitute runs in eval mode
@@ -135,6 +152,7 @@ class _SoftLabelRecipe:
 
 # --- the training loop --------------------------------------------------------------------------------
 
+
 @dataclass
 class SubstituteResult:
     """A trained substitute, its per-round history and the attacker queries spent."""
@@ -148,8 +166,16 @@ class SubstituteResult:
 
 def _default_config(epochs: int, device: str, seed: int) -> TrainConfig:
     # Small sets (150 to 4,800 points): small batches, Adam at a constant rate, warm start each round.
-    return TrainConfig(epochs=epochs, batch_size=32, optimizer="adam", lr=1e-3, schedule="constant",
-                       weight_decay=0.0, device=device, seed=seed)
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=32,
+        optimizer="adam",
+        lr=1e-3,
+        schedule="constant",
+        weight_decay=0.0,
+        device=device,
+        seed=seed,
+    )
 
 
 def _safe_tag(text: str) -> str:
@@ -222,8 +248,9 @@ def train_substitute(
     oracle = target_model if isinstance(target_model, Oracle) else Oracle(target_model, oracle_mode, budget)
     remaining = oracle.remaining()
     if remaining is not None and remaining < seed_size:
-        raise RbcError(f"query budget {oracle.budget} is too small to label the seed set of {seed_size} "
-                       f"({remaining} queries left)")
+        raise RbcError(
+            f"query budget {oracle.budget} is too small to label the seed set of {seed_size} ({remaining} queries left)"
+        )
     start = time.perf_counter()
     dev = resolve_device(device)
     test = load_split(dataset, "test", data_dir=data_dir)
@@ -235,8 +262,15 @@ def train_substitute(
 
     with torch.random.fork_rng(devices=[]):  # initial weights from ``seed``, not from the global RNG's history
         torch.manual_seed(seed)
-        substitute = build_model(substitute_arch, in_channels=info.channels, num_classes=info.num_classes,
-                                 input_size=info.size, mean=info.mean, std=info.std, **(arch_kwargs or {}))
+        substitute = build_model(
+            substitute_arch,
+            in_channels=info.channels,
+            num_classes=info.num_classes,
+            input_size=info.size,
+            mean=info.mean,
+            std=info.std,
+            **(arch_kwargs or {}),
+        )
     substitute.to(dev)
     # The experimenter's view of the target (not the attacker's; not counted as queries).
     target_for_eval = target_model if isinstance(target_model, nn.Module) else None
@@ -279,41 +313,91 @@ def train_substitute(
         t0 = time.perf_counter()
         config = train_config or _default_config(epochs_per_round, str(dev), seed + rho)
         if answers.dim() == 1:
-            fit(substitute, x_sub, answers, config, progress=progress,
-                description=f"substitute round {rho + 1}/{rounds}")
+            fit(
+                substitute,
+                x_sub,
+                answers,
+                config,
+                progress=progress,
+                description=f"substitute round {rho + 1}/{rounds}",
+            )
         else:
-            fit(substitute, x_sub, torch.arange(len(x_sub)), config, recipe=_SoftLabelRecipe(answers),
-                progress=progress, description=f"substitute round {rho + 1}/{rounds}")
+            fit(
+                substitute,
+                x_sub,
+                torch.arange(len(x_sub)),
+                config,
+                recipe=_SoftLabelRecipe(answers),
+                progress=progress,
+                description=f"substitute round {rho + 1}/{rounds}",
+            )
         total_epochs += config.epochs
         sub_pred = predict(substitute, hold_x).argmax(1)
-        rows.append({
-            "round": rho + 1, "lambda": float(lam_rho), "train_size": len(x_sub), "new_queries": new_queries,
-            "queries": oracle.total, "substitute_accuracy": float((sub_pred == hold_y).float().mean()),
-            "agreement": float((sub_pred == hold_target).float().mean()) if hold_target is not None
-            else float("nan"),
-            "seconds": time.perf_counter() - t0,
-        })
+        rows.append(
+            {
+                "round": rho + 1,
+                "lambda": float(lam_rho),
+                "train_size": len(x_sub),
+                "new_queries": new_queries,
+                "queries": oracle.total,
+                "substitute_accuracy": float((sub_pred == hold_y).float().mean()),
+                "agreement": float((sub_pred == hold_target).float().mean())
+                if hold_target is not None
+                else float("nan"),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
     history = pd.DataFrame(rows, columns=list(HISTORY_DTYPES)).astype(HISTORY_DTYPES)
     substitute.cpu().eval()
 
     short = _safe_tag(target_name.split("/")[-1]) if target_name else None
     name = checkpoint_name(info.slug, substitute_arch, "substitute", tag or (f"of-{short}" if short else None))
-    hyper = {"seed_size": seed_size, "rounds": rounds, "lambda": lam, "tau": tau, "budget": oracle.budget,
-             "epochs_per_round": epochs_per_round, "oracle_mode": oracle.mode,
-             "max_new_per_round": max_new_per_round, "holdout_n": hold_n,
-             "train": {k: v for k, v in config.to_dict().items() if k not in ("device", "seed")}}
+    hyper = {
+        "seed_size": seed_size,
+        "rounds": rounds,
+        "lambda": lam,
+        "tau": tau,
+        "budget": oracle.budget,
+        "epochs_per_round": epochs_per_round,
+        "oracle_mode": oracle.mode,
+        "max_new_per_round": max_new_per_round,
+        "holdout_n": hold_n,
+        "train": {k: v for k, v in config.to_dict().items() if k not in ("device", "seed")},
+    }
     last = rows[-1]
     card = ModelCard(
-        name=name, arch=substitute_arch, arch_kwargs=dict(arch_kwargs or {}), dataset=info.name,
-        input_shape=list(info.input_shape), num_classes=info.num_classes, classes=list(info.classes),
-        mean=[float(v) for v in info.mean], std=[float(v) for v in info.std], recipe="substitute",
-        hyperparameters=hyper, epochs=total_epochs, seed=seed, clean_accuracy=last["substitute_accuracy"],
-        train_time_s=round(time.perf_counter() - start, 3), versions=package_versions(), git_sha=git_sha(),
-        extra={"target": target_name, "queries": int(oracle.total), "oracle_mode": oracle.mode,
-               "agreement": last["agreement"], "history": history.to_dict("records"),
-               "seed_set": {"split": "test", "permutation_seed": SPLIT_SEED, "size": seed_size,
-                            "position": "last", "total": total},
-               "eval_max_n": total - seed_size},
+        name=name,
+        arch=substitute_arch,
+        arch_kwargs=dict(arch_kwargs or {}),
+        dataset=info.name,
+        input_shape=list(info.input_shape),
+        num_classes=info.num_classes,
+        classes=list(info.classes),
+        mean=[float(v) for v in info.mean],
+        std=[float(v) for v in info.std],
+        recipe="substitute",
+        hyperparameters=hyper,
+        epochs=total_epochs,
+        seed=seed,
+        clean_accuracy=last["substitute_accuracy"],
+        train_time_s=round(time.perf_counter() - start, 3),
+        versions=package_versions(),
+        git_sha=git_sha(),
+        extra={
+            "target": target_name,
+            "queries": int(oracle.total),
+            "oracle_mode": oracle.mode,
+            "agreement": last["agreement"],
+            "history": history.to_dict("records"),
+            "seed_set": {
+                "split": "test",
+                "permutation_seed": SPLIT_SEED,
+                "size": seed_size,
+                "position": "last",
+                "total": total,
+            },
+            "eval_max_n": total - seed_size,
+        },
     )
     folder = save_checkpoint(substitute, card, store) if save else None
     return SubstituteResult(substitute, history, int(oracle.total), card, folder)

@@ -22,7 +22,8 @@ Conventions:
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,8 +33,7 @@ from robustbench_cnn.attacks.blackbox.oracle import Oracle
 from robustbench_cnn.attacks.functional import make_generator
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
 
-__all__ = ["LogitEnsemble", "as_source", "craft_on_source", "random_noise_attack", "score_on_target",
-           "transfer_attack"]
+__all__ = ["LogitEnsemble", "as_source", "craft_on_source", "random_noise_attack", "score_on_target", "transfer_attack"]
 
 SourceLike = nn.Module | Sequence[nn.Module] | Mapping[str, nn.Module]
 
@@ -87,16 +87,27 @@ def _make_attack(attack: str | Attack, params: Mapping[str, Any] | None) -> Atta
 
     cls = ATTACKS.get(attack)
     if getattr(cls, "kind", "white-box") != "white-box":
-        raise ValueError(f"attack {attack!r} is {cls.kind}: transfer attacks craft with a white-box attack "
-                         f"on the source (fgsm, pgd, mi-fgsm, di-fgsm, di-mi-fgsm)")
+        raise ValueError(
+            f"attack {attack!r} is {cls.kind}: transfer attacks craft with a white-box attack "
+            f"on the source (fgsm, pgd, mi-fgsm, di-fgsm, di-mi-fgsm)"
+        )
     if "early_stop" in getattr(cls, "defaults", {}):
         params.setdefault("early_stop", False)
     return get_attack(attack, **params)
 
 
-def craft_on_source(source: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                    attack: Attack, *, targets: torch.Tensor | None = None, seed: int = 0,
-                    source_labels: str = "pred", batch_size: int | None = None) -> AttackResult:
+def craft_on_source(
+    source: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    attack: Attack,
+    *,
+    targets: torch.Tensor | None = None,
+    seed: int = 0,
+    source_labels: str = "pred",
+    batch_size: int | None = None,
+) -> AttackResult:
     """Run the white-box ``attack`` on ``source``; the result's ``x_adv`` is what the target sees."""
     if source_labels not in ("pred", "true"):
         raise ValueError(f"invalid source_labels {source_labels!r}: use pred or true")
@@ -114,10 +125,19 @@ def craft_on_source(source: nn.Module, x: torch.Tensor, y: torch.Tensor, threat:
     return attack(source, xs, ys, threat, targets=tgt, seed=seed, batch_size=batch_size)
 
 
-def score_on_target(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,
-                    threat: ThreatModel, *, clean_pred: torch.Tensor | None = None,
-                    targets: torch.Tensor | None = None, attack: str = "transfer",
-                    params: dict[str, Any] | None = None, elapsed_s: float = 0.0) -> AttackResult:
+def score_on_target(
+    oracle: Oracle,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_adv: torch.Tensor,
+    threat: ThreatModel,
+    *,
+    clean_pred: torch.Tensor | None = None,
+    targets: torch.Tensor | None = None,
+    attack: str = "transfer",
+    params: dict[str, Any] | None = None,
+    elapsed_s: float = 0.0,
+) -> AttackResult:
     """The target's :class:`AttackResult` for candidate adversarial examples ``x_adv``.
 
     Only the points the target classifies correctly (and, targeted, whose target differs from the
@@ -145,10 +165,18 @@ def score_on_target(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, x_adv: tor
         queries[idx] = 1
     success = todo & ((pred_adv == targets) if targets is not None else (pred_adv != y))
     return AttackResult(
-        x_adv=final, success=success, clean_correct=clean_correct,
-        perturbation_norm=threat.norm.measure(final - x), pred_adv=pred_adv,
-        target=targets.clone() if targets is not None else torch.full_like(y, -1), queries=queries,
-        threat=threat, attack=attack, elapsed_s=elapsed_s, params=dict(params or {}))
+        x_adv=final,
+        success=success,
+        clean_correct=clean_correct,
+        perturbation_norm=threat.norm.measure(final - x),
+        pred_adv=pred_adv,
+        target=targets.clone() if targets is not None else torch.full_like(y, -1),
+        queries=queries,
+        threat=threat,
+        attack=attack,
+        elapsed_s=elapsed_s,
+        params=dict(params or {}),
+    )
 
 
 def transfer_attack(
@@ -207,20 +235,37 @@ def transfer_attack(
     for eps in eps_values:
         t0 = time.perf_counter()
         tm = ThreatModel(norm, eps)
-        crafted = craft_on_source(source, x, y, tm, atk, targets=targets, seed=seed,
-                                  source_labels=source_labels, batch_size=batch_size)
-        params = {"sources": names, "target": target_name, "source_attack": atk.name,
-                  "source_attack_params": dict(atk.params), "source_labels": source_labels,
-                  "source_success_rate": crafted.success_rate, "seed": seed}
-        res = score_on_target(oracle, x, y, crafted.x_adv.to(x.device), tm, clean_pred=clean_pred,
-                              targets=targets, attack=f"transfer:{atk.name}", params=params)
+        crafted = craft_on_source(
+            source, x, y, tm, atk, targets=targets, seed=seed, source_labels=source_labels, batch_size=batch_size
+        )
+        params = {
+            "sources": names,
+            "target": target_name,
+            "source_attack": atk.name,
+            "source_attack_params": dict(atk.params),
+            "source_labels": source_labels,
+            "source_success_rate": crafted.success_rate,
+            "seed": seed,
+        }
+        res = score_on_target(
+            oracle,
+            x,
+            y,
+            crafted.x_adv.to(x.device),
+            tm,
+            clean_pred=clean_pred,
+            targets=targets,
+            attack=f"transfer:{atk.name}",
+            params=params,
+        )
         res.elapsed_s = time.perf_counter() - t0 + clean_s
         results.append(res)
     return results
 
 
-def random_noise_attack(target: nn.Module | Oracle, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                        seed: int = 0) -> AttackResult:
+def random_noise_attack(
+    target: nn.Module | Oracle, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, seed: int = 0
+) -> AttackResult:
     """A control: random perturbations on the sphere of the threat (linf: ``±eps`` per pixel; l2:
     a random direction of norm eps), clipped to [0, 1], scored like a transfer attack (``"noise"``)."""
     gen = make_generator(seed, torch.device("cpu"))

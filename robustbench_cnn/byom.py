@@ -86,8 +86,14 @@ def load_model_def(spec: str, weights: str | None, device: torch.device) -> tupl
     return model.to(device).eval(), sha
 
 
-def check_input(model: nn.Module, x: torch.Tensor, name: str, dataset: str,
-                num_classes: int | None = None, data_dir: str | None = None) -> None:
+def check_input(
+    model: nn.Module,
+    x: torch.Tensor,
+    name: str,
+    dataset: str,
+    num_classes: int | None = None,
+    data_dir: str | None = None,
+) -> None:
     """Run the model on a couple of inputs and turn a shape error into a clear message.
 
     The output must be logits N x ``num_classes`` (default: the number of classes of ``dataset``, found
@@ -99,8 +105,10 @@ def check_input(model: nn.Module, x: torch.Tensor, name: str, dataset: str,
     except RbcError:
         raise
     except Exception as exc:  # RuntimeError from torch, but also AssertionError, IndexError, ... from user code
-        raise ShapeMismatchError(f"model {name} cannot take {dataset} images of shape "
-                                 f"{tuple(x.shape[1:])}: {_one_line(exc, first_line=True)}") from None
+        raise ShapeMismatchError(
+            f"model {name} cannot take {dataset} images of shape "
+            f"{tuple(x.shape[1:])}: {_one_line(exc, first_line=True)}"
+        ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ShapeMismatchError(f"model {name} must return logits N x classes, got {shape}")
@@ -109,5 +117,6 @@ def check_input(model: nn.Module, x: torch.Tensor, name: str, dataset: str,
 
         num_classes = dataset_info(dataset, data_dir).num_classes
     if num_classes and out.shape[1] != num_classes:
-        raise ShapeMismatchError(f"model {name} returns {out.shape[1]} class scores, but dataset {dataset!r} "
-                                 f"has {num_classes} classes")
+        raise ShapeMismatchError(
+            f"model {name} returns {out.shape[1]} class scores, but dataset {dataset!r} has {num_classes} classes"
+        )
