@@ -1,9 +1,7 @@
 """``rbc defend`` and ``rbc tradeoff``: adversarial training and the clean/robust trade-off table.
 
 The commands only parse options and call :func:`defenses.train.defend` and
-:func:`robustbench_cnn.reporting.tradeoff.write_tradeoff_table`. They reuse the shared options of ``cli.py``
-(``train_options``: one training loop, one set of options) and register themselves on the root group
-when this module is imported (``cli.py`` imports it at its end), whichever of the two is imported first.
+:func:`robustbench_cnn.reporting.tradeoff.write_tradeoff_table`. They share ``train_options`` with ``rbc train`` (one training loop, one set of options).
 """
 
 from __future__ import annotations
@@ -12,8 +10,9 @@ from typing import Any
 
 import click
 
-from cli import _parse_kv, _table, main, out, store_option, train_options
 from robustbench_cnn.commands.errors import input_errors
+from robustbench_cnn.commands.options import parse_kv, store_option, train_options
+from robustbench_cnn.commands.output import out, table
 
 #: Shown in ``--help`` without importing torch; ``tests/test_defenses.py`` checks it against the registry.
 DEFENSE_NAMES = ("standard", "pgd-at", "fgsm-rs", "trades", "mart", "free-at")
@@ -111,7 +110,7 @@ def defend_command(
     }
     params = {k: v for k, v in params.items() if v is not None}
     try:
-        params.update(_parse_kv(defense_arg))
+        params.update(parse_kv(defense_arg))
     except ValueError as exc:  # cli._parse_kv names --arch-arg in its message
         raise ValueError(
             str(exc).replace("--arch-arg", "--defense-arg").replace("depth=16", "guard_drop=0.3")
@@ -146,17 +145,17 @@ def defend_command(
         data_dir=data_dir,
         subset=subset,
         init_from=init_from,
-        arch_kwargs=_parse_kv(arch_arg),
+        arch_kwargs=parse_kv(arch_arg),
         progress=progress,
     )
     rows = result.epochs[["epoch", "loss", "train_accuracy", "clean_accuracy", "pgd_accuracy", "epoch_s"]]
     n = int(result.epochs["eval_n"].iloc[0])
     out.print(
-        _table(f"{result.card.name}: per epoch (clean / PGD-{eval_steps} on {n} test images)", rows.to_dict("records"))
+        table(f"{result.card.name}: per epoch (clean / PGD-{eval_steps} on {n} test images)", rows.to_dict("records"))
     )
     events = "; ".join(_describe(e) for e in result.guard_events) or ("none" if "guard" in result.report else "-")
     out.print(
-        _table(
+        table(
             "defended",
             [
                 {
@@ -207,10 +206,5 @@ def tradeoff_command(store: str | None, out_path: str | None) -> None:
         "guard_restored_epoch",
     ]
     records = frame[columns].astype(object).where(frame[columns].notna(), None).to_dict("records")
-    out.print(_table(f"trade-off: {len(frame)} defended model(s)", records, columns))
+    out.print(table(f"trade-off: {len(frame)} defended model(s)", records, columns))
     out.print(f"written to {path}")
-
-
-for _name, _command in (("defend", defend_command), ("tradeoff", tradeoff_command)):
-    if _name not in main.commands:
-        main.add_command(_command, _name)

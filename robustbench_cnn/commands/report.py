@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from robustbench_cnn.commands.errors import input_errors
+from robustbench_cnn.commands.output import out
 from robustbench_cnn.core.errors import RbcError
 
 _input_errors = input_errors
@@ -164,7 +165,6 @@ def regress_command(baseline: str, current: str, tolerance_pp: float, update: bo
     else 0 (2: unreadable input)."""
     from pathlib import Path
 
-    from cli import out
     from robustbench_cnn.reporting.regress import compare, load_baseline, load_current, update_baseline
 
     cur = load_current(current)

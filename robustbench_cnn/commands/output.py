@@ -1,0 +1,62 @@
+"""What the commands print: results to stdout as rich tables (wide when piped), warnings to stderr."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+
+class _Out:
+    """Results go to stdout (progress and warnings go to stderr); wide when piped, so tables stay whole."""
+
+    def print(self, *objects: Any) -> None:
+        Console(width=None if sys.stdout.isatty() else 240).print(*objects)
+
+
+out = _Out()
+
+
+def table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
+    table = Table(title=title)
+    columns = columns or (list(rows[0]) if rows else [])
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[fmt(row.get(c)) for c in columns])
+    return table
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def show_summary(summary: Any) -> None:
+    """Print a run's summary as a rich table and its validity flags as warnings (stderr)."""
+    from robustbench_cnn.evaluation.flags import EXPLANATIONS
+
+    cols = [
+        "model",
+        "attack",
+        "norm",
+        "eps",
+        "targeted",
+        "clean_acc",
+        "robust_acc",
+        "success_rate",
+        "mean_norm",
+        "mean_queries",
+        "flags",
+    ]
+    rows = summary[cols].to_dict("records") if len(summary) else []
+    for row in rows:
+        row["eps"] = f"{row['eps']:g}"
+    out.print(table("summary", rows, cols))
+    codes = sorted({c for f in summary["flags"].dropna() for c in str(f).split(";") if c})
+    for code in codes:
+        click.secho(f"Warning [{code}]: {EXPLANATIONS.get(code, code)}", fg="yellow", err=True)
