@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -125,6 +126,29 @@ class ThreatModel:
         if not eps_text and eps is None:
             raise ValueError(f"invalid threat model {text!r}: use NORM:EPS such as linf:8/255 or l2:0.5")
         return cls(Norm.parse(norm_text), parse_eps(eps_text if eps_text else eps))  # type: ignore[arg-type]
+
+    @classmethod
+    def parse_curve(cls, text: str, eps: str | Sequence[float | str] | None = None) -> list[ThreatModel]:
+        """The threat models of a robustness curve, in ascending epsilon: the one place where a command's
+        ``--threat``/``--eps`` (or a plan's norm and eps list) become threat models.
+
+        ``text`` is ``NORM`` or ``NORM:EPS``; ``eps`` a comma-separated list (``"0,0.1,8/255"``) or a sequence of
+        numbers/strings; without ``eps`` the epsilon of ``text`` is the whole curve. Each epsilon is validated
+        for the norm here, once (``ValueError`` naming the accepted forms).
+        """
+        norm_text, _, eps_text = str(text).partition(":")
+        norm = Norm.parse(norm_text)
+        if eps is None or (isinstance(eps, str) and not eps.strip()):
+            if not eps_text:
+                raise ValueError(f"give epsilons for {norm.value} (e.g. --eps 0,0.1,0.3) or the threat as NORM:EPS")
+            values = [parse_eps(eps_text)]
+        elif isinstance(eps, str):
+            values = parse_eps_list(eps)
+        else:
+            values = sorted({parse_eps(e) for e in eps})
+            if not values:
+                raise ValueError("invalid epsilon list []: give at least one value, e.g. 0,0.1,0.3")
+        return [cls(norm, value) for value in values]
 
     def with_eps(self, eps: float) -> ThreatModel:
         return ThreatModel(self.norm, eps)
