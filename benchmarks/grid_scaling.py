@@ -32,10 +32,10 @@ def main() -> None:
     import ray
     import torch
 
-    from robustbench_cnn.pipeline.ray_executor import run_with_ray
-    from robustbench_cnn.pipeline.runner import EvalCell
+    from robustbench_cnn.pipeline.cells import whitebox_cell
+    from robustbench_cnn.pipeline.runner import run_cells
     from robustbench_cnn.store import list_checkpoints
-    from robustbench_cnn.tables.results import RunStore, comparable
+    from robustbench_cnn.tables.results import comparable
     from robustbench_cnn.training import TrainConfig
     from robustbench_cnn.workflows import train_model
 
@@ -45,12 +45,12 @@ def main() -> None:
         if f"digits/{arch}-standard" not in have:
             train_model(arch, "digits", TrainConfig.for_dataset("digits"), progress=False)
     cells = [
-        EvalCell(
-            model=f"digits/{arch}-standard",
-            dataset="digits",
-            norm="linf",
-            eps=[0.05, 0.1, 0.2],
-            suite="pgd",
+        whitebox_cell(
+            f"digits/{arch}-standard",
+            "digits",
+            "linf",
+            [0.05, 0.1, 0.2],
+            "pgd",
             attack_params={"steps": args.steps, "restarts": args.restarts, "early_stop": False},
             n=args.n,
             seed=seed,
@@ -62,11 +62,10 @@ def main() -> None:
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"grid-scaling-{os.getpid()}"
     rows, tables = [], []
     for workers in (1, 2):
-        store = RunStore(tmp / f"w{workers}")
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         try:
             start = time.perf_counter()
-            run_with_ray(cells, store)
+            store = run_cells(cells, tmp / f"w{workers}", executor="ray", progress=False)
             seconds = time.perf_counter() - start
         finally:
             ray.shutdown()

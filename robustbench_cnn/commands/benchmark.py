@@ -17,14 +17,13 @@ from robustbench_cnn.commands.output import out, show_summary
 
 @click.command(cls=RbcCommand)
 @click.option(
-    "--suite",
-    "-s",
-    "suite_name",
-    default="default",
-    show_default=True,
-    help="A built-in suite (default, ci, mnist, cifar10) or a path to a suite .toml file.",
+    "--plan",
+    "plan_name",
+    default=None,
+    help="A built-in plan (default, ci, mnist, cifar10) or a path to a plan .toml file [default: default].",
 )
-@click.option("--out", "-o", "out_dir", default=None, help="Run folder (default results/<suite>-<timestamp>).")
+@click.option("--suite", "-s", "suite_name", default=None, help="Deprecated name of --plan.")
+@click.option("--out", "-o", "out_dir", default=None, help="Run folder (default results/<plan>-<timestamp>).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster (default: start a local one).")
 @click.option("--resume/--no-resume", default=False, help="Continue a run folder, skipping finished cells.")
@@ -33,11 +32,12 @@ from robustbench_cnn.commands.output import out, show_summary
     data_dir_option,
     store_option,
     device_option,
-    click.option("--seed", type=int, default=None, help="Random seed (default: the suite's seed)."),
+    click.option("--seed", type=int, default=None, help="Random seed (default: the plan's seed)."),
     progress_option,
 )
 def benchmark(
-    suite_name: str,
+    plan_name: str | None,
+    suite_name: str | None,
     out_dir: str | None,
     executor: str,
     ray_address: str | None,
@@ -51,15 +51,20 @@ def benchmark(
 ) -> None:
     """Train what is missing, run the white-box, proxy and transfer attacks, write tables and report."""
     from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.pipeline import plan as plans
     from robustbench_cnn.pipeline.benchmark import run_benchmark
-    from robustbench_cnn.pipeline.plan import load_suite
 
+    if suite_name is not None:
+        if plan_name is not None:
+            raise ValueError("give --plan only (--suite is its deprecated name)")
+        click.echo("note: --suite/-s is deprecated, use --plan", err=True)
+        plan_name = suite_name
     resolve_device(device)
-    suite = load_suite(suite_name)
-    if seed is not None:  # --seed 0 overrides a suite's non-zero seed too
-        suite.seed = seed
+    plan = plans.load_plan(plan_name or "default")
+    if seed is not None:  # --seed 0 overrides a plan's non-zero seed too
+        plan.seed = seed
     result = run_benchmark(
-        suite,
+        plan,
         out_dir,
         resume=resume,
         executor=executor,
@@ -68,15 +73,19 @@ def benchmark(
         data_dir=data_dir,
         device=device,
         progress=progress,
-        report=report,
     )
     summary = result.summary
     if len(summary):
-        largest = summary[(summary["attack"].isin(["worst-case"])) | (summary["suite"] == summary["attack"])]
+        largest = summary[(summary["attack"].isin(["worst-case"])) | (summary["cascade"] == summary["attack"])]
         show_summary(largest if len(largest) else summary)
     out.print(
-        f"benchmark {suite.name}: {len(result.trained)} model(s) trained, {len(summary)} rows, "
+        f"benchmark {plan.name}: {len(result.trained)} model(s) trained, {len(summary)} rows, "
         f"{result.seconds:.1f} s; results in {result.run_dir}"
     )
-    if result.report:
-        out.print(f"report: {result.report[0]} and {result.report[1]}")
+    if report:
+        from robustbench_cnn.reporting.report import write_report
+
+        paths = write_report(
+            result.run_dir, store=store, eps={plan.norm: plan.report_eps} if plan.report_eps is not None else None
+        )
+        out.print(f"report: {paths[0]} and {paths[1]}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import itertools
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -194,107 +193,6 @@ class Evaluation:
 
     def flags_at(self, eps: float) -> list[Flag]:
         return [f for f in self.flags if f.eps is None or f.eps == eps]
-
-    # ------------------------------------------------------------------------------- table rows
-    def summary_rows(self, meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """One row per attack x eps (robust accuracy and success rate after that attack in the cascade, both
-        cumulative), plus one ``worst-case`` row per eps when the suite has several attacks."""
-        meta = dict(meta or {})
-        clean = self.clean_accuracy
-        attacked = int(self.attackable.sum())
-        n = int(self.labels.numel())
-        rows = []
-        for o in self.outcomes:
-            codes = ";".join(sorted({f.code for f in self.flags_at(o.eps)}))
-            base = {
-                **meta,
-                "suite": self.suite,
-                "norm": self.norm.value,
-                "eps": o.eps,
-                "clean_acc": clean,
-                "n": int(self.labels.numel()),
-                "targeted": self.targeted,
-                "target_policy": self.target_policy or "",
-                "seed": self.seed,
-                "flags": codes,
-            }
-            for attack, step, cum in zip(self.attacks, o.steps, o.cumulative_robust):
-                rows.append(
-                    {
-                        **base,
-                        "attack": attack.name,
-                        "attack_kind": attack.kind,
-                        "attack_params": json.dumps(attack.params, sort_keys=True, default=str),
-                        "robust_acc": cum,
-                        "success_rate": _safe_div(round((clean - cum) * n), attacked),
-                        **_norm_stats(step.perturbation_norm[step.success]),
-                        **_query_stats(step.queries),
-                        "elapsed_s": step.elapsed_s,
-                    }
-                )
-            if len(self.attacks) > 1:
-                broken = ~o.robust & self.clean_correct
-                rows.append(
-                    {
-                        **base,
-                        "attack": "worst-case",
-                        "attack_kind": "suite",
-                        "attack_params": json.dumps([a.name for a in self.attacks]),
-                        "robust_acc": float(o.robust.float().mean()),
-                        "success_rate": _safe_div(int(broken.sum()), attacked),
-                        **_norm_stats(o.perturbation_norm[broken]),
-                        **_query_stats(o.queries),
-                        "elapsed_s": o.elapsed_s,
-                    }
-                )
-        return rows
-
-    def sample_rows(
-        self, sample_ids: torch.Tensor | None = None, meta: dict[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """One row per sample x eps for the worst case: robust, which attack broke it, norm, queries."""
-        meta = dict(meta or {})
-        ids = sample_ids if sample_ids is not None else torch.arange(self.labels.numel())
-        rows = []
-        correct = self.clean_correct
-        for o in self.outcomes:
-            names = [a.name for a in self.attacks]
-            for i in range(self.labels.numel()):
-                b = int(o.broken_by[i])
-                rows.append(
-                    {
-                        **meta,
-                        "attack": names[b] if b >= 0 else "",
-                        "norm": self.norm.value,
-                        "eps": o.eps,
-                        "sample_id": int(ids[i]),
-                        "label": int(self.labels[i]),
-                        "clean_correct": bool(correct[i]),
-                        "success": b >= 0,
-                        "robust": bool(o.robust[i]),
-                        "perturbation_norm": float(o.perturbation_norm[i]),
-                        "queries": int(o.queries[i]),
-                        "pred_clean": int(self.pred_clean[i]),
-                        "pred_adv": int(o.pred_adv[i]),
-                        "target": int(self.targets[i]),
-                    }
-                )
-        return rows
-
-
-def _safe_div(a: float, b: float) -> float:
-    return a / b if b else float("nan")
-
-
-def _norm_stats(norms: torch.Tensor) -> dict[str, float]:
-    if not norms.numel():
-        return {"mean_norm": float("nan"), "median_norm": float("nan")}
-    return {"mean_norm": float(norms.float().mean()), "median_norm": float(norms.float().median())}
-
-
-def _query_stats(queries: torch.Tensor) -> dict[str, Any]:
-    total = int(queries.sum())
-    return {"total_queries": total, "mean_queries": float(queries.float().mean()) if queries.numel() else 0.0}
 
 
 def _empty_result(

@@ -1,16 +1,14 @@
-"""The all-targets matrix (``--targeted --target-policy all``) as a long results table in a run folder.
+"""The all-targets matrix (``--targeted --target-policy all``) as a long results table.
 
-For each epsilon, one targeted attack is run towards every class; ``target_matrix.parquet`` holds one row
-per true class x target class (the diagonal is left out) with the success rate over the correctly
-classified points of the true class (``n`` of them). ``run.json`` records the configuration.
+For each epsilon, one targeted attack is run towards every class; the table holds one row per true class x
+target class (the diagonal is left out) with the success rate over the correctly classified points of the true
+class (``n`` of them). The ``target-matrix`` cell kind writes it to the run folder as ``target_matrix.parquet``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,8 +16,6 @@ import torch
 from torch import nn
 
 from robustbench_cnn.core.errors import RbcError
-
-MATRIX_FILE = "target_matrix.parquet"
 
 #: Columns of ``target_matrix.parquet`` and their dtypes.
 TARGET_MATRIX_SCHEMA: dict[str, str] = {
@@ -112,33 +108,6 @@ def target_matrix_table(
         )
         rows += matrix_rows(matrix, counts, float(eps), labels, row_meta)
     return typed_frame(rows, TARGET_MATRIX_SCHEMA)
-
-
-def check_run_folder(run_dir: Path, resume: bool) -> None:
-    """Refuse a folder that already holds files unless resuming (results are never silently mixed), and a path
-    that cannot be a run folder (:meth:`RunStore.check_fresh`: an existing file, not creatable)."""
-    from robustbench_cnn.tables.results import RunStore
-
-    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
-        raise RbcError(
-            f"run folder {run_dir} already holds results: pass --resume to overwrite its target "
-            f"matrix, or choose another --out"
-        )
-    RunStore(run_dir).check_fresh(resume=True)
-
-
-def write_target_matrix(run_dir: str | os.PathLike, table: pd.DataFrame, config: dict[str, Any]) -> Path:
-    """Write ``run.json`` and ``target_matrix.parquet`` (each atomically) into ``run_dir``; returns the table path."""
-    from robustbench_cnn.tables.results import RunStore, atomic_write_parquet
-
-    store = RunStore(run_dir)
-    try:
-        store.write_run_json(config)
-        path = store.dir / MATRIX_FILE
-        atomic_write_parquet(table, path)
-    except OSError as exc:
-        raise RbcError(f"cannot write the run folder {store.dir}: {exc.strerror or exc}") from None
-    return path
 
 
 def wide_rows(table: pd.DataFrame, eps: float) -> list[dict[str, Any]]:

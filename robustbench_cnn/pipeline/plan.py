@@ -1,30 +1,42 @@
-"""Benchmark suites: datasets x models (with training recipes) x threat models x attacks x epsilons.
+"""Benchmark plans: datasets x models (with training recipes) x threat models x cell kinds x epsilons.
 
-A suite is a TOML file (see ``suites/*.toml``) or one of the built-in ones (``default``, ``ci``). Parsing
-validates everything up front (names, epsilons, recipes), so a typo fails before any training starts.
+A plan is a TOML file (see ``plans/*.toml``) or one of the built-in ones (``default``, ``ci``, ``mnist``,
+``cifar10``). Parsing validates everything up front (names, epsilons, recipes), so a typo fails before any
+training starts; :meth:`Plan.cells` expands it into the cells the runner runs: training cells for the models the
+store lacks, white-box cells (the ``[whitebox] cascade`` of attacks, untargeted, and ``[targeted]``), the
+``[proxy]`` substitute training and its transfer to every model, and the ``[transfer]`` matrix.
+
+One word, one meaning: the TOML benchmark file is a *plan*; an attack preset (``quick``, ``standard``, ``plus``) is
+a *cascade*. ``[whitebox] suite = ...`` and the names ``Suite``, ``load_suite``, ``parse_suite`` are deprecated
+aliases (one release).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robustbench_cnn.core.errors import RbcError
 from robustbench_cnn.core.types import Norm, ThreatModel, parse_eps
+
+if TYPE_CHECKING:
+    from robustbench_cnn.pipeline.cells import Cell
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-SUITES_DIR = Path(__file__).resolve().parent / "plans"
+PLANS_DIR = Path(__file__).resolve().parent / "plans"
+SUITES_DIR = PLANS_DIR  # deprecated name
 
 
 @dataclass
 class ModelSpec:
-    """A model of the suite: an architecture and a recipe (``standard`` or a defense), or a checkpoint."""
+    """A model of the plan: an architecture and a recipe (``standard`` or a defense), or a checkpoint."""
 
     arch: str
     recipe: str = "standard"
@@ -42,13 +54,15 @@ class ModelSpec:
 
 
 @dataclass
-class Suite:
+class Plan:
+    """A benchmark plan (see the module docstring); :meth:`cells` expands it into the runner's cells."""
+
     name: str
     datasets: list[str]
     models: list[ModelSpec]
     norm: str = "linf"
     eps: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
-    attacks: str = "quick"
+    cascade: str = "quick"  # the [whitebox] attack cascade: quick | standard | plus | attack names
     n: int | None = 1000
     seed: int = 0
     batch_size: int = 256
@@ -63,6 +77,168 @@ class Suite:
 
         return asdict(self)
 
+    def cells(
+        self,
+        *,
+        store: str | os.PathLike | None = None,
+        data_dir: str | os.PathLike | None = None,
+        device: str = "auto",
+    ) -> list[Cell]:
+        """The plan's cells, each after the cells it needs, per dataset:
+
+        1. ``defense-train`` for each model the store ``store`` lacks (a stored defended model trained at another
+           threat is an error: its robustness would be reported under this plan's model);
+        2. ``whitebox``: each model against the ``cascade`` at every epsilon, and with ``[targeted]`` the targeted
+           attack at its epsilons;
+        3. with ``[proxy]``: ``proxy-train`` of a substitute of the proxy target, then ``transfer`` from it to every
+           model (at every non-zero epsilon, the ``[transfer]`` attack);
+        4. with ``[transfer]`` and two models or more: one ``transfer-matrix`` at the ``[transfer]`` epsilon.
+
+        ``store`` and ``data_dir`` are resolved to absolute paths so that Ray workers see the same ones.
+        """
+        from robustbench_cnn.data import data_root, dataset_info
+        from robustbench_cnn.pipeline.cells import (
+            defense_train_cell,
+            proxy_train_cell,
+            substitute_checkpoint,
+            transfer_cell,
+            transfer_matrix_cell,
+            whitebox_cell,
+        )
+        from robustbench_cnn.store import store_root
+
+        store = str(store_root(store).resolve())
+        data_dir = str(data_root(data_dir).resolve())
+        where = {"device": device, "data_dir": data_dir, "store": store}
+        cells: list[Cell] = []
+        for dataset in self.datasets:
+            slug = dataset_info(dataset, data_dir).slug
+            names: dict[str, str] = {}  # plan key (arch-recipe[-tag]) -> checkpoint name
+            trains: dict[str, tuple[str, ...]] = {}  # checkpoint name -> the ref of its training cell, if any
+            for spec in self.models:
+                name = spec.checkpoint_name(slug)
+                names[name.split("/", 1)[1]] = name
+                train = _training_cell(spec, name, dataset, self.seed, store, defense_train_cell, where)
+                if train is not None:
+                    cells.append(train)
+                trains[name] = (train.ref,) if train is not None else ()
+            common = dict(dataset=dataset, n=self.n, seed=self.seed, batch_size=self.batch_size, **where)
+            for name in names.values():
+                cells.append(
+                    whitebox_cell(
+                        name, norm=self.norm, eps=self.eps, cascade=self.cascade, after=trains[name], **common
+                    )
+                )
+                if self.targeted:
+                    cells.append(
+                        whitebox_cell(
+                            name,
+                            norm=self.norm,
+                            eps=[parse_eps(e) for e in self.targeted.get("eps", self.eps)],
+                            cascade=self.targeted.get("attack", "pgd"),
+                            targeted=True,
+                            target_policy=self.targeted.get("policy", "random"),
+                            after=trains[name],
+                            **common,
+                        )
+                    )
+            everything = tuple(ref for refs in trains.values() for ref in refs)
+            if self.proxy:
+                target_key, options, attack, eps_list = self._proxy_settings(names)
+                target = names[target_key]
+                proxy = proxy_train_cell(
+                    target,
+                    dataset,
+                    options.pop("substitute", "lenet5"),
+                    options=options,
+                    seed=self.seed,
+                    after=trains[target],
+                    **where,
+                )
+                cells.append(proxy)
+                for name in names.values():
+                    cells.append(
+                        transfer_cell(
+                            [substitute_checkpoint(proxy)],
+                            name,
+                            dataset,
+                            self.norm,
+                            eps_list,
+                            attack,
+                            n=self.n,
+                            cascade=f"proxy:{target_key}",
+                            source_names=["proxy"],
+                            seed=self.seed,
+                            after=(proxy.ref, *trains[name]),
+                            **where,
+                        )
+                    )
+            if self.transfer and len(names) > 1:
+                eps = parse_eps(self.transfer.get("eps", max(self.eps)))
+                cells.append(
+                    transfer_matrix_cell(
+                        list(names.values()),
+                        dataset,
+                        str(ThreatModel(Norm.parse(self.norm), eps)),
+                        self.transfer.get("attack", "fgsm"),
+                        n=self.n,
+                        seed=self.seed,
+                        after=everything,
+                        **where,
+                    )
+                )
+        return cells
+
+    def _proxy_settings(self, names: dict[str, str]) -> tuple[str, dict[str, Any], str, list[float]]:
+        """(target key, substitute-training options, transfer attack, epsilons) of the plan's ``[proxy]``."""
+        proxy = dict(self.proxy or {})
+        target_key = proxy.pop("target", next(iter(names)))
+        if target_key not in names:
+            raise ValueError(f"proxy target {target_key!r} is not a model of the plan: use one of {', '.join(names)}")
+        transfer = self.transfer or {"attack": "fgsm", "eps": max(self.eps)}
+        return target_key, proxy, transfer.get("attack", "fgsm"), [e for e in self.eps if e > 0]
+
+
+#: Deprecated name of :class:`Plan` (one release).
+Suite = Plan
+
+
+def _training_cell(
+    spec: ModelSpec, name: str, dataset: str, seed: int, store: str, make: Any, where: dict[str, Any]
+) -> Cell | None:
+    """A ``defense-train`` cell for ``spec`` when the store lacks checkpoint ``name``, else None (a listed
+    ``checkpoint`` must exist; a stored defended model must have been trained at the spec's threat)."""
+    from robustbench_cnn.core.errors import CheckpointError
+    from robustbench_cnn.store import other_threat, resolve_checkpoint
+
+    try:
+        folder = resolve_checkpoint(name, store)
+    except CheckpointError:
+        if spec.checkpoint:
+            raise
+    else:
+        defended = spec.recipe != "standard" and spec.threat and not spec.checkpoint
+        stored = other_threat(folder, spec.threat) if defended else None
+        if stored is not None:  # else another model's robustness would be reported under this spec
+            raise RbcError(
+                f"checkpoint {name!r} in the store was trained at {stored}, the plan asks for "
+                f"{spec.threat}: give the model a tag in the plan, or use another store"
+            )
+        return None
+    return make(
+        name,
+        dataset,
+        spec.arch,
+        spec.recipe,
+        threat=spec.threat,
+        epochs=spec.epochs,
+        params=spec.params,
+        train=spec.train,
+        tag=spec.tag,
+        seed=seed,
+        **where,
+    )
+
 
 def _model(entry: dict[str, Any], where: str) -> ModelSpec:
     known = set(ModelSpec.__dataclass_fields__)
@@ -74,30 +250,45 @@ def _model(entry: dict[str, Any], where: str) -> ModelSpec:
     return ModelSpec(**entry)
 
 
-def _check_targeted_and_transfer(suite: Suite) -> None:
+def _check_targeted_and_transfer(plan: Plan) -> None:
     """The ``[targeted]`` policy and epsilons and the ``[transfer]`` epsilon, checked as the benchmark will
     use them (``ValueError``): a typo there must fail before any training, like one in ``[threat]``."""
     from robustbench_cnn.attacks.targets import parse_policy
 
-    norm = Norm.parse(suite.norm)
-    if suite.targeted:
-        policy = str(suite.targeted.get("policy", "random"))
+    if plan.targeted:
+        policy = str(plan.targeted.get("policy", "random"))
         if parse_policy(policy)[0] == "all":
             raise ValueError(
                 "[targeted] policy 'all' gives a success matrix, not a table row: use random, "
                 "least-likely, next or class:K (or `rbc attack --target-policy all`)"
             )
-        eps = suite.targeted.get("eps", suite.eps)
+        eps = plan.targeted.get("eps", plan.eps)
         if not isinstance(eps, list) or not eps:
             raise ValueError(f"[targeted] eps must be a non-empty list like [0.1, 0.2], got {eps!r}")
-        for e in eps:
-            ThreatModel(norm, parse_eps(e))
-    if suite.transfer and "eps" in suite.transfer:
-        ThreatModel(norm, parse_eps(suite.transfer["eps"]))
+        ThreatModel.parse_curve(plan.norm, eps)
+    if plan.transfer and "eps" in plan.transfer:
+        ThreatModel.parse_curve(plan.norm, [plan.transfer["eps"]])
 
 
-def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
-    """Build and validate a :class:`Suite` from the TOML structure."""
+def _note(text: str) -> None:
+    """A one-line note on stderr (deprecations)."""
+    from robustbench_cnn.core.progress import console
+
+    console.print(f"note: {text}", markup=False, highlight=False)
+
+
+def _cascade(whitebox: dict[str, Any], source: str) -> str:
+    """The ``[whitebox]`` cascade; the deprecated key ``suite`` is read with a note."""
+    if "suite" in whitebox:
+        if "cascade" in whitebox:
+            raise ValueError("[whitebox] gives both cascade and its deprecated name suite: keep cascade")
+        _note(f'{source}: [whitebox] suite = ... is deprecated, write cascade = "{whitebox["suite"]}"')
+        return str(whitebox["suite"])
+    return str(whitebox.get("cascade", "quick"))
+
+
+def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
+    """Build and validate a :class:`Plan` from the TOML structure."""
     from robustbench_cnn.attacks import ATTACKS
     from robustbench_cnn.defenses import DEFENSES
     from robustbench_cnn.evaluation.engine import check_attack_names
@@ -105,19 +296,16 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
 
     try:
         threat = data.get("threat", {})
-        norm = Norm.parse(threat.get("norm", "linf")).value
-        eps = sorted({parse_eps(e) for e in threat.get("eps", [0.0, 0.1, 0.2, 0.3])})
-        for e in eps:
-            ThreatModel(Norm.parse(norm), e)
+        curve = ThreatModel.parse_curve(threat.get("norm", "linf"), threat.get("eps", [0.0, 0.1, 0.2, 0.3]))
         models = [_model(m, f"{source} [[models]] #{i + 1}") for i, m in enumerate(data.get("models", []))]
         datasets = list(data.get("datasets", ["digits"]))
-        suite = Suite(
+        plan = Plan(
             name=str(data.get("name", Path(source).stem)),
             datasets=datasets,
             models=models,
-            norm=norm,
-            eps=eps,
-            attacks=str(data.get("whitebox", {}).get("suite", "quick")),
+            norm=curve[0].norm.value,
+            eps=[t.eps for t in curve],
+            cascade=_cascade(data.get("whitebox", {}), source),
             n=data.get("n", 1000),
             seed=int(data.get("seed", 0)),
             batch_size=int(data.get("batch_size", 256)),
@@ -127,11 +315,11 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
             report_eps=(parse_eps(data["report"]["eps"]) if "eps" in data.get("report", {}) else None),
             source=source,
         )
-        _check_targeted_and_transfer(suite)
+        _check_targeted_and_transfer(plan)
     except (TypeError, ValueError) as exc:
-        raise RbcError(f"invalid suite {source}: {exc}") from None
+        raise RbcError(f"invalid plan {source}: {exc}") from None
     if not models:
-        raise RbcError(f"invalid suite {source}: it lists no [[models]]")
+        raise RbcError(f"invalid plan {source}: it lists no [[models]]")
     for spec in models:
         if not spec.checkpoint:
             MODELS.get(spec.arch)
@@ -139,25 +327,25 @@ def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Suite:
                 DEFENSES.get(spec.recipe)
                 if not spec.threat:
                     raise RbcError(
-                        f"invalid suite {source}: model {spec.arch}/{spec.recipe} needs threat = "
+                        f"invalid plan {source}: model {spec.arch}/{spec.recipe} needs threat = "
                         f'"linf:EPS" (the training threat model)'
                     )
                 ThreatModel.parse(spec.threat)
     _check_distinct_names(models, source)
-    check_attack_names(suite.attacks)
-    _check_attack_compatibility(suite, source)
-    if suite.targeted:
-        ATTACKS.get(suite.targeted.get("attack", "pgd"))
-    if suite.transfer:
-        ATTACKS.get(suite.transfer.get("attack", "fgsm"))
-    if suite.proxy:
-        MODELS.get(suite.proxy.get("substitute", "lenet5"))
-        _check_proxy(suite, source)
-    return suite
+    check_attack_names(plan.cascade)
+    _check_attack_compatibility(plan, source)
+    if plan.targeted:
+        ATTACKS.get(plan.targeted.get("attack", "pgd"))
+    if plan.transfer:
+        ATTACKS.get(plan.transfer.get("attack", "fgsm"))
+    if plan.proxy:
+        MODELS.get(plan.proxy.get("substitute", "lenet5"))
+        _check_proxy(plan, source)
+    return plan
 
 
 def _check_distinct_names(models: list[ModelSpec], source: str) -> None:
-    """Models the suite trains must have distinct checkpoint names: two specs under one name (the same arch and
+    """Models the plan trains must have distinct checkpoint names: two specs under one name (the same arch and
     recipe without tags) would share one stored model, and the second would be evaluated as the first."""
     seen: dict[str, int] = {}
     for i, spec in enumerate(models, start=1):
@@ -166,25 +354,25 @@ def _check_distinct_names(models: list[ModelSpec], source: str) -> None:
         name = spec.checkpoint_name("<dataset>")
         if name in seen:
             raise RbcError(
-                f"invalid suite {source}: [[models]] #{seen[name]} and #{i} are both {name}: "
+                f"invalid plan {source}: [[models]] #{seen[name]} and #{i} are both {name}: "
                 f'give one a tag (tag = "...")'
             )
         seen[name] = i
 
 
-def _check_attack_compatibility(suite: Suite, source: str) -> None:
-    """Every attack the suite names can run with its norm (and, for ``[targeted]``, takes targets)."""
+def _check_attack_compatibility(plan: Plan, source: str) -> None:
+    """Every attack the plan names can run with its norm (and, for ``[targeted]``, takes targets)."""
     from robustbench_cnn.attacks import ATTACKS
     from robustbench_cnn.evaluation.engine import resolve_attacks
 
-    norm = Norm.parse(suite.norm)
+    norm = Norm.parse(plan.norm)
     try:
-        resolve_attacks(suite.attacks, norm)
+        resolve_attacks(plan.cascade, norm)
         checks = []
-        if suite.targeted:
-            checks.append(("[targeted]", suite.targeted.get("attack", "pgd"), True))
-        if suite.transfer or suite.proxy:
-            checks.append(("[transfer]", (suite.transfer or {}).get("attack", "fgsm"), False))
+        if plan.targeted:
+            checks.append(("[targeted]", plan.targeted.get("attack", "pgd"), True))
+        if plan.transfer or plan.proxy:
+            checks.append(("[transfer]", (plan.transfer or {}).get("attack", "fgsm"), False))
         for section, name, targeted in checks:
             cls = ATTACKS.get(name)
             if norm not in cls.norms:
@@ -192,7 +380,7 @@ def _check_attack_compatibility(suite: Suite, source: str) -> None:
             if targeted and not cls.supports_targeted:
                 raise ValueError(f"{section} attack {name!r} does not support targeted attacks")
     except ValueError as exc:
-        raise RbcError(f"invalid suite {source}: {exc}") from None
+        raise RbcError(f"invalid plan {source}: {exc}") from None
 
 
 #: ``train_substitute`` arguments the benchmark sets itself (not ``[proxy]`` keys).
@@ -211,43 +399,53 @@ _PROXY_SET_BY_BENCHMARK = {
 }
 
 
-def _check_proxy(suite: Suite, source: str) -> None:
+def _check_proxy(plan: Plan, source: str) -> None:
     """``[proxy]`` keys are ``target``, ``substitute`` and ``train_substitute``'s options; the target is one of
-    the suite's models (checked here, before any training, not after the white-box work)."""
+    the plan's models (checked here, before any training, not after the white-box work)."""
     import inspect
 
     from robustbench_cnn.attacks.blackbox.substitute import train_substitute
 
     options = set(inspect.signature(train_substitute).parameters) - _PROXY_SET_BY_BENCHMARK
     known = options | {"target", "substitute"}
-    unknown = sorted(set(suite.proxy or {}) - known)
+    unknown = sorted(set(plan.proxy or {}) - known)
     if unknown:
         raise RbcError(
-            f"invalid suite {source}: unknown [proxy] key(s) {', '.join(unknown)} (use {', '.join(sorted(known))})"
+            f"invalid plan {source}: unknown [proxy] key(s) {', '.join(unknown)} (use {', '.join(sorted(known))})"
         )
-    target = (suite.proxy or {}).get("target")
+    target = (plan.proxy or {}).get("target")
     if target is not None:
-        names = {spec.checkpoint_name("_").split("/", 1)[-1] for spec in suite.models}
+        names = {spec.checkpoint_name("_").split("/", 1)[-1] for spec in plan.models}
         if target not in names:
             raise RbcError(
-                f"invalid suite {source}: [proxy] target {target!r} is not a model of the suite "
+                f"invalid plan {source}: [proxy] target {target!r} is not a model of the plan "
                 f"(use one of {', '.join(sorted(names))})"
             )
 
 
-def load_suite(name_or_path: str | None) -> Suite:
-    """A built-in suite by name (``default``, ``ci``, ``mnist``, ``cifar10``) or a TOML file path."""
+def load_plan(name_or_path: str | None) -> Plan:
+    """A built-in plan by name (``default``, ``ci``, ``mnist``, ``cifar10``) or a TOML file path."""
     text = name_or_path or "default"
     path = Path(text)
     if not path.suffix:
-        path = SUITES_DIR / f"{text}.toml"
+        path = PLANS_DIR / f"{text}.toml"
         if not path.exists():
-            known = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
-            raise RbcError(f"unknown suite {text!r}: use one of {', '.join(known)} or a path to a .toml file")
+            known = sorted(p.stem for p in PLANS_DIR.glob("*.toml"))
+            raise RbcError(f"unknown plan {text!r}: use one of {', '.join(known)} or a path to a .toml file")
     if not path.exists():
-        raise RbcError(f"suite file {path} does not exist")
+        raise RbcError(f"plan file {path} does not exist")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise RbcError(f"suite file {path} is not valid TOML: {exc}") from None
-    return parse_suite(data, str(path))
+        raise RbcError(f"plan file {path} is not valid TOML: {exc}") from None
+    return parse_plan(data, str(path))
+
+
+def load_suite(name_or_path: str | None) -> Plan:
+    """Deprecated name of :func:`load_plan` (one release)."""
+    return load_plan(name_or_path)
+
+
+def parse_suite(data: dict[str, Any], source: str = "<dict>") -> Plan:
+    """Deprecated name of :func:`parse_plan` (one release)."""
+    return parse_plan(data, source)

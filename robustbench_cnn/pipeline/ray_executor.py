@@ -1,8 +1,10 @@
-"""The Ray executor: independent cells run as Ray tasks; the driver writes each result as it arrives.
+"""The Ray executor: each cell runs as a Ray task; only the driver (the runner) writes files.
 
-``pip install -e .[ray]``. With no address a local cluster is started (one CPU per task, so a 2-core machine
-runs two cells at once); ``--ray-address`` joins an existing cluster. Results are the same tables as the
-local executor: each task runs :func:`robustbench_cnn.pipeline.runner.run_cell`, and only the driver writes files.
+``pip install -e .[ray]``. With no address a local cluster is started (one CPU per task, so a 2-core machine runs
+two cells at once); ``--ray-address`` joins an existing cluster, whose workers must see the same model store and
+data. The executor knows nothing of the runner: it is handed the function that computes a cell
+(:func:`robustbench_cnn.pipeline.runner.execute_cell`), and the runner submits a cell only once the cells it
+depends on are written.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from typing import Any
 
 from robustbench_cnn.core.errors import RbcError
 
+__all__ = ["RayExecutor"]
+
+#: Environment variables the workers need to see the driver's model store, data and offline mode.
+FORWARDED_ENV = ("RBC_HOME", "RBC_DATA_DIR", "RBC_OFFLINE")
+
 
 def _import_ray() -> Any:
     try:
@@ -22,46 +29,63 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run_cell_task(cell: Any, run_id: str) -> tuple[Any, Any, str]:
+def _run_task(fn: Callable[[Any, bool], Any], cell: Any) -> Any:
     import torch
 
-    from robustbench_cnn.pipeline.runner import run_cell
-
     torch.set_num_threads(1)  # one core per task: no oversubscription between concurrent cells
-    summary, samples, _ = run_cell(cell, run_id, progress=False)
-    return summary, samples, cell.id
+    return fn(cell, False)
 
 
-def run_with_ray(
-    cells: list[Any],
-    store: Any,
-    *,
-    ray_address: str | None = None,
-    on_cell: Callable[..., None] | None = None,
-    num_cpus: int | None = None,
-) -> None:
-    """Run ``cells`` as Ray tasks and write each finished cell into ``store`` (a RunStore)."""
-    ray = _import_ray()
-    started_here = False
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
-        if ray_address:
-            kwargs["address"] = ray_address
-        else:
-            kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
-        ray.init(**kwargs)
-        started_here = True
-    try:
-        task = ray.remote(num_cpus=1)(_run_cell_task)
-        pending = {task.remote(cell, store.run_id): cell for cell in cells}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                cell = pending.pop(ref)
-                summary, samples, cid = ray.get(ref)
-                store.write_cell(cid, summary, samples)
-                if on_cell:
-                    on_cell(cell, summary, None)
-    finally:
-        if started_here:
-            ray.shutdown()
+class RayExecutor:
+    """Submits cells as Ray tasks (``num_cpus=1`` each) and returns them as they finish.
+
+    Starts a local Ray cluster of ``num_cpus`` CPUs (default: all) unless Ray is initialised already or
+    ``ray_address`` names a cluster to join; shuts down only a cluster it started.
+    """
+
+    def __init__(
+        self, fn: Callable[[Any, bool], Any], *, ray_address: str | None = None, num_cpus: int | None = None
+    ) -> None:
+        self.fn, self.ray_address, self.num_cpus = fn, ray_address, num_cpus
+        self.ray = _import_ray()
+        self.pending: dict[Any, Any] = {}
+        self.started_here = False
+
+    def __enter__(self) -> RayExecutor:
+        ray = self.ray
+        if not ray.is_initialized():
+            env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "ignore_reinit_error": True,
+                "runtime_env": {"env_vars": env},
+            }
+            if self.ray_address:
+                kwargs["address"] = self.ray_address
+            else:
+                kwargs["num_cpus"] = self.num_cpus or os.cpu_count() or 1
+            ray.init(**kwargs)
+            self.started_here = True
+        self.task = ray.remote(num_cpus=1)(_run_task)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for ref in self.pending:  # a failed run: stop the cells still running
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001  (a task that finished meanwhile cannot be cancelled)
+                pass
+        self.pending.clear()
+        if self.started_here:
+            self.ray.shutdown()
+
+    def submit(self, cell: Any) -> None:
+        self.pending[self.task.remote(self.fn, cell)] = cell
+
+    def next_done(self) -> tuple[Any, Any]:
+        """The next cell to finish and its result (a task's error is raised here, in the driver)."""
+        done, _ = self.ray.wait(list(self.pending), num_returns=1)
+        ref = done[0]
+        cell = self.pending.pop(ref)
+        return cell, self.ray.get(ref)

@@ -1,224 +1,225 @@
-"""Cells and executors: a run is a list of independent cells, each written to the run folder when done.
+"""The one runner: every cell of every kind is run, resumed and written here.
 
-A cell is one model x dataset x attack suite x norm x epsilon list (x targeted policy). ``run_cells`` runs the
-cells that are not finished yet (``resume``) with the local executor (default) or Ray, and writes each one
-atomically through :class:`~robustbench_cnn.tables.results.RunStore`.
+:func:`run_cells` expands nothing: it takes cells (from a :class:`~robustbench_cnn.pipeline.plan.Plan` or a
+workflow), and
+
+1. runs them in an order that respects their dependencies (``Cell.after``): locally one after another in the
+   given order; with Ray, each cell is submitted as soon as the cells it depends on are written;
+2. pins each cell's weights (:func:`pin_weights`, the hash of what it evaluates) once its dependencies are done,
+   so that a retrained model is a new cell and resuming never reuses a stale one;
+3. skips finished cells (``resume``) and refuses a folder holding cells of another request;
+4. hands each :class:`~robustbench_cnn.tables.rows.CellResult` to the one row builder and the one run-metadata
+   builder (:mod:`robustbench_cnn.tables.rows`) and writes the cell atomically through
+   :class:`~robustbench_cnn.tables.results.RunStore`; ``run.json`` records the request, and the run's tables
+   are rebuilt from its cells at the end.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-import torch
+from robustbench_cnn.pipeline.cells import CELL_KINDS, Cell, CellKind, CellResult
+from robustbench_cnn.tables.results import RunStore, run_folder
+from robustbench_cnn.tables.rows import run_metadata, samples_frame, summary_frame, table_frame
 
-from robustbench_cnn.tables.results import (
-    SAMPLES_SCHEMA,
-    SCHEMA_VERSION,
-    SUMMARY_SCHEMA,
-    RunStore,
-    cell_id,
-    run_folder,
-    typed_frame,
-)
+__all__ = ["EXECUTORS", "CellDone", "LocalExecutor", "execute_cell", "pin_weights", "run_cells"]
+
+#: The executors :func:`run_cells` accepts.
+EXECUTORS = ("local", "ray")
+
+
+def _kind(cell: Cell) -> CellKind:
+    return CELL_KINDS.get(cell.kind)()
+
+
+def pin_weights(cell: Cell) -> Cell:
+    """``cell`` with ``weights_sha256`` set to the hash of what it evaluates (store cards' weights; a
+    bring-your-own model's file and weights file), so that resuming never reuses a cell computed with other
+    weights or an edited model file. A cell already pinned is returned unchanged."""
+    if cell.weights_sha256:
+        return cell
+    return cell.pinned(_kind(cell).weights(cell))
+
+
+def execute_cell(cell: Cell, progress: bool = False) -> CellResult:
+    """Compute one cell with its kind (in this process or in a Ray worker)."""
+    return _kind(cell).run(cell, progress)
 
 
 @dataclass
-class EvalCell:
-    """One independent unit of evaluation work (plain data, so it can travel to a Ray worker)."""
+class CellDone:
+    """What :func:`run_cells` hands to ``on_cell`` for each cell it ran: the cell, its result and the typed
+    summary rows it wrote (empty for a kind that writes no cell)."""
 
-    model: str  # store name or checkpoint path (or a label for a bring-your-own model)
-    dataset: str
-    norm: str
-    eps: list[float]
-    suite: str = "quick"  # a suite name or comma-separated attack names
-    attack_params: dict[str, Any] = field(default_factory=dict)  # for a single named attack
-    n: int | None = 1000
-    targeted: bool = False
-    target_policy: str = "random"
-    seed: int = 0
-    batch_size: int = 256
-    device: str = "auto"
-    data_dir: str | None = None
-    store: str | None = None
-    model_def: str | None = None  # file.py:factory for a bring-your-own model
-    weights: str | None = None
-    defense: str = ""
-    weights_sha256: str = ""  # what is evaluated (set by :func:`pin_weights`): a retrained model is a new cell
-
-    def key(self) -> dict[str, Any]:
-        """What defines the cell's result (device, paths and batch size do not)."""
-        return {
-            "model": self.model,
-            "dataset": self.dataset,
-            "norm": self.norm,
-            "eps": sorted(self.eps),
-            "suite": self.suite,
-            "attack_params": self.attack_params,
-            "n": self.n,
-            "targeted": self.targeted,
-            "target_policy": self.target_policy if self.targeted else "",
-            "seed": self.seed,
-            "model_def": self.model_def,
-            "weights": self.weights,
-            "weights_sha256": self.weights_sha256,
-        }
-
-    @property
-    def id(self) -> str:
-        return cell_id(**self.key())
+    cell: Cell
+    result: CellResult
+    summary: Any
+    seconds: float
 
 
-def pin_weights(cell: EvalCell) -> EvalCell:
-    """``cell`` with ``weights_sha256`` set to the hash of what it will evaluate (the store card's weights; for a
-    bring-your-own model the model file's and the ``--weights`` file's), so that resuming never reuses a cell
-    computed with other weights or an edited model file."""
-    if cell.weights_sha256:
-        return cell
-    if cell.model_def:
-        from robustbench_cnn.store import sha256_file
+class LocalExecutor:
+    """Runs the submitted cells in this process, one at a time, in submission order."""
 
-        files = [Path(cell.model_def.rsplit(":", 1)[0])] + ([Path(cell.weights)] if cell.weights else [])
-        # a missing file is reported when the cell loads it
-        sha = ":".join(sha256_file(path) if path.is_file() else "" for path in files)
-    else:
-        from robustbench_cnn.store import weights_sha256
+    def __init__(self, fn: Callable[[Cell, bool], CellResult], progress: bool = True) -> None:
+        self.fn, self.progress = fn, progress
+        self.queue: deque[Cell] = deque()
 
-        sha = weights_sha256(cell.model, cell.store)
-    return replace(cell, weights_sha256=sha)
+    def __enter__(self) -> LocalExecutor:
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.queue.clear()
 
-def load_cell_model(cell: EvalCell, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The cell's model on ``device`` and metadata for the results rows."""
-    if cell.model_def:
-        from robustbench_cnn.byom import load_model_def
+    def submit(self, cell: Cell) -> None:
+        self.queue.append(cell)
 
-        model, sha = load_model_def(cell.model_def, cell.weights, device)
-        return model, {"model": cell.model, "checkpoint_sha256": sha, "arch": cell.model_def, "defense": cell.defense}
-    from robustbench_cnn.workflows import load_for_dataset
-
-    model, card = load_for_dataset(cell.model, cell.dataset, device, cell.store, cell.data_dir)
-    defense = cell.defense or (card.recipe if card.recipe != "standard" else "")
-    return model, {"model": card.name, "checkpoint_sha256": card.weights_sha256, "arch": card.arch, "defense": defense}
+    def next_done(self) -> tuple[Cell, CellResult]:
+        cell = self.queue.popleft()
+        return cell, self.fn(cell, self.progress)
 
 
-def prepare_cell(cell: EvalCell, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any], Any]:
-    """Seed, then the cell's model (checked against its dataset when it is a bring-your-own model), its metadata
-    and its test split: what every evaluation of a cell starts from."""
-    from robustbench_cnn.core.devices import seed_everything
-    from robustbench_cnn.data import load_split
+def _make_executor(
+    executor: str, progress: bool, ray_address: str | None, num_workers: int | None
+) -> LocalExecutor | Any:
+    if executor == "local":
+        return LocalExecutor(execute_cell, progress)
+    if executor == "ray":
+        from robustbench_cnn.pipeline.ray_executor import RayExecutor
 
-    seed_everything(cell.seed)
-    model, meta = load_cell_model(cell, device)
-    split = load_split(cell.dataset, "test", n=cell.n, data_dir=cell.data_dir)
-    if cell.model_def:
-        from robustbench_cnn.byom import check_input
-
-        check_input(model, split.x[:2].to(device), cell.model_def, cell.dataset, num_classes=split.info.num_classes)
-    return model, meta, split
+        return RayExecutor(execute_cell, ray_address=ray_address, num_cpus=num_workers)
+    raise ValueError(f"invalid executor {executor!r}: use {' or '.join(EXECUTORS)}")
 
 
-def run_cell(cell: EvalCell, run_id: str, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
-    """Evaluate one cell: returns (summary rows, per-sample rows, the Evaluation)."""
-    from robustbench_cnn.core.devices import resolve_device
-    from robustbench_cnn.core.types import Norm
-    from robustbench_cnn.evaluation.engine import evaluate
-    from robustbench_cnn.store import git_sha, package_versions
-
-    device = resolve_device(cell.device)
-    model, meta, split = prepare_cell(cell, device)
-    attacks: Any = cell.suite
-    if cell.attack_params and "," not in cell.suite:
-        attacks = [(cell.suite, cell.attack_params)]
-    evaluation = evaluate(
-        model,
-        split.x,
-        split.y,
-        Norm.parse(cell.norm),
-        cell.eps,
-        attacks,
-        targeted=cell.targeted,
-        target_policy=cell.target_policy,
-        seed=cell.seed,
-        batch_size=cell.batch_size,
-        progress=progress,
-        device=device,
-    )
-    import datetime as _dt
-    import json
-
-    cid = cell.id
-    row_meta = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "cell_id": cid,
-        **meta,
-        "dataset": cell.dataset,
-        "split": "test",
-        "device": str(device),
-        "versions": json.dumps(package_versions(), sort_keys=True),
-        "git_sha": git_sha() or "",
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    summary = typed_frame(evaluation.summary_rows(row_meta), SUMMARY_SCHEMA)
-    sample_meta = {"run_id": run_id, "cell_id": cid, "model": meta["model"], "dataset": cell.dataset}
-    samples = typed_frame(evaluation.sample_rows(split.index, sample_meta), SAMPLES_SCHEMA)
-    return summary, samples, evaluation
-
-
-CellCallback = Callable[[EvalCell, pd.DataFrame, Any], None]
+def _check_dependencies(cells: list[Cell]) -> None:
+    """Each ``after`` ref names an earlier cell of the list (so the given order runs, and nothing waits forever)."""
+    seen: set[str] = set()
+    for cell in cells:
+        missing = [ref for ref in cell.after if ref not in seen]
+        if missing:
+            raise ValueError(
+                f"cell {cell.ref} ({cell.kind} {cell.model}) waits for {', '.join(missing)}, "
+                f"which is not an earlier cell of the run"
+            )
+        seen.add(cell.ref)
 
 
 def run_cells(
-    cells: list[EvalCell],
+    cells: list[Cell],
     run_dir: str | os.PathLike | None = None,
     *,
     resume: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
+    num_workers: int | None = None,
     progress: bool = True,
-    on_cell: CellCallback | None = None,
+    on_cell: Callable[[CellDone], None] | None = None,
     config: dict[str, Any] | None = None,
-    other_cells: Iterable[str] = (),
+    prefix: str = "run",
 ) -> RunStore:
     """Run every unfinished cell, writing each atomically as it finishes; returns the run's store.
 
-    With ``resume``, cells already in the run folder are skipped; without it, an existing non-empty run
-    folder is an error (so results are never silently mixed). A resumed folder must hold only cells of this
-    plan (``cells`` plus ``other_cells``, the ids of cells a caller writes itself, e.g. the benchmark's proxy
-    cells), and the tables are rebuilt from the plan's cells only.
+    Args:
+        cells: the run's cells, dependencies (``after``) before the cells that need them.
+        run_dir: the run folder (default ``results/<prefix>-<time>-<pid>``).
+        resume: skip the cells already in the folder; without it a folder holding cells is an error (results are
+            never silently mixed). A resumed folder must hold only cells of this request, and the tables are
+            rebuilt from this request's cells only.
+        executor: ``local`` (default: in this process, in order) or ``ray`` (each cell a Ray task; a local
+            cluster of ``num_workers`` CPUs unless ``ray_address`` joins one).
+        progress: progress bars in local cells, and one line per finished cell.
+        on_cell: called in this process with a :class:`CellDone` for each cell run (not for skipped ones).
+        config: recorded in ``run.json`` beside the cells (e.g. the command, the plan).
     """
-    run_dir = run_folder(run_dir, resume)
-    cells = [pin_weights(c) for c in cells]
-    planned = [c.id for c in cells] + list(other_cells)
-    store = RunStore(run_dir)
-    store.check_plan(planned, resume)
-    store.write_run_json(
-        {
-            "argv": sys.argv,
-            "cells": [asdict(c) for c in cells],
-            "cell_ids": sorted(planned),
-            "executor": executor,
-            **(config or {}),
-        }
-    )
-    todo = [c for c in cells if not store.has_cell(c.id)]
-    if executor == "ray":
-        from robustbench_cnn.pipeline.ray_executor import run_with_ray
+    for cell in cells:
+        _kind(cell).check(cell)
+    _check_dependencies(cells)
+    store = RunStore(run_folder(run_dir, resume, prefix))
+    order = list(cells)
+    pinned: dict[str, Cell] = {}  # ref -> pinned cell
+    done: set[str] = set()  # refs of finished cells (run now or before)
+    running: set[str] = set()
+    checked = False
+    head = {"argv": sys.argv, "executor": executor, **(config or {})}
 
-        run_with_ray(todo, store, ray_address=ray_address, on_cell=on_cell)
-    elif executor == "local":
-        for cell in todo:
-            summary, samples, evaluation = run_cell(cell, store.run_id, progress=progress)
-            store.write_cell(cell.id, summary, samples)
+    def planned() -> list[str]:
+        return [c.id for c in pinned.values() if _kind(c).writes_cell]
+
+    def record(final: bool = False) -> None:
+        cells_now = [pinned.get(c.ref, c).to_dict() for c in order]
+        meta = run_metadata(store.run_id)
+        meta.pop("cell_id"), meta.pop("device")
+        store.write_run_json({**meta, **head, "cells": cells_now, "cell_ids": sorted(planned()), "complete": final})
+
+    def pin_ready() -> list[Cell]:
+        ready = [pinned.get(c.ref) or c for c in order if c.ref not in dispatched and all(r in done for r in c.after)]
+        for cell in ready:
+            pinned[cell.ref] = pin_weights(cell)  # a missing model fails here, before the folder is made
+        return [pinned[c.ref] for c in ready]
+
+    dispatched: set[str] = set()  # refs skipped as done or submitted
+    ready = pin_ready()
+    store.check_fresh(resume)
+    if len(pinned) == len(order):  # every id known: refuse a folder of a different request before any work
+        store.check_plan(planned(), resume)
+        checked = True
+    record()
+    started = time.perf_counter()
+    with _make_executor(executor, progress, ray_address, num_workers) as pool:
+        while len(done) < len(order):
+            while ready:  # dispatch what can run; cells found done already free their dependents at once
+                if not checked and len(pinned) == len(order):  # every id known: refuse a different request now
+                    store.check_plan(planned(), resume)
+                    checked = True
+                    record()
+                for cell in ready:
+                    dispatched.add(cell.ref)
+                    if _kind(cell).done(cell, store):
+                        done.add(cell.ref)
+                    else:
+                        pool.submit(cell)
+                        running.add(cell.ref)
+                ready = pin_ready()
+            if len(done) == len(order):
+                break
+            if not running:  # cannot happen after _check_dependencies; guards against an endless loop
+                raise RuntimeError("no cell can run: the dependencies are not satisfiable")
+            t0 = time.perf_counter()
+            cell, result = pool.next_done()
+            summary = _write(store, cell, result)
+            running.discard(cell.ref)
+            done.add(cell.ref)
+            seconds = time.perf_counter() - t0
+            if progress:
+                from robustbench_cnn.core.progress import console
+
+                console.print(
+                    f"[dim]cell {len(done)}/{len(order)}[/] {cell.kind} {cell.model} "
+                    f"({time.perf_counter() - started:.1f} s)",
+                    highlight=False,
+                )
             if on_cell:
-                on_cell(cell, summary, evaluation)
-    else:
-        raise ValueError(f"invalid executor {executor!r}: use local or ray")
-    store.finalize(planned)
+                on_cell(CellDone(cell, result, summary, seconds))
+            ready = pin_ready()
+    if not checked:
+        store.check_plan(planned(), resume)
+    record(final=True)
+    store.finalize(planned())
     return store
+
+
+def _write(store: RunStore, cell: Cell, result: CellResult) -> Any:
+    """The one place a cell's rows are built and written (nothing for a kind whose product lives elsewhere)."""
+    meta = run_metadata(store.run_id, cell.id, result.device)
+    summary = summary_frame(result, meta)
+    if not _kind(cell).writes_cell:
+        return summary
+    samples = samples_frame(result, meta) if result.samples else None
+    tables = {name: table_frame(table, meta) for name, table in result.tables.items()}
+    store.write_cell(cell.id, summary, samples, tables)
+    return summary

@@ -1,7 +1,8 @@
 """Regression check for CI: compare a results table with a baseline, cell by cell.
 
-A cell is one row of the summary table, keyed by :data:`KEY` (model, dataset, suite, attack, norm, eps,
-targeted, target_policy). For each cell, clean and robust accuracy are compared in percentage points:
+A cell is one row of the summary table, keyed by :data:`KEY` (model, dataset, cascade, attack, norm, eps,
+targeted, target_policy); a table written before the ``suite`` column became ``cascade`` (such as an older
+committed baseline) is read with that column renamed. For each cell, clean and robust accuracy are compared in percentage points:
 
 - ``regressed``: either one dropped by more than the tolerance (or became missing, NaN);
 - ``improved``: either one rose by more than the tolerance, and none dropped beyond it;
@@ -25,16 +26,16 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from robustbench_cnn.core.errors import RbcError
-from robustbench_cnn.tables.results import SUMMARY_SCHEMA, atomic_write_parquet
+from robustbench_cnn.tables.results import SUMMARY_SCHEMA, atomic_write_parquet, with_cascade
 
 #: What identifies a cell across runs.
-KEY = ["model", "dataset", "suite", "attack", "norm", "eps", "targeted", "target_policy"]
+KEY = ["model", "dataset", "cascade", "attack", "norm", "eps", "targeted", "target_policy"]
 #: The compared values.
 VALUES = ["clean_acc", "robust_acc"]
 STATUSES = ("regressed", "missing", "resized", "improved", "new", "ok")
 #: The statuses that fail the check (exit code 1).
 FAILING = ("regressed", "missing", "resized")
-_STRING_KEYS = ["model", "dataset", "suite", "attack", "norm", "target_policy"]
+_STRING_KEYS = ["model", "dataset", "cascade", "attack", "norm", "target_policy"]
 _EPS_DIGITS = 10  # epsilons match when equal to 10 decimals (8/255 written by two runs is the same cell)
 _SLACK = 1e-9  # a change of exactly the tolerance passes
 
@@ -71,7 +72,9 @@ class RegressionReport:
 
 
 def _validate(frame: pd.DataFrame, what: str, path: object) -> pd.DataFrame:
-    """Check the key and value columns and their dtypes; return the frame with the schema's dtypes."""
+    """Check the key and value columns and their dtypes; return the frame with the schema's dtypes (a legacy
+    ``suite`` column read as ``cascade``)."""
+    frame = with_cascade(frame)
     missing = [c for c in KEY + VALUES if c not in frame.columns]
     if missing:
         raise RbcError(f"{what} {path} is not a results summary: it lacks the columns {', '.join(missing)}")

@@ -5,7 +5,7 @@
 policy for targeted runs):
 
 - a ranked table: model, defense, clean accuracy, worst-case robust accuracy at the selected epsilon (the
-  suite's ``worst-case`` row, or the single attack's row when a cell ran one attack), the robust accuracy
+  cascade's ``worst-case`` row, or the single attack's row when a cell ran one attack), the robust accuracy
   after each attack of the cascade, the validity flags and the training cost from the model store's cards;
 - robustness curves (accuracy against epsilon, one line per model) and the clean/robust trade-off scatter
   with its Pareto front;
@@ -35,7 +35,7 @@ from robustbench_cnn.core.errors import RbcError
 from robustbench_cnn.core.types import format_eps
 from robustbench_cnn.evaluation.examples import EXAMPLES_FILE, load_examples
 from robustbench_cnn.evaluation.flags import EXPLANATIONS
-from robustbench_cnn.tables.results import RunStore, atomic_write_text, read_summary
+from robustbench_cnn.tables.results import RunStore, atomic_write_text, read_summary, with_cascade
 
 TRANSFER_FILE = "transfer_matrix.parquet"
 IMAGES_DIR = "leaderboard_files"
@@ -79,7 +79,7 @@ class Board:
     targeted: bool
     target_policy: str
     eps: float  # the epsilon the ranking uses
-    #: ranked rows: rank, model, defense, suite, n, clean_acc, robust_acc, one per attack, flags, train_cost
+    #: ranked rows: rank, model, defense, cascade, n, clean_acc, robust_acc, one per attack, flags, train_cost
     entries: pd.DataFrame
     attacks: list[str]  # per-attack columns, in cascade order
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
@@ -99,12 +99,12 @@ class Board:
 
 
 _GROUP = ["dataset", "norm", "setting", "targeted", "target_policy"]
-_ENTRY = ["model", "suite"]
+_ENTRY = ["model", "cascade"]
 
 
 def _normalized(summary: pd.DataFrame) -> pd.DataFrame:
-    frame = summary.copy()
-    for col in ("dataset", "norm", "target_policy", "model", "suite", "defense", "flags", "attack"):
+    frame = with_cascade(summary).copy()
+    for col in ("dataset", "norm", "target_policy", "model", "cascade", "defense", "flags", "attack"):
         frame[col] = frame[col].astype("string").fillna("") if col in frame else ""
     frame["targeted"] = frame["targeted"].astype("boolean").fillna(False).astype(bool) if "targeted" in frame else False
     frame.loc[~frame["targeted"], "target_policy"] = ""
@@ -118,7 +118,7 @@ def _normalized(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def worst_case(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per model x suite x dataset x norm x targeting x eps: the worst case over the suite.
+    """One row per model x cascade x dataset x norm x targeting x eps: the worst case over the cascade.
 
     That is the ``worst-case`` row where the cell had several attacks, the single attack's row where it had
     one (and the lowest robust accuracy if a cell somehow has several attacks and no worst-case row).
@@ -199,22 +199,22 @@ def leaderboards(
         ]
         attacks = [a for a in dict.fromkeys(cells["attack"]) if a and a != WORST_CASE]
         rows, curves = [], {}
-        multi_suite = group["suite"].nunique() > 1
-        for (model, suite), entry in group.groupby(_ENTRY, sort=False):
+        multi_cascade = group["cascade"].nunique() > 1
+        for (model, cascade), entry in group.groupby(_ENTRY, sort=False):
             entry = entry.sort_values("eps")
             at = entry[np.isclose(entry["eps"], sel, rtol=0, atol=1e-12)]
             at_cells = cells[
                 (cells["model"] == model)
-                & (cells["suite"] == suite)
+                & (cells["cascade"] == cascade)
                 & np.isclose(cells["eps"], sel, rtol=0, atol=1e-12)
             ]
-            all_cells = cells[(cells["model"] == model) & (cells["suite"] == suite)]
+            all_cells = cells[(cells["model"] == model) & (cells["cascade"] == cascade)]
             card = cards.get(str(model))
             defense = entry["defense"].iloc[-1] or (card.recipe if card is not None else "")
             row = {
                 "model": model,
                 "defense": defense,
-                "suite": suite,
+                "cascade": cascade,
                 "n": entry["n"].iloc[-1],
                 "clean_acc": float(entry["clean_acc"].iloc[-1]),
                 "robust_acc": float(at["robust_acc"].iloc[-1]) if len(at) else float("nan"),
@@ -225,12 +225,12 @@ def leaderboards(
             row["flags"] = ";".join(_codes(all_cells["flags"]))
             row["train_cost"] = _train_cost(card)
             rows.append(row)
-            label = f"{model} ({suite})" if multi_suite else str(model)
+            label = f"{model} ({cascade})" if multi_cascade else str(model)
             curves[label] = list(zip(entry["eps"].tolist(), entry["robust_acc"].tolist()))
         table = pd.DataFrame(rows)
         table["_missing"] = table["robust_acc"].isna()
         table = table.sort_values(
-            ["_missing", "robust_acc", "clean_acc", "model", "suite"],
+            ["_missing", "robust_acc", "clean_acc", "model", "cascade"],
             ascending=[True, False, False, True, True],
             kind="mergesort",
         )
@@ -346,7 +346,7 @@ def _columns(board: Board) -> list[tuple[str, str]]:
         ("rank", "#"),
         ("model", "model"),
         ("defense", "defense"),
-        ("suite", "suite"),
+        ("cascade", "cascade"),
         ("n", "n"),
         ("clean_acc", "clean %"),
         ("robust_acc", f"robust % @ {board.norm}:{eps}"),
@@ -441,7 +441,7 @@ def _flag_uses(summary: pd.DataFrame) -> dict[str, list[str]]:
 
 
 _ATTACK_NOTE = (
-    "Robust accuracy is the per-sample worst case over the suite's attacks at the selected epsilon "
+    "Robust accuracy is the per-sample worst case over the cascade's attacks at the selected epsilon "
     "(or the single attack's, for a one-attack cell). The per-attack columns give the robust accuracy "
     "after each attack of the cascade, in order: each attack runs only on the points still robust, so "
     "the last one equals the worst case. Accuracies in percent of the n test points."

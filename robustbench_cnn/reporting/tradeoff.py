@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from robustbench_cnn.core.types import ThreatModel
-from robustbench_cnn.store import ModelCard, list_checkpoints, read_card, resolve_checkpoint, update_card
+from robustbench_cnn.store import ModelCard, list_checkpoints
 
 #: Where an evaluation records the robust accuracy of the standard suite in a model card's ``extra``.
 SUITE_ROBUST_KEY = "suite_robust_accuracy"
@@ -90,28 +90,12 @@ def record_suite_accuracy(
     store: str | os.PathLike | None = None,
     suite: str = "standard",
 ) -> dict[str, float]:
-    """Record the untargeted worst-case robust accuracy of ``suite`` from a run's ``summary`` in the card of
-    ``checkpoint`` (``extra["suite_robust_accuracy"]``, one entry per ``norm:eps``), where the trade-off table
-    reads it. Returns what was recorded (empty when the summary holds no such rows)."""
-    rows = summary[(summary["suite"] == suite) & (~summary["targeted"].astype(bool))]
-    if rows["attack"].eq("worst-case").any():
-        rows = rows[rows["attack"] == "worst-case"]
-    elif len(rows):
-        rows = rows[rows["attack"] == rows["attack"].iloc[-1]]  # a one-attack suite: its own rows
-    if not len(rows):
-        return {}
-    folder = resolve_checkpoint(checkpoint, store)
-    card = read_card(folder)
-    recorded = {_threat_key(f"{r.norm}:{r.eps}"): float(r.robust_acc) for r in rows.itertuples()}
-    previous = card.extra.get(SUITE_ROBUST_KEY)
-    merged = dict(previous) if isinstance(previous, dict) else {}
-    if isinstance(previous, (int, float)) and not isinstance(previous, bool) and card.threat:
-        merged[_threat_key(card.threat)] = float(previous)  # the float form: at the card's threat
-    merged.update(recorded)
-    card.extra[SUITE_ROBUST_KEY] = merged
-    card.extra["suite_eval"] = {"suite": suite, "n": int(rows["n"].iloc[0]), "seed": int(rows["seed"].iloc[0])}
-    update_card(folder, card)
-    return recorded
+    """Record the untargeted worst-case robust accuracy of the cascade ``suite`` from a run's ``summary`` in the
+    card of ``checkpoint``: :func:`robustbench_cnn.pipeline.workflows.record_cascade_accuracy` (the evaluate
+    workflow records it; this name stays for callers of the trade-off table)."""
+    from robustbench_cnn.pipeline.workflows import record_cascade_accuracy
+
+    return record_cascade_accuracy(checkpoint, summary, store, suite)
 
 
 def _threat_key(threat: str | None) -> str:

@@ -4,13 +4,16 @@ A run folder ``results/<run-id>/`` holds:
 
 - ``cells/<cell-id>.summary.parquet`` and ``cells/<cell-id>.samples.parquet``: one pair per finished cell,
   each written to a temporary file and renamed into place, so a killed run leaves whole cells only;
+- ``cells/<cell-id>.<name>.parquet``: a cell's other tables (``transfer_matrix``, ``target_matrix``, ``history``);
 - ``summary.parquet``: one row per model x attack x threat x eps (the concatenation of the cells);
 - ``samples.parquet``: one row per sample x attack x eps;
-- ``run.json``: the command and the configuration.
+- ``<name>.parquet``: each other table, concatenated over the cells that wrote one;
+- ``run.json``: the command, the configuration and the run metadata.
 
 Resuming (``RunStore.has_cell``) skips finished cells; rebuilding the tables from the cell files means a
 resumed run has exactly the rows of an uninterrupted one: none lost, none duplicated.
-This module knows nothing of attacks: it stores plain rows.
+:class:`RunStore` is the one writer of a run folder (parquet and JSON, each atomically). This module knows nothing
+of attacks: it stores plain rows.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ SUMMARY_SCHEMA: dict[str, str] = {
     "split": "string",
     "n": "Int64",
     "defense": "string",
-    "suite": "string",
+    "cascade": "string",
     "attack": "string",
     "attack_kind": "string",
     "attack_params": "string",
@@ -87,8 +90,22 @@ SAMPLES_SCHEMA: dict[str, str] = {
     "target": "Int64",
 }
 
+#: Summary columns that only some cells write (transfer rows: the source models and the points attacked).
+EXTRA_SUMMARY_COLUMNS: dict[str, str] = {"source": "string", "attacked": "Int64"}
+
 #: Columns that depend on the machine or the moment, not on the computation (excluded from equality checks).
 VOLATILE_COLUMNS = ("run_id", "elapsed_s", "timestamp", "device", "versions", "git_sha")
+
+#: The summary column an attack cascade's name was stored in before it was called ``cascade``.
+LEGACY_CASCADE_COLUMN = "suite"
+
+
+def with_cascade(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a legacy ``suite`` column (tables written before the rename, e.g. a committed baseline)
+    renamed to ``cascade``; a frame that has ``cascade`` already is returned unchanged."""
+    if LEGACY_CASCADE_COLUMN in frame.columns and "cascade" not in frame.columns:
+        return frame.rename(columns={LEGACY_CASCADE_COLUMN: "cascade"})
+    return frame
 
 
 def typed_frame(rows: Iterable[dict[str, Any]], schema: dict[str, str]) -> pd.DataFrame:
@@ -102,9 +119,12 @@ def typed_frame(rows: Iterable[dict[str, Any]], schema: dict[str, str]) -> pd.Da
 
 
 def cell_id(**key: Any) -> str:
-    """A stable, file-system safe id of a cell from its defining key (sorted JSON, hashed)."""
+    """A stable, file-system safe id of a cell from its defining key (sorted JSON, hashed); the readable prefix
+    names the model, the cell kind, the cascade and the norm where the key (or its ``params``) has them."""
     text = json.dumps(key, sort_keys=True, default=str)
-    readable = "-".join(str(key[k]) for k in ("model", "suite", "norm") if k in key)
+    params = key.get("params") if isinstance(key.get("params"), dict) else {}
+    parts = [key.get(k, params.get(k)) for k in ("model", "kind", "cascade", "norm")]
+    readable = "-".join(str(p) for p in parts if p not in (None, ""))
     readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", readable)[:80]
     return f"{readable}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
@@ -124,9 +144,13 @@ def atomic_write_parquet(frame: pd.DataFrame, path: Path) -> None:
 def atomic_write_text(text: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def new_run_id(prefix: str = "run") -> str:
@@ -183,7 +207,7 @@ class RunStore:
     def check_plan(self, planned: Iterable[str], resume: bool) -> None:
         """Refuse to resume into a folder holding finished cells this run does not plan.
 
-        Such cells come from a different request (other models or weights, epsilons, ``-n``, seed, suite):
+        Such cells come from a different request (other models or weights, epsilons, ``-n``, seed, cascade):
         resuming would put their rows beside the new ones in the same tables. Nothing is deleted; the user
         reruns the original command or picks another folder."""
         self.check_fresh(resume)
@@ -191,26 +215,41 @@ class RunStore:
         if stale:
             raise RbcError(
                 f"run folder {self.dir} holds {len(stale)} finished cell(s) of a different request "
-                f"(other models, weights, epsilons, -n, seed or suite): resuming would mix them into "
+                f"(other models, weights, epsilons, -n, seed or cascade): resuming would mix them into "
                 f"this run's tables; rerun the original command with --resume, or choose another --out"
             )
 
-    def write_cell(self, cid: str, summary: pd.DataFrame, samples: pd.DataFrame | None = None) -> None:
-        """Write one finished cell: samples first, summary last (the summary file marks completion)."""
+    def write_cell(
+        self,
+        cid: str,
+        summary: pd.DataFrame,
+        samples: pd.DataFrame | None = None,
+        tables: dict[str, pd.DataFrame] | None = None,
+    ) -> None:
+        """Write one finished cell: its other tables and samples first, the summary last (the summary file
+        marks completion, so a killed run leaves no half cell behind)."""
+        for name, table in (tables or {}).items():
+            if name in ("summary", "samples") or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"invalid table name {name!r}: use lower-case letters, digits and _")
+            atomic_write_parquet(table, self.cells_dir / f"{cid}.{name}.parquet")
         if samples is not None:
             atomic_write_parquet(samples, self.cells_dir / f"{cid}.samples.parquet")
         atomic_write_parquet(summary, self.cells_dir / f"{cid}.summary.parquet")
 
-    def _concat(self, kind: str, schema: dict[str, str], cells: Iterable[str] | None = None) -> pd.DataFrame:
+    def _ids(self, cells: Iterable[str] | None) -> list[str]:
         ids = self.finished_cells()  # only cells whose summary landed; with ``cells``, only those
         if cells is not None:
             ids &= set(cells)
-        files = [self.cells_dir / f"{cid}.{kind}.parquet" for cid in sorted(ids)]
+        return sorted(ids)
+
+    def _concat(self, kind: str, schema: dict[str, str], cells: Iterable[str] | None = None) -> pd.DataFrame:
+        files = [self.cells_dir / f"{cid}.{kind}.parquet" for cid in self._ids(cells)]
         frames = [pd.read_parquet(f) for f in files if f.exists()]
         frames = [f for f in frames if len(f)]
         if not frames:
             return typed_frame([], schema)
-        return pd.concat(frames, ignore_index=True).astype(schema)
+        frame = pd.concat(frames, ignore_index=True)
+        return frame.astype({c: t for c, t in {**schema, **EXTRA_SUMMARY_COLUMNS}.items() if c in frame})
 
     def summary(self, cells: Iterable[str] | None = None) -> pd.DataFrame:
         return self._concat("summary", SUMMARY_SCHEMA, cells)
@@ -218,13 +257,32 @@ class RunStore:
     def samples(self, cells: Iterable[str] | None = None) -> pd.DataFrame:
         return self._concat("samples", SAMPLES_SCHEMA, cells)
 
+    def table_names(self, cells: Iterable[str] | None = None) -> list[str]:
+        """Names of the other tables the finished cells (only ``cells`` when given) wrote."""
+        names = set()
+        for cid in self._ids(cells):
+            for path in self.cells_dir.glob(f"{cid}.*.parquet"):
+                name = path.name[len(cid) + 1 : -len(".parquet")]
+                if name not in ("summary", "samples") and "." not in name:
+                    names.add(name)
+        return sorted(names)
+
+    def table(self, name: str, cells: Iterable[str] | None = None) -> pd.DataFrame:
+        """The table ``name`` of the finished cells (only ``cells`` when given), concatenated in cell order."""
+        files = [self.cells_dir / f"{cid}.{name}.parquet" for cid in self._ids(cells)]
+        frames = [pd.read_parquet(f) for f in files if f.exists()]
+        frames = [f for f in frames if len(f)] or frames[:1]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
     def finalize(self, cells: Iterable[str] | None = None) -> tuple[Path, Path]:
-        """(Re)write ``summary.parquet`` and ``samples.parquet`` from the finished cells (only ``cells``,
-        the run's plan, when given)."""
+        """(Re)write ``summary.parquet``, ``samples.parquet`` and each other table (``<name>.parquet``) from the
+        finished cells (only ``cells``, the run's plan, when given)."""
         cells = list(cells) if cells is not None else None
         summary_path, samples_path = self.dir / "summary.parquet", self.dir / "samples.parquet"
         atomic_write_parquet(self.summary(cells), summary_path)
         atomic_write_parquet(self.samples(cells), samples_path)
+        for name in self.table_names(cells):
+            atomic_write_parquet(self.table(name, cells), self.dir / f"{name}.parquet")
         return summary_path, samples_path
 
     def write_run_json(self, config: dict[str, Any]) -> Path:
@@ -238,12 +296,13 @@ def read_summary(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if path.is_dir():
         path = path / "summary.parquet"
-    frame = pd.read_parquet(path)
-    return frame.astype({c: t for c, t in SUMMARY_SCHEMA.items() if c in frame})
+    frame = with_cascade(pd.read_parquet(path))
+    return frame.astype({c: t for c, t in {**SUMMARY_SCHEMA, **EXTRA_SUMMARY_COLUMNS}.items() if c in frame})
 
 
 def comparable(frame: pd.DataFrame) -> pd.DataFrame:
-    """The deterministic part of a summary, sorted by cell: equal for equal seeds, suites and machines."""
+    """The deterministic part of a summary, sorted by cell: equal for equal seeds, cascades and machines."""
+    frame = with_cascade(frame)
     cols = [c for c in frame.columns if c not in VOLATILE_COLUMNS]
-    keys = [c for c in ("model", "dataset", "suite", "attack", "norm", "eps", "targeted") if c in cols]
+    keys = [c for c in ("model", "dataset", "cascade", "attack", "norm", "eps", "targeted") if c in cols]
     return frame[cols].sort_values(keys).reset_index(drop=True)

@@ -55,6 +55,7 @@ __all__ = [
     "jacobian_augment",
     "load_seed_set",
     "seed_set_indices",
+    "substitute_name",
     "train_substitute",
 ]
 
@@ -148,6 +149,13 @@ class _SoftLabelRecipe:
         with ctx.autocast():
             logits = model(x)
         return F.cross_entropy(logits.float(), self.probs[idx.cpu()].to(logits.device))
+
+
+def substitute_name(dataset_slug: str, substitute_arch: str, target_name: str | None, tag: str | None = None) -> str:
+    """The store name :func:`train_substitute` saves under: ``<dataset>/<arch>-substitute[-<tag>]``, the tag
+    defaulting to ``of-<target>`` (the target name's last part, file-system safe)."""
+    short = _safe_tag(target_name.split("/")[-1]) if target_name else None
+    return checkpoint_name(dataset_slug, substitute_arch, "substitute", tag or (f"of-{short}" if short else None))
 
 
 # --- the training loop --------------------------------------------------------------------------------
@@ -350,8 +358,7 @@ def train_substitute(
     history = pd.DataFrame(rows, columns=list(HISTORY_DTYPES)).astype(HISTORY_DTYPES)
     substitute.cpu().eval()
 
-    short = _safe_tag(target_name.split("/")[-1]) if target_name else None
-    name = checkpoint_name(info.slug, substitute_arch, "substitute", tag or (f"of-{short}" if short else None))
+    name = substitute_name(info.slug, substitute_arch, target_name, tag)
     hyper = {
         "seed_size": seed_size,
         "rounds": rounds,

@@ -1,0 +1,475 @@
+"""The workflows the commands call: each validates its request, builds the cell(s) and runs them through the one
+runner (:func:`~robustbench_cnn.pipeline.runner.run_cells`), then returns plain results for printing.
+
+- :func:`evaluate_model`: ``rbc attack`` / ``rbc evaluate``: one ``whitebox`` cell (a cascade, or one attack with
+  parameters, along an epsilon list); target policy ``all`` goes to :func:`target_matrix`. An untargeted
+  ``standard`` cascade on a store checkpoint also records its worst-case robust accuracy in the model card
+  (:func:`record_cascade_accuracy`, read by ``rbc tradeoff``).
+- :func:`target_matrix`: one ``target-matrix`` cell (``target_matrix.parquet``).
+- :func:`train_proxy`: ``rbc proxy train``: one ``proxy-train`` cell (``history.parquet``; the substitute goes to
+  the model store).
+- :func:`transfer`: ``rbc transfer``: one ``transfer`` cell (``summary.parquet``, ``samples.parquet``).
+- :func:`transfer_matrix`: ``rbc transfer-matrix``: one ``transfer-matrix`` cell (``transfer_matrix.parquet``).
+
+Every run folder also holds ``run.json`` (the command, the cells, the run metadata).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from robustbench_cnn.core.errors import CheckpointError, RbcError
+from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.pipeline.cells import (
+    check_matrix,
+    proxy_train_cell,
+    target_matrix_cell,
+    transfer_cell,
+    transfer_matrix_cell,
+    whitebox_cell,
+)
+from robustbench_cnn.pipeline.runner import run_cells
+
+__all__ = [
+    "CASCADE_ROBUST_KEY",
+    "EvaluationRun",
+    "MatrixRun",
+    "ProxyRun",
+    "TransferRun",
+    "evaluate_model",
+    "record_cascade_accuracy",
+    "target_matrix",
+    "threat_key",
+    "train_proxy",
+    "transfer",
+    "transfer_matrix",
+]
+
+#: Where an evaluation records the worst-case robust accuracy of the ``standard`` cascade in a model card's
+#: ``extra`` (the key keeps the name cards were written with).
+CASCADE_ROBUST_KEY = "suite_robust_accuracy"
+
+PathLike = str | os.PathLike
+
+
+@dataclass
+class EvaluationRun:
+    """What :func:`evaluate_model` / :func:`target_matrix` produced."""
+
+    run_dir: Path
+    summary: pd.DataFrame
+    recorded: dict[str, float] = field(default_factory=dict)  # norm:eps -> accuracy recorded in the card
+    target_matrix: pd.DataFrame | None = None  # target policy ``all``: the long matrix table
+    attack: str = ""  # target policy ``all``: the attack's name
+    norm: str = ""
+
+
+def _curve(threat: str, eps: str | list[float] | None) -> tuple[str, list[float]]:
+    curve = ThreatModel.parse_curve(threat, eps)
+    return curve[0].norm.value, [t.eps for t in curve]
+
+
+def evaluate_model(
+    model: str | None,
+    *,
+    cascade: str = "standard",
+    attack_params: dict[str, Any] | None = None,
+    model_def: str | None = None,
+    weights: str | None = None,
+    dataset: str = "digits",
+    threat: str = "linf",
+    eps: str | list[float] | None = None,
+    n: int | None = 1000,
+    targeted: bool = False,
+    target_policy: str = "random",
+    seed: int = 0,
+    batch_size: int = 256,
+    out: PathLike | None = None,
+    resume: bool = False,
+    data_dir: PathLike | None = None,
+    store: PathLike | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> EvaluationRun:
+    """Evaluate ``model`` (store name or checkpoint path) or a bring-your-own ``model_def`` (``file.py:factory``,
+    optional ``weights``) against ``cascade`` (``quick`` | ``standard`` | ``plus``, attack names, or one attack with
+    ``attack_params``) at the epsilons of ``threat``/``eps`` (``ThreatModel.parse_curve``), into the run folder
+    ``out``. Target policy ``all`` makes the true x target matrix of one attack (:func:`target_matrix`)."""
+    from robustbench_cnn.core.devices import resolve_device
+
+    if not model and not model_def:
+        raise ValueError("give --model NAME|PATH, or --model-def file.py:factory --weights FILE")
+    if weights and not model_def:
+        raise ValueError(
+            "--weights is only used with --model-def file.py:factory (a --model checkpoint brings its own weights)"
+        )
+    resolve_device(device)
+    norm, eps_list = _curve(threat, eps)
+    label = model or model_def or ""
+    if targeted and target_policy == "all":
+        return target_matrix(
+            label,
+            cascade,
+            attack_params=attack_params,
+            model_def=model_def,
+            weights=weights,
+            dataset=dataset,
+            threat=norm,
+            eps=eps_list,
+            n=n,
+            seed=seed,
+            batch_size=batch_size,
+            out=out,
+            resume=resume,
+            data_dir=data_dir,
+            store=store,
+            device=device,
+            progress=progress,
+        )
+    cell = whitebox_cell(
+        label,
+        dataset,
+        norm,
+        eps_list,
+        cascade,
+        attack_params=attack_params,
+        n=n,
+        targeted=targeted,
+        target_policy=target_policy,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        data_dir=data_dir,
+        store=store,
+        model_def=model_def,
+        weights=weights,
+    )
+    run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "evaluate"})
+    summary = run.summary()
+    recorded: dict[str, float] = {}
+    if cascade == "standard" and model and not model_def and not targeted:
+        try:
+            recorded = record_cascade_accuracy(model, summary, store)
+        except CheckpointError:  # a model that is not a store checkpoint (e.g. a RobustBench name)
+            recorded = {}
+    return EvaluationRun(run.dir, summary, recorded)
+
+
+def target_matrix(
+    model: str,
+    attack: str,
+    *,
+    attack_params: dict[str, Any] | None = None,
+    model_def: str | None = None,
+    weights: str | None = None,
+    dataset: str = "digits",
+    threat: str = "linf",
+    eps: str | list[float] | None = None,
+    n: int | None = 1000,
+    seed: int = 0,
+    batch_size: int = 256,
+    out: PathLike | None = None,
+    resume: bool = False,
+    data_dir: PathLike | None = None,
+    store: PathLike | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> EvaluationRun:
+    """The true class x target class success matrix of one targeted ``attack`` at each epsilon, written to
+    ``target_matrix.parquet`` in the run folder ``out`` (default ``results/targets-...``)."""
+    from robustbench_cnn.attacks import ATTACKS
+
+    if attack not in ATTACKS:
+        raise RbcError(
+            f"--target-policy all makes a true x target matrix for one attack, not the cascade "
+            f"{attack!r}: use rbc attack -a NAME --targeted --target-policy all"
+        )
+    norm, eps_list = _curve(threat, eps)
+    cell = target_matrix_cell(
+        model,
+        dataset,
+        norm,
+        eps_list,
+        attack,
+        attack_params=attack_params,
+        n=n,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        data_dir=data_dir,
+        store=store,
+        model_def=model_def,
+        weights=weights,
+    )
+    run = run_cells(
+        [cell], out, resume=resume, progress=progress, config={"command": "target-matrix"}, prefix="targets"
+    )
+    table = run.table("target_matrix")
+    return EvaluationRun(run.dir, run.summary(), target_matrix=table, attack=attack, norm=norm)
+
+
+@dataclass
+class ProxyRun:
+    """What :func:`train_proxy` produced: the run folder, the per-round history, the substitute's store name and
+    folder, and the oracle queries spent."""
+
+    run_dir: Path
+    history: pd.DataFrame
+    target: str
+    substitute: str
+    folder: Path
+    queries: int
+
+
+def _card(name: str, store: PathLike | None) -> Any:
+    from robustbench_cnn.store import read_card, resolve_checkpoint
+
+    return read_card(resolve_checkpoint(name, store))
+
+
+def train_proxy(
+    target: str,
+    substitute: str = "lenet5",
+    *,
+    dataset: str | None = None,
+    seed_size: int = 150,
+    rounds: int = 6,
+    lam: float = 0.1,
+    tau: int = 3,
+    budget: int | None = 6400,
+    oracle_mode: str = "labels",
+    epochs_per_round: int = 10,
+    reservoir: int | None = None,
+    tag: str | None = None,
+    out: PathLike | None = None,
+    resume: bool = False,
+    data_dir: PathLike | None = None,
+    store: PathLike | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = True,
+) -> ProxyRun:
+    """Train a ``substitute`` architecture of ``target`` (a store checkpoint queried as an oracle) by Jacobian
+    augmentation (Papernot et al. 2017; see ``train_substitute`` for the options), save it to the model store and
+    write its per-round history to ``history.parquet`` in the run folder ``out`` (default ``results/proxy-...``)."""
+    from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.models import MODELS
+    from robustbench_cnn.store import resolve_checkpoint
+
+    MODELS.get(substitute)
+    resolve_device(device)
+    card = _card(target, store)
+    options = {
+        "seed_size": seed_size,
+        "rounds": rounds,
+        "lam": lam,
+        "tau": tau,
+        "budget": budget,
+        "epochs_per_round": epochs_per_round,
+        "oracle_mode": oracle_mode,
+        "max_new_per_round": reservoir,
+        "tag": tag,
+    }
+    cell = proxy_train_cell(
+        target,
+        dataset or card.dataset,
+        substitute,
+        options=options,
+        seed=seed,
+        device=device,
+        data_dir=data_dir,
+        store=store,
+    )
+    run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "proxy train"}, prefix="proxy")
+    history = run.table("history")
+    name = str(history["substitute"].iloc[-1])
+    return ProxyRun(
+        run.dir,
+        history,
+        str(history["target"].iloc[-1]),
+        name,
+        resolve_checkpoint(name, store),
+        int(history["queries"].iloc[-1]),
+    )
+
+
+@dataclass
+class TransferRun:
+    """What :func:`transfer` produced: the run folder, its summary rows and the names of the models."""
+
+    run_dir: Path
+    summary: pd.DataFrame
+    sources: list[str]
+    target: str
+    attack: str
+
+
+def _names(text: str | list[str], option: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")] if isinstance(text, str) else [str(t).strip() for t in text]
+    names = [t for t in names if t]
+    if not names:
+        raise ValueError(f"{option} needs at least one checkpoint name")
+    return names
+
+
+def transfer(
+    sources: str | list[str],
+    target: str,
+    attack: str = "fgsm",
+    *,
+    attack_params: dict[str, Any] | None = None,
+    threat: str = "linf",
+    eps: str | list[float] | None = None,
+    n: int | None = 1000,
+    targeted: bool = False,
+    target_policy: str = "random",
+    dataset: str | None = None,
+    out: PathLike | None = None,
+    resume: bool = False,
+    data_dir: PathLike | None = None,
+    store: PathLike | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = True,
+) -> TransferRun:
+    """Transfer ``attack`` crafted on ``sources`` (checkpoints; several are ensembled) to ``target`` at the
+    epsilons of ``threat``/``eps``, untargeted or with ``target_policy``; rows to the run folder ``out`` (default
+    ``results/transfer-...``)."""
+    from robustbench_cnn.attacks.blackbox.transfer import _make_attack
+    from robustbench_cnn.attacks.targets import parse_policy
+    from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.core.types import Norm
+
+    if eps is None and ":" not in threat:
+        raise ValueError(f"no epsilon: give --threat {Norm.parse(threat).value}:EPS or --eps 0.1,0.2,0.3")
+    norm, eps_list = _curve(threat, eps)
+    atk = _make_attack(attack, attack_params)  # bad names fail before anything is loaded
+    if targeted:
+        parse_policy(target_policy)
+    resolve_device(device)
+    names = _names(sources, "--source")
+    target_card = _card(target, store)
+    source_cards = [_card(name, store) for name in names]
+    cell = transfer_cell(
+        names,
+        target,
+        dataset or target_card.dataset,
+        norm,
+        eps_list,
+        attack,
+        attack_params=attack_params,
+        n=n,
+        targeted=targeted,
+        target_policy=target_policy,
+        seed=seed,
+        device=device,
+        data_dir=data_dir,
+        store=store,
+    )
+    run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "transfer"}, prefix="transfer")
+    return TransferRun(run.dir, run.summary(), [c.name for c in source_cards], target_card.name, atk.name)
+
+
+@dataclass
+class MatrixRun:
+    """What :func:`transfer_matrix` produced: the run folder and the long source x target table."""
+
+    run_dir: Path
+    table: pd.DataFrame
+    attack: str
+    threat: str
+    n: int
+
+
+def transfer_matrix(
+    models: str | list[str],
+    threat: str,
+    attack: str = "fgsm",
+    *,
+    attack_params: dict[str, Any] | None = None,
+    n: int | None = 1000,
+    dataset: str | None = None,
+    out: PathLike | None = None,
+    resume: bool = False,
+    data_dir: PathLike | None = None,
+    store: PathLike | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = True,
+) -> MatrixRun:
+    """The success of ``attack`` crafted on every model of ``models`` against every one of them at ``threat``
+    (``NORM:EPS``), to ``transfer_matrix.parquet`` in the run folder ``out`` (default
+    ``results/transfer-matrix-...``)."""
+    from robustbench_cnn.core.devices import resolve_device
+
+    tm = ThreatModel.parse(threat)
+    names = _names(models, "--models")
+    check_matrix(names, attack, attack_params)  # two models at least, no duplicate, a white-box attack
+    resolve_device(device)
+    cell = transfer_matrix_cell(
+        names,
+        dataset or _card(names[0], store).dataset,
+        str(tm),
+        attack,
+        attack_params=attack_params,
+        n=n,
+        seed=seed,
+        device=device,
+        data_dir=data_dir,
+        store=store,
+    )
+    run = run_cells(
+        [cell], out, resume=resume, progress=progress, config={"command": "transfer-matrix"}, prefix="transfer-matrix"
+    )
+    table = run.table("transfer_matrix")
+    n_points = int(table["n_points"].iloc[0]) if len(table) else 0
+    return MatrixRun(run.dir, table, str(cell.params["attack"]), str(tm), n_points)
+
+
+# ------------------------------------------------------------------------------------------ model cards
+
+
+def threat_key(threat: str | None) -> str:
+    """The canonical ``str(ThreatModel)`` form (``linf:0.30`` -> ``linf:0.3``, ``linf:0.0313725...`` ->
+    ``linf:8/255``), so a card's threat and a summary's norm and eps name the same entry."""
+    try:
+        return str(ThreatModel.parse(threat or ""))
+    except ValueError:
+        return threat or ""
+
+
+def record_cascade_accuracy(
+    checkpoint: PathLike, summary: pd.DataFrame, store: PathLike | None = None, cascade: str = "standard"
+) -> dict[str, float]:
+    """Record the untargeted worst-case robust accuracy of ``cascade`` from a run's ``summary`` in the card of
+    ``checkpoint`` (``extra["suite_robust_accuracy"]``, one entry per ``norm:eps``), where the trade-off table
+    reads it. Returns what was recorded (empty when the summary holds no such rows). A summary written before
+    the ``suite`` column became ``cascade`` is read too."""
+    from robustbench_cnn.store import read_card, resolve_checkpoint, update_card
+    from robustbench_cnn.tables.results import with_cascade
+
+    summary = with_cascade(summary)
+    rows = summary[(summary["cascade"] == cascade) & (~summary["targeted"].astype(bool))]
+    if rows["attack"].eq("worst-case").any():
+        rows = rows[rows["attack"] == "worst-case"]
+    elif len(rows):
+        rows = rows[rows["attack"] == rows["attack"].iloc[-1]]  # a one-attack cascade: its own rows
+    if not len(rows):
+        return {}
+    folder = resolve_checkpoint(checkpoint, store)
+    card = read_card(folder)
+    recorded = {threat_key(f"{r.norm}:{r.eps}"): float(r.robust_acc) for r in rows.itertuples()}
+    previous = card.extra.get(CASCADE_ROBUST_KEY)
+    merged = dict(previous) if isinstance(previous, dict) else {}
+    if isinstance(previous, (int, float)) and not isinstance(previous, bool) and card.threat:
+        merged[threat_key(card.threat)] = float(previous)  # the float form: at the card's threat
+    merged.update(recorded)
+    card.extra[CASCADE_ROBUST_KEY] = merged
+    card.extra["suite_eval"] = {"suite": cascade, "n": int(rows["n"].iloc[0]), "seed": int(rows["seed"].iloc[0])}
+    update_card(folder, card)
+    return recorded
