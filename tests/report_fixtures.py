@@ -25,7 +25,7 @@ def cell_rows(
     attacks: Iterable[str] = ("pgd", "fgsm"),
     norm: str = "linf",
     dataset: str = "digits",
-    suite: str = "quick",
+    cascade: str = "quick",
     defense: str = "",
     flags: str = "",
     targeted: bool = False,
@@ -37,7 +37,7 @@ def cell_rows(
     accuracy along the cascade, the last equal to ``curve[eps]``) and a ``worst-case`` row when the cell has
     several attacks."""
     attacks = list(attacks)
-    cid = f"{model}-{suite}-{norm}".replace("/", "_")
+    cid = f"{model}-{cascade}-{norm}".replace("/", "_")
     rows = []
     for eps, worst in sorted(curve.items()):
         base = {
@@ -51,7 +51,7 @@ def cell_rows(
             "split": "test",
             "n": n,
             "defense": defense,
-            "suite": suite,
+            "cascade": cascade,
             "targeted": targeted,
             "target_policy": target_policy if targeted else "",
             "norm": norm,
@@ -82,7 +82,7 @@ def cell_rows(
                 {
                     **base,
                     "attack": "worst-case",
-                    "attack_kind": "suite",
+                    "attack_kind": "cascade",
                     "attack_params": json.dumps(attacks),
                     "robust_acc": worst if eps > 0 else clean,
                     "success_rate": 1 - worst / clean if clean else 0.0,

@@ -1,4 +1,4 @@
-"""Suites, the benchmark workflow, determinism, and a SIGKILL mid-run resumed without lost or duplicated rows."""
+"""Plans, the benchmark workflow, determinism, and a SIGKILL mid-run resumed without lost or duplicated rows."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from robustbench_cnn.core.errors import RbcError
-from robustbench_cnn.pipeline.plan import load_suite, parse_suite
+from robustbench_cnn.pipeline.plan import load_plan, parse_plan
 from robustbench_cnn.tables.results import comparable, read_summary
 
-TINY_SUITE = """
+TINY_PLAN = """
 name = "tiny"
 datasets = ["digits"]
 n = 60
@@ -25,7 +25,7 @@ seed = 0
 norm = "linf"
 eps = [0.0, 0.1]
 [whitebox]
-suite = "fgsm"
+cascade = "fgsm"
 [targeted]
 attack = "fgsm"
 policy = "next"
@@ -44,36 +44,36 @@ epochs = 2
 """
 
 
-def write_suite(tmp_path: Path, text: str = TINY_SUITE) -> Path:
+def write_plan(tmp_path: Path, text: str = TINY_PLAN) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(text)
     return path
 
 
-def test_built_in_suites_parse() -> None:
-    default = load_suite("default")
+def test_built_in_plans_parse() -> None:
+    default = load_plan("default")
     assert default.datasets == ["digits"] and len({m.arch for m in default.models}) >= 3
     defended = {m.arch for m in default.models if m.recipe != "standard"}
     assert len(defended) >= 2 and all(m.threat for m in default.models if m.recipe != "standard")
     for name in ("ci", "mnist", "cifar10"):
-        assert load_suite(name).models
+        assert load_plan(name).models
 
 
-def test_bad_suites_fail_before_any_work(tmp_path: Path) -> None:
-    with pytest.raises(RbcError, match="unknown suite 'nope'"):
-        load_suite("nope")
+def test_bad_plans_fail_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(RbcError, match="unknown plan 'nope'"):
+        load_plan("nope")
     with pytest.raises(RbcError, match="not valid TOML"):
-        load_suite(str(write_suite(tmp_path, "name = [")))
+        load_plan(str(write_plan(tmp_path, "name = [")))
     with pytest.raises(RbcError, match="needs threat"):
-        parse_suite({"models": [{"arch": "lenet5", "recipe": "pgd-at"}]})
+        parse_plan({"models": [{"arch": "lenet5", "recipe": "pgd-at"}]})
     with pytest.raises(RbcError, match="Did you mean: lenet5"):
-        parse_suite({"models": [{"arch": "lenet"}]})
+        parse_plan({"models": [{"arch": "lenet"}]})
     with pytest.raises(RbcError, match="invalid epsilon"):
-        parse_suite({"models": [{"arch": "lenet5"}], "threat": {"eps": [-0.1]}})
+        parse_plan({"models": [{"arch": "lenet5"}], "threat": {"eps": [-0.1]}})
     twice = [{"arch": "lenet5", "recipe": "pgd-at", "threat": t} for t in ("linf:0.1", "linf:0.2")]
     with pytest.raises(RbcError, match=r"#1 and #2 are both <dataset>/lenet5-pgd-at: give one a tag"):
-        parse_suite({"models": twice})  # one checkpoint name: the second would be evaluated as the first
-    assert len(parse_suite({"models": [twice[0], {**twice[1], "tag": "eps02"}]}).models) == 2
+        parse_plan({"models": twice})  # one checkpoint name: the second would be evaluated as the first
+    assert len(parse_plan({"models": [twice[0], {**twice[1], "tag": "eps02"}]}).models) == 2
 
 
 def _rbc(*args: str, env: dict[str, str]) -> subprocess.Popen:
@@ -89,14 +89,14 @@ def _rbc(*args: str, env: dict[str, str]) -> subprocess.Popen:
 def test_benchmark_writes_tables_and_is_deterministic(tmp_path: Path, store) -> None:
     from robustbench_cnn.pipeline.benchmark import run_benchmark
 
-    suite = load_suite(str(write_suite(tmp_path)))
-    first = run_benchmark(suite, tmp_path / "a", progress=False, report=False)
+    plan = load_plan(str(write_plan(tmp_path)))
+    first = run_benchmark(plan, tmp_path / "a", progress=False)
     assert sorted(first.trained) == ["digits/fastcnn-standard", "digits/lenet5-fgsm-rs", "digits/lenet5-standard"]
     summary = read_summary(first.run_dir)
     # 3 models x (2 untargeted eps + 1 targeted eps), one attack each
     assert len(summary) == 9 and set(summary["targeted"]) == {True, False}
     assert (first.run_dir / "samples.parquet").exists() and (first.run_dir / "run.json").exists()
-    second = run_benchmark(suite, tmp_path / "b", progress=False, report=False)
+    second = run_benchmark(plan, tmp_path / "b", progress=False)
     assert second.trained == []  # models come from the store the second time
     pd.testing.assert_frame_equal(
         comparable(read_summary(second.run_dir)).drop(columns="cell_id"), comparable(summary).drop(columns="cell_id")
@@ -105,14 +105,14 @@ def test_benchmark_writes_tables_and_is_deterministic(tmp_path: Path, store) -> 
 
 def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path, store) -> None:
     env = {**os.environ, "RBC_HOME": str(store)}
-    suite = write_suite(tmp_path)
+    plan = write_plan(tmp_path)
     full = _rbc(
-        "benchmark", "--suite", str(suite), "--out", str(tmp_path / "full"), "--no-report", "--no-progress", env=env
+        "benchmark", "--plan", str(plan), "--out", str(tmp_path / "full"), "--no-report", "--no-progress", env=env
     )
     assert full.wait(timeout=600) == 0, full.stdout.read()
     # The models are in the store now, so the second run only evaluates: kill it after its first cell lands.
     killed = _rbc(
-        "benchmark", "--suite", str(suite), "--out", str(tmp_path / "cut"), "--no-report", "--no-progress", env=env
+        "benchmark", "--plan", str(plan), "--out", str(tmp_path / "cut"), "--no-report", "--no-progress", env=env
     )
     cells = tmp_path / "cut" / "cells"
     deadline = time.time() + 300
@@ -122,12 +122,12 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path
     killed.wait(timeout=60)
     finished = len(list(cells.glob("*.summary.parquet")))
     assert killed.returncode == -signal.SIGKILL and 1 <= finished < 6, finished
-    refused = _rbc("benchmark", "--suite", str(suite), "--out", str(tmp_path / "cut"), "--no-progress", env=env)
+    refused = _rbc("benchmark", "--plan", str(plan), "--out", str(tmp_path / "cut"), "--no-progress", env=env)
     assert refused.wait(timeout=300) == 2 and "--resume" in refused.stdout.read()
     resumed = _rbc(
         "benchmark",
-        "--suite",
-        str(suite),
+        "--plan",
+        str(plan),
         "--out",
         str(tmp_path / "cut"),
         "--resume",
@@ -145,8 +145,8 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path: Path
 
 
 def test_a_stored_defended_model_at_another_threat_is_refused_not_evaluated(tmp_path: Path, store) -> None:
-    """The store's digits/lenet5-fgsm-rs was trained at linf:0.2; a suite asking for linf:0.1 under the same
-    name used to evaluate it silently as if it were the suite's model."""
+    """The store's digits/lenet5-fgsm-rs was trained at linf:0.2; a plan asking for linf:0.1 under the same
+    name used to evaluate it silently as if it were the plan's model."""
     from robustbench_cnn.defenses import defend
     from robustbench_cnn.pipeline.benchmark import run_benchmark
     from robustbench_cnn.training import TrainConfig
@@ -161,8 +161,8 @@ def test_a_stored_defended_model_at_another_threat_is_refused_not_evaluated(tmp_
         eval_n=20,
         eval_steps=1,
     )
-    fgsm_rs_only = TINY_SUITE.split("[[models]]")[0] + "[[models]]" + TINY_SUITE.split("[[models]]")[3]
-    suite = load_suite(str(write_suite(tmp_path, fgsm_rs_only)))
-    with pytest.raises(RbcError, match=r"trained at linf:0.2, the suite asks for linf:0.1: give the model a tag"):
-        run_benchmark(suite, tmp_path / "run", progress=False, report=False)
+    fgsm_rs_only = TINY_PLAN.split("[[models]]")[0] + "[[models]]" + TINY_PLAN.split("[[models]]")[3]
+    plan = load_plan(str(write_plan(tmp_path, fgsm_rs_only)))
+    with pytest.raises(RbcError, match=r"trained at linf:0.2, the plan asks for linf:0.1: give the model a tag"):
+        run_benchmark(plan, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "summary.parquet").exists()

@@ -133,7 +133,7 @@ def test_check_input_turns_any_forward_error_into_a_shape_error(tmp_path) -> Non
 
 def test_weights_without_model_def_is_rejected_not_ignored(tmp_path, monkeypatch) -> None:
     """`--weights` with a store `--model` was silently ignored: the store checkpoint got evaluated instead."""
-    import robustbench_cnn.pipeline.runner as runner
+    import robustbench_cnn.pipeline.workflows as runner
     from cli import main
 
     def no_run(*args, **kwargs):

@@ -12,6 +12,7 @@ from torch import nn
 from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.core.types import Norm, ThreatModel
 from robustbench_cnn.evaluation.engine import evaluate, resolve_attacks
+from robustbench_cnn.pipeline.cells.whitebox import summary_records
 from robustbench_cnn.tables.results import SUMMARY_SCHEMA, RunStore, comparable
 
 
@@ -134,7 +135,7 @@ def test_summary_rows_have_the_schema(data) -> None:
 
     x, y = data
     ev = evaluate(trained_model(), x[:50], y[:50], "linf", [0, 0.1], "quick")
-    frame = typed_frame(ev.summary_rows({"model": "tiny"}), SUMMARY_SCHEMA)
+    frame = typed_frame([{"model": "tiny", **r} for r in summary_records(ev, "quick")], SUMMARY_SCHEMA)
     assert list(frame.columns) == list(SUMMARY_SCHEMA)
     assert set(frame["attack"]) == {"pgd", "fgsm", "worst-case"} and len(frame) == 6
     worst = frame[frame["attack"] == "worst-case"].set_index("eps")["robust_acc"]
@@ -156,12 +157,10 @@ def digits_model(store):
 
 def test_cells_resume_without_losing_or_duplicating_rows(digits_model, tmp_path) -> None:
     from robustbench_cnn.core.errors import RbcError
-    from robustbench_cnn.pipeline.runner import EvalCell, run_cells
+    from robustbench_cnn.pipeline.cells import whitebox_cell
+    from robustbench_cnn.pipeline.runner import run_cells
 
-    cells = [
-        EvalCell(model=digits_model, dataset="digits", norm="linf", eps=[0, 0.1], suite=s, n=60)
-        for s in ("fgsm", "pgd")
-    ]
+    cells = [whitebox_cell(digits_model, "digits", "linf", [0, 0.1], s, n=60) for s in ("fgsm", "pgd")]
     full = run_cells(cells, tmp_path / "full", progress=False).summary()
     partial = run_cells(cells[:1], tmp_path / "part", progress=False)
     with pytest.raises(RbcError, match="pass --resume"):
@@ -395,7 +394,7 @@ def test_randomized_models_are_evaluated_with_eot_and_flagged(data) -> None:
     assert {"randomized", "eot"} <= codes
     assert ev.attacks[0].params["eot_samples"] == 20  # the chain actually run, as recorded in the tables
     assert ev.attacks[1].name == "fgsm" and "eot" not in "".join(ev.attacks[1].params)
-    rows = ev.summary_rows()
+    rows = summary_records(ev, "pgd,fgsm")
     assert '"eot_samples": 20' in next(r["attack_params"] for r in rows if r["attack"] == "pgd")
     off = evaluate(noisy, x[:40], y[:40], "linf", [0.1], [("pgd", {"steps": 3})], eot=1)
     assert off.attacks[0].params["eot_samples"] == 1 and "eot" not in {f.code for f in off.flags}

@@ -12,7 +12,8 @@ from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.core.errors import RbcError
 from robustbench_cnn.core.types import Norm, ThreatModel
 from robustbench_cnn.evaluation.engine import evaluate, evaluate_all_targets
-from robustbench_cnn.pipeline.plan import parse_suite
+from robustbench_cnn.pipeline.cells.whitebox import sample_records, summary_records
+from robustbench_cnn.pipeline.plan import parse_plan
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_class_k_targets_leave_points_of_class_k_robust_as_the_attack_does(data)
     attacked = alone.clean_correct & (y != k)
     assert torch.equal(alone.attacked, attacked)
     assert alone.success_rate == pytest.approx(float(alone.success.sum()) / int(attacked.sum()))
-    row = next(r for r in ev.summary_rows() if r["eps"] == 0.05 and r["attack"] == "pgd")
+    row = next(r for r in summary_records(ev, "pgd") if r["eps"] == 0.05 and r["attack"] == "pgd")
     broken = int((ev.outcomes[1].broken_by >= 0).sum())
     assert row["success_rate"] == pytest.approx(broken / int(attacked.sum()))
 
@@ -87,12 +88,12 @@ def test_all_targets_matrix_leaves_batch_norm_statistics_alone(data) -> None:
 def test_queries_are_counted_per_epsilon_in_every_row(data) -> None:
     x, y = data
     ev = evaluate(trained_model(), x[:40], y[:40], "linf", [0.02, 0.04], [("fgsm", {}), ("square", {"n_queries": 30})])
-    rows = ev.summary_rows()
+    rows = summary_records(ev, "fgsm,square")
     for eps in (0.02, 0.04):
         at = {r["attack"]: r for r in rows if r["eps"] == eps}
         assert at["square"]["total_queries"] > 0
         assert at["worst-case"]["total_queries"] == at["fgsm"]["total_queries"] + at["square"]["total_queries"]
-    samples = ev.sample_rows()
+    samples = sample_records(ev)
     for o in ev.outcomes:
         assert sum(r["queries"] for r in samples if r["eps"] == o.eps) == int(o.queries.sum())
     curve = get_attack("square", n_queries=30).robustness_curve(trained_model(), x[:40], y[:40], "linf", [0.02, 0.04])
@@ -157,12 +158,12 @@ def test_a_model_without_parameters_is_evaluated_on_the_inputs_device(data) -> N
 def test_suite_checks_targeted_and_transfer_settings_before_training(section, match) -> None:
     data = {"models": [{"arch": "lenet5"}], "threat": {"norm": "linf", "eps": [0.1]}, **section}
     with pytest.raises(RbcError, match=match):
-        parse_suite(data)
+        parse_plan(data)
 
 
-def test_suite_attack_list_may_have_spaces() -> None:
-    suite = parse_suite({"models": [{"arch": "lenet5"}], "whitebox": {"suite": "pgd, fgsm"}})
-    assert suite.attacks == "pgd, fgsm"
+def test_plan_attack_list_may_have_spaces() -> None:
+    plan = parse_plan({"models": [{"arch": "lenet5"}], "whitebox": {"cascade": "pgd, fgsm"}})
+    assert plan.cascade == "pgd, fgsm"
 
 
 # --- suites with attacks that cannot run; models with too few classes for targeted APGD --------------------------
@@ -171,14 +172,14 @@ def test_suite_attack_list_may_have_spaces() -> None:
     [
         {"targeted": {"attack": "apgd-ce"}},  # takes no targets
         {"targeted": {"attack": "cw-l2"}},  # l2 only, the suite is linf
-        {"whitebox": {"suite": "cw-l2"}},
+        {"whitebox": {"cascade": "cw-l2"}},
         {"transfer": {"attack": "cw-l2", "eps": 0.1}},
     ],
 )
 def test_suite_rejects_attacks_that_cannot_run_before_any_training(section) -> None:
     data = {"models": [{"arch": "lenet5"}], "threat": {"norm": "linf", "eps": [0.1]}, **section}
     with pytest.raises(RbcError):
-        parse_suite(data)
+        parse_plan(data)
 
 
 def _three_class_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

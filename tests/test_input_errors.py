@@ -89,7 +89,7 @@ def test_byom_with_the_wrong_number_of_classes_is_a_shape_error(store, byom) -> 
         f"{byom / 'net.py'}:build3",
         "--weights",
         str(byom / "w3.safetensors"),
-        "-s",
+        "-c",
         "quick",
         "--eps",
         "0.1",
@@ -242,7 +242,7 @@ def test_failed_download_is_one_line_naming_the_local_path(tmp_path, monkeypatch
     assert "\n" not in text and str(tmp_path / "MNIST") in text and "urlopen error" in text, text
 
 
-# --- 4. parameters and suite names ---------------------------------------------------------------------
+# --- 4. parameters and cascade names -------------------------------------------------------------------
 
 
 def test_bad_param_value_names_the_parameter(store, tmp_path) -> None:
@@ -284,12 +284,12 @@ def test_optional_numeric_params_given_as_text_are_checked_and_named(attack, key
     assert get_attack(attack).params[key] is None
 
 
-def test_unknown_suite_suggests_suite_names(store, tmp_path) -> None:
+def test_unknown_cascade_suggests_cascade_names(store, tmp_path) -> None:
     result = run(
         "evaluate",
         "-m",
         "digits/lenet5-standard",
-        "-s",
+        "-c",
         "quik",
         "--eps",
         "0.1",
@@ -415,13 +415,13 @@ def test_target_matrix_with_a_model_definition(store, byom) -> None:
     assert_one_line_error(wrong, "returns 3 class scores")
 
 
-def test_target_matrix_of_a_suite_is_a_clear_error(store, tmp_path) -> None:
+def test_target_matrix_of_a_cascade_is_a_clear_error(store, tmp_path) -> None:
     _saved_lenet(store)
     result = run(
         "evaluate",
         "-m",
         "digits/lenet5-standard",
-        "-s",
+        "-c",
         "quick",
         "--eps",
         "0.1",
@@ -441,20 +441,20 @@ def test_target_matrix_of_a_suite_is_a_clear_error(store, tmp_path) -> None:
 # --- 6. benchmark seed, transfer-matrix, oracle ----------------------------------------------------------
 
 
-def test_benchmark_seed_zero_overrides_the_suites_seed(store, tmp_path, monkeypatch) -> None:
+def test_benchmark_seed_zero_overrides_the_plans_seed(store, tmp_path, monkeypatch) -> None:
     import robustbench_cnn.pipeline.benchmark as benchmark_mod
-    import robustbench_cnn.pipeline.plan as suite_mod
+    import robustbench_cnn.pipeline.plan as plan_mod
 
     seen = {}
 
-    def fake_run_benchmark(suite, out_dir, **kwargs):
-        seen["seed"] = suite.seed
+    def fake_run_benchmark(plan, out_dir, **kwargs):
+        seen["seed"] = plan.seed
         return types.SimpleNamespace(summary=pd.DataFrame(), trained=[], seconds=0.0, run_dir=out_dir, report=None)
 
-    monkeypatch.setattr(suite_mod, "load_suite", lambda name: types.SimpleNamespace(seed=5, name=name))
+    monkeypatch.setattr(plan_mod, "load_plan", lambda name: types.SimpleNamespace(seed=5, name=name))
     monkeypatch.setattr(benchmark_mod, "run_benchmark", fake_run_benchmark)
     for args, expected in ((["--seed", "0"], 0), (["--seed", "3"], 3), ([], 5)):
-        result = run("benchmark", "-s", "ci", "-o", str(tmp_path / "b"), "--no-report", "--no-progress", *args)
+        result = run("benchmark", "--plan", "ci", "-o", str(tmp_path / "b"), "--no-report", "--no-progress", *args)
         assert result.exit_code == 0, result.output
         assert seen["seed"] == expected, args
 

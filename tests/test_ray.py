@@ -11,18 +11,19 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 
 
 def test_ray_and_local_executors_agree(tmp_path, store) -> None:
-    from robustbench_cnn.pipeline.runner import EvalCell, run_cells
+    from robustbench_cnn.pipeline.cells import whitebox_cell
+    from robustbench_cnn.pipeline.runner import run_cells
     from robustbench_cnn.training import TrainConfig
     from robustbench_cnn.workflows import train_model
 
     train_model("lenet5", "digits", TrainConfig.for_dataset("digits", epochs=3), progress=False)
     cells = [
-        EvalCell(
-            model="digits/lenet5-standard",
-            dataset="digits",
-            norm="linf",
-            eps=[0, 0.1],
-            suite=s,
+        whitebox_cell(
+            "digits/lenet5-standard",
+            "digits",
+            "linf",
+            [0, 0.1],
+            s,
             n=80,
             store=str(store),
             device="cpu",

@@ -48,7 +48,7 @@ def test_pareto_front_edges(clean, robust, front) -> None:
 def test_worst_case_row_or_single_attack_row() -> None:
     frame = summary(
         cell_rows("m/suite", 0.9, {0.1: 0.3}),  # pgd 0.32, fgsm 0.30, worst-case 0.30
-        cell_rows("m/single", 0.9, {0.1: 0.5}, attacks=["pgd"], suite="pgd"),
+        cell_rows("m/single", 0.9, {0.1: 0.5}, attacks=["pgd"], cascade="pgd"),
     )
     worst = worst_case(frame).set_index("model")
     assert worst.loc["m/suite", "attack"] == "worst-case" and worst.loc["m/suite", "robust_acc"] == pytest.approx(0.3)
@@ -167,25 +167,23 @@ def test_real_run_end_to_end(tmp_path: Path, store: Path) -> None:
     """Train a tiny model into a temporary store, evaluate two cells, add examples, write the report."""
     from robustbench_cnn.evaluation.examples import load_examples
     from robustbench_cnn.evaluation.examples import write_examples as real_examples
-    from robustbench_cnn.pipeline.runner import EvalCell, run_cells
+    from robustbench_cnn.pipeline.cells import whitebox_cell
+    from robustbench_cnn.pipeline.runner import run_cells
     from robustbench_cnn.tables.results import read_summary
     from robustbench_cnn.training import TrainConfig
     from robustbench_cnn.workflows import train_model
 
     trained = train_model("lenet5", "digits", TrainConfig.for_dataset("digits", epochs=3), progress=False)
     name = trained.card.name
-    cells = [
-        EvalCell(model=name, dataset="digits", norm="linf", eps=[0, 0.1], suite=suite, n=50)
-        for suite in ("pgd", "pgd,fgsm")
-    ]
+    cells = [whitebox_cell(name, "digits", "linf", [0, 0.1], cascade, n=50) for cascade in ("pgd", "pgd,fgsm")]
     run = run_cells(cells, tmp_path / "run", progress=False).dir
     real_examples(run, [name], "digits", "linf:0.1", n=2)
     assert len(load_examples(run / "examples.npz")["x"]) == 2
 
     md_path, html_path = write_report(run)
     board = leaderboards(read_summary(run))[0]
-    # The cascade pgd -> fgsm can only break more points than pgd alone: pgd ranks first (ties: by suite name).
-    assert board.entries["suite"].tolist() == ["pgd", "pgd,fgsm"]
+    # The cascade pgd -> fgsm can only break more points than pgd alone: pgd ranks first (ties: by cascade name).
+    assert board.entries["cascade"].tolist() == ["pgd", "pgd,fgsm"]
     assert board.entries["robust_acc"].iloc[0] >= board.entries["robust_acc"].iloc[1]
     assert board.entries["pgd"].tolist() == pytest.approx([board.entries["robust_acc"].iloc[0]] * 2)
     assert board.entries["train_cost"].iloc[0].endswith("(3 ep)")  # from the model card in the store

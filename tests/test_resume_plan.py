@@ -11,8 +11,9 @@ import torch
 
 from robustbench_cnn.core.errors import RbcError
 from robustbench_cnn.core.types import parse_eps
-from robustbench_cnn.pipeline.plan import parse_suite
-from robustbench_cnn.pipeline.runner import EvalCell, pin_weights, run_cells
+from robustbench_cnn.pipeline.cells import Cell, whitebox_cell
+from robustbench_cnn.pipeline.plan import parse_plan
+from robustbench_cnn.pipeline.runner import pin_weights, run_cells
 from robustbench_cnn.tables.results import RunStore
 
 
@@ -25,8 +26,8 @@ def digits_model(store):
     return "digits/lenet5-standard"
 
 
-def _cell(model: str, n: int = 30, eps: list[float] | None = None) -> EvalCell:
-    return EvalCell(model=model, dataset="digits", norm="linf", eps=eps or [0.1], suite="fgsm", n=n)
+def _cell(model: str, n: int = 30, eps: list[float] | None = None) -> Cell:
+    return whitebox_cell(model, "digits", "linf", eps or [0.1], "fgsm", n=n)
 
 
 def test_resuming_with_a_different_request_is_refused_and_keeps_the_old_cells(digits_model, tmp_path) -> None:
@@ -92,13 +93,13 @@ def test_substitute_training_is_seeded_whatever_the_global_rng(digits_model) -> 
     "proxy,match",
     [
         ({"budgte": 400}, "unknown \\[proxy\\] key"),
-        ({"target": "lenet5-standrd"}, "not a model of the suite"),
+        ({"target": "lenet5-standrd"}, "not a model of the plan"),
     ],
 )
 def test_proxy_settings_are_checked_before_any_work(proxy, match) -> None:
     with pytest.raises(RbcError, match=match):
-        parse_suite({"models": [{"arch": "lenet5"}, {"arch": "mlp"}], "proxy": proxy})
-    parse_suite(
+        parse_plan({"models": [{"arch": "lenet5"}, {"arch": "mlp"}], "proxy": proxy})
+    parse_plan(
         {
             "models": [{"arch": "lenet5"}, {"arch": "mlp"}],
             "proxy": {"target": "mlp-standard", "budget": 400, "rounds": 2},
@@ -124,7 +125,7 @@ def test_an_out_path_that_cannot_be_a_run_folder_is_a_clear_error(digits_model, 
         run_cells([_cell(digits_model)], afile / "inside", progress=False)
     result = CliRunner().invoke(
         main,
-        ["evaluate", "-m", digits_model, "-s", "fgsm", "--eps", "0.1", "-n", "10", "-o", str(afile), "--no-progress"],
+        ["evaluate", "-m", digits_model, "-c", "fgsm", "--eps", "0.1", "-n", "10", "-o", str(afile), "--no-progress"],
     )
     assert result.exit_code == 2 and "is an existing file" in result.output
     assert "Traceback" not in result.output and afile.read_text() == "not a folder"
@@ -141,12 +142,12 @@ def test_an_edited_model_file_is_a_new_cell(tmp_path) -> None:
         "from torch import nn\ndef build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n"
     )
     save_file(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).state_dict(), str(tmp_path / "w.safetensors"))
-    cell = EvalCell(
-        model="mine",
-        dataset="digits",
-        norm="linf",
-        eps=[0.1],
-        suite="fgsm",
+    cell = whitebox_cell(
+        "mine",
+        "digits",
+        "linf",
+        [0.1],
+        "fgsm",
         n=20,
         model_def=f"{model_file}:build",
         weights=str(tmp_path / "w.safetensors"),
