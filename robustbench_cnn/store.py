@@ -151,7 +151,9 @@ def save_checkpoint(
 
     folder = Path(directory) if directory else store_root(store) / "checkpoints" / card.name
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    blob = save(state, metadata={"name": card.name, "arch": card.arch})
+    # one metadata key: safetensors writes its metadata map in a per-process random order, so the two keys name and
+    # arch gave two different files (and weights_sha256) for the same weights
+    blob = save(state, metadata={"card": json.dumps({"arch": card.arch, "name": card.name}, sort_keys=True)})
     card.weights_sha256 = hashlib.sha256(blob).hexdigest()
     card.created = card.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     card.versions = card.versions or package_versions()

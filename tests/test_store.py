@@ -89,3 +89,15 @@ def test_channel_and_size_mismatch_are_clear() -> None:
         check_compatible(card, 3, 32, "cifar10")
     with pytest.raises(ShapeMismatchError, match="expects 8x8 images"):
         check_compatible(card, 1, 28, "mnist")
+
+
+def test_the_same_weights_always_give_the_same_sha256(tmp_path) -> None:
+    """weights_sha256 pins what a results cell evaluated (resume, Ray vs local): it must be a function of the
+    weights. safetensors writes its metadata map in a random order, and two metadata keys gave one of two files
+    for the same weights; eight saves in two orders each had 1 chance in 128 to agree by luck."""
+    model = build_model("lenet5", in_channels=1, num_classes=10, input_size=8, mean=[0.3], std=[0.4]).eval()
+    shas = {
+        json.loads((save_checkpoint(model, _card(), tmp_path / f"s{i}") / "card.json").read_text())["weights_sha256"]
+        for i in range(8)
+    }
+    assert len(shas) == 1
