@@ -41,13 +41,15 @@ def run_benchmark(
     resume: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
+    num_workers: int | None = None,
     store: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     device: str = "auto",
     progress: bool = True,
 ) -> BenchmarkResult:
     """Run the whole ``plan`` into ``out`` (default ``results/<plan>-<time>-<pid>``): expand it into cells, run
-    them (``executor`` ``local`` or ``ray``; ``resume`` skips the finished ones) and write ``examples.npz``."""
+    them (``executor`` ``local`` or ``ray`` with ``num_workers`` CPUs, default all, unless ``ray_address`` joins a
+    cluster; ``resume`` skips the finished ones) and write ``examples.npz``."""
     from robustbench_cnn.tables.results import run_folder
 
     start = time.perf_counter()
@@ -72,6 +74,7 @@ def run_benchmark(
         resume=resume,
         executor=executor,
         ray_address=ray_address,
+        num_workers=num_workers,
         progress=progress,
         on_cell=on_cell,
         config={"command": "benchmark", "plan": plan.to_dict()},

@@ -17,8 +17,10 @@ from robustbench_cnn.core.errors import RbcError
 
 __all__ = ["RayExecutor"]
 
-#: Environment variables the workers need to see the driver's model store, data and offline mode.
-FORWARDED_ENV = ("RBC_HOME", "RBC_DATA_DIR", "RBC_OFFLINE")
+#: Environment variables the workers need to see the driver's model store, data and offline mode, and to compute
+#: like the driver where it pins its numerics (oneMKL's reproducible mode, ATen and oneDNN instruction sets: read
+#: when a process starts, so they must be set for the worker, not inside the task).
+FORWARDED_ENV = ("RBC_HOME", "RBC_DATA_DIR", "RBC_OFFLINE", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 
 
 def _import_ray() -> Any:

@@ -174,7 +174,7 @@ def run_cells(
         while len(done) < len(order):
             while ready:  # dispatch what can run; cells found done already free their dependents at once
                 if not checked and len(pinned) == len(order):  # every id known: refuse a different request now
-                    store.check_plan(planned(), resume)
+                    store.check_plan(planned(), resume=True)  # the folder was checked fresh; this run wrote since
                     checked = True
                     record()
                 for cell in ready:
@@ -207,7 +207,7 @@ def run_cells(
                 on_cell(CellDone(cell, result, summary, seconds))
             ready = pin_ready()
     if not checked:
-        store.check_plan(planned(), resume)
+        store.check_plan(planned(), resume=True)
     record(final=True)
     store.finalize(planned())
     return store
