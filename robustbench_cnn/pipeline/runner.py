@@ -64,7 +64,8 @@ class CellDone:
 
 
 class LocalExecutor:
-    """Runs the submitted cells in this process, one at a time, in submission order."""
+    """Runs the submitted cells in this process, one at a time, in submission order (the runner submits them in
+    the order given, each once the cells it waits for are done)."""
 
     def __init__(self, fn: Callable[[Cell, bool], CellResult], progress: bool = True) -> None:
         self.fn, self.progress = fn, progress
@@ -157,12 +158,23 @@ def run_cells(
         store.write_run_json({**meta, **head, "cells": cells_now, "cell_ids": sorted(planned()), "complete": final})
 
     def pin_ready() -> list[Cell]:
-        ready = [pinned.get(c.ref) or c for c in order if c.ref not in dispatched and all(r in done for r in c.after)]
+        """The undispatched cells whose dependencies are done, pinned; an executor that runs cells in order gets
+        them only up to the first cell still waiting."""
+        ready = []
+        for c in order:
+            if c.ref in dispatched:
+                continue
+            if not all(r in done for r in c.after):
+                if in_order:
+                    break
+                continue
+            ready.append(pinned.get(c.ref) or c)
         for cell in ready:
             pinned[cell.ref] = pin_weights(cell)  # a missing model fails here, before the folder is made
         return [pinned[c.ref] for c in ready]
 
     dispatched: set[str] = set()  # refs skipped as done or submitted
+    in_order = executor == "local"
     ready = pin_ready()
     store.check_fresh(resume)
     if len(pinned) == len(order):  # every id known: refuse a folder of a different request before any work
