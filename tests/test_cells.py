@@ -125,10 +125,14 @@ def test_a_run_killed_after_training_resumes_to_the_rows_of_an_uninterrupted_one
     assert resumed.summary()["cell_id"].iloc[0] == pin_weights(cells[1]).id
 
 
-def test_a_cell_waiting_for_an_unknown_cell_is_refused_before_any_work(tmp_path) -> None:
+def test_an_unknown_dependency_or_a_cell_listed_twice_is_refused_before_any_work(tmp_path) -> None:
     cell = whitebox_cell("digits/lenet5-standard", "digits", "linf", [0.1], "fgsm", n=10, after=("nope-123",))
     with pytest.raises(ValueError, match="waits for nope-123, which is not an earlier cell"):
         run_cells([cell], tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    twice = whitebox_cell("digits/lenet5-standard", "digits", "linf", [0.1], "fgsm", n=10)
+    with pytest.raises(ValueError, match="is listed twice"):
+        run_cells([twice, twice], tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
 

@@ -98,9 +98,12 @@ def _make_executor(
 
 
 def _check_dependencies(cells: list[Cell]) -> None:
-    """Each ``after`` ref names an earlier cell of the list (so the given order runs, and nothing waits forever)."""
+    """Each cell is listed once and each ``after`` ref names an earlier cell of the list (so the given order runs,
+    and nothing waits forever)."""
     seen: set[str] = set()
     for cell in cells:
+        if cell.ref in seen:
+            raise ValueError(f"cell {cell.ref} ({cell.kind} {cell.model}) is listed twice")
         missing = [ref for ref in cell.after if ref not in seen]
         if missing:
             raise ValueError(
