@@ -51,7 +51,7 @@ class RbcCommand(_InputErrorsMixin, click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         unmatched = adopt_root_values(self, ctx)
         rest = super().parse_args(ctx, args)  # first, so that `rbc --seed 1 report --help` still shows the help
-        if unmatched:
+        if unmatched and not ctx.resilient_parsing:  # (shell completion parses resiliently)
             raise InputError(
                 f"{', '.join(unmatched)} given before the subcommand: {ctx.command_path} has no such option"
             )

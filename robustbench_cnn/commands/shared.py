@@ -66,7 +66,7 @@ def check_threads(value: int | None) -> int | None:
 
 
 def _apply_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if check_threads(value) is not None:
+    if check_threads(value) is not None and not ctx.resilient_parsing:  # not while completing a command line
         import torch
 
         torch.set_num_threads(value)
