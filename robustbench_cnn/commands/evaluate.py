@@ -213,7 +213,7 @@ def _target_matrix(
 
 
 @click.command(cls=RbcCommand)
-@click.option("--attack", "-a", default="pgd", show_default=True, help="Registered attack (see --list).")
+@click.option("--attack", "-a", default="pgd", show_default=True, help="Registered attack (rbc attacks list).")
 @click.option("--param", "-p", multiple=True, help="Attack parameter KEY=VALUE (e.g. steps=100).")
 @eval_options
 def attack(attack: str, param: tuple[str, ...], **kwargs: Any) -> None:
