@@ -11,25 +11,19 @@ import click
 
 from robustbench_cnn.commands import attack_list, benchmark, blackbox, data, defend, evaluate, models, report, train
 from robustbench_cnn.commands.errors import RbcGroup
+from robustbench_cnn.commands.options import root_options
 
 
 @click.group(cls=RbcGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="robustbench-cnn")
-@click.option(
-    "--threads",
-    type=int,
-    envvar="RBC_THREADS",
-    default=None,
-    help="CPU threads for torch (default: torch's choice; env RBC_THREADS). Use 1 on a busy machine.",
-)
-def main(threads: int | None) -> None:
-    """robustbench-cnn: train CNNs, attack them, defend them, and trust the robust accuracy you get."""
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"invalid --threads {threads}: must be >= 1")
-        import torch
+@root_options
+def main() -> None:
+    """robustbench-cnn: train CNNs, attack them, defend them, and trust the robust accuracy you get.
 
-        torch.set_num_threads(threads)
+    The shared options (--threads, --device, --store, --data-dir, --out, --seed, --progress/--no-progress) go
+    before or after the subcommand; given in both places, the subcommand's value wins. Attack, defense and
+    architecture parameters are -p/--param KEY=VALUE in every command.
+    """
 
 
 for command in (

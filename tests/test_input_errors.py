@@ -161,9 +161,9 @@ def test_unknown_arch_option_is_an_rbc_error_and_a_type_error(name) -> None:
 
 
 def test_cli_train_with_unknown_arch_arg_is_one_line(store, tmp_path) -> None:
-    result = run("train", "-m", "lenet5", "--arch-arg", "foo=1", "--epochs", "1", "--no-progress")
+    result = run("train", "-m", "lenet5", "-p", "foo=1", "--epochs", "1", "--no-progress")
     assert_one_line_error(result, "lenet5 got unexpected option(s) foo")
-    result = run("train", "-m", "resnet18", "--arch-arg", "foo=1", "--epochs", "1", "--no-progress")
+    result = run("train", "-m", "resnet18", "-p", "foo=1", "--epochs", "1", "--no-progress")
     assert_one_line_error(result, "resnet18 got unexpected option(s) foo")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from robustbench_cnn.commands.errors import RbcCommand, RbcGroup
-from robustbench_cnn.commands.options import common_options
+from robustbench_cnn.commands.options import common_options, param_option
 
 __all__ = ["proxy_group", "transfer_command", "transfer_matrix_command"]
 
@@ -50,9 +50,7 @@ _out_opt = click.option(
     default=None,
     help="Folder for the parquet tables (default: results/<run-id>/).",
 )
-_attack_arg_opt = click.option(
-    "--attack-arg", multiple=True, help="Source-attack parameter KEY=VALUE (e.g. steps=20), repeatable."
-)
+_attack_arg_opt = param_option("source-attack", "--attack-arg", dest="attack_arg")
 _resume_opt = click.option(
     "--resume/--no-resume", default=False, help="Continue a run folder (--out), skipping a finished cell."
 )

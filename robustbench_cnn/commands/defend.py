@@ -1,7 +1,8 @@
 """``rbc defend`` and ``rbc tradeoff``: adversarial training and the clean/robust trade-off table.
 
-The commands only parse options and call :func:`defenses.train.defend` and
-:func:`robustbench_cnn.reporting.tradeoff.write_tradeoff_table`. They share ``train_options`` with ``rbc train`` (one training loop, one set of options).
+The commands only parse options and call :func:`robustbench_cnn.defenses.train.defend` and
+:func:`robustbench_cnn.reporting.tradeoff.write_tradeoff_table`. ``rbc defend`` shares ``train_options`` with
+``rbc train`` (one training loop, one set of options).
 """
 
 from __future__ import annotations
@@ -10,15 +11,21 @@ from typing import Any
 
 import click
 
-from robustbench_cnn.commands.errors import input_errors
-from robustbench_cnn.commands.options import parse_kv, store_option, train_options
+from robustbench_cnn.commands.errors import RbcCommand
+from robustbench_cnn.commands.options import out_option, param_option, parse_kv, store_option, train_options
 from robustbench_cnn.commands.output import out, table
 
 #: Shown in ``--help`` without importing torch; ``tests/test_defenses.py`` checks it against the registry.
 DEFENSE_NAMES = ("standard", "pgd-at", "fgsm-rs", "trades", "mart", "free-at")
 
 
-_input_errors = input_errors
+def split_params(pairs: tuple[str, ...], defense_parameters: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``-p KEY=VALUE`` pairs of ``rbc defend`` -> (defense parameters, architecture parameters): a key the
+    defense declares (``defense_parameters``, its ``defaults``) is the defense's, any other the architecture's
+    (whose factory refuses what it does not take)."""
+    params = parse_kv(pairs)
+    ours = set(defense_parameters)
+    return {k: v for k, v in params.items() if k in ours}, {k: v for k, v in params.items() if k not in ours}
 
 
 def _describe(event: dict[str, Any]) -> str:
@@ -32,7 +39,7 @@ def _describe(event: dict[str, Any]) -> str:
     return f"{event['event']} at epoch {event['epoch']}: {what}"
 
 
-@click.command("defend")
+@click.command("defend", cls=RbcCommand)
 @click.option("--defense", required=True, help=f"Training recipe: {' | '.join(DEFENSE_NAMES)}.")
 @click.option(
     "--threat", "-t", required=True, help="Training threat model NORM:EPS, e.g. linf:0.3, linf:8/255, l2:0.5."
@@ -45,7 +52,7 @@ def _describe(event: dict[str, Any]) -> str:
 @click.option("--beta", type=float, default=None, help="Weight of the robust term (trades, mart; default 6).")
 @click.option("--replays", type=int, default=None, help="Minibatch replays m (free-at; default 8).")
 @click.option("--guard/--no-guard", default=None, help="Catastrophic-overfitting guard (fgsm-rs; default on).")
-@click.option("--defense-arg", multiple=True, help="Any other defense parameter KEY=VALUE (e.g. guard_drop=0.3).")
+@param_option("defense (e.g. guard_drop=0.3) or architecture (e.g. depth=16)", "--defense-arg", "--arch-arg")
 @click.option(
     "--eval-n",
     type=int,
@@ -55,7 +62,6 @@ def _describe(event: dict[str, Any]) -> str:
 )
 @click.option("--eval-steps", type=int, default=10, show_default=True, help="PGD steps of the per-epoch monitor.")
 @click.option("--init-from", default=None, help="Start from a trained checkpoint (e.g. a standard model).")
-@_input_errors
 def defend_command(
     defense: str,
     threat: str,
@@ -74,7 +80,6 @@ def defend_command(
     deterministic: bool,
     normalize: bool,
     tag: str | None,
-    arch_arg: tuple[str, ...],
     data_dir: str | None,
     store: str | None,
     device: str,
@@ -85,15 +90,16 @@ def defend_command(
     beta: float | None,
     replays: int | None,
     guard: bool | None,
-    defense_arg: tuple[str, ...],
+    param: tuple[str, ...],
     eval_n: int,
     eval_steps: int,
     init_from: str | None,
 ) -> None:
     """Train a model with an adversarial-training defense and save it with its trade-off per epoch."""
     from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.core.errors import ArchOptionError
     from robustbench_cnn.core.types import ThreatModel, parse_eps
-    from robustbench_cnn.defenses import get_defense
+    from robustbench_cnn.defenses import DEFENSES, get_defense
     from robustbench_cnn.defenses.train import defend
     from robustbench_cnn.models import MODELS
     from robustbench_cnn.training import TrainConfig
@@ -109,12 +115,9 @@ def defend_command(
         "guard": guard,
     }
     params = {k: v for k, v in params.items() if v is not None}
-    try:
-        params.update(parse_kv(defense_arg))
-    except ValueError as exc:  # cli._parse_kv names --arch-arg in its message
-        raise ValueError(
-            str(exc).replace("--arch-arg", "--defense-arg").replace("depth=16", "guard_drop=0.3")
-        ) from None
+    declared = DEFENSES.get(defense).defaults
+    defense_params, arch_params = split_params(param, declared)
+    params.update(defense_params)
     recipe = get_defense(defense, threat_model, **params)  # bad parameters fail before any training
     config = TrainConfig.for_dataset(
         dataset,
@@ -132,22 +135,30 @@ def defend_command(
         seed=seed,
         normalize=normalize,
     )
-    result = defend(
-        recipe,
-        arch,
-        dataset,
-        threat_model,
-        config,
-        eval_n=eval_n,
-        eval_steps=eval_steps,
-        store=store,
-        tag=tag,
-        data_dir=data_dir,
-        subset=subset,
-        init_from=init_from,
-        arch_kwargs=parse_kv(arch_arg),
-        progress=progress,
-    )
+    try:
+        result = defend(
+            recipe,
+            arch,
+            dataset,
+            threat_model,
+            config,
+            eval_n=eval_n,
+            eval_steps=eval_steps,
+            store=store,
+            tag=tag,
+            data_dir=data_dir,
+            subset=subset,
+            init_from=init_from,
+            arch_kwargs=arch_params,
+            progress=progress,
+        )
+    except ArchOptionError as exc:
+        if not arch_params:
+            raise
+        accepted = ", ".join(sorted(declared)) or "none"
+        raise ArchOptionError(
+            f"{exc}; -p keys that are not parameters of defense {recipe.name!r} ({accepted}) go to the architecture"
+        ) from None
     rows = result.epochs[["epoch", "loss", "train_accuracy", "clean_accuracy", "pgd_accuracy", "epoch_s"]]
     n = int(result.epochs["eval_n"].iloc[0])
     out.print(
@@ -176,16 +187,13 @@ def defend_command(
         click.secho(f"Warning: {problem}", fg="yellow", err=True)
 
 
-@click.command("tradeoff")
+@click.command("tradeoff", cls=RbcCommand)
 @store_option
-@click.option(
-    "--out",
-    "out_path",
+@out_option(
+    "Write the table here (.parquet or .csv; default STORE/tradeoff.parquet).",
+    dest="out_path",
     type=click.Path(dir_okay=False),
-    default=None,
-    help="Write the table here (.parquet or .csv; default STORE/tradeoff.parquet).",
 )
-@_input_errors
 def tradeoff_command(store: str | None, out_path: str | None) -> None:
     """Show the clean/robust trade-off of every defended model in the store and write it."""
     from robustbench_cnn.reporting.tradeoff import write_tradeoff_table

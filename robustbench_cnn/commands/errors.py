@@ -1,4 +1,5 @@
-"""How the CLI reports input errors: one line ``Error: ...`` on stderr and exit code 2, never a traceback."""
+"""The click classes of ``rbc`` and how it reports input errors: one line ``Error: ...`` on stderr and exit code 2,
+never a traceback."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import click
 
+from robustbench_cnn.commands.shared import adopt_root_values, threads_option
 from robustbench_cnn.core.errors import RbcError
 
 
@@ -20,7 +22,14 @@ class InputError(click.ClickException):
 
 
 class _InputErrorsMixin:
-    """Turns library input errors raised while a command runs into ``InputError``."""
+    """Turns library input errors (``RbcError``, ``ValueError``) raised while a command parses its options or
+    runs into ``InputError``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)  # type: ignore[misc]
+        except (RbcError, ValueError) as exc:
+            raise InputError(str(exc)) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -29,12 +38,32 @@ class _InputErrorsMixin:
             raise InputError(str(exc)) from None
 
 
-class RbcGroup(_InputErrorsMixin, click.Group):
-    """A click group whose subcommands report input errors as one line with exit code 2."""
-
-
 class RbcCommand(_InputErrorsMixin, click.Command):
-    """A click command that reports input errors as one line with exit code 2, also when invoked alone."""
+    """A command of ``rbc``: reports input errors as one line with exit code 2 (also when invoked alone), has
+    ``--threads``, and takes the shared options given before it (``rbc --store S train``) as the defaults of its
+    own (see :mod:`robustbench_cnn.commands.shared`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not any(p.name == "threads" for p in self.params):
+            self.params.append(threads_option())
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        unmatched = adopt_root_values(self, ctx)
+        rest = super().parse_args(ctx, args)  # first, so that `rbc --seed 1 report --help` still shows the help
+        if unmatched and not ctx.resilient_parsing:  # (shell completion parses resiliently)
+            raise InputError(
+                f"{', '.join(unmatched)} given before the subcommand: {ctx.command_path} has no such option"
+            )
+        return rest
+
+
+class RbcGroup(_InputErrorsMixin, click.Group):
+    """A click group whose subcommands report input errors as one line with exit code 2; its ``command`` and
+    ``group`` decorators make :class:`RbcCommand` and :class:`RbcGroup`."""
+
+    command_class = RbcCommand
+    group_class = type  # click: subgroups of the same class as this group
 
 
 def input_errors(fn: Callable) -> Callable:

@@ -53,7 +53,7 @@ def _run_evaluation(cascade: str, attack_params: dict[str, Any], options: dict[s
 
 
 @click.command(cls=RbcCommand)
-@click.option("--attack", "-a", default="pgd", show_default=True, help="Registered attack (see --list).")
+@click.option("--attack", "-a", default="pgd", show_default=True, help="Registered attack (rbc attacks list).")
 @click.option("--param", "-p", multiple=True, help="Attack parameter KEY=VALUE (e.g. steps=100).")
 @eval_options
 def attack(attack: str, param: tuple[str, ...], **kwargs: Any) -> None:

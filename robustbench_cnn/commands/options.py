@@ -1,4 +1,10 @@
-"""Options shared by the commands, defined once."""
+"""Options shared by the commands, defined once.
+
+The shared options (``--threads``, ``--device``, ``--store``, ``--data-dir``, ``--out``, ``--seed``,
+``--progress/--no-progress``) are accepted before and after the subcommand: :func:`root_options` puts them on the
+root group, the decorators below on the commands (see :mod:`robustbench_cnn.commands.shared`). Attack, defense and
+architecture parameters are spelled ``-p/--param KEY=VALUE`` everywhere (:func:`param_option`).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from robustbench_cnn.commands.errors import parse_key_values
+from robustbench_cnn.commands.shared import THREADS_HELP, check_threads, record_root_value
 
 
 def compose(*decorators: Callable) -> Callable:
+    """Apply ``decorators`` as if stacked in this order above a function (the first is the outermost)."""
+
     def apply(fn: Callable) -> Callable:
         for deco in reversed(decorators):
             fn = deco(fn)
@@ -19,20 +29,37 @@ def compose(*decorators: Callable) -> Callable:
     return apply
 
 
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Data root (default: $RBC_DATA_DIR, else ~/.cache/robustbench_cnn/data).",
-)
-store_option = click.option(
-    "--store",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Model store (default: $RBC_HOME, else ~/.cache/robustbench_cnn).",
-)
-device_option = click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps.")
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+#: The shared options as the commands spell them: declarations and click attributes, each defined once.
+SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "data_dir": (
+        ("--data-dir",),
+        {
+            "type": click.Path(file_okay=False),
+            "default": None,
+            "help": "Data root (default: $RBC_DATA_DIR, else ~/.cache/robustbench_cnn/data).",
+        },
+    ),
+    "store": (
+        ("--store",),
+        {
+            "type": click.Path(file_okay=False),
+            "default": None,
+            "help": "Model store (default: $RBC_HOME, else ~/.cache/robustbench_cnn).",
+        },
+    ),
+    "device": (("--device",), {"default": "auto", "show_default": True, "help": "auto | cpu | cuda | cuda:N | mps."}),
+    "seed": (("--seed",), {"type": int, "default": 0, "show_default": True, "help": "Random seed."}),
+    "progress": (
+        ("--progress/--no-progress",),
+        {"default": True, "show_default": True, "help": "Show progress bars."},
+    ),
+}
+
+data_dir_option = click.option(*SHARED["data_dir"][0], **SHARED["data_dir"][1])
+store_option = click.option(*SHARED["store"][0], **SHARED["store"][1])
+device_option = click.option(*SHARED["device"][0], **SHARED["device"][1])
+seed_option = click.option(*SHARED["seed"][0], **SHARED["seed"][1])
+progress_option = click.option(*SHARED["progress"][0], **SHARED["progress"][1])
 dataset_option = click.option(
     "--dataset",
     "-d",
@@ -40,11 +67,110 @@ dataset_option = click.option(
     show_default=True,
     help="digits | mnist | fashion-mnist | cifar10 | imagefolder:PATH.",
 )
-progress_option = click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 common_options = compose(data_dir_option, store_option, device_option, seed_option, progress_option)
 
 
-def parse_kv(pairs: tuple[str, ...], option: str = "--arch-arg") -> dict[str, Any]:
+def out_option(
+    help: str = "Run folder (default results/<run-id>).", *, dest: str = "out", type: click.ParamType | None = None
+) -> Callable:
+    """``-o/--out``: where a command writes (a run folder, or a file where ``type`` says so), delivered to the
+    command function as ``dest``. Given before the subcommand (``rbc --out DIR attack ...``) it is the same."""
+    return click.option("--out", "-o", dest, type=type, default=None, help=help)
+
+
+def root_options(fn: Callable) -> Callable:
+    """The shared options on the root group: ``--threads`` (also env ``RBC_THREADS``) and those of
+    :data:`SHARED` plus ``--out``. They record what is given for the subcommand, whose own value wins."""
+
+    def threads_given(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        return record_root_value(ctx, param, check_threads(value))
+
+    root = [
+        click.option(
+            "--threads",
+            type=int,
+            envvar="RBC_THREADS",
+            default=None,
+            expose_value=False,
+            callback=threads_given,
+            help=THREADS_HELP,
+        )
+    ]
+    for decls, attrs in SHARED.values():
+        root.append(
+            click.option(
+                *decls,
+                **{**attrs, "default": None, "show_default": False},
+                expose_value=False,
+                callback=record_root_value,
+            )
+        )
+    root.append(
+        click.option(
+            "--out",
+            type=click.Path(),
+            default=None,
+            expose_value=False,
+            callback=record_root_value,
+            help="The subcommand's -o/--out (its run folder or output file).",
+        )
+    )
+    return compose(*root)(fn)
+
+
+_DEPRECATED = "Note: {flag} is deprecated and goes away in the next release: use -p/--param KEY=VALUE."
+
+
+class _ParamOption(click.Option):
+    """``-p/--param KEY=VALUE``, repeatable, with hidden legacy spellings merged in (first) and noted as
+    deprecated on stderr. Every pair is checked here, so a malformed one is named with the spelling used."""
+
+    def __init__(self, *args: Any, legacy: tuple[tuple[str, str], ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.legacy = legacy  # (spelling, parameter name of its hidden option)
+
+    def consume_value(self, ctx: click.Context, opts: Any) -> tuple[Any, ParameterSource]:
+        value, source = super().consume_value(ctx, opts)
+        pairs: list[str] = []
+        for flag, name in self.legacy:
+            old = tuple(opts.get(name) or ())
+            if old:
+                click.echo(_DEPRECATED.format(flag=flag), err=True)
+                parse_key_values(old, flag)
+                pairs.extend(old)
+                source = ParameterSource.COMMANDLINE
+        own = tuple(value) if isinstance(value, (list, tuple)) else ()
+        parse_key_values(own, "--param")
+        return (*pairs, *own), source
+
+
+def param_option(what: str, *legacy: str, dest: str = "param") -> Callable:
+    """``-p/--param KEY=VALUE`` (repeatable) for the ``what`` parameters (e.g. "attack", "defense"), delivered as
+    a tuple of ``KEY=VALUE`` strings to ``dest``. Each ``legacy`` spelling (e.g. ``--arch-arg``) stays as a
+    hidden alias for one release: its pairs come first (so ``-p`` wins on a repeated key) and using it prints a
+    one-line deprecation note to stderr."""
+    hidden = [
+        click.option(
+            flag, f"legacy_{flag.lstrip('-').replace('-', '_')}", multiple=True, hidden=True, expose_value=False
+        )
+        for flag in legacy
+    ]
+    main = click.option(
+        "--param",
+        "-p",
+        dest,
+        cls=_ParamOption,
+        legacy=tuple((flag, f"legacy_{flag.lstrip('-').replace('-', '_')}") for flag in legacy),
+        multiple=True,
+        metavar="KEY=VALUE",
+        help=f"{what[:1].upper()}{what[1:]} parameter KEY=VALUE, repeatable (e.g. -p steps=20; JSON values, "
+        "fractions such as 2/255).",
+    )
+    return compose(main, *hidden)
+
+
+def parse_kv(pairs: tuple[str, ...], option: str = "--param") -> dict[str, Any]:
+    """``("depth=16",)`` -> ``{"depth": 16}`` (see :func:`~robustbench_cnn.commands.errors.parse_key_values`)."""
     return parse_key_values(pairs, option)
 
 
@@ -79,7 +205,6 @@ def train_options(fn: Callable) -> Callable:
             "[0, 1] pixels, as the MNIST robustness papers' nets).",
         ),
         click.option("--tag", default=None, help="Suffix of the checkpoint name."),
-        click.option("--arch-arg", multiple=True, help="Architecture argument KEY=VALUE (e.g. depth=16)."),
         common_options,
     )(fn)
 
@@ -111,7 +236,7 @@ def eval_options(fn: Callable) -> Callable:
             "--target-policy", default="random", show_default=True, help="random | least-likely | next | class:K | all."
         ),
         click.option("--batch-size", type=int, default=256, show_default=True),
-        click.option("--out", "-o", default=None, help="Run folder (default results/<run-id>)."),
+        out_option(),
         click.option("--resume/--no-resume", default=False, help="Continue a run folder, skipping finished cells."),
         common_options,
     )(fn)

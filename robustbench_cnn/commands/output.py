@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:  # rich is imported when something is printed, not when `rbc --help` loads the commands
+    from rich.table import Table
 
 
 class _Out:
     """Results go to stdout (progress and warnings go to stderr); wide when piped, so tables stay whole."""
 
     def print(self, *objects: Any) -> None:
+        from rich.console import Console
+
         Console(width=None if sys.stdout.isatty() else 240).print(*objects)
 
 
@@ -21,6 +24,9 @@ out = _Out()
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
+    """A rich table titled ``title`` of ``rows`` (dicts), with ``columns`` (default: the first row's keys)."""
+    from rich.table import Table
+
     table = Table(title=title)
     columns = columns or (list(rows[0]) if rows else [])
     for col in columns:

@@ -1,9 +1,8 @@
 """``rbc report`` and ``rbc regress``: the leaderboard of a run folder, and the CI regression check.
 
-The commands only parse options and call :func:`robustbench_cnn.reporting.report.write_report` and
-:mod:`robustbench_cnn.reporting.regress`. This module imports nothing from ``cli.py`` at import time (``cli.py``
-imports it to attach the commands); the shared pieces are imported inside the functions.
-Attach with ``main.add_command(report_command)`` and ``main.add_command(regress_command)``.
+The commands only parse options, call :func:`robustbench_cnn.reporting.report.write_report` or
+:mod:`robustbench_cnn.reporting.regress` (:func:`~robustbench_cnn.reporting.regress.compare`,
+:func:`~robustbench_cnn.reporting.regress.refresh_baseline`) and print.
 """
 
 from __future__ import annotations
@@ -12,11 +11,9 @@ from typing import Any
 
 import click
 
-from robustbench_cnn.commands.errors import input_errors
+from robustbench_cnn.commands.errors import RbcCommand
+from robustbench_cnn.commands.options import out_option, store_option
 from robustbench_cnn.commands.output import out
-from robustbench_cnn.core.errors import RbcError
-
-_input_errors = input_errors
 
 
 def _parse_eps_options(values: tuple[str, ...]) -> dict[str, float]:
@@ -31,15 +28,10 @@ def _parse_eps_options(values: tuple[str, ...]) -> dict[str, float]:
     return chosen
 
 
-@click.command("report")
+@click.command("report", cls=RbcCommand)
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--out",
-    "-o",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Where to write leaderboard.md/.html (default: the run folder).",
+@out_option(
+    "Where to write leaderboard.md/.html (default: the run folder).", dest="out_dir", type=click.Path(file_okay=False)
 )
 @click.option(
     "--eps",
@@ -49,13 +41,7 @@ def _parse_eps_options(values: tuple[str, ...]) -> dict[str, float]:
     help="Rank at this epsilon for this norm (repeatable), e.g. linf:0.1; default: the largest "
     "epsilon every model of a board was evaluated at.",
 )
-@click.option(
-    "--store",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Model store for training costs (default: $RBC_HOME, else ~/.cache/robustbench_cnn).",
-)
-@_input_errors
+@store_option
 def report_command(run_dir: str, out_dir: str | None, eps: tuple[str, ...], store: str | None) -> None:
     """Write the leaderboard of RUN_DIR: leaderboard.md and a self-contained leaderboard.html."""
     from robustbench_cnn.reporting.report import write_report
@@ -129,7 +115,7 @@ def _diff_table(report: Any, show_all: bool) -> Any:
     return table
 
 
-@click.command("regress")
+@click.command("regress", cls=RbcCommand)
 @click.option(
     "--baseline",
     "-b",
@@ -158,30 +144,22 @@ def _diff_table(report: Any, show_all: bool) -> Any:
     help="Write the current summary as the new baseline (shows the diff, exits 0).",
 )
 @click.option("--all", "show_all", is_flag=True, default=False, help="List every cell, not only the changed ones.")
-@_input_errors
 def regress_command(baseline: str, current: str, tolerance_pp: float, update: bool, show_all: bool) -> None:
     """Compare a run's results with a baseline, cell by cell: exit 1 when a cell's clean or robust accuracy
     dropped by more than --tolerance-pp, a baseline cell is missing or was evaluated on another number of points,
     else 0 (2: unreadable input)."""
-    from pathlib import Path
-
-    from robustbench_cnn.reporting.regress import compare, load_baseline, load_current, update_baseline
+    from robustbench_cnn.reporting.regress import compare, load_baseline, load_current, refresh_baseline
 
     cur = load_current(current)
     if update:
-        old = None
-        if Path(baseline).exists():
-            try:
-                old = load_baseline(baseline)
-            except RbcError as exc:  # a malformed baseline is what --update repairs
-                click.echo(f"replacing the unreadable baseline: {exc}", err=True)
-        if old is not None:
-            report = compare(old, cur, tolerance_pp)
-            if len(report.changed()) or show_all:
-                out.print(_diff_table(report, show_all))
-            out.print(f"against the previous baseline: {report.counts_text()}")
-        path = update_baseline(cur, baseline)
-        out.print(f"baseline written to {path} ({len(cur)} cells)")
+        done = refresh_baseline(cur, baseline, tolerance_pp)
+        if done.unreadable:
+            click.echo(f"replacing the unreadable baseline: {done.unreadable}", err=True)
+        if done.previous is not None:
+            if len(done.previous.changed()) or show_all:
+                out.print(_diff_table(done.previous, show_all))
+            out.print(f"against the previous baseline: {done.previous.counts_text()}")
+        out.print(f"baseline written to {done.path} ({done.cells} cells)")
         return
     report = compare(load_baseline(baseline), cur, tolerance_pp)
     if len(report.changed()) or show_all:

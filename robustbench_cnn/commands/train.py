@@ -5,15 +5,13 @@ from __future__ import annotations
 import click
 
 from robustbench_cnn.commands.errors import RbcCommand
-from robustbench_cnn.commands.options import (
-    parse_kv,
-    train_options,
-)
+from robustbench_cnn.commands.options import param_option, parse_kv, train_options
 from robustbench_cnn.commands.output import out, table
 
 
 @click.command(cls=RbcCommand)
 @train_options
+@param_option("architecture", "--arch-arg")
 @click.option("--init-from", default=None, help="Start from a trained checkpoint (transfer learning).")
 @click.option(
     "--freeze", type=click.Choice(["features"]), default=None, help="With --init-from: train only the classifier head."
@@ -34,7 +32,7 @@ def train(
     deterministic: bool,
     normalize: bool,
     tag: str | None,
-    arch_arg: tuple[str, ...],
+    param: tuple[str, ...],
     data_dir: str | None,
     store: str | None,
     device: str,
@@ -79,7 +77,7 @@ def train(
         subset=subset,
         data_dir=data_dir,
         init_from=init_from,
-        arch_kwargs=parse_kv(arch_arg),
+        arch_kwargs=parse_kv(param),
         progress=progress,
     )
     card = trained.card

@@ -240,13 +240,42 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, tolerance_pp: float =
     return RegressionReport(table, float(tolerance_pp), counts)
 
 
+@dataclass
+class BaselineUpdate:
+    """What :func:`refresh_baseline` did: the baseline it wrote (``path``, ``cells`` rows), the comparison with
+    the baseline it replaced (``None`` when there was none, or it was unreadable) and, for an unreadable one,
+    why it could not be read."""
+
+    path: Path
+    cells: int
+    previous: RegressionReport | None = None
+    unreadable: str | None = None
+
+
+def refresh_baseline(current: pd.DataFrame, baseline: str | os.PathLike, tolerance_pp: float = 1.0) -> BaselineUpdate:
+    """``rbc regress --update``: compare ``current`` with the baseline at ``baseline`` when one exists and can be
+    read (a malformed one is what this repairs: its error is returned, not raised), then write ``current`` there
+    as the new baseline (:func:`update_baseline`)."""
+    old, unreadable = None, None
+    if Path(baseline).exists():
+        try:
+            old = load_baseline(baseline)
+        except RbcError as exc:
+            unreadable = str(exc)
+    previous = compare(old, current, tolerance_pp) if old is not None else None
+    path = update_baseline(current, baseline)
+    return BaselineUpdate(path, len(current), previous, unreadable)
+
+
 __all__ = [
     "FAILING",
     "KEY",
     "VALUES",
+    "BaselineUpdate",
     "RegressionReport",
     "compare",
     "load_baseline",
     "load_current",
+    "refresh_baseline",
     "update_baseline",
 ]
