@@ -17,8 +17,10 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
-from robustbench_cnn.attacks.functional import batched_logits, eval_mode, jittered_start, make_generator, project
+from robustbench_cnn.attacks.functional import jittered_start, make_generator
 from robustbench_cnn.attacks.input_gradients import fast_input_gradients
+from robustbench_cnn.core.geometry import project
+from robustbench_cnn.core.model_utils import batched_logits, eval_mode
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel, parse_bool
 
 __all__ = ["Attack", "PerturbOutput", "project"]

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from robustbench_cnn.attacks.base import Attack
-from robustbench_cnn.attacks.functional import eot_loss_and_grad, is_adversarial, normalize_step, project, random_start
+from robustbench_cnn.attacks.functional import eot_loss_and_grad, is_adversarial
 from robustbench_cnn.attacks.registry import ATTACKS
+from robustbench_cnn.core.geometry import ascent_step, random_start
 from robustbench_cnn.core.types import Norm, ThreatModel
 
 #: Default step: ``2.5 * eps / steps`` (Madry et al. 2018), so the iterates can cross the ball whatever the
@@ -128,10 +129,7 @@ class PGD(Attack):
                         box = (box[0][keep], box[1][keep]) if box is not None else None
                         if pos.numel() == 0:
                             break
-                if box is not None:  # linf: one fused step, exactly project() onto ball ∩ [0, 1]
-                    xa = torch.add(xa, grad.sign_(), alpha=alpha).clamp_(box[0], box[1])
-                else:
-                    xa = project(xa + alpha * normalize_step(grad, threat.norm), x0, threat)
+                xa = ascent_step(xa, grad, alpha, x0, threat, box)
             if pos.numel():
                 best[pos] = xa  # unbroken points return the last iterate (useful for transfer)
                 if restart + 1 < int(p["restarts"]):  # the base class re-evaluates after the last run

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from robustbench_cnn.attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
-from robustbench_cnn.attacks.functional import batched_logits, eval_mode, jittered_start
+from robustbench_cnn.attacks.functional import jittered_start
 from robustbench_cnn.core.errors import UnknownNameError
+from robustbench_cnn.core.model_utils import batched_logits, eval_mode
 from robustbench_cnn.core.progress import make_progress
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
 from robustbench_cnn.evaluation.flags import Flag, curve_flags, flag, model_flags
