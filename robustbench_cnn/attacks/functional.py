@@ -14,18 +14,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from robustbench_cnn.core.geometry import TINY, random_start
-from robustbench_cnn.core.types import Norm, ThreatModel
-
-
-def jittered_start(previous: torch.Tensor, norm: Norm, radius: float, seed: int) -> torch.Tensor:
-    """A warm start along a growing ball: each point's last iterate at the previous epsilon plus a uniform random
-    step in the ball of the epsilon increment ``radius`` (the attack then projects it onto the new ball), so the
-    run continues the ascent without restarting from exactly the same point. Seeded by ``seed``."""
-    if radius <= 0:
-        return previous
-    generator = torch.Generator(device=previous.device).manual_seed(seed)
-    return random_start(previous, ThreatModel(norm, radius), generator)
+from robustbench_cnn.core.geometry import TINY
 
 
 # ----------------------------------------------------------------------------------------- losses

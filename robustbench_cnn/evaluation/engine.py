@@ -3,7 +3,8 @@
 For each epsilon (ascending), the suite's attacks run one after another, each only on the points still
 robust (as AutoAttack does); points the model misclassifies are never attacked, and a point broken at a
 smaller epsilon counts as broken at every larger one (its adversarial example lies in the larger ball), so
-a whole robustness curve costs little more than its largest epsilon.
+a whole robustness curve costs little more than its largest epsilon. The loop along the epsilons is
+:class:`~robustbench_cnn.attacks.curve.GrowingBall`; this module adds the worst case, the flags and the tables.
 
 ``evaluate(model, x, y, "linf", [0, 0.1, 0.3], "standard")`` works for any ``nn.Module`` taking images in
 [0, 1] and returning logits.
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from robustbench_cnn.attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
-from robustbench_cnn.attacks.functional import jittered_start
+from robustbench_cnn.attacks.curve import GrowingBall
 from robustbench_cnn.core.errors import UnknownNameError
 from robustbench_cnn.core.model_utils import batched_logits, eval_mode
 from robustbench_cnn.core.progress import make_progress
@@ -377,8 +378,7 @@ def evaluate(
     eps_sorted = sorted({float(e) for e in eps_list})
     if not eps_sorted:
         raise ValueError("no epsilons given")
-    for eps in eps_sorted:
-        ThreatModel(norm, eps)  # validates
+    threats = [ThreatModel(norm, eps) for eps in eps_sorted]  # each epsilon validated here, once
     suite, chain = resolve_attacks(attacks, norm)
     if targeted:
         if target_policy == "all":
@@ -408,7 +408,7 @@ def evaluate(
             if changed:
                 flags.append(flag("eot", f"{samples} samples per step in {', '.join(changed)}"))
         outcomes = _run_cascade(
-            model, x, y, logits, targets, norm, eps_sorted, chain, targeted, seed, batch_size, progress, warm_start
+            model, x, y, logits, targets, threats, chain, targeted, seed, batch_size, progress, warm_start
         )
     evaluation = Evaluation(
         norm,
@@ -447,8 +447,7 @@ def _run_cascade(
     y: torch.Tensor,
     logits: torch.Tensor,
     targets: torch.Tensor,
-    norm: Norm,
-    eps_sorted: list[float],
+    threats: list[ThreatModel],
     chain: list[Attack],
     targeted: bool,
     seed: int,
@@ -456,26 +455,40 @@ def _run_cascade(
     progress: bool,
     warm_start: bool,
 ) -> list[EpsOutcome]:
+    """The cascade along the curve on :class:`~robustbench_cnn.attacks.curve.GrowingBall`, with the worst case per
+    point: which attack broke it, its adversarial example, prediction, norm and the queries spent per epsilon."""
     n = y.numel()
     pred = logits.argmax(1)
     correct = pred == y.cpu()
-    robust_prev = correct.clone()  # points never attacked successfully so far
     # a targeted attack skips a point whose target is its own label: it is never attacked and stays robust
     attackable = correct & (targets != y.cpu()) if targeted else correct
+    ball = GrowingBall(
+        chain,
+        model,
+        x,
+        y,
+        attackable=attackable,
+        clean_logits=logits,
+        targets=targets if targeted else None,
+        seed=seed,
+        batch_size=batch_size,
+        warm_start=warm_start,
+    )
     x_cpu = x.detach().cpu()
     best_x, best_pred = x_cpu.clone(), pred.clone()
     best_norm = torch.zeros(n)
     broken_by = torch.full((n,), -1, dtype=torch.int64)
-    # per attack: its last iterate for each point it ran on (warm starts along the growing ball)
-    last_adv: list[torch.Tensor | None] = [None] * len(chain)
-    prev_eps = 0.0
     outcomes: list[EpsOutcome] = []
     with make_progress(enabled=progress) as bar:
-        task = bar.add_task("attacks", total=len(eps_sorted) * len(chain))
-        for eps in eps_sorted:
-            threat = ThreatModel(norm, eps)
+        task = bar.add_task("attacks", total=len(threats) * len(chain))
+
+        def describe(attack: Attack, threat: ThreatModel) -> None:
+            bar.update(task, description=f"{attack.name} {threat}")
+
+        for threat in threats:
+            eps = threat.eps
             start = time.perf_counter()
-            robust = robust_prev.clone()
+            robust = correct & ball.unbroken  # robust to every attack at every smaller eps
             steps, cumulative = [], []
             spent = torch.zeros(n, dtype=torch.int64)  # queries at this epsilon, summed over the cascade
             eps0_pred = None  # eps 0: the second clean pass's predictions where they differ from the first
@@ -483,48 +496,35 @@ def _run_cascade(
                 eps0_pred = best_pred.clone()
                 again = _clean_logits(model, x, batch_size or 256).argmax(1)
                 changed = robust & (again != y.cpu())
-                robust &= ~changed  # this epsilon only (eps0-mismatch flag); later ones start from robust_prev
+                robust &= ~changed  # this epsilon only (eps0-mismatch flag); the ball is not run at eps 0
                 eps0_pred[changed] = again[changed]
-            for k, attack in enumerate(chain):
-                bar.update(task, description=f"{attack.name} {threat}")
-                idx = (robust & attackable).nonzero().flatten()
-                step = _empty_result(x_cpu, y.cpu(), pred, targets, threat, attack)
-                if idx.numel() and eps > 0:
-                    warm = None
-                    if warm_start and attack.supports_start and last_adv[k] is not None:
-                        warm = jittered_start(last_adv[k][idx].to(x.device), norm, eps - prev_eps, seed)
-                    sub = attack(
-                        model,
-                        x[idx.to(x.device)],
-                        y[idx.to(y.device)],
-                        threat,
-                        targets=targets[idx].to(x.device) if targeted else None,
-                        seed=seed,
-                        batch_size=batch_size,
-                        clean_logits=logits[idx],
-                        start=warm,
-                    )
-                    if warm_start and attack.supports_start:
-                        if last_adv[k] is None:
-                            last_adv[k] = x_cpu.clone()
-                        last_adv[k][idx] = sub.x_adv.cpu()
-                    hit = sub.success.cpu()
-                    step.success[idx] = hit
-                    step.x_adv[idx] = sub.x_adv.cpu()
-                    step.pred_adv[idx] = sub.pred_adv.cpu()
-                    step.perturbation_norm[idx] = sub.perturbation_norm.cpu()
-                    step.queries[idx] = sub.queries.cpu()
-                    step.elapsed_s = sub.elapsed_s
-                    newly = idx[hit]
-                    robust[newly] = False
-                    broken_by[newly] = k
-                    best_x[newly] = sub.x_adv.cpu()[hit]
-                    best_pred[newly] = sub.pred_adv.cpu()[hit]
-                    best_norm[newly] = sub.perturbation_norm.cpu()[hit]
-                    spent[idx] += sub.queries.cpu()
-                steps.append(step)
-                cumulative.append(float(robust.float().mean()))
-                bar.advance(task)
+                for attack in chain:
+                    describe(attack, threat)
+                    steps.append(_empty_result(x_cpu, y.cpu(), pred, targets, threat, attack))
+                    cumulative.append(float(robust.float().mean()))
+                    bar.advance(task)
+            else:
+                for k, ball_step in enumerate(ball.run(threat, before=describe)):
+                    step = _empty_result(x_cpu, y.cpu(), pred, targets, threat, chain[k])
+                    sub, idx = ball_step.result, ball_step.idx
+                    if sub is not None:
+                        hit = sub.success.cpu()
+                        step.success[idx] = hit
+                        step.x_adv[idx] = sub.x_adv.cpu()
+                        step.pred_adv[idx] = sub.pred_adv.cpu()
+                        step.perturbation_norm[idx] = sub.perturbation_norm.cpu()
+                        step.queries[idx] = sub.queries.cpu()
+                        step.elapsed_s = sub.elapsed_s
+                        newly = idx[hit]
+                        robust[newly] = False
+                        broken_by[newly] = k
+                        best_x[newly] = sub.x_adv.cpu()[hit]
+                        best_pred[newly] = sub.pred_adv.cpu()[hit]
+                        best_norm[newly] = sub.perturbation_norm.cpu()[hit]
+                        spent[idx] += sub.queries.cpu()
+                    steps.append(step)
+                    cumulative.append(float(robust.float().mean()))
+                    bar.advance(task)
             outcomes.append(
                 EpsOutcome(
                     eps,
@@ -539,9 +539,6 @@ def _run_cascade(
                     time.perf_counter() - start,
                 )
             )
-            if eps > 0:
-                robust_prev = robust
-            prev_eps = eps
     return outcomes
 
 
