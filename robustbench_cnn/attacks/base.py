@@ -41,6 +41,12 @@ class Attack:
     - ``supports_targeted``: whether user-supplied ``targets`` are accepted;
     - ``deterministic``: the result does not depend on ``seed`` (no randomness at all);
     - ``kind``: ``"white-box"`` (gradients), ``"score"`` (logits only) or ``"decision"`` (labels only);
+    - ``black_box``: the attack only queries the model (True exactly for the score and decision kinds); the
+      evaluation flags a black-box attack that breaks points the white-box ones missed;
+    - ``single_step``: one gradient step (FGSM-like); the evaluation flags a single-step attack that breaks
+      points the iterative ones missed (gradient masking);
+    - ``eot_param``: the name of the parameter that sets the gradient samples per step (expectation over
+      transformation, e.g. ``"eot_samples"``), or None when the attack cannot average gradients;
     - ``supports_start``: ``perturb`` accepts ``start=`` (warm start from given points, e.g. the last
       iterates at a smaller epsilon along a robustness curve);
     - ``fast_gradient_kernels``: the attack's own gradient passes may use the faster first-layer input-gradient
@@ -56,6 +62,9 @@ class Attack:
     supports_targeted: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
     kind: ClassVar[str] = "white-box"
+    black_box: ClassVar[bool] = False
+    single_step: ClassVar[bool] = False
+    eot_param: ClassVar[str | None] = None
     supports_start: ClassVar[bool] = False
     fast_gradient_kernels: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
@@ -71,6 +80,10 @@ class Attack:
             raise TypeError(f"{cls.__name__} must not override Attack.__call__; implement perturb()")
         if cls.kind not in KINDS:
             raise TypeError(f"{cls.__name__}.kind must be one of {', '.join(KINDS)}")
+        if cls.black_box != (cls.kind != "white-box"):
+            raise TypeError(f"{cls.__name__}.black_box must be {cls.kind != 'white-box'} for a {cls.kind} attack")
+        if cls.eot_param is not None and cls.eot_param not in cls.defaults:
+            raise TypeError(f"{cls.__name__}.eot_param {cls.eot_param!r} is not one of its parameters")
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))

@@ -40,6 +40,9 @@ class FGSM(Attack):
     supports_targeted = True
     deterministic = True
     kind = "white-box"
+    black_box = False
+    single_step = True
+    eot_param = None
     fast_gradient_kernels = True
     defaults = {"loss": "ce"}
 

@@ -38,6 +38,9 @@ class _IterativeFGSM(Attack):
     norms = (Norm.LINF, Norm.L2)
     supports_targeted = True
     kind = "white-box"
+    black_box = False
+    single_step = False
+    eot_param = None
     fast_gradient_kernels = True
 
     def perturb(

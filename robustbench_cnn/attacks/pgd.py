@@ -63,6 +63,9 @@ class PGD(Attack):
     supports_targeted = True
     deterministic = False
     kind = "white-box"
+    black_box = False
+    single_step = False
+    eot_param = "eot_samples"
     supports_start = True
     fast_gradient_kernels = True
     optional_numbers = frozenset({"rel_stepsize", "abs_stepsize"})

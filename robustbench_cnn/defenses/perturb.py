@@ -138,7 +138,7 @@ def pgd_accuracy(
     PGD with cross-entropy, a uniform random start, ``steps`` steps of ``alpha`` (default
     ``2.5 * eps / steps``), in eval mode (restored afterwards); a point is robust if it is classified
     correctly clean and at every iterate. This is a monitor for the trade-off tables and the
-    overfitting guard, not a substitute for the evaluation suite (``attacks``).
+    overfitting guard, not a substitute for the evaluation cascades (``evaluation``).
     """
     if len(y) == 0:
         raise ValueError("no images to evaluate")

@@ -1,6 +1,6 @@
 """The evaluation engine: per-sample worst case over a cascade of attacks, along a growing epsilon ball.
 
-For each epsilon (ascending), the suite's attacks run one after another, each only on the points still
+For each epsilon (ascending), the cascade's attacks run one after another, each only on the points still
 robust (as AutoAttack does); points the model misclassifies are never attacked, and a point broken at a
 smaller epsilon counts as broken at every larger one (its adversarial example lies in the larger ball), so
 a whole robustness curve costs little more than its largest epsilon. The loop along the epsilons is
@@ -31,8 +31,8 @@ from robustbench_cnn.core.progress import make_progress
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
 from robustbench_cnn.evaluation.flags import Flag, curve_flags, flag, model_flags
 
-#: Attack cascades by name: (attack, params) in order. Cheap strong attacks first, black-box checks last.
-SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+#: Attack cascade presets by name: (attack, params) in order. Cheap strong attacks first, black-box checks last.
+CASCADES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     # A fast check: iterative PGD, then FGSM as a masking check (single-step must not beat iterative).
     "quick": [("pgd", {"steps": 20}), ("fgsm", {})],
     # AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square 5000) preceded by PGD-40, so it is at least as strong.
@@ -55,10 +55,11 @@ SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
 }
 
+#: Deprecated alias of :data:`CASCADES` for modules that still import it (a cascade preset is not a benchmark suite).
+SUITES = CASCADES
+
 #: Gradient samples per step for randomized models (AutoAttack's ``rand`` version uses 20 for APGD).
 EOT_SAMPLES = 20
-#: The parameter through which each attack takes EOT samples.
-EOT_PARAMS = ("eot_samples", "eot_iter")
 
 #: Fraction of points a single-step attack may break beyond the iterative ones before it is flagged (an
 #: isolated point is noise; AutoAttack-style black-box checks flag any point).
@@ -68,38 +69,38 @@ TARGET_POLICIES = ("random", "least-likely", "next", "class:K", "all")
 
 
 def check_attack_names(attacks: str) -> None:
-    """Check a suite name or comma-separated attack (or suite) names before any work.
+    """Check a cascade name or comma-separated attack (or cascade) names before any work.
 
-    An unknown name raises :class:`UnknownNameError` suggesting close suite *and* attack names
+    An unknown name raises :class:`UnknownNameError` suggesting close cascade *and* attack names
     (``quik`` -> ``quick``).
     """
     for name in filter(None, (part.strip() for part in attacks.split(","))):
-        if name not in SUITES and name not in ATTACKS:
-            raise unknown_suite_or_attack(name)
+        if name not in CASCADES and name not in ATTACKS:
+            raise unknown_cascade_or_attack(name)
 
 
-def unknown_suite_or_attack(name: str) -> UnknownNameError:
-    """The error for a name that is neither a suite nor a registered attack, with close names of both."""
-    suites = sorted(SUITES)
-    close = difflib.get_close_matches(name.lower(), suites + list(ATTACKS), n=3, cutoff=0.5)
+def unknown_cascade_or_attack(name: str) -> UnknownNameError:
+    """The error for a name that is neither a cascade nor a registered attack, with close names of both."""
+    cascades = sorted(CASCADES)
+    close = difflib.get_close_matches(name.lower(), cascades + list(ATTACKS), n=3, cutoff=0.5)
     suggestions = list(dict.fromkeys(close + ATTACKS.suggest(name)))[:3]
-    return UnknownNameError("suite or attack", name, suggestions, suites + list(ATTACKS))
+    return UnknownNameError("cascade or attack", name, suggestions, cascades + list(ATTACKS))
 
 
 def resolve_attacks(
     attacks: str | Sequence[str | Attack | tuple[str, dict[str, Any]]], norm: Norm
 ) -> tuple[str, list[Attack]]:
-    """A suite name, attack names, (name, params) pairs or instances -> (suite label, attacks for ``norm``).
+    """A cascade name, attack names, (name, params) pairs or instances -> (cascade label, attacks for ``norm``).
 
-    Attacks of a suite that do not support ``norm`` are left out (e.g. FAB-T has no L1); a single attack
+    Attacks of a cascade preset that do not support ``norm`` are left out (e.g. FAB-T has no L1); a single attack
     that does not support it is an error.
     """
     if isinstance(attacks, str):
-        if attacks in SUITES:
-            chosen = [get_attack(name, **params) for name, params in SUITES[attacks]]
+        if attacks in CASCADES:
+            chosen = [get_attack(name, **params) for name, params in CASCADES[attacks]]
             kept = [a for a in chosen if norm in a.norms]
             if not kept:
-                raise ValueError(f"suite {attacks!r} has no attack for norm {norm.value}")
+                raise ValueError(f"cascade {attacks!r} has no attack for norm {norm.value}")
             return attacks, kept
         items: Sequence[Any] = [a.strip() for a in attacks.split(",") if a.strip()]
     else:
@@ -110,12 +111,12 @@ def resolve_attacks(
             built.append(item)
         elif isinstance(item, tuple):
             built.append(get_attack(item[0], **item[1]))
-        elif item in SUITES:
+        elif item in CASCADES:
             built.extend(resolve_attacks(item, norm)[1])
         elif str(item) in ATTACKS:
             built.append(get_attack(str(item)))
         else:
-            raise unknown_suite_or_attack(str(item))
+            raise unknown_cascade_or_attack(str(item))
     for attack in built:
         if norm not in attack.norms:
             supported = ", ".join(n.value for n in attack.norms)
@@ -147,7 +148,7 @@ class Evaluation:
     """A whole evaluation: clean predictions, the curve of cascades, and the validity flags."""
 
     norm: Norm
-    suite: str
+    suite: str  # the cascade's label: a preset name or the attack names
     attacks: list[Attack]
     labels: torch.Tensor
     pred_clean: torch.Tensor
@@ -355,10 +356,10 @@ def evaluate(
         x, y: images N x C x H x W in [0, 1] and int64 labels.
         norm: ``"linf"``, ``"l2"``, ... (the threat model's norm).
         eps_list: epsilons; evaluated in ascending order with the growing-ball trick.
-        attacks: a suite name (``quick``, ``standard``, ``plus``), comma-separated attack names, or a list of
+        attacks: a cascade name (``quick``, ``standard``, ``plus``), comma-separated attack names, or a list of
             names, ``(name, params)`` pairs or ``Attack`` instances.
         targeted: run targeted attacks with ``target_policy`` (random | least-likely | next | class:K); attacks
-            that take no targets are left out of a targeted suite. For ``all`` use :func:`evaluate_all_targets`.
+            that take no targets are left out of a targeted cascade. For ``all`` use :func:`evaluate_all_targets`.
         seed: seeds target choice and every attack.
         batch_size: attack mini-batch size.
         warm_start: along the curve, attacks that accept a starting point (PGD) start each still-robust point
@@ -393,7 +394,7 @@ def evaluate(
         logits = _clean_logits(model, x, batch_size or 256)
         pred = logits.argmax(1)
         skipped: list[str] = []
-        if isinstance(attacks, str) and attacks in SUITES:  # a suite leaves out what the class count rules out
+        if isinstance(attacks, str) and attacks in CASCADES:  # a preset leaves out what the class count rules out
             runnable = [a for a in chain if a.min_classes <= logits.shape[1]] or chain
             skipped = [a.name for a in chain if a not in runnable]
             chain = runnable
@@ -428,11 +429,11 @@ def evaluate(
 
 
 def with_eot(chain: list[Attack], samples: int) -> tuple[list[Attack], list[str]]:
-    """``chain`` with each attack that averages gradients (an :data:`EOT_PARAMS` parameter) rebuilt with
-    ``samples`` gradient samples per step; returns the chain and the names of the attacks changed."""
+    """``chain`` with each attack that averages gradients (its ``eot_param`` is not None) rebuilt with ``samples``
+    gradient samples per step; returns the chain and the names of the attacks changed."""
     out, changed = [], []
     for attack in chain:
-        key = next((k for k in EOT_PARAMS if k in attack.defaults), None)
+        key = attack.eot_param
         if key is None or int(attack.params[key]) >= samples:
             out.append(attack)
             continue
@@ -560,17 +561,17 @@ def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
         for o, robust_before in zip(ev.outcomes, before):
             new = int(((o.broken_by == k) & robust_before).sum()) if o.eps > 0 else 0
             if (
-                attack.kind in ("score", "decision")
+                attack.black_box
                 and white_seen
                 and new
                 and not any(f.code == "black-box-beats-white-box" and f.eps == o.eps for f in flags)
             ):
                 flags.append(flag("black-box-beats-white-box", f"{attack.name} broke {new} more points", o.eps))
-            if attack.name == "fgsm" and iterative_seen and new > SINGLE_STEP_TOLERANCE * ev.labels.numel():
-                flags.append(flag("single-step-beats-iterative", f"fgsm broke {new} more points", o.eps))
-        if attack.kind == "white-box":
+            if attack.single_step and iterative_seen and new > SINGLE_STEP_TOLERANCE * ev.labels.numel():
+                flags.append(flag("single-step-beats-iterative", f"{attack.name} broke {new} more points", o.eps))
+        if not attack.black_box:
             white_seen = True
-            if attack.name != "fgsm":
+            if not attack.single_step:
                 iterative_seen = True
     return flags
 
@@ -619,4 +620,13 @@ def model_device(model: nn.Module, x: torch.Tensor) -> torch.device:
     return tensor.device if tensor is not None else x.device
 
 
-__all__ = ["ATTACKS", "Evaluation", "EpsOutcome", "SUITES", "evaluate", "evaluate_all_targets", "resolve_attacks"]
+__all__ = [
+    "ATTACKS",
+    "CASCADES",
+    "Evaluation",
+    "EpsOutcome",
+    "SUITES",
+    "evaluate",
+    "evaluate_all_targets",
+    "resolve_attacks",
+]

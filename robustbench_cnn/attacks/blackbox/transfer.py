@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_cnn.attacks import Attack, get_attack
+from robustbench_cnn.attacks import ATTACKS, Attack, get_attack
 from robustbench_cnn.attacks.blackbox.oracle import Oracle
 from robustbench_cnn.attacks.curve import GrowingBall
 from robustbench_cnn.attacks.functional import make_generator
@@ -84,10 +84,8 @@ def _make_attack(attack: str | Attack, params: Mapping[str, Any] | None) -> Atta
             raise ValueError("give attack parameters either in the Attack instance or in attack_params")
         return attack
     params = dict(params or {})
-    from robustbench_cnn.attacks import ATTACKS
-
     cls = ATTACKS.get(attack)
-    if getattr(cls, "kind", "white-box") != "white-box":
+    if cls.black_box:
         raise ValueError(
             f"attack {attack!r} is {cls.kind}: transfer attacks craft with a white-box attack "
             f"on the source (fgsm, pgd, mi-fgsm, di-fgsm, di-mi-fgsm)"
