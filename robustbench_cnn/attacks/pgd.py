@@ -12,8 +12,7 @@ from robustbench_cnn.core.geometry import ascent_step, random_start
 from robustbench_cnn.core.types import Norm, ThreatModel
 
 #: Default step: ``2.5 * eps / steps`` (Madry et al. 2018), so the iterates can cross the ball whatever the
-#: number of steps. foolbox's fixed 0.01/0.3 (linf) only crosses it with >= 40 steps: PGD-20 with it was
-#: weaker than FGSM on a digits LeNet-5 (72.9% vs 57.1% robust at eps 0.1), which the masking flag caught.
+#: number of steps; foolbox's fixed 0.01/0.3 (linf) only crosses it with >= 40 steps (``docs/measurements.md``).
 DEFAULT_STEP_TRAVEL = 2.5
 
 

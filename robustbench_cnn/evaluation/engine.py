@@ -365,10 +365,8 @@ def evaluate(
         warm_start: along the curve, attacks that accept a starting point (PGD) start each still-robust point
             at their own last iterate from the previous epsilon (it lies in the larger ball) plus a random step
             the size of the epsilon increment, instead of a fresh random start; later restarts stay random.
-            Default True: it continues the ascent instead of repeating it. On MNIST LeNet-5 curves (1,000
-            points, 3 seeds, 16 epsilons) it was cheaper and lower at every epsilon than fresh starts; on 200
-            digits points it was 3 points higher at one cell and 5 lower at another
-            (``benchmarks/attack_throughput.py``). False: every epsilon starts afresh, as foolbox does.
+            Default True: it continues the ascent instead of repeating it (measured against fresh starts in
+            ``docs/measurements.md``). False: every epsilon starts afresh, as foolbox does.
         eot: gradient samples per step for the attacks that take them (PGD ``eot_samples``, APGD ``eot_iter``).
             None (default): 1, or :data:`EOT_SAMPLES` (20) when two passes of the model differ (a randomized
             defense), with an ``eot`` flag; attacks that cannot average gradients run unchanged.
