@@ -1,9 +1,9 @@
 """The growing-epsilon engine: attacks run along ascending epsilons on a fixed set of points.
 
 :class:`GrowingBall` is the one loop behind :meth:`Attack.robustness_curve
-<robustbench_cnn.attacks.base.Attack.robustness_curve>`, the cascades of :func:`robustbench_cnn.evaluation.engine.evaluate`
-and :func:`robustbench_cnn.attacks.blackbox.transfer.transfer_attack`. At each epsilon it runs its attacks in order,
-each on the points still unbroken, and
+<robustbench_cnn.attacks.base.Attack.robustness_curve>`, the cascades of
+:func:`robustbench_cnn.evaluation.engine.evaluate` and :func:`robustbench_cnn.attacks.blackbox.transfer.transfer_attack`.
+At each epsilon it runs its attacks in order, each on the points still unbroken, and
 
 - carries broken points forward (``carry_forward``): a point broken at a smaller epsilon is broken at every larger
   one (its adversarial example lies in the larger ball), so it is never attacked again and the robust accuracy is
