@@ -74,8 +74,10 @@ from _util import markdown_table, standard_model
 from torch import nn
 
 from robustbench_cnn.attacks import get_attack
-from robustbench_cnn.attacks.functional import eval_mode, make_generator, random_start
+from robustbench_cnn.attacks.functional import make_generator
 from robustbench_cnn.attacks.input_gradients import fast_input_gradients
+from robustbench_cnn.core.geometry import random_start
+from robustbench_cnn.core.model_utils import eval_mode
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.models import build_model

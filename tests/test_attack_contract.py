@@ -12,8 +12,8 @@ import torch
 from attack_fixtures import TinyNet, held_out, trained_model
 
 from robustbench_cnn.attacks import ATTACKS, Attack, get_attack
-from robustbench_cnn.attacks.functional import project
 from robustbench_cnn.core.errors import UnknownNameError
+from robustbench_cnn.core.geometry import project
 from robustbench_cnn.core.types import Norm, ThreatModel
 
 #: cheap settings for the expensive attacks (contract checks, not strength checks)

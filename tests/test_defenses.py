@@ -18,10 +18,11 @@ from click.testing import CliRunner
 import cli  # noqa: F401  (the root group first: cli_defend attaches its commands to it)
 from robustbench_cnn.commands.defend import DEFENSE_NAMES, defend_command, tradeoff_command
 from robustbench_cnn.core.errors import UnknownNameError
+from robustbench_cnn.core.geometry import project, random_start
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.defenses import DEFENSES, Defense, get_defense
 from robustbench_cnn.defenses.guard import OverfitGuard
-from robustbench_cnn.defenses.perturb import ce_objective, kl_objective, perturb, pgd_accuracy, project, random_start
+from robustbench_cnn.defenses.perturb import ce_objective, kl_objective, perturb, pgd_accuracy
 from robustbench_cnn.defenses.train import EPOCH_COLUMNS, TRADEOFF_FILE, DefendedModel, defend, training_problems
 from robustbench_cnn.models import build_model
 from robustbench_cnn.reporting.tradeoff import SUITE_ROBUST_KEY, TRADEOFF_COLUMNS, tradeoff_table, write_tradeoff_table

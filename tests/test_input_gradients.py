@@ -13,8 +13,8 @@ from attack_fixtures import held_out, trained_model
 from torch import nn
 
 from robustbench_cnn.attacks import get_attack
-from robustbench_cnn.attacks.functional import eval_mode
 from robustbench_cnn.attacks.input_gradients import conv2d_input_grad, fast_input_gradients, input_gradient_kernel
+from robustbench_cnn.core.model_utils import eval_mode
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.models import MODELS, build_model
 

@@ -41,6 +41,9 @@ class _AutoAttackBase(Attack):
     supports_targeted = False
     deterministic = False
     kind = "white-box"
+    black_box = False
+    single_step = False
+    eot_param = None
 
     def make(self, model: nn.Module, threat: ThreatModel, seed: int, device: torch.device, num_classes: int) -> Any:
         raise NotImplementedError
@@ -85,6 +88,7 @@ class APGDCE(_AutoAttackBase):
     """
 
     loss = "ce"
+    eot_param = "eot_iter"
     defaults = {"n_iter": 100, "n_restarts": 1, "rho": 0.75, "eot_iter": 1}
 
     def make(self, model, threat, seed, device, num_classes):
@@ -249,6 +253,7 @@ class Square(_AutoAttackBase):
     """
 
     kind = "score"
+    black_box = True
     defaults = {"n_queries": 5000, "p_init": 0.8, "n_restarts": 1, "loss": "margin", "resc_schedule": False}
 
     def make(self, model, threat, seed, device, num_classes):

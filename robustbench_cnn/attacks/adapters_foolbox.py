@@ -50,6 +50,10 @@ def _fmodel(model: nn.Module, device: torch.device) -> Any:
 class _FoolboxAttack(Attack):
     """Runs ``self.build(threat)`` via foolbox's ``__call__`` and returns its raw output."""
 
+    black_box = False
+    single_step = False
+    eot_param = None
+
     def build(self, threat: ThreatModel) -> Any:
         raise NotImplementedError
 
@@ -203,6 +207,9 @@ class _DecisionAttack(Attack):
     """
 
     kind = "decision"
+    black_box = True
+    single_step = False
+    eot_param = None
     supports_targeted = False
     deterministic = False
 

@@ -17,8 +17,11 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
-from robustbench_cnn.attacks.functional import batched_logits, eval_mode, jittered_start, make_generator, project
+from robustbench_cnn.attacks.curve import GrowingBall
+from robustbench_cnn.attacks.functional import make_generator
 from robustbench_cnn.attacks.input_gradients import fast_input_gradients
+from robustbench_cnn.core.geometry import project
+from robustbench_cnn.core.model_utils import batched_logits, eval_mode
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel, parse_bool
 
 __all__ = ["Attack", "PerturbOutput", "project"]
@@ -38,6 +41,12 @@ class Attack:
     - ``supports_targeted``: whether user-supplied ``targets`` are accepted;
     - ``deterministic``: the result does not depend on ``seed`` (no randomness at all);
     - ``kind``: ``"white-box"`` (gradients), ``"score"`` (logits only) or ``"decision"`` (labels only);
+    - ``black_box``: the attack only queries the model (True exactly for the score and decision kinds); the
+      evaluation flags a black-box attack that breaks points the white-box ones missed;
+    - ``single_step``: one gradient step (FGSM-like); the evaluation flags a single-step attack that breaks
+      points the iterative ones missed (gradient masking);
+    - ``eot_param``: the name of the parameter that sets the gradient samples per step (expectation over
+      transformation, e.g. ``"eot_samples"``), or None when the attack cannot average gradients;
     - ``supports_start``: ``perturb`` accepts ``start=`` (warm start from given points, e.g. the last
       iterates at a smaller epsilon along a robustness curve);
     - ``fast_gradient_kernels``: the attack's own gradient passes may use the faster first-layer input-gradient
@@ -53,6 +62,9 @@ class Attack:
     supports_targeted: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
     kind: ClassVar[str] = "white-box"
+    black_box: ClassVar[bool] = False
+    single_step: ClassVar[bool] = False
+    eot_param: ClassVar[str | None] = None
     supports_start: ClassVar[bool] = False
     fast_gradient_kernels: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
@@ -68,6 +80,10 @@ class Attack:
             raise TypeError(f"{cls.__name__} must not override Attack.__call__; implement perturb()")
         if cls.kind not in KINDS:
             raise TypeError(f"{cls.__name__}.kind must be one of {', '.join(KINDS)}")
+        if cls.black_box != (cls.kind != "white-box"):
+            raise TypeError(f"{cls.__name__}.black_box must be {cls.kind != 'white-box'} for a {cls.kind} attack")
+        if cls.eot_param is not None and cls.eot_param not in cls.defaults:
+            raise TypeError(f"{cls.__name__}.eot_param {cls.eot_param!r} is not one of its parameters")
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -261,30 +277,63 @@ class Attack:
     ) -> list[AttackResult]:
         """One :class:`AttackResult` per epsilon (sorted ascending), growing the ball.
 
-        A point broken at a smaller epsilon counts as broken at every larger one (its ``x_adv`` lies
-        in the larger ball too), and each epsilon attacks only the points still robust, so the
-        robust accuracy is non-increasing along the curve by construction. The clean forward pass
-        runs once, and attacks with ``supports_start`` (PGD) warm-start each still-robust point at
-        its last iterate from the previous epsilon, jittered by a random step of the epsilon increment
-        (:func:`attacks.functional.jittered_start`). Each result's ``queries`` are those spent at its own
-        epsilon (zero for points already broken), as in :func:`robustbench_cnn.evaluation.engine.evaluate`.
+        Runs on :class:`~robustbench_cnn.attacks.curve.GrowingBall`: a point broken at a smaller epsilon counts as
+        broken at every larger one (its ``x_adv`` lies in the larger ball), and each epsilon attacks only the points
+        still robust, so the robust accuracy is non-increasing along the curve by construction. The clean forward
+        pass runs once, and attacks with ``supports_start`` (PGD) warm-start each still-robust point at its last
+        iterate from the previous epsilon (the clean input after an epsilon of 0), jittered by a random step of the
+        epsilon increment (:func:`attacks.curve.jittered_start`). Each result's ``x_adv`` is the attack's output
+        for the points attacked at its epsilon and the carried adversarial example for the points broken earlier;
+        its ``queries`` are those spent at its own epsilon (zero for points already broken), as in
+        :func:`robustbench_cnn.evaluation.engine.evaluate`.
         """
         norm = norm if isinstance(norm, Norm) else Norm.parse(str(norm))
         eps_sorted = sorted(float(e) for e in eps_list)
         if not eps_sorted:
             raise ValueError("eps_list is empty: give at least one epsilon")
-        self._validate(x, y, ThreatModel(norm, eps_sorted[0]), targets, batch_size)
+        threats = [ThreatModel(norm, eps) for eps in eps_sorted]
+        self._validate(x, y, threats[0], targets, batch_size)
         with eval_mode(model), torch.no_grad():
             logits = batched_logits(model, x, batch_size or max(x.shape[0], 1))
+        y = y.to(x.device)
+        targets = targets.to(x.device) if targets is not None else None
+        if logits is not None:
+            pred = logits.argmax(dim=1).to(x.device)
+            self._validate_classes(y, targets, int(logits.shape[1]))
+        else:
+            pred = torch.zeros(0, dtype=torch.int64, device=x.device)
+        clean_correct = pred == y
+        # the attack itself skips a point whose target is its label (it stays robust)
+        ball = GrowingBall(
+            [self],
+            model,
+            x,
+            y,
+            attackable=clean_correct,
+            clean_logits=logits,
+            targets=targets,
+            seed=seed,
+            batch_size=batch_size,
+        )
         results: list[AttackResult] = []
         prev: AttackResult | None = None
-        for eps in eps_sorted:
-            threat = ThreatModel(norm, eps)
+        for threat in threats:
+            t0 = time.perf_counter()
+            (step,) = ball.run(threat)
             if prev is None:
-                res = self(model, x, y, threat, targets=targets, seed=seed, batch_size=batch_size, clean_logits=logits)
+                res = AttackResult(
+                    x_adv=x.detach().clone(),
+                    success=torch.zeros_like(clean_correct),
+                    clean_correct=clean_correct,
+                    perturbation_norm=torch.zeros(x.shape[0], device=x.device),
+                    pred_adv=pred.clone(),
+                    target=targets.clone() if targets is not None else torch.full_like(y, -1),
+                    queries=torch.zeros(x.shape[0], dtype=torch.int64, device=x.device),
+                    threat=threat,
+                    attack=self.name,
+                    params=dict(self.params),
+                )
             else:
-                t0 = time.perf_counter()
-                still = prev.robust.nonzero().flatten()
                 res = AttackResult(
                     x_adv=prev.x_adv.clone(),
                     success=prev.success.clone(),
@@ -297,27 +346,14 @@ class Attack:
                     attack=self.name,
                     params=dict(self.params),
                 )
-                if still.numel():
-                    # warm start: the last iterate at the smaller eps lies in the larger ball
-                    sub = self(
-                        model,
-                        x[still],
-                        y[still],
-                        threat,
-                        targets=targets[still] if targets is not None else None,
-                        seed=seed,
-                        batch_size=batch_size,
-                        clean_logits=logits[still],
-                        start=jittered_start(prev.x_adv[still], norm, eps - prev.threat.eps, seed)
-                        if self.supports_start
-                        else None,
-                    )
-                    res.x_adv[still] = sub.x_adv
-                    res.success[still] = sub.success
-                    res.perturbation_norm[still] = sub.perturbation_norm
-                    res.pred_adv[still] = sub.pred_adv
-                    res.queries[still] = sub.queries
-                res.elapsed_s = time.perf_counter() - t0
+            if step.result is not None:
+                at, sub = step.idx.to(x.device), step.result
+                res.x_adv[at] = sub.x_adv
+                res.success[at] = sub.success
+                res.perturbation_norm[at] = sub.perturbation_norm
+                res.pred_adv[at] = sub.pred_adv
+                res.queries[at] = sub.queries
+            res.elapsed_s = time.perf_counter() - t0
             results.append(res)
             prev = res
         return results

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from robustbench_cnn.attacks.base import Attack
-from robustbench_cnn.attacks.functional import loss_and_grad, normalize_step
+from robustbench_cnn.attacks.functional import loss_and_grad
 from robustbench_cnn.attacks.registry import ATTACKS
+from robustbench_cnn.core.geometry import ascent_direction
 from robustbench_cnn.core.types import Norm, ThreatModel
 
 
@@ -39,6 +40,9 @@ class FGSM(Attack):
     supports_targeted = True
     deterministic = True
     kind = "white-box"
+    black_box = False
+    single_step = True
+    eot_param = None
     fast_gradient_kernels = True
     defaults = {"loss": "ce"}
 
@@ -53,4 +57,4 @@ class FGSM(Attack):
     ) -> torch.Tensor:
         labels = targets if targets is not None else y
         _, grad = loss_and_grad(model, x, labels, self.params["loss"], targeted=targets is not None)
-        return x + threat.eps * normalize_step(grad, threat.norm)
+        return x + threat.eps * ascent_direction(grad, threat.norm)

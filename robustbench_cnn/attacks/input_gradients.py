@@ -3,8 +3,8 @@
 A gradient attack needs ``d loss / d x`` only: the parameters are frozen (``requires_grad`` off), so the backward
 pass of each convolution computes just its input gradient (``convolution_backward`` with the mask
 ``[True, False, False]``). On the CPU, oneDNN's kernel for that gradient is slow when the layer's input has one to
-three channels: for an MNIST net's first layer (1 -> 6 .. 64 channels) it costs 3 to 14 times the layer's forward
-pass, and it is the most expensive part of a whole PGD step (``benchmarks/attack_throughput.py``, profile).
+three channels, such as an MNIST net's first layer: there it is the most expensive part of a whole PGD step
+(figures in ``docs/measurements.md``).
 
 :func:`fast_input_gradients` swaps, for the length of an attack, the convolution of each eligible ``nn.Conv2d`` for
 one with the same forward (``F.conv2d``, bit for bit) and a backward that computes the input gradient another way:
@@ -17,8 +17,8 @@ one with the same forward (``F.conv2d``, bit for bit) and a backward that comput
 Both equal autograd's gradient up to float rounding (tested against it, relative error ~1e-6). Eligible: an
 ``nn.Conv2d`` whose ``_conv_forward`` is the stock one, with ``groups == 1``, ``dilation == 1``, zero padding given
 as numbers, frozen weight and bias, on the CPU, and either one input channel, or at most three input channels and at
-least 64 output channels. These are the shapes where the measured speed-up holds at 1 and 2 threads and at batch
-sizes 64 to 1000 (``benchmarks/input_gradient_kernels.py``); elsewhere the layer keeps autograd's kernel. The rule
+least 64 output channels: the shapes where ``benchmarks/input_gradient_kernels.py`` found them faster at 1 and 2
+threads and batch sizes 64 to 1000 (``docs/measurements.md``); elsewhere the layer keeps autograd's kernel. The rule
 is fixed, not timed at run time, so a seeded attack gives the same result in every process.
 """
 

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_cnn.attacks.base import Attack
-from robustbench_cnn.attacks.functional import get_loss, normalize_step, project, rand_uniform, randint
+from robustbench_cnn.attacks.functional import get_loss
 from robustbench_cnn.attacks.registry import ATTACKS
+from robustbench_cnn.core.geometry import ascent_direction, project, rand_uniform, randint
 from robustbench_cnn.core.types import Norm, ThreatModel
 
 
@@ -37,6 +38,9 @@ class _IterativeFGSM(Attack):
     norms = (Norm.LINF, Norm.L2)
     supports_targeted = True
     kind = "white-box"
+    black_box = False
+    single_step = False
+    eot_param = None
     fast_gradient_kernels = True
 
     def perturb(
@@ -63,7 +67,7 @@ class _IterativeFGSM(Attack):
                 (grad,) = torch.autograd.grad(value, [xa])
             l1 = grad.flatten(1).abs().mean(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
             g = float(p["decay"]) * g + grad / l1
-            xa = project(xa.detach() + alpha * normalize_step(g, threat.norm), x, threat)
+            xa = project(xa.detach() + alpha * ascent_direction(g, threat.norm), x, threat)
         return xa.detach()
 
 

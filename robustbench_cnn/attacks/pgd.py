@@ -6,13 +6,13 @@ import torch
 from torch import nn
 
 from robustbench_cnn.attacks.base import Attack
-from robustbench_cnn.attacks.functional import eot_loss_and_grad, is_adversarial, normalize_step, project, random_start
+from robustbench_cnn.attacks.functional import eot_loss_and_grad, is_adversarial
 from robustbench_cnn.attacks.registry import ATTACKS
+from robustbench_cnn.core.geometry import ascent_step, random_start
 from robustbench_cnn.core.types import Norm, ThreatModel
 
 #: Default step: ``2.5 * eps / steps`` (Madry et al. 2018), so the iterates can cross the ball whatever the
-#: number of steps. foolbox's fixed 0.01/0.3 (linf) only crosses it with >= 40 steps: PGD-20 with it was
-#: weaker than FGSM on a digits LeNet-5 (72.9% vs 57.1% robust at eps 0.1), which the masking flag caught.
+#: number of steps; foolbox's fixed 0.01/0.3 (linf) only crosses it with >= 40 steps (``docs/measurements.md``).
 DEFAULT_STEP_TRAVEL = 2.5
 
 
@@ -62,6 +62,9 @@ class PGD(Attack):
     supports_targeted = True
     deterministic = False
     kind = "white-box"
+    black_box = False
+    single_step = False
+    eot_param = "eot_samples"
     supports_start = True
     fast_gradient_kernels = True
     optional_numbers = frozenset({"rel_stepsize", "abs_stepsize"})
@@ -128,10 +131,7 @@ class PGD(Attack):
                         box = (box[0][keep], box[1][keep]) if box is not None else None
                         if pos.numel() == 0:
                             break
-                if box is not None:  # linf: one fused step, exactly project() onto ball ∩ [0, 1]
-                    xa = torch.add(xa, grad.sign_(), alpha=alpha).clamp_(box[0], box[1])
-                else:
-                    xa = project(xa + alpha * normalize_step(grad, threat.norm), x0, threat)
+                xa = ascent_step(xa, grad, alpha, x0, threat, box)
             if pos.numel():
                 best[pos] = xa  # unbroken points return the last iterate (useful for transfer)
                 if restart + 1 < int(p["restarts"]):  # the base class re-evaluates after the last run

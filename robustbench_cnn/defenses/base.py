@@ -67,7 +67,8 @@ class Defense:
     def ramped_threat(self, ctx: StepContext, ramp_epochs: float) -> tuple[ThreatModel, float]:
         """The training ball at this step when epsilon grows linearly from 0 over the first ``ramp_epochs`` epochs
         (0: no ramp), and the fraction of epsilon reached (step sizes scale with it). A ramp lets PGD-AT at a
-        large epsilon start learning: from scratch at MNIST eps 0.3 it stalled at chance here."""
+        large epsilon start learning (from scratch at MNIST eps 0.3 it may stall at chance:
+        ``docs/measurements.md``)."""
         if ramp_epochs <= 0:
             return self.threat, 1.0
         fraction = min(1.0, (ctx.epoch + (ctx.step + 1) / max(ctx.steps_per_epoch, 1)) / ramp_epochs)

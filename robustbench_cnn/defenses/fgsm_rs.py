@@ -33,8 +33,8 @@ class FGSMRS(Defense):
         guard (bool): the catastrophic-overfitting guard (default True): PGD accuracy on a fixed training
             batch after each epoch; the best state is restored at the end if accuracy collapsed (see
             :class:`defenses.guard.OverfitGuard`). Active when trained through ``defend``.
-        guard_steps (int): PGD steps of the guard's check (default 10, step ``eps / 4``; 5 missed a collapse on
-            MNIST, see :class:`defenses.guard.OverfitGuard`).
+        guard_steps (int): PGD steps of the guard's check (default 10, step ``eps / 4``; see
+            :class:`defenses.guard.OverfitGuard`).
         guard_drop (float): a drop of the check's accuracy by more than this from the best is a collapse
             (default 0.2).
         guard_n (int): training images in the guard's fixed check batch (default 256).
@@ -42,18 +42,9 @@ class FGSMRS(Defense):
             than this after the last epoch is recorded as a ``gap`` event: the model never became robust
             (default 0.5).
     Cost: 2 forward + backward passes per batch (plus the guard's check once per epoch).
-    Reproduction (MNIST, fastcnn, eps 0.3, the paper's settings: ``rbc defend --defense fgsm-rs -m fastcnn
-    -d mnist -t linf:0.3 --alpha 0.375 --epochs 10 --lr 5e-3 --weight-decay 0 --batch-size 100 --no-normalize``;
-    ``benchmarks/defenses_mnist.py``, PGD-50x10 on all 10,000 test images as the paper evaluates). Over 12 seeds
-    PGD-50x10 gave 87.3, 86.3, 85.9, 83.9, 82.9, 80.2, 78.9, 77.5, 77.4 and 74.5%, and two seeds overfitted
-    catastrophically (15.4, 6.4%); the best (seed 4) gave clean / PGD-50x10 / standard suite 98.74 / 87.27 / 80.70
-    against the paper's 98.50 / 88.77 / 82.93, and Square breaks points the gradient attacks miss on every model
-    (masked gradients, flagged). Float rounding decides the outcome: seed 15 collapsed on 2 CPU threads and gave
-    87.1% on 1 thread. With the start clipped to [0, 1] first (``clip_start=True``) one run in eight became robust.
-    On an AMD EPYC (2 threads) seed 4 reproduces the paper on all 10,000 test images: 98.56 / 88.08 / 82.72
-    (AutoAttack standard); it is one seed of twelve there (README). The figures above are from an Intel Xeon.
-    Training takes 1-3 minutes on 2 threads. With the loop's MNIST defaults instead (lr 3e-3, weight decay 5e-4,
-    batch 128) PGD accuracy stayed at 0.
+    The paper's MNIST settings: ``rbc defend --defense fgsm-rs -m fastcnn -d mnist -t linf:0.3 --alpha 0.375
+    --epochs 10 --lr 5e-3 --weight-decay 0 --batch-size 100 --no-normalize``; how they reproduce the paper, seed by
+    seed, is in ``docs/measurements.md``.
 
     Example::
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustbench_cnn.core.geometry import ascent_direction, project
 from robustbench_cnn.defenses.base import Defense, positive
-from robustbench_cnn.defenses.perturb import ascent_direction, project
 from robustbench_cnn.defenses.registry import DEFENSES
 from robustbench_cnn.training import StepContext
 

@@ -35,9 +35,7 @@ class OverfitGuard:
         threat (ThreatModel): the ball of the PGD check.
         epochs (int): the last epoch (where the best state is restored if needed).
         steps (int): PGD steps of the check (default 10; step ``2.5 * eps / steps``, i.e. ``eps / 4`` as in Wong et
-            al.'s check, who take 5 steps). On MNIST at eps 0.3 a 5-step check missed a collapse: seed 15 of
-            ``benchmarks/defenses_mnist.py`` ended at 71% under the check and 6.4% under PGD-50x10; the 10-step
-            check saw accuracy fall from 73% to 32% and restored epoch 7 (PGD-50x10 51.0%).
+            al.'s check, who take 5 steps; why 10: ``docs/measurements.md``).
         n (int): images in the fixed check batch, taken from the first training batches (default 256;
             Wong et al. use one minibatch of 128; fewer images make the check noisy).
         drop (float): a fall of PGD accuracy by more than this from the best is a collapse (default 0.2).

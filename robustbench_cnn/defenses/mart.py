@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustbench_cnn.core.model_utils import model_mode
 from robustbench_cnn.defenses.base import Defense
-from robustbench_cnn.defenses.perturb import ce_objective, mode, perturb
+from robustbench_cnn.defenses.perturb import ce_objective, perturb
 from robustbench_cnn.defenses.registry import DEFENSES
 from robustbench_cnn.defenses.trades import inner_step_defaults
 from robustbench_cnn.training import StepContext
@@ -44,7 +45,7 @@ class MART(Defense):
         return inner_step_defaults(self, params)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        with mode(model, False):
+        with model_mode(model, False):
             x_adv = perturb(
                 model,
                 x,

@@ -1,8 +1,9 @@
 """The inner maximisation shared by the training recipes: one PGD-style loop with a pluggable objective.
 
-Training-time perturbations are legitimately separate from the evaluation attacks in ``attacks``: they
+Training-time perturbations are a loop of their own, separate from the evaluation attacks in ``attacks``: they
 run on every point of a batch (also the misclassified ones), in whatever train/eval mode the recipe's
-paper used, and under the loop's mixed precision. Every recipe and the overfitting guard use
+paper used, and under the loop's mixed precision. Their geometry is the attacks' own: projection, step direction
+and random start come from :mod:`robustbench_cnn.core.geometry`. Every recipe and the overfitting guard use
 :func:`perturb`; nothing here touches parameter gradients (``torch.autograd.grad`` w.r.t. the input only).
 
 All tensors are batches ``N x C x H x W`` in [0, 1]; randomness comes from a ``torch.Generator``.
@@ -11,86 +12,26 @@ All tensors are batches ``N x C x H x W`` in [0, 1]; randomness comes from a ``t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustbench_cnn.core.geometry import ascent_step, per_sample, project, random_start
+from robustbench_cnn.core.model_utils import model_mode
 from robustbench_cnn.core.types import Norm, ThreatModel
 
 #: Per-sample objective to *ascend*: logits of the perturbed batch (N x K) -> losses (N,).
 Objective = Callable[[torch.Tensor], torch.Tensor]
 AutocastFactory = Callable[[], contextlib.AbstractContextManager]
-STARTS = ("uniform", "normal", "none")
 SUPPORTED_NORMS = (Norm.LINF, Norm.L2)
-_TINY = 1e-12
 
 
 def check_norm(threat: ThreatModel, who: str) -> None:
     """Training recipes support linf and l2 balls; anything else is a ``ValueError`` naming ``who``."""
     if threat.norm not in SUPPORTED_NORMS:
         raise ValueError(f"defense {who!r} does not support norm {threat.norm.value}: use linf or l2")
-
-
-def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def project(x_adv: torch.Tensor, x: torch.Tensor, threat: ThreatModel) -> torch.Tensor:
-    """Project ``x_adv`` onto the ``threat`` ball around ``x`` intersected with [0, 1] (linf exact; l2:
-    box, then radial shrink, which stays in the box)."""
-    eps = float(threat.eps)
-    if threat.norm is Norm.LINF:
-        return (x + (x_adv - x).clamp(-eps, eps)).clamp(0.0, 1.0)
-    delta = x_adv.clamp(0.0, 1.0) - x
-    norms = delta.flatten(1).norm(p=2, dim=1)
-    factor = torch.where(norms > eps, eps / (norms + _TINY), torch.ones_like(norms))
-    return (x + delta * _per_sample(factor, delta)).clamp(0.0, 1.0)
-
-
-def ascent_direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
-    """Steepest ascent of unit size: ``sign(g)`` for linf, ``g / ||g||_2`` for l2."""
-    if norm is Norm.LINF:
-        return grad.sign()
-    return grad / _per_sample(grad.flatten(1).norm(p=2, dim=1).clamp_min(_TINY), grad)
-
-
-def _rand(shape: torch.Size, generator: torch.Generator, like: torch.Tensor, normal: bool = False) -> torch.Tensor:
-    draw = torch.randn if normal else torch.rand
-    return draw(shape, generator=generator, device=generator.device).to(device=like.device, dtype=like.dtype)
-
-
-def random_start(
-    x: torch.Tensor,
-    threat: ThreatModel,
-    generator: torch.Generator,
-    start: str = "uniform",
-    sigma: float = 0.001,
-    clip: bool = True,
-) -> torch.Tensor:
-    """The first iterate: ``uniform`` in the ball (linf cube, l2 ball; Madry, Wong), ``normal``
-    ``x + sigma * N(0, 1)`` (TRADES, MART), or ``none`` (``x`` itself); clipped to [0, 1] unless ``clip`` is
-    False (Wong et al.'s FGSM-RS code takes the first gradient at the unclipped point)."""
-    if start == "none":
-        return x.clone()
-    if start == "normal":
-        noisy = x + sigma * _rand(x.shape, generator, x, normal=True)
-        return noisy.clamp(0.0, 1.0) if clip else noisy
-    if start != "uniform":
-        raise ValueError(f"invalid start {start!r}: use one of {', '.join(STARTS)}")
-    eps = float(threat.eps)
-    if threat.norm is Norm.LINF:
-        if generator.device == x.device:  # one in-place draw (the common case: both on the CPU)
-            delta = torch.empty_like(x).uniform_(-eps, eps, generator=generator)
-        else:
-            delta = (2 * _rand(x.shape, generator, x) - 1) * eps
-    else:  # uniform in the l2 ball: Gaussian direction, radius eps * U^(1/d)
-        n, d = x.shape[0], x[0].numel()
-        g = _rand(torch.Size((n, d)), generator, x, normal=True)
-        r = _rand(torch.Size((n, 1)), generator, x) ** (1.0 / d)
-        delta = (g / g.norm(dim=1, keepdim=True).clamp_min(_TINY) * r * eps).view_as(x)
-    return (x + delta).clamp(0.0, 1.0) if clip else x + delta
 
 
 def ce_objective(y: torch.Tensor) -> Objective:
@@ -152,7 +93,7 @@ def perturb(
     if y is not None and not clip_start:
         raise ValueError("perturb: an unclipped start (clip_start=False) cannot keep misclassified iterates (y)")
     x = x.detach()
-    x_adv = random_start(x, threat, generator, start, sigma, clip=clip_start)
+    x_adv = random_start(x, threat, generator, start, sigma=sigma, clip=clip_start, in_place=True)
     box = threat.linf_box(x)  # linf: the ball-and-box bounds once; each projection is then one clamp
     if clip_start or steps < 1:
         x_adv = torch.clamp(x_adv, *box) if box is not None else project(x_adv, x, threat)
@@ -168,25 +109,10 @@ def perturb(
         if found is not None:
             hit = (logits.detach().argmax(1) != y) & ~found
             best[hit], found[hit] = x_adv[hit], True  # type: ignore[index]
-        if box is not None:
-            x_adv = torch.clamp(x_adv.add_(grad.sign_(), alpha=alpha), *box)
-        else:
-            x_adv = project(x_adv + alpha * ascent_direction(grad, threat.norm), x, threat)
+        x_adv = ascent_step(x_adv, grad, alpha, x, threat, box)
     if found is not None:
-        return torch.where(_per_sample(found, x_adv), best, x_adv)  # type: ignore[arg-type]
+        return torch.where(per_sample(found, x_adv), best, x_adv)  # type: ignore[arg-type]
     return x_adv
-
-
-@contextlib.contextmanager
-def mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
-    """Put ``model`` in train (``training=True``) or eval mode and restore each module's flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.train(training)
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def default_pgd_alpha(threat: ThreatModel, steps: int) -> float:
@@ -212,7 +138,7 @@ def pgd_accuracy(
     PGD with cross-entropy, a uniform random start, ``steps`` steps of ``alpha`` (default
     ``2.5 * eps / steps``), in eval mode (restored afterwards); a point is robust if it is classified
     correctly clean and at every iterate. This is a monitor for the trade-off tables and the
-    overfitting guard, not a substitute for the evaluation suite (``attacks``).
+    overfitting guard, not a substitute for the evaluation cascades (``evaluation``).
     """
     if len(y) == 0:
         raise ValueError("no images to evaluate")
@@ -220,7 +146,7 @@ def pgd_accuracy(
     alpha = default_pgd_alpha(threat, steps) if alpha is None else float(alpha)
     generator = torch.Generator().manual_seed(int(seed))
     clean = robust = 0
-    with mode(model, False):
+    with model_mode(model, False):
         for i in range(0, len(y), batch_size):
             xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
             with autocast():

@@ -25,7 +25,8 @@ class PGDAT(Defense):
         steps (int): PGD steps of the inner maximisation (default 10; the paper: 40 on MNIST, 7 on CIFAR-10).
         alpha (float | None): step size (default ``2.5 * eps / steps``; the paper: 0.01 on MNIST, 2/255 on CIFAR).
         eps_ramp (float): epochs over which the training epsilon (and alpha) grow linearly from 0 (default 0: the
-            full ball from the start). From scratch at MNIST eps 0.3, fastcnn stalled at chance without one.
+            full ball from the start; at a large epsilon from scratch PGD-AT can stall at chance without one, see
+            ``docs/measurements.md``).
         random_start (bool): start at a uniform point of the ball (default True, as in the paper).
     The inner maximisation runs in the model's training mode, as in the reference implementations;
     the loss is the cross-entropy on the adversarial batch only (100% adversarial).

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustbench_cnn.core.model_utils import model_mode
 from robustbench_cnn.defenses.base import Defense, positive
-from robustbench_cnn.defenses.perturb import kl_divergence, kl_objective, mode, perturb
+from robustbench_cnn.defenses.perturb import kl_divergence, kl_objective, perturb
 from robustbench_cnn.defenses.registry import DEFENSES
 from robustbench_cnn.training import StepContext
 
@@ -54,9 +55,9 @@ class TRADES(Defense):
         return inner_step_defaults(self, params)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        with mode(model, False), torch.no_grad(), ctx.autocast():
+        with model_mode(model, False), torch.no_grad(), ctx.autocast():
             clean_ref = model(x)
-        with mode(model, False):
+        with model_mode(model, False):
             x_adv = perturb(
                 model,
                 x,

@@ -111,8 +111,8 @@ class TradeoffMonitor:
 
 def training_problems(epochs: pd.DataFrame, chance: float, robust: bool = True) -> list[str]:
     """Signs that adversarial training failed, read off the per-epoch monitor: clean accuracy still near chance
-    at the end (the net never learned: at a large eps from scratch, PGD-AT can stall at the start, as it did here
-    on MNIST at eps 0.3 with Adam 5e-3), or PGD accuracy near zero while clean accuracy is high (catastrophic
+    at the end (the net never learned: at a large eps from scratch, PGD-AT can stall at the start, see
+    ``docs/measurements.md``), or PGD accuracy near zero while clean accuracy is high (catastrophic
     overfitting that the guard could not undo). Each is a sentence for the card and the CLI."""
     last = epochs.iloc[-1]
     problems = []

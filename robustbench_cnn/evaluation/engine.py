@@ -1,9 +1,10 @@
 """The evaluation engine: per-sample worst case over a cascade of attacks, along a growing epsilon ball.
 
-For each epsilon (ascending), the suite's attacks run one after another, each only on the points still
+For each epsilon (ascending), the cascade's attacks run one after another, each only on the points still
 robust (as AutoAttack does); points the model misclassifies are never attacked, and a point broken at a
 smaller epsilon counts as broken at every larger one (its adversarial example lies in the larger ball), so
-a whole robustness curve costs little more than its largest epsilon.
+a whole robustness curve costs little more than its largest epsilon. The loop along the epsilons is
+:class:`~robustbench_cnn.attacks.curve.GrowingBall`; this module adds the worst case, the flags and the tables.
 
 ``evaluate(model, x, y, "linf", [0, 0.1, 0.3], "standard")`` works for any ``nn.Module`` taking images in
 [0, 1] and returning logits.
@@ -22,14 +23,15 @@ import torch
 from torch import nn
 
 from robustbench_cnn.attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
-from robustbench_cnn.attacks.functional import batched_logits, eval_mode, jittered_start
+from robustbench_cnn.attacks.curve import GrowingBall
 from robustbench_cnn.core.errors import UnknownNameError
+from robustbench_cnn.core.model_utils import batched_logits, eval_mode
 from robustbench_cnn.core.progress import make_progress
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
 from robustbench_cnn.evaluation.flags import Flag, curve_flags, flag, model_flags
 
-#: Attack cascades by name: (attack, params) in order. Cheap strong attacks first, black-box checks last.
-SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+#: Attack cascade presets by name: (attack, params) in order. Cheap strong attacks first, black-box checks last.
+CASCADES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     # A fast check: iterative PGD, then FGSM as a masking check (single-step must not beat iterative).
     "quick": [("pgd", {"steps": 20}), ("fgsm", {})],
     # AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square 5000) preceded by PGD-40, so it is at least as strong.
@@ -52,10 +54,11 @@ SUITES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
 }
 
+#: Deprecated alias of :data:`CASCADES` for modules that still import it (a cascade preset is not a benchmark suite).
+SUITES = CASCADES
+
 #: Gradient samples per step for randomized models (AutoAttack's ``rand`` version uses 20 for APGD).
 EOT_SAMPLES = 20
-#: The parameter through which each attack takes EOT samples.
-EOT_PARAMS = ("eot_samples", "eot_iter")
 
 #: Fraction of points a single-step attack may break beyond the iterative ones before it is flagged (an
 #: isolated point is noise; AutoAttack-style black-box checks flag any point).
@@ -65,38 +68,38 @@ TARGET_POLICIES = ("random", "least-likely", "next", "class:K", "all")
 
 
 def check_attack_names(attacks: str) -> None:
-    """Check a suite name or comma-separated attack (or suite) names before any work.
+    """Check a cascade name or comma-separated attack (or cascade) names before any work.
 
-    An unknown name raises :class:`UnknownNameError` suggesting close suite *and* attack names
+    An unknown name raises :class:`UnknownNameError` suggesting close cascade *and* attack names
     (``quik`` -> ``quick``).
     """
     for name in filter(None, (part.strip() for part in attacks.split(","))):
-        if name not in SUITES and name not in ATTACKS:
-            raise unknown_suite_or_attack(name)
+        if name not in CASCADES and name not in ATTACKS:
+            raise unknown_cascade_or_attack(name)
 
 
-def unknown_suite_or_attack(name: str) -> UnknownNameError:
-    """The error for a name that is neither a suite nor a registered attack, with close names of both."""
-    suites = sorted(SUITES)
-    close = difflib.get_close_matches(name.lower(), suites + list(ATTACKS), n=3, cutoff=0.5)
+def unknown_cascade_or_attack(name: str) -> UnknownNameError:
+    """The error for a name that is neither a cascade nor a registered attack, with close names of both."""
+    cascades = sorted(CASCADES)
+    close = difflib.get_close_matches(name.lower(), cascades + list(ATTACKS), n=3, cutoff=0.5)
     suggestions = list(dict.fromkeys(close + ATTACKS.suggest(name)))[:3]
-    return UnknownNameError("suite or attack", name, suggestions, suites + list(ATTACKS))
+    return UnknownNameError("cascade or attack", name, suggestions, cascades + list(ATTACKS))
 
 
 def resolve_attacks(
     attacks: str | Sequence[str | Attack | tuple[str, dict[str, Any]]], norm: Norm
 ) -> tuple[str, list[Attack]]:
-    """A suite name, attack names, (name, params) pairs or instances -> (suite label, attacks for ``norm``).
+    """A cascade name, attack names, (name, params) pairs or instances -> (cascade label, attacks for ``norm``).
 
-    Attacks of a suite that do not support ``norm`` are left out (e.g. FAB-T has no L1); a single attack
+    Attacks of a cascade preset that do not support ``norm`` are left out (e.g. FAB-T has no L1); a single attack
     that does not support it is an error.
     """
     if isinstance(attacks, str):
-        if attacks in SUITES:
-            chosen = [get_attack(name, **params) for name, params in SUITES[attacks]]
+        if attacks in CASCADES:
+            chosen = [get_attack(name, **params) for name, params in CASCADES[attacks]]
             kept = [a for a in chosen if norm in a.norms]
             if not kept:
-                raise ValueError(f"suite {attacks!r} has no attack for norm {norm.value}")
+                raise ValueError(f"cascade {attacks!r} has no attack for norm {norm.value}")
             return attacks, kept
         items: Sequence[Any] = [a.strip() for a in attacks.split(",") if a.strip()]
     else:
@@ -107,12 +110,12 @@ def resolve_attacks(
             built.append(item)
         elif isinstance(item, tuple):
             built.append(get_attack(item[0], **item[1]))
-        elif item in SUITES:
+        elif item in CASCADES:
             built.extend(resolve_attacks(item, norm)[1])
         elif str(item) in ATTACKS:
             built.append(get_attack(str(item)))
         else:
-            raise unknown_suite_or_attack(str(item))
+            raise unknown_cascade_or_attack(str(item))
     for attack in built:
         if norm not in attack.norms:
             supported = ", ".join(n.value for n in attack.norms)
@@ -144,7 +147,7 @@ class Evaluation:
     """A whole evaluation: clean predictions, the curve of cascades, and the validity flags."""
 
     norm: Norm
-    suite: str
+    suite: str  # the cascade's label: a preset name or the attack names
     attacks: list[Attack]
     labels: torch.Tensor
     pred_clean: torch.Tensor
@@ -251,19 +254,17 @@ def evaluate(
         x, y: images N x C x H x W in [0, 1] and int64 labels.
         norm: ``"linf"``, ``"l2"``, ... (the threat model's norm).
         eps_list: epsilons; evaluated in ascending order with the growing-ball trick.
-        attacks: a suite name (``quick``, ``standard``, ``plus``), comma-separated attack names, or a list of
+        attacks: a cascade name (``quick``, ``standard``, ``plus``), comma-separated attack names, or a list of
             names, ``(name, params)`` pairs or ``Attack`` instances.
         targeted: run targeted attacks with ``target_policy`` (random | least-likely | next | class:K); attacks
-            that take no targets are left out of a targeted suite. For ``all`` use :func:`evaluate_all_targets`.
+            that take no targets are left out of a targeted cascade. For ``all`` use :func:`evaluate_all_targets`.
         seed: seeds target choice and every attack.
         batch_size: attack mini-batch size.
         warm_start: along the curve, attacks that accept a starting point (PGD) start each still-robust point
             at their own last iterate from the previous epsilon (it lies in the larger ball) plus a random step
             the size of the epsilon increment, instead of a fresh random start; later restarts stay random.
-            Default True: it continues the ascent instead of repeating it. On MNIST LeNet-5 curves (1,000
-            points, 3 seeds, 16 epsilons) it was cheaper and lower at every epsilon than fresh starts; on 200
-            digits points it was 3 points higher at one cell and 5 lower at another
-            (``benchmarks/attack_throughput.py``). False: every epsilon starts afresh, as foolbox does.
+            Default True: it continues the ascent instead of repeating it (measured against fresh starts in
+            ``docs/measurements.md``). False: every epsilon starts afresh, as foolbox does.
         eot: gradient samples per step for the attacks that take them (PGD ``eot_samples``, APGD ``eot_iter``).
             None (default): 1, or :data:`EOT_SAMPLES` (20) when two passes of the model differ (a randomized
             defense), with an ``eot`` flag; attacks that cannot average gradients run unchanged.
@@ -274,8 +275,7 @@ def evaluate(
     eps_sorted = sorted({float(e) for e in eps_list})
     if not eps_sorted:
         raise ValueError("no epsilons given")
-    for eps in eps_sorted:
-        ThreatModel(norm, eps)  # validates
+    threats = [ThreatModel(norm, eps) for eps in eps_sorted]  # each epsilon validated here, once
     suite, chain = resolve_attacks(attacks, norm)
     if targeted:
         if target_policy == "all":
@@ -290,7 +290,7 @@ def evaluate(
         logits = _clean_logits(model, x, batch_size or 256)
         pred = logits.argmax(1)
         skipped: list[str] = []
-        if isinstance(attacks, str) and attacks in SUITES:  # a suite leaves out what the class count rules out
+        if isinstance(attacks, str) and attacks in CASCADES:  # a preset leaves out what the class count rules out
             runnable = [a for a in chain if a.min_classes <= logits.shape[1]] or chain
             skipped = [a.name for a in chain if a not in runnable]
             chain = runnable
@@ -305,7 +305,7 @@ def evaluate(
             if changed:
                 flags.append(flag("eot", f"{samples} samples per step in {', '.join(changed)}"))
         outcomes = _run_cascade(
-            model, x, y, logits, targets, norm, eps_sorted, chain, targeted, seed, batch_size, progress, warm_start
+            model, x, y, logits, targets, threats, chain, targeted, seed, batch_size, progress, warm_start
         )
     evaluation = Evaluation(
         norm,
@@ -325,11 +325,11 @@ def evaluate(
 
 
 def with_eot(chain: list[Attack], samples: int) -> tuple[list[Attack], list[str]]:
-    """``chain`` with each attack that averages gradients (an :data:`EOT_PARAMS` parameter) rebuilt with
-    ``samples`` gradient samples per step; returns the chain and the names of the attacks changed."""
+    """``chain`` with each attack that averages gradients (its ``eot_param`` is not None) rebuilt with ``samples``
+    gradient samples per step; returns the chain and the names of the attacks changed."""
     out, changed = [], []
     for attack in chain:
-        key = next((k for k in EOT_PARAMS if k in attack.defaults), None)
+        key = attack.eot_param
         if key is None or int(attack.params[key]) >= samples:
             out.append(attack)
             continue
@@ -344,8 +344,7 @@ def _run_cascade(
     y: torch.Tensor,
     logits: torch.Tensor,
     targets: torch.Tensor,
-    norm: Norm,
-    eps_sorted: list[float],
+    threats: list[ThreatModel],
     chain: list[Attack],
     targeted: bool,
     seed: int,
@@ -353,26 +352,40 @@ def _run_cascade(
     progress: bool,
     warm_start: bool,
 ) -> list[EpsOutcome]:
+    """The cascade along the curve on :class:`~robustbench_cnn.attacks.curve.GrowingBall`, with the worst case per
+    point: which attack broke it, its adversarial example, prediction, norm and the queries spent per epsilon."""
     n = y.numel()
     pred = logits.argmax(1)
     correct = pred == y.cpu()
-    robust_prev = correct.clone()  # points never attacked successfully so far
     # a targeted attack skips a point whose target is its own label: it is never attacked and stays robust
     attackable = correct & (targets != y.cpu()) if targeted else correct
+    ball = GrowingBall(
+        chain,
+        model,
+        x,
+        y,
+        attackable=attackable,
+        clean_logits=logits,
+        targets=targets if targeted else None,
+        seed=seed,
+        batch_size=batch_size,
+        warm_start=warm_start,
+    )
     x_cpu = x.detach().cpu()
     best_x, best_pred = x_cpu.clone(), pred.clone()
     best_norm = torch.zeros(n)
     broken_by = torch.full((n,), -1, dtype=torch.int64)
-    # per attack: its last iterate for each point it ran on (warm starts along the growing ball)
-    last_adv: list[torch.Tensor | None] = [None] * len(chain)
-    prev_eps = 0.0
     outcomes: list[EpsOutcome] = []
     with make_progress(enabled=progress) as bar:
-        task = bar.add_task("attacks", total=len(eps_sorted) * len(chain))
-        for eps in eps_sorted:
-            threat = ThreatModel(norm, eps)
+        task = bar.add_task("attacks", total=len(threats) * len(chain))
+
+        def describe(attack: Attack, threat: ThreatModel) -> None:
+            bar.update(task, description=f"{attack.name} {threat}")
+
+        for threat in threats:
+            eps = threat.eps
             start = time.perf_counter()
-            robust = robust_prev.clone()
+            robust = correct & ball.unbroken  # robust to every attack at every smaller eps
             steps, cumulative = [], []
             spent = torch.zeros(n, dtype=torch.int64)  # queries at this epsilon, summed over the cascade
             eps0_pred = None  # eps 0: the second clean pass's predictions where they differ from the first
@@ -380,48 +393,35 @@ def _run_cascade(
                 eps0_pred = best_pred.clone()
                 again = _clean_logits(model, x, batch_size or 256).argmax(1)
                 changed = robust & (again != y.cpu())
-                robust &= ~changed  # this epsilon only (eps0-mismatch flag); later ones start from robust_prev
+                robust &= ~changed  # this epsilon only (eps0-mismatch flag); the ball is not run at eps 0
                 eps0_pred[changed] = again[changed]
-            for k, attack in enumerate(chain):
-                bar.update(task, description=f"{attack.name} {threat}")
-                idx = (robust & attackable).nonzero().flatten()
-                step = _empty_result(x_cpu, y.cpu(), pred, targets, threat, attack)
-                if idx.numel() and eps > 0:
-                    warm = None
-                    if warm_start and attack.supports_start and last_adv[k] is not None:
-                        warm = jittered_start(last_adv[k][idx].to(x.device), norm, eps - prev_eps, seed)
-                    sub = attack(
-                        model,
-                        x[idx.to(x.device)],
-                        y[idx.to(y.device)],
-                        threat,
-                        targets=targets[idx].to(x.device) if targeted else None,
-                        seed=seed,
-                        batch_size=batch_size,
-                        clean_logits=logits[idx],
-                        start=warm,
-                    )
-                    if warm_start and attack.supports_start:
-                        if last_adv[k] is None:
-                            last_adv[k] = x_cpu.clone()
-                        last_adv[k][idx] = sub.x_adv.cpu()
-                    hit = sub.success.cpu()
-                    step.success[idx] = hit
-                    step.x_adv[idx] = sub.x_adv.cpu()
-                    step.pred_adv[idx] = sub.pred_adv.cpu()
-                    step.perturbation_norm[idx] = sub.perturbation_norm.cpu()
-                    step.queries[idx] = sub.queries.cpu()
-                    step.elapsed_s = sub.elapsed_s
-                    newly = idx[hit]
-                    robust[newly] = False
-                    broken_by[newly] = k
-                    best_x[newly] = sub.x_adv.cpu()[hit]
-                    best_pred[newly] = sub.pred_adv.cpu()[hit]
-                    best_norm[newly] = sub.perturbation_norm.cpu()[hit]
-                    spent[idx] += sub.queries.cpu()
-                steps.append(step)
-                cumulative.append(float(robust.float().mean()))
-                bar.advance(task)
+                for attack in chain:
+                    describe(attack, threat)
+                    steps.append(_empty_result(x_cpu, y.cpu(), pred, targets, threat, attack))
+                    cumulative.append(float(robust.float().mean()))
+                    bar.advance(task)
+            else:
+                for k, ball_step in enumerate(ball.run(threat, before=describe)):
+                    step = _empty_result(x_cpu, y.cpu(), pred, targets, threat, chain[k])
+                    sub, idx = ball_step.result, ball_step.idx
+                    if sub is not None:
+                        hit = sub.success.cpu()
+                        step.success[idx] = hit
+                        step.x_adv[idx] = sub.x_adv.cpu()
+                        step.pred_adv[idx] = sub.pred_adv.cpu()
+                        step.perturbation_norm[idx] = sub.perturbation_norm.cpu()
+                        step.queries[idx] = sub.queries.cpu()
+                        step.elapsed_s = sub.elapsed_s
+                        newly = idx[hit]
+                        robust[newly] = False
+                        broken_by[newly] = k
+                        best_x[newly] = sub.x_adv.cpu()[hit]
+                        best_pred[newly] = sub.pred_adv.cpu()[hit]
+                        best_norm[newly] = sub.perturbation_norm.cpu()[hit]
+                        spent[idx] += sub.queries.cpu()
+                    steps.append(step)
+                    cumulative.append(float(robust.float().mean()))
+                    bar.advance(task)
             outcomes.append(
                 EpsOutcome(
                     eps,
@@ -436,9 +436,6 @@ def _run_cascade(
                     time.perf_counter() - start,
                 )
             )
-            if eps > 0:
-                robust_prev = robust
-            prev_eps = eps
     return outcomes
 
 
@@ -460,17 +457,17 @@ def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
         for o, robust_before in zip(ev.outcomes, before):
             new = int(((o.broken_by == k) & robust_before).sum()) if o.eps > 0 else 0
             if (
-                attack.kind in ("score", "decision")
+                attack.black_box
                 and white_seen
                 and new
                 and not any(f.code == "black-box-beats-white-box" and f.eps == o.eps for f in flags)
             ):
                 flags.append(flag("black-box-beats-white-box", f"{attack.name} broke {new} more points", o.eps))
-            if attack.name == "fgsm" and iterative_seen and new > SINGLE_STEP_TOLERANCE * ev.labels.numel():
-                flags.append(flag("single-step-beats-iterative", f"fgsm broke {new} more points", o.eps))
-        if attack.kind == "white-box":
+            if attack.single_step and iterative_seen and new > SINGLE_STEP_TOLERANCE * ev.labels.numel():
+                flags.append(flag("single-step-beats-iterative", f"{attack.name} broke {new} more points", o.eps))
+        if not attack.black_box:
             white_seen = True
-            if attack.name != "fgsm":
+            if not attack.single_step:
                 iterative_seen = True
     return flags
 
@@ -519,4 +516,13 @@ def model_device(model: nn.Module, x: torch.Tensor) -> torch.device:
     return tensor.device if tensor is not None else x.device
 
 
-__all__ = ["ATTACKS", "Evaluation", "EpsOutcome", "SUITES", "evaluate", "evaluate_all_targets", "resolve_attacks"]
+__all__ = [
+    "ATTACKS",
+    "CASCADES",
+    "Evaluation",
+    "EpsOutcome",
+    "SUITES",
+    "evaluate",
+    "evaluate_all_targets",
+    "resolve_attacks",
+]

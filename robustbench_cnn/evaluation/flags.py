@@ -36,8 +36,8 @@ EXPLANATIONS = {
     "the batch; evaluations run in eval mode, but check how the model is meant to be used",
     "randomized": "two forward passes on the same input differ: the defense is randomized, so gradient attacks "
     "need expectation over transformation (EOT) and robust accuracy may be over-stated",
-    "attacks-skipped": "the model has too few classes for some attacks of the suite (targeted APGD needs 4), so "
-    "they were left out: the suite is weaker than it is on a 10-class model",
+    "attacks-skipped": "the model has too few classes for some attacks of the cascade (targeted APGD needs 4), so "
+    "they were left out: the cascade is weaker than it is on a 10-class model",
     "eot": "the model is randomized, so the gradient attacks averaged several gradient samples per step "
     "(expectation over transformation, Athalye et al. 2018; AutoAttack's rand version uses 20)",
     "probabilities": "outputs look like probabilities (non-negative, rows sum to 1), not logits: a softmax "

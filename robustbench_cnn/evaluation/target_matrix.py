@@ -76,7 +76,7 @@ def target_matrix_table(
     batch_size: int = 256,
 ) -> pd.DataFrame:
     """The all-targets matrix of ``attack`` at each epsilon as one long, typed table."""
-    from robustbench_cnn.attacks.functional import batched_logits, eval_mode
+    from robustbench_cnn.core.model_utils import batched_logits, eval_mode
     from robustbench_cnn.core.types import Norm, ThreatModel
     from robustbench_cnn.evaluation.engine import evaluate_all_targets
     from robustbench_cnn.tables.results import typed_frame

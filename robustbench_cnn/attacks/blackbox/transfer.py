@@ -28,8 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_cnn.attacks import Attack, get_attack
+from robustbench_cnn.attacks import ATTACKS, Attack, get_attack
 from robustbench_cnn.attacks.blackbox.oracle import Oracle
+from robustbench_cnn.attacks.curve import GrowingBall
 from robustbench_cnn.attacks.functional import make_generator
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
 
@@ -83,10 +84,8 @@ def _make_attack(attack: str | Attack, params: Mapping[str, Any] | None) -> Atta
             raise ValueError("give attack parameters either in the Attack instance or in attack_params")
         return attack
     params = dict(params or {})
-    from robustbench_cnn.attacks import ATTACKS
-
     cls = ATTACKS.get(attack)
-    if getattr(cls, "kind", "white-box") != "white-box":
+    if cls.black_box:
         raise ValueError(
             f"attack {attack!r} is {cls.kind}: transfer attacks craft with a white-box attack "
             f"on the source (fgsm, pgd, mi-fgsm, di-fgsm, di-mi-fgsm)"
@@ -94,6 +93,27 @@ def _make_attack(attack: str | Attack, params: Mapping[str, Any] | None) -> Atta
     if "early_stop" in getattr(cls, "defaults", {}):
         params.setdefault("early_stop", False)
     return get_attack(attack, **params)
+
+
+def _check_source_labels(source_labels: str) -> None:
+    if source_labels not in ("pred", "true"):
+        raise ValueError(f"invalid source_labels {source_labels!r}: use pred or true")
+
+
+def _labels_on_source(
+    source: nn.Module, xs: torch.Tensor, ys: torch.Tensor, source_labels: str, batch_size: int | None
+) -> torch.Tensor:
+    """The labels the source attack uses: the source's own predictions (``pred``, in eval mode, restored) or
+    ``ys`` (``true``)."""
+    if source_labels != "pred" or not len(xs):
+        return ys
+    was_training = source.training
+    source.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat([source(xb).argmax(1) for xb in xs.split(batch_size or 512)])
+    finally:
+        source.train(was_training)
 
 
 def craft_on_source(
@@ -109,18 +129,10 @@ def craft_on_source(
     batch_size: int | None = None,
 ) -> AttackResult:
     """Run the white-box ``attack`` on ``source``; the result's ``x_adv`` is what the target sees."""
-    if source_labels not in ("pred", "true"):
-        raise ValueError(f"invalid source_labels {source_labels!r}: use pred or true")
+    _check_source_labels(source_labels)
     device = _device_of(source)
-    xs, ys = x.to(device), y.to(device)
-    if source_labels == "pred":
-        was_training = source.training
-        source.eval()
-        try:
-            with torch.no_grad():
-                ys = torch.cat([source(xb).argmax(1) for xb in xs.split(batch_size or 512)]) if len(xs) else ys
-        finally:
-            source.train(was_training)
+    xs = x.to(device)
+    ys = _labels_on_source(source, xs, y.to(device), source_labels, batch_size)
     tgt = targets.to(device) if targets is not None else None
     return attack(source, xs, ys, threat, targets=tgt, seed=seed, batch_size=batch_size)
 
@@ -224,6 +236,7 @@ def transfer_attack(
     eps_values = sorted(float(e) for e in (eps_list if eps_list is not None else default_eps or []))
     if not eps_values:
         raise ValueError("give the epsilons: a ThreatModel with eps, or eps_list")
+    _check_source_labels(source_labels)
     source, names = as_source(sources, source_names)
     atk = _make_attack(attack, attack_params)
     oracle = target if isinstance(target, Oracle) else Oracle(target, "labels")
@@ -231,27 +244,43 @@ def transfer_attack(
     clean_start = time.perf_counter()
     clean_pred = oracle.labels(x, ids=torch.arange(n))
     clean_s = time.perf_counter() - clean_start
+    device = _device_of(source)
+    xs = x.to(device)
+    labels = _labels_on_source(source, xs, y.to(device), source_labels, batch_size)
+    # each epsilon is crafted afresh on the source, on every point: success is the target's, so nothing carries
+    # forward on the source and the source attack starts where it always does
+    ball = GrowingBall(
+        [atk],
+        source,
+        xs,
+        labels,
+        attackable=torch.ones(n, dtype=torch.bool),
+        targets=targets.to(device) if targets is not None else None,
+        seed=seed,
+        batch_size=batch_size,
+        warm_start=False,
+        carry_forward=False,
+    )
     results = []
     for eps in eps_values:
         t0 = time.perf_counter()
         tm = ThreatModel(norm, eps)
-        crafted = craft_on_source(
-            source, x, y, tm, atk, targets=targets, seed=seed, source_labels=source_labels, batch_size=batch_size
-        )
+        (step,) = ball.run(tm)
+        crafted = step.result  # None only when there are no points
         params = {
             "sources": names,
             "target": target_name,
             "source_attack": atk.name,
             "source_attack_params": dict(atk.params),
             "source_labels": source_labels,
-            "source_success_rate": crafted.success_rate,
+            "source_success_rate": crafted.success_rate if crafted is not None else float("nan"),
             "seed": seed,
         }
         res = score_on_target(
             oracle,
             x,
             y,
-            crafted.x_adv.to(x.device),
+            (crafted.x_adv if crafted is not None else xs).to(x.device),
             tm,
             clean_pred=clean_pred,
             targets=targets,

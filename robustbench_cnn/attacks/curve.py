@@ -1,0 +1,175 @@
+"""The growing-epsilon engine: attacks run along ascending epsilons on a fixed set of points.
+
+:class:`GrowingBall` is the one loop behind :meth:`Attack.robustness_curve
+<robustbench_cnn.attacks.base.Attack.robustness_curve>`, the cascades of
+:func:`robustbench_cnn.evaluation.engine.evaluate` and :func:`robustbench_cnn.attacks.blackbox.transfer.transfer_attack`.
+At each epsilon it runs its attacks in order, each on the points still unbroken, and
+
+- carries broken points forward (``carry_forward``): a point broken at a smaller epsilon is broken at every larger
+  one (its adversarial example lies in the larger ball), so it is never attacked again and the robust accuracy is
+  non-increasing along the curve;
+- warm-starts (``warm_start``) the attacks that accept a starting point (``Attack.supports_start``, e.g. PGD): each
+  point starts at that attack's last iterate from the previous epsilon plus a uniform random step the size of the
+  epsilon increment (:func:`jittered_start`), which continues the ascent instead of repeating it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from robustbench_cnn.core.geometry import random_start
+from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
+
+__all__ = ["BallStep", "CurveAttack", "GrowingBall", "jittered_start"]
+
+
+class CurveAttack(Protocol):
+    """What the ball needs of an attack; every :class:`~robustbench_cnn.attacks.base.Attack` is one (this module
+    cannot import ``base``: ``Attack.robustness_curve`` runs on the ball)."""
+
+    supports_start: bool
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        *,
+        targets: torch.Tensor | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+        clean_logits: torch.Tensor | None = None,
+        start: torch.Tensor | None = None,
+    ) -> AttackResult: ...
+
+
+def jittered_start(previous: torch.Tensor, norm: Norm, radius: float, seed: int) -> torch.Tensor:
+    """A warm start along a growing ball: each point's last iterate at the previous epsilon plus a uniform random
+    step in the ball of the epsilon increment ``radius`` (the attack then projects it onto the new ball), so the
+    run continues the ascent without restarting from exactly the same point. Seeded by ``seed`` (a generator on
+    ``previous``'s device); ``radius <= 0`` returns ``previous`` itself."""
+    if radius <= 0:
+        return previous
+    generator = torch.Generator(device=previous.device).manual_seed(seed)
+    return random_start(previous, ThreatModel(norm, radius), generator)
+
+
+@dataclass
+class BallStep:
+    """One attack at one epsilon: the points it ran on and its result on them.
+
+    ``idx`` (int64 [m], CPU) are positions among the ball's N points; ``result`` is the attack's
+    :class:`AttackResult` on ``x[idx]`` (its rows follow ``idx``), or None when no point was left to attack.
+    """
+
+    attack: CurveAttack
+    threat: ThreatModel
+    idx: torch.Tensor
+    result: AttackResult | None
+
+    @property
+    def broken(self) -> torch.Tensor:
+        """Positions (among the N points) this step broke."""
+        if self.result is None:
+            return self.idx[:0]
+        return self.idx[self.result.success.cpu()]
+
+
+class GrowingBall:
+    """A cascade of attacks run along ascending epsilons on fixed points ``x`` (N x C x H x W, in [0, 1]).
+
+    Arguments:
+        attacks: the cascade, in order; at each epsilon each attack runs on the points no earlier attack broke.
+        model: the network attacked (the attacks put it in eval mode themselves).
+        x, y: the points and their int64 labels (the labels the attacks use).
+        attackable: bool [N], the points the attacks may run on (e.g. clean-correct ones, or those whose
+            target differs from their label); the others are never attacked.
+        clean_logits: the model's logits on ``x`` (N x K) handed to each attack so it skips its clean forward
+            pass; None: each attack computes its own.
+        targets: int64 [N] target classes for a targeted cascade, or None.
+        seed: the seed of every attack call and of the warm starts' jitter.
+        batch_size: the attacks' mini-batch size (None: all points at once).
+        warm_start: start the attacks that support it at their last iterate (default True).
+        carry_forward: points broken at an epsilon stay broken at larger ones and are not attacked again
+            (default True). False attacks every attackable point afresh at each epsilon.
+
+    Call :meth:`run` once per epsilon, in ascending order, and consume it fully. Masks and the warm-start memory
+    live on the CPU; the attacks run on ``x``'s device.
+    """
+
+    def __init__(
+        self,
+        attacks: Sequence[CurveAttack],
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        attackable: torch.Tensor,
+        clean_logits: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+        warm_start: bool = True,
+        carry_forward: bool = True,
+    ) -> None:
+        self.attacks = list(attacks)
+        self.model, self.x, self.y = model, x, y
+        self.attackable = attackable.detach().cpu().bool().clone()
+        self.clean_logits, self.targets = clean_logits, targets
+        self.seed, self.batch_size = seed, batch_size
+        self.warm_start, self.carry_forward = warm_start, carry_forward
+        #: bool [N]: no attack has broken the point at any epsilon so far (with ``carry_forward``)
+        self.unbroken = torch.ones(x.shape[0], dtype=torch.bool)
+        self.prev_eps: float | None = None
+        self._x_cpu: torch.Tensor | None = None
+        # per attack: its last iterate for every point (the clean input where it has not run), or None before its
+        # first run; kept only for warm-started attacks
+        self._last: list[torch.Tensor | None] = [None] * len(self.attacks)
+
+    def _sub(self, t: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+        return None if t is None else t[idx.to(t.device)]
+
+    def run(
+        self, threat: ThreatModel, before: Callable[[CurveAttack, ThreatModel], Any] | None = None
+    ) -> Iterator[BallStep]:
+        """Run the cascade at ``threat`` (its epsilon at least the previous one's), yielding one :class:`BallStep`
+        per attack as soon as it has run; ``before(attack, threat)`` is called before each attack starts (progress)."""
+        eps = float(threat.eps)
+        for k, attack in enumerate(self.attacks):
+            if before is not None:
+                before(attack, threat)
+            idx = (self.unbroken & self.attackable).nonzero().flatten()
+            result = None
+            if idx.numel():
+                warm = None
+                if self.warm_start and attack.supports_start and self._last[k] is not None:
+                    radius = eps - (self.prev_eps or 0.0)
+                    warm = jittered_start(self._last[k][idx].to(self.x.device), threat.norm, radius, self.seed)
+                at = idx.to(self.x.device)
+                result = attack(
+                    self.model,
+                    self.x[at],
+                    self.y[idx.to(self.y.device)],
+                    threat,
+                    targets=self._sub(self.targets, idx),
+                    seed=self.seed,
+                    batch_size=self.batch_size,
+                    clean_logits=self._sub(self.clean_logits, idx),
+                    start=warm,
+                )
+                if self.warm_start and attack.supports_start:
+                    if self._last[k] is None:
+                        if self._x_cpu is None:
+                            self._x_cpu = self.x.detach().cpu()
+                        self._last[k] = self._x_cpu.clone()
+                    self._last[k][idx] = result.x_adv.cpu()  # type: ignore[index]
+                if self.carry_forward:
+                    self.unbroken[idx[result.success.cpu()]] = False
+            yield BallStep(attack, threat, idx, result)
+        self.prev_eps = eps

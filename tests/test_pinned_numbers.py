@@ -1,0 +1,73 @@
+"""Numbers that must not move: what the attacks and the training recipes compute on a fixed tiny model.
+
+``tests/pinned_numbers.py`` runs in a subprocess with the CI gate's pinned CPU kernels (``ATEN_CPU_CAPABILITY=default``,
+``ONEDNN_MAX_CPU_ISA=SSE41``, ``MKL_CBWR=COMPATIBLE``, one thread), so the fingerprints below do not depend on the
+CPU's vector extensions. They were recorded before the geometry moved to ``core.geometry`` and the growing-epsilon
+loops became ``attacks.curve.GrowingBall`` (the same fingerprints came out of both trees): a refactoring must keep
+them. A change that is meant to move numbers updates them, with the reason in its commit; they are pinned for one
+torch version (other versions may round differently, and the test is skipped there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TORCH = "2.14.1+cu130"
+PINNED_ENV = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"}
+EXPECTED = {
+    "apgd-ce@l2:1.0": "d9ebfbc23d643c53",
+    "apgd-ce@linf:0.1": "832dd960aae95479",
+    "evaluate cascade": "f97e4d11bee9f9b9",
+    "fgsm-rs@l2:1.0 weights": "db0aa988f2d0f540",
+    "fgsm-rs@linf:0.1 weights": "8b6bb35cdcb53b53",
+    "fgsm@l2:1.0": "2e3dfdf6f6803681",
+    "fgsm@linf:0.1": "0bf2ecdb0e62bb23",
+    "free-at@l2:1.0 weights": "fd45debe2356981a",
+    "free-at@linf:0.1 weights": "b044760bdf965d24",
+    "mart@l2:1.0 weights": "bc10126bfccb2757",
+    "mart@linf:0.1 weights": "c6d955c3b13442dc",
+    "mi-fgsm@l2:1.0": "d179168964a0afb3",
+    "mi-fgsm@linf:0.1": "a0574ac9b3fc7376",
+    "pgd curve": "4b4b0251dd6079ce",
+    "pgd-at@l2:1.0 weights": "a2d4f27cae0ca1e3",
+    "pgd-at@linf:0.1 weights": "867ed98ef5d1d7d4",
+    "pgd@l2:1.0": "d7fdd89ed805261a",
+    "pgd@linf:0.1": "66a5b03e878e5e60",
+    "pgd_accuracy@l2:1.0": "0.984375/0.015625",
+    "pgd_accuracy@linf:0.1": "0.984375/0.484375",
+    "trades@l2:1.0 weights": "bdff9879b50cc5e5",
+    "trades@linf:0.1 weights": "aaaab66f84314931",
+    "transfer curve": "9056f9d57a7c0a66",
+}
+
+
+@pytest.mark.skipif(
+    torch.__version__ != TORCH or platform.machine() not in ("x86_64", "AMD64"),
+    reason=f"fingerprints pinned for torch {TORCH} on x86-64",
+)
+def test_attacks_and_training_recipes_compute_the_pinned_numbers() -> None:
+    root = Path(__file__).resolve().parents[1]
+    path = [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, **PINNED_ENV, "PYTHONPATH": os.pathsep.join(path)}
+    done = subprocess.run(
+        [sys.executable, str(root / "tests" / "pinned_numbers.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout)["fingerprints"]
+    moved = {
+        k: (EXPECTED.get(k), got.get(k)) for k in sorted(set(EXPECTED) | set(got)) if EXPECTED.get(k) != got.get(k)
+    }
+    assert not moved, f"numbers moved (expected, got): {moved}"
