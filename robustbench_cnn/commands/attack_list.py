@@ -19,7 +19,7 @@ def attacks_group() -> None:
 def attacks_list() -> None:
     """Show every registered attack: kind, norms, targeted support, defaults."""
     from robustbench_cnn.attacks import ATTACKS
-    from robustbench_cnn.evaluation.engine import SUITES
+    from robustbench_cnn.evaluation.engine import CASCADES
 
     rows = [
         {
@@ -32,4 +32,4 @@ def attacks_list() -> None:
         for name, cls in ATTACKS.items()
     ]
     out.print(table("attacks", rows))
-    out.print(table("suites", [{"suite": k, "attacks": " -> ".join(a for a, _ in v)} for k, v in SUITES.items()]))
+    out.print(table("cascades", [{"cascade": k, "attacks": " -> ".join(a for a, _ in v)} for k, v in CASCADES.items()]))

@@ -54,8 +54,6 @@ CASCADES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
 }
 
-#: Deprecated alias of :data:`CASCADES` for modules that still import it (a cascade preset is not a benchmark suite).
-SUITES = CASCADES
 
 #: Gradient samples per step for randomized models (AutoAttack's ``rand`` version uses 20 for APGD).
 EOT_SAMPLES = 20
@@ -147,7 +145,7 @@ class Evaluation:
     """A whole evaluation: clean predictions, the curve of cascades, and the validity flags."""
 
     norm: Norm
-    suite: str  # the cascade's label: a preset name or the attack names
+    cascade: str  # the cascade's label: a preset name or the attack names
     attacks: list[Attack]
     labels: torch.Tensor
     pred_clean: torch.Tensor
@@ -276,13 +274,13 @@ def evaluate(
     if not eps_sorted:
         raise ValueError("no epsilons given")
     threats = [ThreatModel(norm, eps) for eps in eps_sorted]  # each epsilon validated here, once
-    suite, chain = resolve_attacks(attacks, norm)
+    cascade, chain = resolve_attacks(attacks, norm)
     if targeted:
         if target_policy == "all":
             raise ValueError("target policy 'all' gives a success matrix: use evaluate_all_targets")
         chain = [a for a in chain if a.supports_targeted]
         if not chain:
-            raise ValueError(f"none of the attacks in {suite!r} supports targets")
+            raise ValueError(f"none of the attacks in {cascade!r} supports targets")
     dev = torch.device(device) if device is not None else model_device(model, x)
     was_training = model.training
     with eval_mode(model):  # every module's mode and requires_grad restored, also on errors
@@ -309,7 +307,7 @@ def evaluate(
         )
     evaluation = Evaluation(
         norm,
-        suite,
+        cascade,
         chain,
         y_cpu,
         pred,
@@ -521,7 +519,6 @@ __all__ = [
     "CASCADES",
     "Evaluation",
     "EpsOutcome",
-    "SUITES",
     "evaluate",
     "evaluate_all_targets",
     "resolve_attacks",
