@@ -13,7 +13,7 @@ classes other than the label themselves, so they take no user-supplied targets
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -39,6 +39,8 @@ def _need_classes(name: str, have: int, need: int) -> None:
 class _AutoAttackBase(Attack):
     norms = (Norm.LINF, Norm.L2)
     supports_targeted = False
+    #: targeted internally (against the top ``n_target_classes`` other classes), although no user targets are taken
+    internally_targeted: ClassVar[bool] = False
     deterministic = False
     kind = "white-box"
     black_box = False
@@ -157,6 +159,7 @@ class APGDT(_AutoAttackBase):
     """
 
     min_classes = 4
+    internally_targeted = True
     defaults = {"n_iter": 100, "n_restarts": 1, "n_target_classes": 9, "rho": 0.75}
 
     def make(self, model, threat, seed, device, num_classes):
@@ -202,6 +205,7 @@ class FABT(_AutoAttackBase):
         >>> get_attack("fab-t", n_iter=20)(model, x, y, ThreatModel.parse("l2:0.5")).robust_accuracy
     """
 
+    internally_targeted = True
     defaults = {"n_iter": 100, "n_restarts": 1, "n_target_classes": 9, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9}
 
     def make(self, model, threat, seed, device, num_classes):
