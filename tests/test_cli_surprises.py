@@ -4,13 +4,39 @@ cascade figures. CLI calls go through ``CliRunner`` on the embedded digits set, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
+from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
 from cli import main
 from robustbench_cnn.attacks import ATTACKS
 from robustbench_cnn.commands.attack_list import defaults_text, slow_note, targets_text
 from robustbench_cnn.commands.models import first_sentence
-from robustbench_cnn.models import MODELS
+from robustbench_cnn.commands.options import ATTACK_NORMS_HELP
+from robustbench_cnn.core.types import Norm
+from robustbench_cnn.defenses.perturb import SUPPORTED_NORMS
+from robustbench_cnn.models import MODELS, build_model
+from robustbench_cnn.store import ModelCard, save_checkpoint
+
+
+def _saved_lenet(store: Path) -> Path:
+    """An untrained LeNet-5 checkpoint for digits in ``store`` (seeded; no test here needs a trained one)."""
+    torch.manual_seed(0)
+    model = build_model("lenet5", in_channels=1, num_classes=10, input_size=8, mean=[0.3], std=[0.4]).eval()
+    card = ModelCard(
+        name="digits/lenet5-standard",
+        arch="lenet5",
+        arch_kwargs={},
+        dataset="digits",
+        input_shape=[1, 8, 8],
+        num_classes=10,
+        classes=[str(i) for i in range(10)],
+        mean=[0.3],
+        std=[0.4],
+    )
+    return save_checkpoint(model, card, store)
 
 
 def run(*args: str):
@@ -54,3 +80,36 @@ def test_model_descriptions_end_with_an_ellipsis_when_cut() -> None:
     described = [ln.split("│")[2].strip() for ln in rows if ln.split("│")[1].strip() in MODELS]
     assert len(described) == len(MODELS.list("*"))
     assert all(d.endswith((".", "…")) for d in described), described
+
+
+# ------------------------------------------------------------------------------------------ 2. norms documented
+
+
+def _supported_norms() -> dict[str, list[str]]:
+    return {n.value: sorted(a for a, cls in ATTACKS.items() if n in cls.norms) for n in Norm}
+
+
+def test_threat_help_names_exactly_the_norms_the_attacks_support() -> None:
+    supported = {norm for norm, attacks in _supported_norms().items() if attacks}
+    stated = ATTACK_NORMS_HELP.split(" (")[0].replace(" or ", ",").split(",")
+    assert set(stated) == supported
+    unsupported = {norm for norm, attacks in _supported_norms().items() if not attacks}
+    assert all(norm in ATTACK_NORMS_HELP.split(" (")[1] for norm in unsupported)
+    for command in ("attack", "evaluate"):
+        help_text = " ".join(run(command, "--help").output.split())
+        assert ATTACK_NORMS_HELP in help_text
+    defend_help = " ".join(run("defend", "--help").output.split())
+    assert f"NORM {' or '.join(n.value for n in SUPPORTED_NORMS)}" in defend_help
+
+
+def test_readme_norm_table_matches_the_registry() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for norm, attacks in _supported_norms().items():
+        defenses = "all" if Norm(norm) in SUPPORTED_NORMS else "none"
+        assert f"| {norm} | {', '.join(attacks) or 'none'} | {defenses} |" in readme, norm
+
+
+def test_an_unsupported_norm_is_one_line(store, tmp_path) -> None:
+    _saved_lenet(store)
+    result = run("attack", "-m", "digits/lenet5-standard", "--threat", "l1:1", "-n", "8", "-o", str(tmp_path / "r"))
+    assert_one_line_error(result, "does not support norm l1: use linf, l2")

@@ -171,7 +171,9 @@ def proxy_train(
     help="White-box attack run on the source: fgsm | pgd | mi-fgsm | di-fgsm | di-mi-fgsm.",
 )
 @_attack_arg_opt
-@click.option("--threat", default="linf", show_default=True, help="NORM or NORM:EPS (linf, l2).")
+@click.option(
+    "--threat", default="linf", show_default=True, help="NORM or NORM:EPS, NORM linf or l2 (the attack's norms)."
+)
 @click.option("--eps", "eps_text", default=None, help="Comma-separated epsilons, e.g. 0.1,0.2,0.3.")
 @click.option(
     "-n",
@@ -245,7 +247,7 @@ def transfer_command(
 @click.option("--models", "model_names", required=True, help="Comma-separated checkpoints (at least 2).")
 @click.option("--attack", default="fgsm", show_default=True, help="White-box attack run on each source.")
 @_attack_arg_opt
-@click.option("--threat", required=True, help="NORM:EPS, e.g. linf:0.3.")
+@click.option("--threat", required=True, help="NORM:EPS, NORM linf or l2, e.g. linf:0.3.")
 @click.option("-n", "n", type=int, default=1000, show_default=True, help="Test points.")
 @click.option("--dataset", "-d", default=None, help="Dataset (default: the first model's).")
 @_out_opt

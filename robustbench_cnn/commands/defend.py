@@ -42,7 +42,11 @@ def _describe(event: dict[str, Any]) -> str:
 @click.command("defend", cls=RbcCommand)
 @click.option("--defense", required=True, help=f"Training recipe: {' | '.join(DEFENSE_NAMES)}.")
 @click.option(
-    "--threat", "-t", required=True, help="Training threat model NORM:EPS, e.g. linf:0.3, linf:8/255, l2:0.5."
+    "--threat",
+    "-t",
+    required=True,
+    help="Training threat model NORM:EPS, NORM linf or l2 (the defenses' inner maximisation), e.g. "
+    "linf:0.3, linf:8/255, l2:0.5.",
 )
 @train_options
 @click.option(

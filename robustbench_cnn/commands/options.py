@@ -67,6 +67,9 @@ dataset_option = click.option(
     show_default=True,
     help="digits | mnist | fashion-mnist | cifar10 | imagefolder:PATH.",
 )
+#: The norms the registered attacks support (``rbc attacks list``, column norms), for the --threat help texts;
+#: tests/test_cli_surprises.py checks it against the registry. l1 and l0 parse but no attack takes them.
+ATTACK_NORMS_HELP = "linf or l2 (l1 and l0 parse, but no registered attack supports them: rbc attacks list)"
 common_options = compose(data_dir_option, store_option, device_option, seed_option, progress_option)
 
 
@@ -227,7 +230,7 @@ def eval_options(fn: Callable) -> Callable:
             "-t",
             default="linf",
             show_default=True,
-            help="Norm (linf, l2, l1), or NORM:EPS such as linf:8/255.",
+            help=f"Norm, or NORM:EPS such as linf:8/255. Norms: {ATTACK_NORMS_HELP}.",
         ),
         click.option("--eps", "-e", default=None, help="Comma-separated epsilons, e.g. 0,0.1,8/255."),
         click.option("-n", "n", type=int, default=1000, show_default=True, help="Test images (seeded subset)."),
