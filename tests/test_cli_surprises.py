@@ -21,12 +21,12 @@ from robustbench_cnn.models import MODELS, build_model
 from robustbench_cnn.store import ModelCard, save_checkpoint
 
 
-def _saved_lenet(store: Path) -> Path:
+def _saved_lenet(store: Path, name: str = "digits/lenet5-standard") -> Path:
     """An untrained LeNet-5 checkpoint for digits in ``store`` (seeded; no test here needs a trained one)."""
     torch.manual_seed(0)
     model = build_model("lenet5", in_channels=1, num_classes=10, input_size=8, mean=[0.3], std=[0.4]).eval()
     card = ModelCard(
-        name="digits/lenet5-standard",
+        name=name,
         arch="lenet5",
         arch_kwargs={},
         dataset="digits",
@@ -113,3 +113,67 @@ def test_an_unsupported_norm_is_one_line(store, tmp_path) -> None:
     _saved_lenet(store)
     result = run("attack", "-m", "digits/lenet5-standard", "--threat", "l1:1", "-n", "8", "-o", str(tmp_path / "r"))
     assert_one_line_error(result, "does not support norm l1: use linf, l2")
+
+
+# ------------------------------------------------------------------------------------------ 3. Ctrl-C
+
+
+def _two_model_plan(store: Path, tmp_path: Path, extra: str = "") -> Path:
+    """A plan over two stored (untrained) checkpoints, one fast attack, 8 points: two white-box cells."""
+    for name in ("digits/a", "digits/b"):
+        _saved_lenet(store, name)
+    plan = tmp_path / "two.toml"
+    plan.write_text(
+        'name = "two"\ndatasets = ["digits"]\nn = 8\n'
+        '[threat]\nnorm = "linf"\neps = [0.1]\n[whitebox]\ncascade = "fgsm"\n'
+        '[[models]]\narch = "lenet5"\ncheckpoint = "digits/a"\n'
+        '[[models]]\narch = "lenet5"\ncheckpoint = "digits/b"\n' + extra
+    )
+    return plan
+
+
+def test_ctrl_c_names_the_folder_and_the_resume_command_and_resume_reuses(store, tmp_path, monkeypatch) -> None:
+    from robustbench_cnn.pipeline.cells.whitebox import Whitebox
+
+    plan = _two_model_plan(store, tmp_path)
+    out = tmp_path / "run"
+    real_run, calls = Whitebox.run, []
+
+    def interrupted_second(self, cell, progress=False):
+        calls.append(cell.model)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run(self, cell, progress)
+
+    monkeypatch.setattr(Whitebox, "run", interrupted_second)
+    result = run("--seed", "0", "benchmark", "--plan", str(plan), "-o", str(out), "--no-report", "--no-progress")
+    assert result.exit_code == 130, result.output
+    assert "Aborted!" not in result.output
+    assert f"Interrupted: 1 of 2 cells finished are in {out}" in result.output
+    expected = f"continue with: rbc benchmark --plan {plan} --no-report --no-progress --threads 1 --seed 0 --out {out} --resume"
+    assert expected in result.output
+    kept = {p.name.split("-whitebox")[0] for p in (out / "cells").glob("*.summary.parquet")}
+    assert kept == {"digits_a"}  # the finished cell was kept, the interrupted one not written
+
+    monkeypatch.setattr(Whitebox, "run", real_run)
+    resumed = run("benchmark", "--plan", str(plan), "-o", str(out), "--no-report", "--no-progress", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resumed {out}: reused 1 of 2 cells, ran 1" in " ".join(resumed.output.split())
+
+
+def test_ctrl_c_in_rbc_attack_offers_its_resume_command(store, tmp_path, monkeypatch) -> None:
+    from robustbench_cnn.pipeline.cells.whitebox import Whitebox
+
+    _saved_lenet(store)
+
+    def interrupt(self, cell, progress=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Whitebox, "run", interrupt)
+    out = tmp_path / "r"
+    result = run("attack", "-m", "digits/lenet5-standard", "-a", "fgsm", "--eps", "0.1", "-n", "8", "--out", str(out))
+    assert result.exit_code == 130, result.output
+    assert "Interrupted: 0 of 1 cells finished" in result.output
+    assert (
+        f"rbc attack -m digits/lenet5-standard -a fgsm --eps 0.1 -n 8 --threads 1 --out {out} --resume" in result.output
+    )

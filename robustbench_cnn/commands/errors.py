@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from robustbench_cnn.commands.shared import adopt_root_values, threads_option
+from robustbench_cnn.commands.shared import ROOT_VALUES, adopt_root_values, threads_option
 from robustbench_cnn.core.errors import RbcError
 
 
@@ -49,6 +49,7 @@ class RbcCommand(_InputErrorsMixin, click.Command):
             self.params.append(threads_option())
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGS] = list(args)  # for the resume command of an interrupted run
         unmatched = adopt_root_values(self, ctx)
         rest = super().parse_args(ctx, args)  # first, so that `rbc --seed 1 report --help` still shows the help
         if unmatched and not ctx.resilient_parsing:  # (shell completion parses resiliently)
@@ -56,6 +57,52 @@ class RbcCommand(_InputErrorsMixin, click.Command):
                 f"{', '.join(unmatched)} given before the subcommand: {ctx.command_path} has no such option"
             )
         return rest
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            run_dir = getattr(exc, "run_dir", None)  # a pipeline.runner.RunInterrupted (not imported: lazy CLI)
+            if run_dir is None:
+                raise
+            click.secho(
+                f"Interrupted: {exc.finished} of {exc.total} cells finished are in {run_dir}",  # type: ignore[attr-defined]
+                fg="yellow",
+                err=True,
+            )
+            if any(isinstance(p, click.Option) and "--resume" in p.opts for p in self.params):
+                click.echo(f"continue with: {resume_command(ctx, str(run_dir))}", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+#: ``ctx.meta`` key of the command's own arguments as given.
+_ARGS = "robustbench_cnn.args"
+_OUT_FLAGS = ("--out", "-o")
+
+
+def resume_command(ctx: click.Context, run_dir: str) -> str:
+    """The command line that continues ``ctx``'s run in ``run_dir``: the same command and arguments (the shared
+    options given before the subcommand moved after it), without its ``--out``/``--resume`` spellings, plus
+    ``--out RUN_DIR --resume``."""
+    import shlex
+
+    args: list[str] = []
+    given = list(ctx.meta.get(_ARGS, []))
+    for flag, value in (ctx.meta.get(ROOT_VALUES) or {}).items():
+        if flag != "--out":
+            given += [flag] if value is True else [f"--no-{flag[2:]}"] if value is False else [flag, str(value)]
+    skip = False
+    for arg in given:
+        if skip:
+            skip = False
+        elif arg in _OUT_FLAGS:
+            skip = True
+        elif arg.startswith("--out=") or (arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--")):
+            continue
+        elif arg not in ("--resume", "--no-resume"):
+            args.append(arg)
+    path = ["rbc", *ctx.command_path.split()[1:]]
+    return shlex.join([*path, *args, "--out", run_dir, "--resume"])
 
 
 class RbcGroup(_InputErrorsMixin, click.Group):

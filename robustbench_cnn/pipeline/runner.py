@@ -22,16 +22,29 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from robustbench_cnn.pipeline.cells import CELL_KINDS, Cell, CellKind, CellResult
 from robustbench_cnn.tables.results import RunStore, run_folder
 from robustbench_cnn.tables.rows import run_metadata, samples_frame, summary_frame, table_frame
 
-__all__ = ["EXECUTORS", "CellDone", "LocalExecutor", "execute_cell", "pin_weights", "run_cells"]
+__all__ = ["EXECUTORS", "CellDone", "LocalExecutor", "RunInterrupted", "execute_cell", "pin_weights", "run_cells"]
 
 #: The executors :func:`run_cells` accepts.
 EXECUTORS = ("local", "ray")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_cells`: a ``KeyboardInterrupt`` that says where the finished cells are.
+
+    ``run_dir`` holds ``finished`` of the run's ``total`` cells (each written atomically as it finished, those
+    reused from an earlier run included); running the same request again with ``resume`` continues from them.
+    """
+
+    def __init__(self, run_dir: Path, finished: int, total: int) -> None:
+        super().__init__(f"interrupted: {finished} of {total} cells finished are in {run_dir}")
+        self.run_dir, self.finished, self.total = run_dir, finished, total
 
 
 def _kind(cell: Cell) -> CellKind:
@@ -139,6 +152,9 @@ def run_cells(
         progress: progress bars in local cells, and one line per finished cell.
         on_cell: called in this process with a :class:`CellDone` for each cell run (not for skipped ones).
         config: recorded in ``run.json`` beside the cells (e.g. the command, the plan).
+
+    A resumed run prints how many cells it reused. Ctrl-C (``KeyboardInterrupt``) while cells run raises
+    :class:`RunInterrupted`, naming the folder that holds the cells finished so far.
     """
     for cell in cells:
         _kind(cell).check(cell)
@@ -185,42 +201,53 @@ def run_cells(
         checked = True
     record()
     started = time.perf_counter()
-    with _make_executor(executor, progress, ray_address, num_workers) as pool:
-        while len(done) < len(order):
-            while ready:  # dispatch what can run; cells found done already free their dependents at once
-                if not checked and len(pinned) == len(order):  # every id known: refuse a different request now
-                    store.check_plan(planned(), resume=True)  # the folder was checked fresh; this run wrote since
-                    checked = True
-                    record()
-                for cell in ready:
-                    dispatched.add(cell.ref)
-                    if _kind(cell).done(cell, store):
-                        done.add(cell.ref)
-                    else:
-                        pool.submit(cell)
-                        running.add(cell.ref)
-                ready = pin_ready()
-            if len(done) == len(order):
-                break
-            if not running:  # cannot happen after _check_dependencies; guards against an endless loop
-                raise RuntimeError("no cell can run: the dependencies are not satisfiable")
-            t0 = time.perf_counter()
-            cell, result = pool.next_done()
-            summary = _write(store, cell, result)
-            running.discard(cell.ref)
-            done.add(cell.ref)
-            seconds = time.perf_counter() - t0
-            if progress:
-                from robustbench_cnn.core.progress import console
+    reused = 0  # cells found finished in the folder (resume)
+    try:
+        with _make_executor(executor, progress, ray_address, num_workers) as pool:
+            while len(done) < len(order):
+                while ready:  # dispatch what can run; cells found done already free their dependents at once
+                    if not checked and len(pinned) == len(order):  # every id known: refuse a different request now
+                        store.check_plan(planned(), resume=True)  # the folder was checked fresh; this run wrote since
+                        checked = True
+                        record()
+                    for cell in ready:
+                        dispatched.add(cell.ref)
+                        if _kind(cell).done(cell, store):
+                            done.add(cell.ref)
+                            reused += 1
+                        else:
+                            pool.submit(cell)
+                            running.add(cell.ref)
+                    ready = pin_ready()
+                if len(done) == len(order):
+                    break
+                if not running:  # cannot happen after _check_dependencies; guards against an endless loop
+                    raise RuntimeError("no cell can run: the dependencies are not satisfiable")
+                t0 = time.perf_counter()
+                cell, result = pool.next_done()
+                summary = _write(store, cell, result)
+                running.discard(cell.ref)
+                done.add(cell.ref)
+                seconds = time.perf_counter() - t0
+                if progress:
+                    from robustbench_cnn.core.progress import console
 
-                console.print(
-                    f"[dim]cell {len(done)}/{len(order)}[/] {cell.kind} {cell.model} "
-                    f"({time.perf_counter() - started:.1f} s)",
-                    highlight=False,
-                )
-            if on_cell:
-                on_cell(CellDone(cell, result, summary, seconds))
-            ready = pin_ready()
+                    console.print(
+                        f"[dim]cell {len(done)}/{len(order)}[/] {cell.kind} {cell.model} "
+                        f"({time.perf_counter() - started:.1f} s)",
+                        highlight=False,
+                    )
+                if on_cell:
+                    on_cell(CellDone(cell, result, summary, seconds))
+                ready = pin_ready()
+    except KeyboardInterrupt:
+        raise RunInterrupted(store.dir, len(done), len(order)) from None
+    if resume:
+        from robustbench_cnn.core.progress import console
+
+        console.print(
+            f"resumed {store.dir}: reused {reused} of {len(order)} cells, ran {len(order) - reused}", highlight=False
+        )
     if not checked:
         store.check_plan(planned(), resume=True)
     record(final=True)
