@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from robustbench_cnn.core.errors import ArchOptionError, CheckpointError, ShapeMismatchError
+from robustbench_cnn.core.files import give_default_mode
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.models import MODELS, NormalizedModel, build_model
 
@@ -134,6 +135,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        give_default_mode(tmp)  # mkstemp's 0600 -> what the umask allows (a shared store)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -4,8 +4,11 @@ cascade figures. CLI calls go through ``CliRunner`` on the embedded digits set, 
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
+import pytest
 import torch
 from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
@@ -177,3 +180,28 @@ def test_ctrl_c_in_rbc_attack_offers_its_resume_command(store, tmp_path, monkeyp
     assert (
         f"rbc attack -m digits/lenet5-standard -a fgsm --eps 0.1 -n 8 --threads 1 --out {out} --resume" in result.output
     )
+
+
+# ------------------------------------------------------------------------------------------ 4. file modes
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o027])
+def test_atomic_writes_respect_the_umask(tmp_path, umask) -> None:
+    import pandas as pd
+
+    from robustbench_cnn.store import _atomic_write_bytes
+    from robustbench_cnn.tables.results import atomic_write_parquet, atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text("{}", tmp_path / "run.json")
+        atomic_write_parquet(pd.DataFrame({"a": [1]}), tmp_path / "summary.parquet")
+        _atomic_write_bytes(tmp_path / "card.json", b"{}")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # what an ordinary open() gives under this umask
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE(plain.stat().st_mode) == expected
+    for name in ("run.json", "summary.parquet", "card.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.core.files import give_default_mode
 
 EXAMPLES_FILE = "examples.npz"
 REQUIRED = ("x", "x_adv", "y", "pred_clean", "pred_adv", "model")
@@ -94,6 +95,7 @@ def save_examples(
     os.close(fd)
     try:
         np.savez_compressed(tmp, **arrays)
+        give_default_mode(tmp)  # mkstemp's 0600 -> what the umask allows
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

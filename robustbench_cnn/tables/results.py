@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.core.files import give_default_mode
 
 SCHEMA_VERSION = 1
 
@@ -135,6 +136,7 @@ def atomic_write_parquet(frame: pd.DataFrame, path: Path) -> None:
     os.close(fd)
     try:
         frame.to_parquet(tmp, index=False)
+        give_default_mode(tmp)  # mkstemp's 0600 -> what the umask allows (a shared results folder)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -147,6 +149,7 @@ def atomic_write_text(text: str, path: Path) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        give_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
