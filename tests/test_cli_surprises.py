@@ -205,3 +205,60 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask) -> None:
     assert stat.S_IMODE(plain.stat().st_mode) == expected
     for name in ("run.json", "summary.parquet", "card.json"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+
+
+# ------------------------------------------------------------------------------------------ 5. NaN models
+
+NAN_MODEL = """\
+import torch
+from torch import nn
+
+
+class HalfNaN(nn.Module):
+    '''A linear model whose logits are NaN for the images whose fourth pixel (top row) is above 0.5.'''
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        out = self.fc(x.flatten(1))
+        return torch.where(x.flatten(1)[:, 3:4] > 0.5, torch.full_like(out, float("nan")), out)
+
+
+def build():
+    return HalfNaN()
+"""
+
+
+def _nan_images() -> tuple[torch.Tensor, torch.Tensor, int]:
+    """16 seeded images, 5 of them with a fourth pixel above 0.5 (the planted model's NaN rows)."""
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    x[:, 0, 0, 3] = 0.0
+    x[:5, 0, 0, 3] = 0.9
+    return x, torch.arange(16) % 10, 5
+
+
+def test_a_model_with_nan_logits_is_refused_before_any_attack(monkeypatch) -> None:
+    from robustbench_cnn.attacks.base import Attack
+    from robustbench_cnn.evaluation.engine import evaluate
+    from robustbench_cnn.evaluation.flags import NonFiniteOutputError
+
+    namespace: dict = {}
+    exec(NAN_MODEL, namespace)
+    x, y, bad = _nan_images()
+    attacked = []
+    monkeypatch.setattr(Attack, "__call__", lambda *a, **k: attacked.append(1))
+    with pytest.raises(NonFiniteOutputError, match=f"{bad * 10} NaN of 160 outputs \\({bad} of 16 images\\)"):
+        evaluate(namespace["build"](), x, y, "linf", [0.0, 0.1], "quick")
+    assert not attacked
+
+
+def test_cli_refuses_a_nan_model_in_one_line(tmp_path) -> None:
+    (tmp_path / "nan.py").write_text(NAN_MODEL)
+    result = run(
+        "evaluate", "--model-def", f"{tmp_path / 'nan.py'}:build", "-c", "quick", "--eps", "0.1", "-n", "64",
+        "-o", str(tmp_path / "r"),
+    )  # fmt: skip
+    line = assert_one_line_error(result, "0 NaN of 640 outputs (")  # whole rows of 10 classes are NaN
+    assert "on the clean pass: refusing to evaluate it" in line

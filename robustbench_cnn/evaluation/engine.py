@@ -28,7 +28,7 @@ from robustbench_cnn.core.errors import UnknownNameError
 from robustbench_cnn.core.model_utils import batched_logits, eval_mode
 from robustbench_cnn.core.progress import make_progress
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
-from robustbench_cnn.evaluation.flags import Flag, curve_flags, flag, model_flags
+from robustbench_cnn.evaluation.flags import Flag, check_finite_outputs, curve_flags, flag, model_flags
 
 #: Attack cascade presets by name: (attack, params) in order. Cheap strong attacks first, black-box checks last.
 CASCADES: dict[str, list[tuple[str, dict[str, Any]]]] = {
@@ -221,11 +221,14 @@ def pick_targets(policy: str, logits: torch.Tensor, y: torch.Tensor, seed: int) 
 
 @torch.no_grad()
 def _clean_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Clean logits on the CPU as float (no graph); ``ValueError`` for an empty batch."""
+    """Clean logits on the CPU as float (no graph); ``ValueError`` for an empty batch, ``NonFiniteOutputError``
+    for NaN or infinite outputs (before any attack runs)."""
     logits = batched_logits(model, x, batch_size)
     if logits is None:
         raise ValueError("no images to evaluate")
-    return logits.float().cpu()
+    logits = logits.float().cpu()
+    check_finite_outputs(logits)
+    return logits
 
 
 def evaluate(
@@ -495,6 +498,7 @@ def evaluate_all_targets(
     y_cpu = y.cpu()
     with eval_mode(model):  # the clean pass too: a model left in train mode must not update batch-norm stats
         logits = clean_logits if clean_logits is not None else _clean_logits(model, x, batch_size or 256)
+        check_finite_outputs(logits)  # also the caller's logits: no attack runs against NaN outputs
         num_classes = logits.shape[1]
         matrix = torch.full((num_classes, num_classes), float("nan"))
         for target_class in all_targets(num_classes):

@@ -62,6 +62,27 @@ def flag(code: str, detail: str = "", eps: float | None = None) -> Flag:
     return Flag(code, text, eps)
 
 
+class NonFiniteOutputError(ValueError):
+    """The model's clean outputs hold NaN or infinite values: no attack can be judged against them (an argmax
+    over NaN is arbitrary, and two passes that both give NaN would look "randomized")."""
+
+
+def check_finite_outputs(logits: torch.Tensor) -> None:
+    """Refuse a model whose clean-pass ``logits`` (N x K) hold NaN or infinite values, before any attack runs:
+    ``NonFiniteOutputError`` naming how many outputs, in how many of the N images, are NaN (and infinite)."""
+    nan = torch.isnan(logits)
+    inf = torch.isinf(logits)
+    bad = nan | inf
+    if not bool(bad.any()):
+        return
+    rows = int(bad.flatten(1).any(1).sum()) if logits.ndim > 1 else int(bad.sum())
+    parts = [f"{int(nan.sum())} NaN"] + ([f"{int(inf.sum())} infinite"] if bool(inf.any()) else [])
+    raise NonFiniteOutputError(
+        f"the model returned {' and '.join(parts)} of {logits.numel()} outputs ({rows} of {len(logits)} images) "
+        "on the clean pass: refusing to evaluate it (check its weights and forward pass)"
+    )
+
+
 @torch.no_grad()
 def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x).float()
