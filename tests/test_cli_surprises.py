@@ -262,3 +262,47 @@ def test_cli_refuses_a_nan_model_in_one_line(tmp_path) -> None:
     )  # fmt: skip
     line = assert_one_line_error(result, "0 NaN of 640 outputs (")  # whole rows of 10 classes are NaN
     assert "on the clean pass: refusing to evaluate it" in line
+
+
+# ------------------------------------------------------------------------------------------ 6. plan keys
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"sed": 1}, "unknown top-level key 'sed' (did you mean 'seed'?)"),
+        ({"threat": {"epsilon": [0.1]}}, "unknown [threat] key 'epsilon' (did you mean 'eps'?); accepted: eps, norm"),
+        ({"whitebox": {"suit": "quick"}}, "unknown [whitebox] key 'suit' (did you mean 'cascade'?)"),
+        ({"whitebox": {"cascades": "quick"}}, "unknown [whitebox] key 'cascades' (did you mean 'cascade'?)"),
+        ({"targeted": {"polcy": "next"}}, "unknown [targeted] key 'polcy' (did you mean 'policy'?)"),
+        ({"transfer": {"atack": "fgsm"}}, "unknown [transfer] key 'atack' (did you mean 'attack'?)"),
+        ({"report": {"epsilon": 0.1}}, "unknown [report] key 'epsilon' (did you mean 'eps'?)"),
+        ({"proxy": {"budgte": 400}}, "unknown [proxy] key 'budgte' (did you mean 'budget'?)"),
+        ({"models": [{"arch": "lenet5", "recipie": "pgd-at"}]}, "unknown [[models]] key 'recipie' (did you mean"),
+        ({"threat": "linf"}, "threat must be a table ([threat])"),
+    ],
+)
+def test_a_misspelled_plan_key_is_an_error_with_the_closest_key(extra, message) -> None:
+    from robustbench_cnn.core.errors import RbcError
+    from robustbench_cnn.pipeline.plan import parse_plan
+
+    data = {"models": [{"arch": "lenet5"}, {"arch": "mlp"}], **extra}
+    with pytest.raises(RbcError) as info:
+        parse_plan(data, "p.toml")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_every_built_in_plan_passes_the_key_check() -> None:
+    from robustbench_cnn.pipeline.plan import PLANS_DIR, load_plan
+
+    plans = sorted(p.stem for p in PLANS_DIR.glob("*.toml"))
+    assert plans and all(load_plan(name).name for name in plans)
+
+
+def test_cli_benchmark_refuses_a_misspelled_plan_key_in_one_line(store, tmp_path) -> None:
+    plan = tmp_path / "typo.toml"
+    plan.write_text('name = "typo"\n[threat]\nnorm = "linf"\nepsilon = [0.1]\n[[models]]\narch = "lenet5"\n')
+    result = run("benchmark", "--plan", str(plan), "-o", str(tmp_path / "r"), "--no-report")
+    assert_one_line_error(result, "unknown [threat] key 'epsilon' (did you mean 'eps'?)")
+    assert not (tmp_path / "r").exists()  # refused before any folder or training

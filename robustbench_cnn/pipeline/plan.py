@@ -240,11 +240,75 @@ def _training_cell(
     )
 
 
+#: The keys a plan accepts, per table ("" is the top level; ``[[models]]`` entries take :class:`ModelSpec`'s
+#: fields and ``[proxy]`` the substitute-training options, checked in :func:`_check_proxy`). An unknown key is an
+#: error with the closest accepted one, never silently ignored (a misspelled key would run with the default).
+PLAN_SCHEMA: dict[str, frozenset[str]] = {
+    "": frozenset(
+        {"name", "datasets", "n", "seed", "batch_size", "threat", "whitebox", "targeted", "proxy", "transfer"}
+        | {"report", "models"}
+    ),
+    "threat": frozenset({"norm", "eps"}),
+    "whitebox": frozenset({"cascade", "suite"}),
+    "targeted": frozenset({"attack", "policy", "eps"}),
+    "transfer": frozenset({"attack", "eps"}),
+    "report": frozenset({"eps"}),
+}
+#: Deprecated keys, per table, and the key that replaces them (suggested instead of the deprecated one).
+_DEPRECATED_KEYS: dict[str, dict[str, str]] = {"whitebox": {"suite": "cascade"}}
+
+
+def unknown_keys_error(table: str, given: Any, accepted: set[str] | frozenset[str], source: str) -> RbcError | None:
+    """An ``RbcError`` naming the keys of ``given`` (a TOML table) that ``accepted`` lacks, each with the closest
+    accepted key (``difflib``), or None when every key is known. ``table`` names it in the message (``threat``,
+    ``models`` for a ``[[models]]`` entry, ``""`` for the top level)."""
+    import difflib
+
+    unknown = sorted(set(given) - set(accepted))
+    if not unknown:
+        return None
+    deprecated = _DEPRECATED_KEYS.get(table, {})
+    current = sorted(set(accepted) - set(deprecated))
+    where = "[[models]]" if table == "models" else f"[{table}]" if table else "top-level"
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, current, n=1, cutoff=0.6)
+        if not close:  # a misspelled deprecated key: suggest what replaces it
+            old = difflib.get_close_matches(key, list(deprecated), n=1, cutoff=0.6)
+            close = [deprecated[old[0]]] if old else []
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return RbcError(
+        f"invalid plan {source}: unknown {where} key{'s' if len(unknown) > 1 else ''} {', '.join(parts)}; "
+        f"accepted: {', '.join(current)}"
+    )
+
+
+def _check_keys(data: dict[str, Any], source: str) -> None:
+    """Every table of the plan holds only the keys of :data:`PLAN_SCHEMA` (``[[models]]`` entries: the fields of
+    :class:`ModelSpec`); a table key must hold a table."""
+    error = unknown_keys_error("", data, PLAN_SCHEMA[""], source)
+    if error:
+        raise error
+    for table, accepted in PLAN_SCHEMA.items():
+        if not table or table not in data:
+            continue
+        if not isinstance(data[table], dict):
+            raise RbcError(f"invalid plan {source}: {table} must be a table ([{table}]), got {data[table]!r}")
+        error = unknown_keys_error(table, data[table], accepted, source)
+        if error:
+            raise error
+    models = data.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        raise RbcError(f"invalid plan {source}: models must be [[models]] tables")
+    if "proxy" in data and not isinstance(data["proxy"], dict):
+        raise RbcError(f"invalid plan {source}: proxy must be a table ([proxy]), got {data['proxy']!r}")
+
+
 def _model(entry: dict[str, Any], where: str) -> ModelSpec:
     known = set(ModelSpec.__dataclass_fields__)
-    unknown = set(entry) - known
-    if unknown:
-        raise RbcError(f"{where}: unknown model keys {', '.join(sorted(unknown))} (use {', '.join(sorted(known))})")
+    error = unknown_keys_error("models", entry, known, where)
+    if error:
+        raise error
     if "arch" not in entry:
         raise RbcError(f'{where}: every [[models]] entry needs arch = "..."')
     return ModelSpec(**entry)
@@ -294,6 +358,7 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
     from robustbench_cnn.evaluation.engine import check_attack_names
     from robustbench_cnn.models import MODELS
 
+    _check_keys(data, source)
     try:
         threat = data.get("threat", {})
         curve = ThreatModel.parse_curve(threat.get("norm", "linf"), threat.get("eps", [0.0, 0.1, 0.2, 0.3]))
@@ -408,11 +473,9 @@ def _check_proxy(plan: Plan, source: str) -> None:
 
     options = set(inspect.signature(train_substitute).parameters) - _PROXY_SET_BY_BENCHMARK
     known = options | {"target", "substitute"}
-    unknown = sorted(set(plan.proxy or {}) - known)
-    if unknown:
-        raise RbcError(
-            f"invalid plan {source}: unknown [proxy] key(s) {', '.join(unknown)} (use {', '.join(sorted(known))})"
-        )
+    error = unknown_keys_error("proxy", plan.proxy or {}, known, source)
+    if error:
+        raise error
     target = (plan.proxy or {}).get("target")
     if target is not None:
         names = {spec.checkpoint_name("_").split("/", 1)[-1] for spec in plan.models}
