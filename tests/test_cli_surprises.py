@@ -306,3 +306,45 @@ def test_cli_benchmark_refuses_a_misspelled_plan_key_in_one_line(store, tmp_path
     result = run("benchmark", "--plan", str(plan), "-o", str(tmp_path / "r"), "--no-report")
     assert_one_line_error(result, "unknown [threat] key 'epsilon' (did you mean 'eps'?)")
     assert not (tmp_path / "r").exists()  # refused before any folder or training
+
+
+# ------------------------------------------------------------------------------------------ 7. impossible eps
+
+
+def test_eps_warnings_use_the_largest_distance_of_the_input_shape() -> None:
+    from robustbench_cnn.evaluation.flags import eps_warnings, max_distance
+
+    assert max_distance(Norm.L2, 64) == 8.0 and max_distance(Norm.L1, 64) == 64.0 and max_distance(Norm.LINF, 64) == 1
+    shape = (1, 8, 8)
+    assert eps_warnings(Norm.L2, [0.5, 3.9], shape) == []  # below half the diameter (4): nothing to say
+    (grey,) = eps_warnings(Norm.L2, [4.0], shape)
+    assert "uniform grey" in grey
+    (broken,) = eps_warnings(Norm.L2, [1000.0], shape)
+    assert "sqrt(64) = 8" in broken and "every point is trivially broken" in broken
+    assert "trivially broken" in eps_warnings(Norm.L1, [64.0], shape)[0]
+    assert "uniform grey" in eps_warnings(Norm.LINF, [0.5], shape)[0]
+
+
+def test_cli_warns_before_the_run_when_eps_exceeds_the_image_diameter(store, tmp_path) -> None:
+    _saved_lenet(store)
+    result = run(
+        "attack", "-m", "digits/lenet5-standard", "-a", "fgsm", "--threat", "l2", "--eps", "1000", "-n", "8",
+        "-o", str(tmp_path / "r"), "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    warning = "Warning: eps 1000 is at least the largest l2 distance between two 1x8x8 images"
+    assert warning in text and text.index(warning) < text.index("summary")  # before the run's table
+
+
+# ------------------------------------------------------------------------------------------ 8. capped -n
+
+
+def test_cli_notes_an_n_capped_at_the_split_size(store, tmp_path) -> None:
+    _saved_lenet(store)
+    common = ["-m", "digits/lenet5-standard", "-a", "fgsm", "--eps", "0.1", "--no-progress"]
+    result = run("attack", *common, "-n", "100000", "-o", str(tmp_path / "big"))
+    assert result.exit_code == 0, result.output
+    assert "Note: -n 100000 is more than the digits test split holds: evaluated all 450 images" in result.output
+    small = run("attack", *common, "-n", "8", "-o", str(tmp_path / "small"))
+    assert small.exit_code == 0 and "Note: -n" not in small.output

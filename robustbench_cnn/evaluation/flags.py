@@ -125,6 +125,40 @@ def large_eps(norm: Norm, eps: float, input_numel: int) -> bool:
     return eps >= input_numel
 
 
+def max_distance(norm: Norm, input_numel: int) -> float:
+    """The largest ``norm`` distance between two images of ``input_numel`` values in [0, 1] (all zeros to all
+    ones): 1 for linf, ``sqrt(D)`` for l2, ``D`` for l1 and l0. A ball of this radius holds every image."""
+    if norm is Norm.LINF:
+        return 1.0
+    if norm is Norm.L2:
+        return math.sqrt(input_numel)
+    return float(input_numel)
+
+
+def eps_warnings(norm: Norm, eps_list: list[float], input_shape: tuple[int, ...]) -> list[str]:
+    """One sentence per epsilon of ``eps_list`` that makes the evaluation meaningless for images of
+    ``input_shape`` (C x H x W): at or above :func:`max_distance` every image is in the ball (every point is
+    trivially broken); else at or above :func:`large_eps` any image can be turned into uniform grey (robust
+    accuracy above chance there means the attacks failed: the ``above-chance`` flag)."""
+    numel = math.prod(input_shape)
+    shape = "x".join(map(str, input_shape))
+    limit = max_distance(norm, numel)
+    formula = {Norm.LINF: "1", Norm.L2: f"sqrt({numel})"}.get(norm, str(numel))
+    out = []
+    for eps in eps_list:
+        if eps >= limit:
+            out.append(
+                f"eps {eps:g} is at least the largest {norm.value} distance between two {shape} images in [0, 1] "
+                f"({formula} = {limit:.4g}): every point is trivially broken"
+            )
+        elif eps > 0 and large_eps(norm, eps, numel):
+            out.append(
+                f"eps {eps:g} can turn any {shape} image into uniform grey ({norm.value} distance "
+                f"{0.5 * limit:.4g}): robust accuracy above chance there means the attacks failed"
+            )
+    return out
+
+
 def curve_flags(
     norm: Norm, eps_list: list[float], robust_acc: list[float], clean_acc: float, num_classes: int, input_numel: int
 ) -> list[Flag]:

@@ -48,6 +48,7 @@ __all__ = [
     "train_proxy",
     "transfer",
     "transfer_matrix",
+    "warn_eps",
 ]
 
 #: Where an evaluation records the worst-case robust accuracy of the ``standard`` cascade in a model card's
@@ -72,6 +73,20 @@ class EvaluationRun:
 def _curve(threat: str, eps: str | list[float] | None) -> tuple[str, list[float]]:
     curve = ThreatModel.parse_curve(threat, eps)
     return curve[0].norm.value, [t.eps for t in curve]
+
+
+def warn_eps(norm: str, eps_list: list[float], dataset: str, data_dir: PathLike | None = None) -> list[str]:
+    """Print (stderr, before the run) a warning for each epsilon too large to mean anything on ``dataset``'s
+    images (:func:`~robustbench_cnn.evaluation.flags.eps_warnings`); returns the warnings."""
+    from robustbench_cnn.core.progress import console
+    from robustbench_cnn.core.types import Norm
+    from robustbench_cnn.data import dataset_info
+    from robustbench_cnn.evaluation.flags import eps_warnings
+
+    warnings = eps_warnings(Norm.parse(norm), eps_list, dataset_info(dataset, data_dir).input_shape)
+    for text in warnings:
+        console.print(f"Warning: {text}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    return warnings
 
 
 def evaluate_model(
@@ -110,6 +125,7 @@ def evaluate_model(
         )
     resolve_device(device)
     norm, eps_list = _curve(threat, eps)
+    warn_eps(norm, eps_list, dataset, data_dir)
     label = model or model_def or ""
     if targeted and target_policy == "all":
         return target_matrix(
@@ -355,6 +371,7 @@ def transfer(
     names = _names(sources, "--source")
     target_card = _card(target, store)
     source_cards = [_card(name, store) for name in names]
+    warn_eps(norm, eps_list, dataset or target_card.dataset, data_dir)
     cell = transfer_cell(
         names,
         target,
