@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from robustbench_cnn.commands.errors import RbcCommand, RbcGroup
+from robustbench_cnn.commands.evaluate import note_capped
 from robustbench_cnn.commands.options import common_options, param_option
 
 __all__ = ["proxy_group", "transfer_command", "transfer_matrix_command"]
@@ -240,6 +241,7 @@ def transfer_command(
     title = f"transfer {' + '.join(result.sources)} -> {result.target} ({result.attack}, n={n_eff})"
     columns = ["norm", "eps", "clean_acc", "attacked", "success_rate", "robust_acc", "mean_norm", "total_queries"]
     _print_df(title, table, ["target_policy", *columns] if targeted else columns)
+    note_capped(n, n_eff, str(table["dataset"].iloc[0]) if len(table) else "")
     click.echo(f"tables written to {result.run_dir}")
 
 

@@ -17,12 +17,26 @@ from robustbench_cnn.commands.options import (
 from robustbench_cnn.commands.output import out, show_summary, table
 
 
+def note_capped(requested: int | None, evaluated: int, dataset: str) -> bool:
+    """One yellow ``Note:`` line on stderr when ``-n requested`` was more than the test split holds (the run
+    evaluated all ``evaluated`` images); returns whether it printed."""
+    if requested is None or evaluated <= 0 or evaluated >= requested:
+        return False
+    click.secho(
+        f"Note: -n {requested} is more than the {dataset} test split holds: evaluated all {evaluated} images",
+        fg="yellow",
+        err=True,
+    )
+    return True
+
+
 def _run_evaluation(cascade: str, attack_params: dict[str, Any], options: dict[str, Any]) -> None:
     """Call the evaluate workflow with the shared options and print what it returns."""
     from robustbench_cnn.evaluation.target_matrix import wide_rows
     from robustbench_cnn.pipeline.workflows import evaluate_model
 
     model_def, weights = options["model_def"], options["weights"]
+    requested, dataset = options["n"], options["dataset"]
     result = evaluate_model(
         options.pop("model"), cascade=cascade, attack_params=attack_params, out=options.pop("out"), **options
     )
@@ -37,6 +51,8 @@ def _run_evaluation(cascade: str, attack_params: dict[str, Any], options: dict[s
         out.print(f"results in {result.run_dir / 'target_matrix.parquet'}")
         return
     show_summary(result.summary)
+    if len(result.summary):
+        note_capped(requested, int(result.summary["n"].max()), dataset)
     if model_def and not weights:  # after the run, so that an input error stays the one line it is
         click.secho(
             "Warning: no --weights: the factory's model was evaluated as it builds it (untrained unless it "
