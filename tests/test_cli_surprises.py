@@ -4,10 +4,12 @@ cascade figures. CLI calls go through ``CliRunner`` on the embedded digits set, 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from cli_helpers import assert_one_line_error
@@ -21,7 +23,7 @@ from robustbench_cnn.commands.options import ATTACK_NORMS_HELP
 from robustbench_cnn.core.types import Norm
 from robustbench_cnn.defenses.perturb import SUPPORTED_NORMS
 from robustbench_cnn.models import MODELS, build_model
-from robustbench_cnn.store import ModelCard, save_checkpoint
+from robustbench_cnn.store import ModelCard, save_checkpoint, update_card
 
 
 def _saved_lenet(store: Path, name: str = "digits/lenet5-standard") -> Path:
@@ -348,3 +350,57 @@ def test_cli_notes_an_n_capped_at_the_split_size(store, tmp_path) -> None:
     assert "Note: -n 100000 is more than the digits test split holds: evaluated all 450 images" in result.output
     small = run("attack", *common, "-n", "8", "-o", str(tmp_path / "small"))
     assert small.exit_code == 0 and "Note: -n" not in small.output
+
+
+# ------------------------------------------------------------------------------------------ 9. card figures
+
+
+def _worst_case(acc: float, n: int, eps: float = 0.1) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "cascade": ["standard"],
+            "targeted": [False],
+            "attack": ["worst-case"],
+            "norm": ["linf"],
+            "eps": [eps],
+            "robust_acc": [acc],
+            "n": [n],
+            "seed": [0],
+        }
+    )
+
+
+def test_a_smaller_n_figure_never_replaces_a_larger_n_one(store, capsys) -> None:
+    from robustbench_cnn.pipeline.workflows import CASCADE_META_KEY, CASCADE_ROBUST_KEY, record_cascade_accuracy
+    from robustbench_cnn.reporting.tradeoff import tradeoff_table
+    from robustbench_cnn.store import read_card
+
+    folder = _saved_lenet(store)
+    card = read_card(folder)
+    card.threat = "linf:0.1"  # a defended model: it has a trade-off row
+    update_card(folder, card)
+    assert record_cascade_accuracy(folder, _worst_case(0.40, 1000)) == {"linf:0.1": 0.40}
+    meta = read_card(folder).extra[CASCADE_META_KEY]["linf:0.1"]
+    assert meta["n"] == 1000 and meta["cascade"] == "standard" and meta["date"] == dt.date.today().isoformat()
+
+    assert record_cascade_accuracy(folder, _worst_case(0.70, 100)) == {}  # n=100 < 1000: kept
+    assert "kept the card's standard figure at linf:0.1 (0.4000, n=1000)" in capsys.readouterr().err
+    assert read_card(folder).extra[CASCADE_ROBUST_KEY] == {"linf:0.1": 0.40}
+
+    assert record_cascade_accuracy(folder, _worst_case(0.38, 2000)) == {"linf:0.1": 0.38}  # larger n replaces
+    row = tradeoff_table(store).iloc[0]
+    assert row["suite_robust_accuracy"] == 0.38 and row["suite_n"] == 2000
+
+
+def test_rbc_tradeoff_shows_n(store, tmp_path) -> None:
+    from robustbench_cnn.pipeline.workflows import record_cascade_accuracy
+    from robustbench_cnn.store import read_card
+
+    folder = _saved_lenet(store)
+    card = read_card(folder)
+    card.threat = "linf:0.1"
+    update_card(folder, card)
+    record_cascade_accuracy(folder, _worst_case(0.40, 321))
+    result = run("tradeoff", "-o", str(tmp_path / "t.csv"))
+    assert result.exit_code == 0, result.output
+    assert "suite_n" in result.output and "321" in result.output

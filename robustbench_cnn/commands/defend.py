@@ -214,6 +214,7 @@ def tradeoff_command(store: str | None, out_path: str | None) -> None:
         "clean_accuracy",
         "pgd_accuracy",
         "suite_robust_accuracy",
+        "suite_n",
         "guard_fired",
         "guard_restored_epoch",
     ]

@@ -65,6 +65,7 @@ def _run_evaluation(cascade: str, attack_params: dict[str, Any], options: dict[s
         out.print(
             "recorded the standard-suite robust accuracy in the model card (rbc tradeoff): "
             + ", ".join(f"{k} {v:.4f}" for k, v in result.recorded.items())
+            + f" (n={int(result.summary['n'].max())})"
         )
 
 

@@ -36,6 +36,7 @@ from robustbench_cnn.pipeline.cells import (
 from robustbench_cnn.pipeline.runner import run_cells
 
 __all__ = [
+    "CASCADE_META_KEY",
     "CASCADE_ROBUST_KEY",
     "EvaluationRun",
     "MatrixRun",
@@ -54,6 +55,8 @@ __all__ = [
 #: Where an evaluation records the worst-case robust accuracy of the ``standard`` cascade in a model card's
 #: ``extra`` (the key keeps the name cards were written with).
 CASCADE_ROBUST_KEY = "suite_robust_accuracy"
+#: Beside it, per ``norm:eps``: the sample count, seed, cascade and date of the recorded figure.
+CASCADE_META_KEY = "suite_robust_meta"
 
 PathLike = str | os.PathLike
 
@@ -465,8 +468,15 @@ def record_cascade_accuracy(
 ) -> dict[str, float]:
     """Record the untargeted worst-case robust accuracy of ``cascade`` from a run's ``summary`` in the card of
     ``checkpoint`` (``extra["suite_robust_accuracy"]``, one entry per ``norm:eps``), where the trade-off table
-    reads it. Returns what was recorded (empty when the summary holds no such rows). A summary written before
-    the ``suite`` column became ``cascade`` is read too."""
+    reads it, with its sample count, seed, cascade and date (``extra["suite_robust_meta"]``, per ``norm:eps``).
+
+    A figure measured on more points is never replaced by one on fewer: that entry keeps the larger-n figure and a
+    one-line note on stderr says so (a figure recorded before ``n`` was kept per entry counts with the card's
+    last ``suite_eval`` n). Returns what was recorded (empty when the summary holds no such rows). A summary
+    written before the ``suite`` column became ``cascade`` is read too."""
+    import datetime as dt
+
+    from robustbench_cnn.core.progress import console
     from robustbench_cnn.store import read_card, resolve_checkpoint, update_card
     from robustbench_cnn.tables.results import with_cascade
 
@@ -480,13 +490,34 @@ def record_cascade_accuracy(
         return {}
     folder = resolve_checkpoint(checkpoint, store)
     card = read_card(folder)
-    recorded = {threat_key(f"{r.norm}:{r.eps}"): float(r.robust_acc) for r in rows.itertuples()}
+    n, seed = int(rows["n"].iloc[0]), int(rows["seed"].iloc[0])
+    today = dt.date.today().isoformat()
+    measured = {threat_key(f"{r.norm}:{r.eps}"): float(r.robust_acc) for r in rows.itertuples()}
     previous = card.extra.get(CASCADE_ROBUST_KEY)
     merged = dict(previous) if isinstance(previous, dict) else {}
     if isinstance(previous, (int, float)) and not isinstance(previous, bool) and card.threat:
         merged[threat_key(card.threat)] = float(previous)  # the float form: at the card's threat
-    merged.update(recorded)
+    meta = dict(card.extra.get(CASCADE_META_KEY) or {})
+    last_n = (card.extra.get("suite_eval") or {}).get("n")
+    recorded: dict[str, float] = {}
+    for key, acc in measured.items():
+        old_n = (meta.get(key) or {}).get("n", last_n if key in merged else None)
+        if old_n is not None and int(old_n) > n:
+            console.print(
+                f"Note: kept the card's {cascade} figure at {key} ({merged[key]:.4f}, n={int(old_n)}); this run's "
+                f"{acc:.4f} on n={n} points is not recorded (a smaller-n figure never replaces a larger-n one)",
+                style="yellow",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            continue
+        recorded[key] = merged[key] = acc
+        meta[key] = {"n": n, "seed": seed, "cascade": cascade, "date": today}
+    if not recorded:
+        return {}
     card.extra[CASCADE_ROBUST_KEY] = merged
-    card.extra["suite_eval"] = {"suite": cascade, "n": int(rows["n"].iloc[0]), "seed": int(rows["seed"].iloc[0])}
+    card.extra[CASCADE_META_KEY] = meta
+    card.extra["suite_eval"] = {"suite": cascade, "n": n, "seed": seed}
     update_card(folder, card)
     return recorded

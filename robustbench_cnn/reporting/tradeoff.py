@@ -37,6 +37,7 @@ TRADEOFF_COLUMNS: dict[str, str] = {
     "pgd_steps": "Int64",
     "pgd_n": "Int64",
     "suite_robust_accuracy": "float64",
+    "suite_n": "Int64",  # the points that figure was measured on
     "guard_fired": "boolean",
     "guard_restored_epoch": "Int64",
     "seed": "int64",
@@ -59,6 +60,17 @@ def _suite_accuracy(card: ModelCard) -> float:
     return _float(value)
 
 
+def _suite_n(card: ModelCard) -> int | None:
+    """The sample count of the recorded standard-cascade figure (``extra["suite_robust_meta"]`` at the card's
+    threat, else the card's last ``suite_eval`` n), None when nothing is recorded."""
+    if math.isnan(_suite_accuracy(card)):
+        return None
+    meta = card.extra.get("suite_robust_meta") or {}
+    entry = meta.get(card.threat or "") or meta.get(_threat_key(card.threat)) or {}
+    n = entry.get("n", (card.extra.get("suite_eval") or {}).get("n"))
+    return None if n is None else int(n)
+
+
 def _row(card: ModelCard) -> dict[str, Any]:
     extra = card.extra or {}
     monitor = extra.get("pgd_monitor") or {}
@@ -77,6 +89,7 @@ def _row(card: ModelCard) -> dict[str, Any]:
         "pgd_steps": monitor.get("steps"),
         "pgd_n": monitor.get("n"),
         "suite_robust_accuracy": _suite_accuracy(card),
+        "suite_n": _suite_n(card),
         "guard_fired": None if guard is None else bool(guard.get("fired")),
         "guard_restored_epoch": None if guard is None else guard.get("restored_epoch"),
         "seed": int(card.seed),
