@@ -404,3 +404,11 @@ def test_rbc_tradeoff_shows_n(store, tmp_path) -> None:
     result = run("tradeoff", "-o", str(tmp_path / "t.csv"))
     assert result.exit_code == 0, result.output
     assert "suite_n" in result.output and "321" in result.output
+
+
+# ------------------------------------------------------------------------------------------ 10. usage errors
+
+
+def test_click_usage_errors_are_one_line_too() -> None:
+    assert_one_line_error(run("attack", "--bogus"), "No such option '--bogus'")
+    assert_one_line_error(run("transfer", "--source", "a"), "Missing option '--target'")

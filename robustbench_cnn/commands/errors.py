@@ -15,6 +15,8 @@ from robustbench_cnn.core.errors import RbcError
 
 
 class InputError(click.ClickException):
+    """A user input error: shown as one line ``Error: ...`` on stderr, exit code 2 (no usage block)."""
+
     exit_code = 2
 
     def show(self, file: Any = None) -> None:
@@ -30,6 +32,10 @@ class _InputErrorsMixin:
             return super().parse_args(ctx, args)  # type: ignore[misc]
         except (RbcError, ValueError) as exc:
             raise InputError(str(exc)) from None
+        except click.UsageError as exc:  # click's own (no such option, missing option): one line too
+            if exc.ctx is None:
+                raise
+            raise InputError(f"{exc.format_message()} (see {exc.ctx.command_path} --help)") from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -78,6 +78,15 @@ def _curve(threat: str, eps: str | list[float] | None) -> tuple[str, list[float]
     return curve[0].norm.value, [t.eps for t in curve]
 
 
+def _check_attacks(cascade: str, attack_params: dict[str, Any] | None, norm: str) -> None:
+    """The attacks of ``cascade`` (one attack with ``attack_params``) can run at ``norm`` (``ValueError``)."""
+    from robustbench_cnn.core.types import Norm
+    from robustbench_cnn.evaluation.engine import resolve_attacks
+
+    one = attack_params and "," not in cascade
+    resolve_attacks([(cascade, attack_params)] if one else cascade, Norm.parse(norm))
+
+
 def warn_eps(norm: str, eps_list: list[float], dataset: str, data_dir: PathLike | None = None) -> list[str]:
     """Print (stderr, before the run) a warning for each epsilon too large to mean anything on ``dataset``'s
     images (:func:`~robustbench_cnn.evaluation.flags.eps_warnings`); returns the warnings."""
@@ -128,6 +137,7 @@ def evaluate_model(
         )
     resolve_device(device)
     norm, eps_list = _curve(threat, eps)
+    _check_attacks(cascade, attack_params, norm)  # a norm no attack takes stays one error line, without warnings
     warn_eps(norm, eps_list, dataset, data_dir)
     label = model or model_def or ""
     if targeted and target_policy == "all":
