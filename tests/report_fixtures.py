@@ -36,6 +36,8 @@ def cell_rows(
     """Summary rows of one cell as an evaluation writes them: per eps one row per attack (cumulative robust
     accuracy along the cascade, the last equal to ``curve[eps]``) and a ``worst-case`` row when the cell has
     several attacks."""
+    from robustbench_cnn.tables.rows import accuracy_cis
+
     attacks = list(attacks)
     cid = f"{model}-{cascade}-{norm}".replace("/", "_")
     rows = []
@@ -88,18 +90,72 @@ def cell_rows(
                     "success_rate": 1 - worst / clean if clean else 0.0,
                 }
             )
-    return rows
+    return [{**row, **accuracy_cis(row)} for row in rows]  # the intervals, as the row builder adds them
 
 
 def summary(*cells: list[dict[str, Any]]) -> pd.DataFrame:
     return typed_frame([row for cell in cells for row in cell], SUMMARY_SCHEMA)
 
 
-def write_run(run_dir: Path, *cells: list[dict[str, Any]]) -> Path:
-    """A run folder (cells/, summary.parquet, samples.parquet, run.json) holding ``cells``."""
+def paired_cell(
+    model: str,
+    clean_correct: np.ndarray,
+    robust: dict[float, np.ndarray],
+    *,
+    attack: str = "pgd",
+    cell_id: str | None = None,
+    norm: str = "linf",
+    dataset: str = "digits",
+    sample_ids: np.ndarray | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A one-attack white-box cell built from per-sample outcomes: (summary rows, sample rows), consistent as an
+    evaluation writes them (robust accuracy = mean of ``robust[eps]``, clean accuracy = mean of ``clean_correct``;
+    the row builder adds the intervals). ``robust[eps]`` must be False where ``clean_correct`` is."""
+    from robustbench_cnn.tables.rows import accuracy_cis
+
+    clean_correct = np.asarray(clean_correct, bool)
+    n = len(clean_correct)
+    ids = np.arange(n) if sample_ids is None else np.asarray(sample_ids)
+    cid = cell_id or f"{model}-{attack}-{norm}".replace("/", "_")
+    rows, samples = [], []
+    for eps, outcome in sorted(robust.items()):
+        outcome = np.asarray(outcome, bool)
+        assert not (outcome & ~clean_correct).any(), "a misclassified point cannot be robust"
+        row = cell_rows(model, float(clean_correct.mean()), {eps: float(outcome.mean())}, attacks=[attack], n=n)[0]
+        row.update(cell_id=cid, cascade=attack, dataset=dataset, norm=norm, clean_acc=float(clean_correct.mean()))
+        row["robust_acc"] = float(outcome.mean()) if eps > 0 else float(clean_correct.mean())
+        rows.append({**row, **accuracy_cis(row)})
+        for i in range(n):
+            broken = bool(clean_correct[i] and not outcome[i])
+            samples.append(
+                {
+                    "run_id": row["run_id"],
+                    "cell_id": cid,
+                    "model": model,
+                    "dataset": dataset,
+                    "attack": attack if broken else "",
+                    "norm": norm,
+                    "eps": float(eps),
+                    "sample_id": int(ids[i]),
+                    "label": int(ids[i]) % 10,
+                    "clean_correct": bool(clean_correct[i]),
+                    "success": broken,
+                    "robust": bool(outcome[i]),
+                    "target": -1,
+                }
+            )
+    return rows, samples
+
+
+def write_run(run_dir: Path, *cells: list[dict[str, Any]], samples: list[list[dict[str, Any]]] | None = None) -> Path:
+    """A run folder (cells/, summary.parquet, samples.parquet, run.json) holding ``cells`` (and, with ``samples``,
+    one per-sample list per cell)."""
+    from robustbench_cnn.tables.results import SAMPLES_SCHEMA
+
     store = RunStore(run_dir)
     for k, cell in enumerate(cells):
-        store.write_cell(f"cell{k}", typed_frame(cell, SUMMARY_SCHEMA))
+        sample_rows = typed_frame(samples[k], SAMPLES_SCHEMA) if samples else None
+        store.write_cell(f"cell{k}", typed_frame(cell, SUMMARY_SCHEMA), sample_rows)
     store.write_run_json({"argv": ["test"], "cells": len(cells)})
     store.finalize()
     return run_dir
