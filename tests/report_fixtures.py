@@ -93,8 +93,16 @@ def cell_rows(
     return [{**row, **accuracy_cis(row)} for row in rows]  # the intervals, as the row builder adds them
 
 
+def _schema(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The summary schema plus the extra columns (transfer rows: ``source``, ``attacked``) the rows use."""
+    from robustbench_cnn.tables.results import EXTRA_SUMMARY_COLUMNS
+
+    return {**SUMMARY_SCHEMA, **{c: t for c, t in EXTRA_SUMMARY_COLUMNS.items() if any(c in r for r in rows)}}
+
+
 def summary(*cells: list[dict[str, Any]]) -> pd.DataFrame:
-    return typed_frame([row for cell in cells for row in cell], SUMMARY_SCHEMA)
+    rows = [row for cell in cells for row in cell]
+    return typed_frame(rows, _schema(rows))
 
 
 def paired_cell(
@@ -155,7 +163,7 @@ def write_run(run_dir: Path, *cells: list[dict[str, Any]], samples: list[list[di
     store = RunStore(run_dir)
     for k, cell in enumerate(cells):
         sample_rows = typed_frame(samples[k], SAMPLES_SCHEMA) if samples else None
-        store.write_cell(f"cell{k}", typed_frame(cell, SUMMARY_SCHEMA), sample_rows)
+        store.write_cell(f"cell{k}", typed_frame(cell, _schema(cell)), sample_rows)
     store.write_run_json({"argv": ["test"], "cells": len(cells)})
     store.finalize()
     return run_dir
@@ -218,3 +226,43 @@ def write_transfer(run_dir: Path, models: Iterable[str] = ("digits/a-standard", 
     path = run_dir / "transfer_matrix.parquet"
     pd.DataFrame(rows).to_parquet(path, index=False)
     return path
+
+
+def transfer_rows(
+    model: str, clean: float, curve: dict[float, float], source: str, *, n: int = 80, attacked: int | None = None
+) -> list[dict[str, Any]]:
+    """Summary rows of a black-box transfer cell (``attack_kind`` transfer, ``source`` and ``attacked`` set), as
+    the transfer cell writes them: one row per eps, cascade ``proxy:<target>``."""
+    from robustbench_cnn.tables.rows import accuracy_cis
+
+    rows = cell_rows(model, clean, curve, attacks=["transfer:fgsm"], cascade="proxy:a-standard", n=n)
+    out = []
+    for row in rows:
+        row.update(
+            attack_kind="transfer", source=source, attacked=attacked if attacked is not None else round(clean * n)
+        )
+        out.append({**row, **accuracy_cis(row)})
+    return out
+
+
+def write_card(store: Path, name: str, recipe: str = "standard", **fields: Any) -> Path:
+    """A model card (no weights: the report reads cards only) in the store ``store``."""
+    from robustbench_cnn.store import ModelCard, update_card
+
+    card = ModelCard(
+        name=name,
+        arch=fields.pop("arch", name.split("/")[-1].split("-")[0]),
+        arch_kwargs={},
+        dataset="digits",
+        input_shape=[1, 8, 8],
+        num_classes=10,
+        classes=[str(i) for i in range(10)],
+        mean=[0.0],
+        std=[1.0],
+        recipe=recipe,
+        **fields,
+    )
+    folder = store / "checkpoints" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    update_card(folder, card)
+    return folder
