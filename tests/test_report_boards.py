@@ -257,3 +257,20 @@ def test_wide_output_keeps_all_columns() -> None:
     for header in ("setting", "cascade", "target", "clean %", "robust %", "success %", "flags"):
         assert header in text
     assert "white-box" in text and "black-box" in text and "single-step-beats-iterative" in text
+
+
+def test_generic_tables_show_rates_in_percent_and_keep_figures_whole_at_80_columns() -> None:
+    from rich.console import Console
+
+    from robustbench_cnn.commands.output import table
+
+    rows = [
+        {"checkpoint": f"digits/model-with-a-long-name-{k}", "clean_acc": 0.98 - k / 100, "loss": 1.23456, "rate": 3.0}
+        for k in range(3)
+    ]
+    console = Console(width=80, record=True)
+    console.print(table("trained", rows))
+    text = console.export_text()
+    assert "clean_acc %" in text and "98.0" in text and "96.0" in text  # a rate column, in percent
+    assert "1.2346" in text and "3.0000" in text  # not rates: a loss, and a "rate" above 1 stays as it is
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text

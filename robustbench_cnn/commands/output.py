@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,19 +119,24 @@ def _natural(col: Col, cells: list[Any]) -> int:
 
 
 def fit_table(
-    title: str, rows: list[dict[str, Any]], cols: Sequence[Col], width: int | None = None, caption: str = ""
+    title: str,
+    rows: list[dict[str, Any]],
+    cols: Sequence[Col],
+    width: int | None = None,
+    caption: str = "",
+    drop_empty: bool = True,
 ) -> Table:
     """A rich table of ``rows`` (cells formatted as text, or rich ``Text`` for styled cells) that fits ``width``
-    (default: the output's):
-    columns whose cells are all empty are left out; then, while the table is wider than ``width``, the column with
-    the highest ``drop`` order goes (named in the caption). Numeric columns are never wrapped or shrunk; if the
-    columns that are always kept are still too wide, text columns fold onto more lines (no ellipsis)."""
+    (default: the output's): columns whose cells are all empty are left out (with ``drop_empty``); then, while the
+    table is wider than ``width``, the column with the highest ``drop`` order goes (named in the caption). Numeric
+    columns are never wrapped or shrunk; if the columns that are always kept are still too wide, text columns fold
+    onto more lines (no ellipsis)."""
     from rich.table import Table
 
     width = width or out.width
     cells = {c.key: ["" if r.get(c.key) is None else r.get(c.key) for r in rows] for c in cols}
     cells = {k: [v if hasattr(v, "cell_len") else str(v) for v in values] for k, values in cells.items()}
-    keep = [c for c in cols if any(str(v) for v in cells[c.key]) or not rows]
+    keep = [c for c in cols if not drop_empty or any(str(v) for v in cells[c.key]) or not rows]
     dropped: list[str] = []
 
     def natural(columns: list[Col]) -> int:  # each cell has one space of padding either side, plus the rules
@@ -154,13 +160,27 @@ def fit_table(
     return table
 
 
+#: Column names that hold a rate in [0, 1] (``clean_acc``, ``pgd10_acc``, ``pgd_accuracy``, ``success_rate``):
+#: :func:`table` shows them in percent with one decimal, ``%`` added to the header.
+_RATE_NAME = re.compile(r"(^|_)(acc|accuracy|rate)$")
+
+
+def _is_rate_column(name: str, rows: list[dict[str, Any]]) -> bool:
+    """Whether column ``name`` is named like a rate and every number in it lies in [0, 1]."""
+    values = [float(r[name]) for r in rows if isinstance(r.get(name), (int, float)) and r[name] == r[name]]
+    return bool(_RATE_NAME.search(name)) and bool(values) and all(0.0 <= v <= 1.0 for v in values)
+
+
 def table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
     """A rich table titled ``title`` of ``rows`` (dicts), with ``columns`` (default: the first row's keys), fitted
-    to the terminal (:func:`fit_table`; every column kept, numbers whole, text folded)."""
+    to the terminal (:func:`fit_table`; every column kept, numbers whole, text folded). A column named like a rate
+    (``*_acc``, ``*_accuracy``, ``*_rate``) whose values are all in [0, 1] is shown in percent with one decimal."""
     columns = columns or (list(rows[0]) if rows else [])
     numeric = {c for c in columns if rows and all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows)}
-    cols = [Col(c, c, numeric=c in numeric) for c in columns]
-    return fit_table(title, [{c: fmt(r.get(c)) for c in columns} for r in rows], cols)
+    rates = {c for c in numeric if _is_rate_column(c, rows)}
+    cols = [Col(c, f"{c} %" if c in rates else c, numeric=c in numeric) for c in columns]
+    cells = [{c: pct(r.get(c)) if c in rates else fmt(r.get(c)) for c in columns} for r in rows]
+    return fit_table(title, cells, cols, drop_empty=False)
 
 
 # ------------------------------------------------------------------------------------------ run summaries

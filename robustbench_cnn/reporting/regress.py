@@ -2,7 +2,8 @@
 
 A cell is one row of the summary table, keyed by :data:`KEY` (model, dataset, cascade, attack, norm, eps,
 targeted, target_policy); a table written before the ``suite`` column became ``cascade`` (such as an older
-committed baseline) is read with that column renamed. For each cell, clean and robust accuracy are compared in percentage points:
+committed baseline) is read with that column renamed. For each cell, clean and robust accuracy are compared in
+percentage points:
 
 - ``regressed``: either one dropped by more than the tolerance (or became missing, NaN);
 - ``improved``: either one rose by more than the tolerance, and none dropped beyond it;

@@ -928,7 +928,8 @@ ul.meta{color:#555;font-size:.9rem;padding-left:1.2rem}
 nav a{margin-right:1rem}
 table{border-collapse:collapse;font-size:.88rem;margin:.6rem 0}
 th,td{border:1px solid #d5d5d5;padding:.25rem .55rem;text-align:left;white-space:nowrap}
-th{background:#f3f3f3;white-space:normal;vertical-align:bottom}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f3f3f3;white-space:normal;vertical-align:bottom}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.first td{background:#eef7ee}
 abbr{color:#b35c00;text-decoration:underline dotted;cursor:help}
 .note{color:#555;font-size:.85rem;max-width:60rem}
