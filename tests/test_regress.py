@@ -345,3 +345,16 @@ def test_update_without_samples_removes_a_stale_sibling(tmp_path: Path) -> None:
     sibling.write_bytes(b"old")
     update_baseline(_base(), path)
     assert path.is_file() and not sibling.exists()
+
+
+def test_cli_diff_table_at_80_columns_keeps_figures_and_notes_whole(tmp_path: Path) -> None:
+    base, cur = _paired_runs(tmp_path, lost=20, gained=1)
+    from robustbench_cnn.commands.report import regress_command
+
+    args = ["-b", str(base), "-c", str(cur), "--mode", "paired", "--all"]
+    result = CliRunner().invoke(regress_command, args, terminal_width=80)
+    assert result.exit_code == 1, result.output
+    text = result.stdout
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text, text
+    assert "│ regressed │ digits/m" in text and "-9.5" in text  # status and delta on one line, unfolded
+    assert "- regressed digits/m pgd pgd 0.1: robust: 20 lost, 1 gained" in text  # the note, under the table

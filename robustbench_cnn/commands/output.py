@@ -101,13 +101,23 @@ def common_prefix(names: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class Col:
-    """A column of a fitted table: ``key`` in the rows, its ``header``, whether it holds numbers (never wrapped or
-    shrunk, right-aligned) and its ``drop`` order (0: always kept; higher numbers are left out first)."""
+    """A column of a fitted table (:func:`fit_table`).
+
+    ``key`` in the rows and its ``header``; ``numeric``: numbers, right-aligned, never wrapped or shrunk;
+    ``drop``: 0 always kept, higher numbers are left out first when the terminal is too narrow; ``flex``: free text
+    that may fold onto more lines (down to :data:`FLEX_MIN` characters); ``note``: a remark per row that moves
+    under the table, after the row it belongs to, when it does not fit beside it."""
 
     key: str
     header: str
     numeric: bool = False
     drop: int = 0
+    flex: bool = False
+    note: bool = False
+
+
+#: The narrowest a foldable text column is made before columns are left out.
+FLEX_MIN = 16
 
 
 def _natural(col: Col, cells: list[Any]) -> int:
@@ -127,10 +137,13 @@ def fit_table(
     drop_empty: bool = True,
 ) -> Table:
     """A rich table of ``rows`` (cells formatted as text, or rich ``Text`` for styled cells) that fits ``width``
-    (default: the output's): columns whose cells are all empty are left out (with ``drop_empty``); then, while the
-    table is wider than ``width``, the column with the highest ``drop`` order goes (named in the caption). Numeric
-    columns are never wrapped or shrunk; if the columns that are always kept are still too wide, text columns fold
-    onto more lines (no ellipsis)."""
+    (default: the output's).
+
+    Columns whose cells are all empty are left out (with ``drop_empty``). While the table is wider than ``width``
+    (``flex`` columns counted at :data:`FLEX_MIN`), the column with the highest ``drop`` order goes (named in the
+    caption), then a ``note`` column moves under the table (``- <row>: <note>``). Numbers and the other text never
+    wrap or shrink; only ``flex`` text folds. If the columns always kept are still too wide, every text column
+    folds (never an ellipsis)."""
     from rich.table import Table
 
     width = width or out.width
@@ -138,21 +151,41 @@ def fit_table(
     cells = {k: [v if hasattr(v, "cell_len") else str(v) for v in values] for k, values in cells.items()}
     keep = [c for c in cols if not drop_empty or any(str(v) for v in cells[c.key]) or not rows]
     dropped: list[str] = []
+    below: Col | None = None
 
-    def natural(columns: list[Col]) -> int:  # each cell has one space of padding either side, plus the rules
-        return sum(_natural(c, cells[c.key]) for c in columns) + 3 * len(columns) + 1
+    def need(columns: list[Col]) -> int:  # each cell has one space of padding either side, plus the rules
+        widths = [_natural(c, cells[c.key]) for c in columns]
+        widths = [min(w, FLEX_MIN) if c.flex else w for c, w in zip(columns, widths)]
+        return sum(widths) + 3 * len(columns) + 1
 
-    while natural(keep) > width and any(c.drop for c in keep):
-        worst = max((c for c in keep if c.drop), key=lambda c: (c.drop, keep.index(c)))
-        keep.remove(worst)
-        dropped.append(worst.header)
+    while need(keep) > width:
+        if any(c.drop for c in keep):
+            worst = max((c for c in keep if c.drop), key=lambda c: (c.drop, keep.index(c)))
+            keep.remove(worst)
+            dropped.append(worst.header)
+        elif below is None and any(c.note for c in keep):
+            below = next(c for c in keep if c.note)
+            keep.remove(below)
+        else:
+            break
+    fits = need(keep) <= width
     notes = [caption] if caption else []
+    if below is not None:
+        ident = [c for c in keep if not c.numeric][:4] + [c for c in keep if c.numeric][:1]
+        notes += [
+            f"- {' '.join(str(cells[c.key][i]) for c in ident)}: {cells[below.key][i]}"
+            for i in range(len(rows))
+            if str(cells[below.key][i])
+        ]
     if dropped:
         notes.append(f"left out at {width} columns: {', '.join(dropped)} (widen the terminal or pipe the output)")
     table = Table(title=title, caption="\n".join(notes) or None, caption_justify="left")
     for col in keep:
+        natural = _natural(col, cells[col.key])
         if col.numeric:
-            table.add_column(col.header, justify="right", no_wrap=True, min_width=_natural(col, cells[col.key]))
+            table.add_column(col.header, justify="right", no_wrap=True, min_width=natural)
+        elif fits and not col.flex:
+            table.add_column(col.header, no_wrap=True, min_width=natural)
         else:
             table.add_column(col.header, overflow="fold")
     for i in range(len(rows)):
@@ -199,7 +232,7 @@ SUMMARY_COLUMNS = (
     Col("success", "success %", numeric=True, drop=4),
     Col("norm_", "mean norm", numeric=True, drop=6),
     Col("queries", "mean queries", numeric=True, drop=7),
-    Col("flags", "flags", drop=1),
+    Col("flags", "flags", drop=1, flex=True),
 )
 #: Text columns that move into the title when every row has the same value (``cascade quick``).
 _CONSTANT_TO_TITLE = ("model", "setting", "cascade", "attack", "target")

@@ -110,7 +110,7 @@ def _diff_table(report: Any, show_all: bool) -> Any:
         Col("d_clean", "Δ clean", numeric=True),
         Col("robust", "robust %", numeric=True, drop=3),
         Col("d_robust", "Δ robust", numeric=True),
-        Col("note", "note"),
+        Col("note", "note", flex=True, note=True),
     ]
     if report.mode == "paired":
         rule = f"paired McNemar, alpha {report.alpha:g} (Holm); tolerance {report.tolerance_pp:g} pp without samples"
