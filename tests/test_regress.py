@@ -1,16 +1,25 @@
-"""The CI regression check: statuses cell by cell, exit codes, malformed baselines, --update."""
+"""The CI regression check: statuses cell by cell, exit codes, malformed baselines, --update, and the paired
+(McNemar) mode on constructed per-sample tables."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from report_fixtures import cell_rows, summary, three_models, write_run
+from report_fixtures import cell_rows, paired_cell, summary, three_models, write_run
 
 from robustbench_cnn.core.errors import RbcError
-from robustbench_cnn.reporting.regress import KEY, compare, load_baseline, update_baseline
+from robustbench_cnn.reporting.regress import (
+    KEY,
+    compare,
+    load_baseline,
+    load_current,
+    load_samples,
+    update_baseline,
+)
 
 
 def _base() -> pd.DataFrame:
@@ -202,3 +211,150 @@ def test_cli_update_writes_a_baseline_that_then_passes(tmp_path: Path) -> None:
     assert "baseline written to" in result.stdout
     again = _run("--baseline", str(baseline), "--current", str(run))
     assert again.exit_code == 0 and "passed" in again.stdout
+
+
+# ------------------------------------------------------------------------------------------ paired mode
+
+N_POINTS = 200
+
+
+def _outcomes(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Clean-correct (95%) and robust (about 60%) outcomes of N_POINTS points, seeded."""
+    rng = np.random.default_rng(seed)
+    clean = rng.random(N_POINTS) < 0.95
+    return clean, clean & (rng.random(N_POINTS) < 0.63)
+
+
+def _flip(robust: np.ndarray, clean: np.ndarray, lost: int, gained: int) -> np.ndarray:
+    """``robust`` with ``lost`` robust points broken and ``gained`` broken (but clean-correct) points made robust."""
+    out = robust.copy()
+    out[np.flatnonzero(robust)[:lost]] = False
+    out[np.flatnonzero(clean & ~robust)[:gained]] = True
+    return out
+
+
+def _paired_runs(tmp_path: Path, lost: int, gained: int, *, with_samples: bool = True) -> tuple[Path, Path]:
+    clean, robust = _outcomes()
+    other_clean, other_robust = _outcomes(1)
+    base = [
+        paired_cell("digits/m", clean, {0.1: robust}),
+        paired_cell("digits/other", other_clean, {0.1: other_robust}),
+    ]
+    cur = [
+        paired_cell("digits/m", clean, {0.1: _flip(robust, clean, lost, gained)}),
+        paired_cell("digits/other", other_clean, {0.1: other_robust}),
+    ]
+
+    def write(name: str, cells: list) -> Path:
+        samples = [s for _, s in cells] if with_samples else None
+        return write_run(tmp_path / name, *[rows for rows, _ in cells], samples=samples)
+
+    return write("base", base), write("cur", cur)
+
+
+def _paired(base: Path, cur: Path, **kw):
+    return compare(
+        load_baseline(base),
+        load_current(cur),
+        mode="paired",
+        baseline_samples=load_samples(base),
+        current_samples=load_samples(cur),
+        **kw,
+    )
+
+
+def test_paired_mode_passes_noise_that_the_tolerance_rule_fails(tmp_path: Path) -> None:
+    """5 points lost and 2 gained: -1.5 pp, beyond a 1 pp tolerance, but McNemar p = 0.45 (5 of 7 discordant)."""
+    base, cur = _paired_runs(tmp_path, lost=5, gained=2)
+    assert compare(load_baseline(base), load_current(cur), tolerance_pp=1.0).exit_code == 1
+    report = _paired(base, cur)
+    assert report.exit_code == 0 and report.counts["ok"] == 2 and report.fallback == 0 and report.tests == 1
+    row = report.table[report.table["model"] == "digits/m"].iloc[0]
+    assert row["rule"] == "paired" and row["delta_robust_pp"] == pytest.approx(-1.5)
+    assert row["p_robust"] == pytest.approx(0.453125)  # two-sided binomial: P(X <= 2 or X >= 5), X ~ Bin(7, 1/2)
+    assert "5 lost, 2 gained" in row["note"]
+
+
+def test_paired_mode_fails_a_real_drop(tmp_path: Path) -> None:
+    """20 points lost, 1 gained (-9.5 pp): p = 2 * P(X <= 1 | Bin(21, 1/2)) ~ 2e-5, significant after Holm."""
+    base, cur = _paired_runs(tmp_path, lost=20, gained=1)
+    report = _paired(base, cur)
+    assert report.exit_code == 1 and report.counts["regressed"] == 1
+    row = report.changed().iloc[0]
+    assert row["model"] == "digits/m" and row["status"] == "regressed" and row["p_robust"] < 1e-4
+    assert "paired McNemar" in report.summary_line()
+
+
+def test_paired_mode_a_significant_rise_is_improved(tmp_path: Path) -> None:
+    base, cur = _paired_runs(tmp_path, lost=0, gained=15)
+    report = _paired(base, cur)
+    assert report.exit_code == 0 and report.counts["improved"] == 1
+
+
+def test_paired_mode_without_samples_falls_back_to_the_tolerance_rule(tmp_path: Path) -> None:
+    base, cur = _paired_runs(tmp_path, lost=5, gained=2, with_samples=False)
+    report = _paired(base, cur)
+    assert report.fallback == 2 and report.tests == 0
+    assert report.exit_code == 1  # -1.5 pp by the 1 pp tolerance, as in tolerance mode
+    assert (report.table["rule"] == "tolerance").all()
+    assert report.table["note"].str.contains("no paired samples .*tolerance rule").all()
+
+
+def test_paired_mode_refuses_to_pair_other_points(tmp_path: Path) -> None:
+    """The same accuracies on other sample ids are not paired outcomes: the cell falls back and says why."""
+    clean, robust = _outcomes()
+    rows, samples = paired_cell("digits/m", clean, {0.1: robust})
+    base = write_run(tmp_path / "base", rows, samples=[samples])
+    moved = paired_cell("digits/m", clean, {0.1: robust}, sample_ids=np.arange(N_POINTS) + 1000)
+    cur = write_run(tmp_path / "cur", moved[0], samples=[moved[1]])
+    report = _paired(base, cur)
+    assert report.fallback == 1 and "not over the same points" in report.table["note"].iloc[0]
+
+
+def test_holm_step_down() -> None:
+    from robustbench_cnn.reporting.regress import _holm
+
+    # sorted 0.01 <= 0.05/3, then 0.03 > 0.05/2 stops: only the first is significant
+    assert _holm([0.01, 0.04, 0.03], 0.05) == [True, False, False]
+    assert _holm([0.001, 0.02, 0.04], 0.05) == [True, True, True]  # 0.001 <= .05/3, .02 <= .05/2, .04 <= .05
+    assert _holm([], 0.05) == []
+
+
+def test_cli_paired_mode_with_a_baseline_written_by_update(tmp_path: Path) -> None:
+    base, noisy = _paired_runs(tmp_path / "noise", lost=5, gained=2)
+    _, dropped = _paired_runs(tmp_path / "drop", lost=20, gained=1)
+    baseline = tmp_path / "results" / "baseline.parquet"
+    written = _run("--baseline", str(baseline), "--current", str(base), "--update")
+    assert written.exit_code == 0 and (tmp_path / "results" / "baseline.samples.parquet").is_file(), written.output
+    assert "baseline.samples.parquet" in written.stdout
+    noise = _run("--baseline", str(baseline), "--current", str(noisy), "--mode", "paired")
+    assert noise.exit_code == 0 and "regression check passed" in noise.stdout, noise.output
+    assert _run("--baseline", str(baseline), "--current", str(noisy)).exit_code == 1  # tolerance: the default
+    drop = _run("--baseline", str(baseline), "--current", str(dropped), "--mode", "paired")
+    assert drop.exit_code == 1 and "regressed" in drop.stdout and "digits/m" in drop.stdout, drop.output
+    # a baseline summary without its per-sample table: every cell by the tolerance rule, and the CLI says so
+    (tmp_path / "results" / "baseline.samples.parquet").unlink()
+    bare = _run("--baseline", str(baseline), "--current", str(noisy), "--mode", "paired")
+    assert bare.exit_code == 1 and "no per-sample table for the baseline" in bare.stderr
+    assert "2 cell(s) had no paired samples" in bare.stdout
+
+
+def test_update_without_samples_removes_a_stale_sibling(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.parquet"
+    sibling = tmp_path / "baseline.samples.parquet"
+    sibling.write_bytes(b"old")
+    update_baseline(_base(), path)
+    assert path.is_file() and not sibling.exists()
+
+
+def test_cli_diff_table_at_80_columns_keeps_figures_and_notes_whole(tmp_path: Path) -> None:
+    base, cur = _paired_runs(tmp_path, lost=20, gained=1)
+    from robustbench_cnn.commands.report import regress_command
+
+    args = ["-b", str(base), "-c", str(cur), "--mode", "paired", "--all"]
+    result = CliRunner().invoke(regress_command, args, terminal_width=80)
+    assert result.exit_code == 1, result.output
+    text = result.stdout
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text, text
+    assert "│ regressed │ digits/m" in text and "-9.5" in text  # status and delta on one line, unfolded
+    assert "- regressed digits/m pgd pgd 0.1: robust: 20 lost, 1 gained" in text  # the note, under the table

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from report_fixtures import cell_rows, summary, three_models, write_examples, write_run, write_transfer
@@ -192,3 +193,15 @@ def test_real_run_end_to_end(tmp_path: Path, store: Path) -> None:
     page = html_path.read_text()
     assert len(IMG_RE.findall(page)) == 3  # curves, trade-off, example grid
     assert np.all([len(p) > 1000 for p in _data_uris(page)])
+
+    # Every row of the run carries the 95% intervals of its accuracies, around the rate.
+    from robustbench_cnn.reporting.paired import SampleIndex
+    from robustbench_cnn.tables.results import CI_COLUMNS
+
+    frame = read_summary(run)
+    for rate, (lo, hi) in CI_COLUMNS.items():
+        assert frame[lo].notna().all() and frame[hi].notna().all()
+        assert (frame[lo] <= frame[rate]).all() and (frame[rate] <= frame[hi]).all() and (frame[lo] < frame[hi]).all()
+    # ... and the per-sample table reproduces every row, per-attack rows of the cascade included (paired tests use it)
+    index = SampleIndex(pd.read_parquet(run / "samples.parquet"), frame)
+    assert [index.outcomes(r)[1] for r in frame.to_dict("records")] == [""] * len(frame)

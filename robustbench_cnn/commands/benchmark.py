@@ -12,7 +12,7 @@ from robustbench_cnn.commands.options import (
     progress_option,
     store_option,
 )
-from robustbench_cnn.commands.output import out, show_summary
+from robustbench_cnn.commands.output import SUMMARY_COLUMNS, out, show_summary
 
 
 @click.command(cls=RbcCommand)
@@ -76,8 +76,15 @@ def benchmark(
     )
     summary = result.summary
     if len(summary):
-        largest = summary[(summary["attack"].isin(["worst-case"])) | (summary["cascade"] == summary["attack"])]
-        show_summary(largest if len(largest) else summary)
+        from robustbench_cnn.reporting.report import worst_case
+
+        # one row per model x evaluation x eps: the cascade's worst case, a single attack's row, a transfer's row
+        rows = worst_case(summary)
+        order = rows.assign(_bb=rows["setting"] == "black-box")
+        rows = rows.loc[order.sort_values(["_bb", "targeted", "target_policy", "model", "cascade", "eps"]).index]
+        show_summary(
+            rows, "worst case per model and eps", columns=[c.key for c in SUMMARY_COLUMNS if c.key != "attack"]
+        )
     out.print(
         f"benchmark {plan.name}: {len(result.trained)} model(s) trained, {len(summary)} rows, "
         f"{result.seconds:.1f} s; results in {result.run_dir}"

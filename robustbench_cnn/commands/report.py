@@ -62,30 +62,13 @@ _STYLE = {
 
 
 def _diff_table(report: Any, show_all: bool) -> Any:
-    from rich.table import Table
+    from rich.text import Text
 
+    from robustbench_cnn.commands.output import Col, fit_table
     from robustbench_cnn.core.types import format_eps
 
     rows = report.table if show_all else report.changed()
-    table = Table(title=f"regression check against the baseline (tolerance {report.tolerance_pp:g} pp)")
-    for col in (
-        "status",
-        "model",
-        "dataset",
-        "cascade",
-        "attack",
-        "norm",
-        "eps",
-        "target",
-        "clean %",
-        "Δ clean",
-        "robust %",
-        "Δ robust",
-        "note",
-    ):
-        table.add_column(
-            col, justify="right" if col in ("eps", "clean %", "Δ clean", "robust %", "Δ robust") else "left"
-        )
+    records = rows.to_dict("records")
 
     def pct(base: float, cur: float) -> str:
         fmt = lambda v: "-" if v != v else f"{100 * v:.1f}"  # noqa: E731  (NaN -> "-")
@@ -94,25 +77,47 @@ def _diff_table(report: Any, show_all: bool) -> Any:
     def delta(v: float) -> str:
         return "" if v != v else f"{v:+.1f}"
 
-    for row in rows.to_dict("records"):
+    cells = []
+    for row in records:
         status = str(row["status"])
-        target = str(row["target_policy"]) if row["targeted"] else "-"
-        table.add_row(
-            f"[{_STYLE[status]}]{status}[/]" if _STYLE[status] else status,
-            str(row["model"]),
-            str(row["dataset"]),
-            str(row["cascade"]),
-            str(row["attack"]),
-            str(row["norm"]),
-            format_eps(float(row["eps"])),
-            target,
-            pct(row["baseline_clean_acc"], row["current_clean_acc"]),
-            delta(row["delta_clean_pp"]),
-            pct(row["baseline_robust_acc"], row["current_robust_acc"]),
-            delta(row["delta_robust_pp"]),
-            str(row["note"] or ""),
+        cells.append(
+            {
+                "status": Text(status, style=_STYLE[status]),
+                "model": str(row["model"]),
+                "dataset": str(row["dataset"]),
+                "cascade": str(row["cascade"]),
+                "attack": str(row["attack"]),
+                "norm": str(row["norm"]),
+                "eps": format_eps(float(row["eps"])),
+                "target": str(row["target_policy"]) if row["targeted"] else "-",
+                "clean": pct(row["baseline_clean_acc"], row["current_clean_acc"]),
+                "d_clean": delta(row["delta_clean_pp"]),
+                "robust": pct(row["baseline_robust_acc"], row["current_robust_acc"]),
+                "d_robust": delta(row["delta_robust_pp"]),
+                "note": str(row["note"] or ""),
+            }
         )
-    return table
+    cols = [
+        Col("status", "status"),
+        Col("model", "model"),
+        Col("dataset", "dataset", drop=2),
+        Col("cascade", "cascade"),
+        Col("attack", "attack"),
+        Col("norm", "norm", drop=2),
+        Col("eps", "eps", numeric=True),
+        Col("target", "target", drop=1),
+        Col("clean", "clean %", numeric=True, drop=3),
+        Col("d_clean", "Δ clean", numeric=True),
+        Col("robust", "robust %", numeric=True, drop=3),
+        Col("d_robust", "Δ robust", numeric=True),
+        Col("note", "note", flex=True, note=True),
+    ]
+    if report.mode == "paired":
+        rule = f"paired McNemar, alpha {report.alpha:g} (Holm); tolerance {report.tolerance_pp:g} pp without samples"
+    else:
+        rule = f"tolerance {report.tolerance_pp:g} pp"
+    title = f"regression check against the baseline ({rule})"
+    return fit_table(title, cells, cols)
 
 
 @click.command("regress", cls=RbcCommand)
@@ -138,32 +143,81 @@ def _diff_table(report: Any, show_all: bool) -> Any:
     help="Allowed change of clean or robust accuracy per cell, in percentage points.",
 )
 @click.option(
+    "--mode",
+    type=click.Choice(["tolerance", "paired"]),
+    default="tolerance",
+    show_default=True,
+    help="tolerance: fail on a change beyond --tolerance-pp (exact reproducibility, e.g. CI with pinned numerics). "
+    "paired: fail only on a significant paired drop (exact McNemar on the same points' per-sample outcomes, "
+    "Holm-corrected; for runs where noise is expected); needs the per-sample tables (a run folder's "
+    "samples.parquet, or <baseline>.samples.parquet written by --update); cells without them use the tolerance.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="--mode paired: family-wise significance level.",
+)
+@click.option(
     "--update",
     is_flag=True,
     default=False,
     help="Write the current summary as the new baseline (shows the diff, exits 0).",
 )
 @click.option("--all", "show_all", is_flag=True, default=False, help="List every cell, not only the changed ones.")
-def regress_command(baseline: str, current: str, tolerance_pp: float, update: bool, show_all: bool) -> None:
+def regress_command(
+    baseline: str, current: str, tolerance_pp: float, mode: str, alpha: float, update: bool, show_all: bool
+) -> None:
     """Compare a run's results with a baseline, cell by cell: exit 1 when a cell's clean or robust accuracy
-    dropped by more than --tolerance-pp, a baseline cell is missing or was evaluated on another number of points,
-    else 0 (2: unreadable input)."""
-    from robustbench_cnn.reporting.regress import compare, load_baseline, load_current, refresh_baseline
+    dropped (by more than --tolerance-pp, or significantly with --mode paired), a baseline cell is missing or was
+    evaluated on another number of points, else 0 (2: unreadable input)."""
+    from robustbench_cnn.reporting.paired import samples_path
+    from robustbench_cnn.reporting.regress import (
+        compare,
+        load_baseline,
+        load_current,
+        load_samples,
+        refresh_baseline,
+    )
 
     cur = load_current(current)
     if update:
-        done = refresh_baseline(cur, baseline, tolerance_pp)
+        done = refresh_baseline(cur, baseline, tolerance_pp, load_samples(current))
         if done.unreadable:
             click.echo(f"replacing the unreadable baseline: {done.unreadable}", err=True)
         if done.previous is not None:
             if len(done.previous.changed()) or show_all:
                 out.print(_diff_table(done.previous, show_all))
             out.print(f"against the previous baseline: {done.previous.counts_text()}")
-        out.print(f"baseline written to {done.path} ({done.cells} cells)")
+        kept = samples_path(done.path)
+        with_samples = f", per-sample outcomes in {kept.name}" if kept.exists() else ", no per-sample table"
+        out.print(f"baseline written to {done.path} ({done.cells} cells{with_samples})")
         return
-    report = compare(load_baseline(baseline), cur, tolerance_pp)
+    base = load_baseline(baseline)
+    samples = {}
+    if mode == "paired":
+        for what, path in (("baseline", baseline), ("current results", current)):
+            samples[what] = load_samples(path)
+            if samples[what] is None:
+                click.echo(
+                    f"note: no per-sample table for the {what} ({samples_path(path)}): its cells use the tolerance "
+                    "rule",
+                    err=True,
+                )
+    report = compare(
+        base,
+        cur,
+        tolerance_pp,
+        mode=mode,
+        baseline_samples=samples.get("baseline"),
+        current_samples=samples.get("current results"),
+        alpha=alpha,
+    )
     if len(report.changed()) or show_all:
         out.print(_diff_table(report, show_all))
+    if report.fallback:
+        out.print(f"{report.fallback} cell(s) had no paired samples and were checked by the tolerance rule")
     out.print(report.summary_line())
     if report.exit_code:
         click.get_current_context().exit(report.exit_code)

@@ -88,12 +88,14 @@ def run_benchmark(
 def _write_examples(
     plan: Plan, run_dir: Path, *, store: str | os.PathLike | None, data_dir: str | os.PathLike | None, device: str
 ) -> None:
-    """A few clean/adversarial pairs per model (``examples.npz``) for the report's example grid."""
+    """A few clean/adversarial pairs per model (``examples.npz``) for the report's example grid, at the epsilon the
+    leaderboard ranks at (the plan's ``[report] eps``; the largest epsilon when it has none or it is 0), so that
+    the images show the attack where the models are compared rather than where every standard model is at 0%."""
     from robustbench_cnn.core.devices import resolve_device
     from robustbench_cnn.data import dataset_info
     from robustbench_cnn.evaluation.examples import write_examples
 
-    eps = max(plan.eps)
+    eps = plan.report_eps if plan.report_eps is not None and plan.report_eps > 0 else max(plan.eps)
     if (run_dir / "examples.npz").exists() or eps <= 0 or len(plan.datasets) != 1:
         return
     dataset = plan.datasets[0]

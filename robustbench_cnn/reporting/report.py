@@ -1,19 +1,26 @@
 """The leaderboard of a run folder: ``leaderboard.md`` and a self-contained ``leaderboard.html``.
 
 ``write_report("results/run-...")`` reads the run's tables (``summary.parquet``, and when present
-``transfer_matrix.parquet`` and ``examples.npz``) and writes, per dataset x threat model (norm, and target
-policy for targeted runs):
+``samples.parquet``, ``transfer_matrix.parquet`` and ``examples.npz``) and the model cards of the store, and writes,
+per dataset x threat model (norm, target policy for targeted runs, white-box or black-box transfer):
 
 - a ranked table: model, defense, clean accuracy, worst-case robust accuracy at the selected epsilon (the
-  cascade's ``worst-case`` row, or the single attack's row when a cell ran one attack), the robust accuracy
-  after each attack of the cascade, the validity flags and the training cost from the model store's cards;
-- robustness curves (accuracy against epsilon, one line per model) and the clean/robust trade-off scatter
-  with its Pareto front;
+  cascade's ``worst-case`` row, or the single attack's row when a cell ran one attack) with the 95% Clopper-Pearson
+  intervals of both, the targeted success rate (targeted boards) or the transfer success rate and attacked points
+  (black-box boards), the robust accuracy after each attack of the cascade, whether a model is significantly more
+  robust than the next one (paired exact McNemar test on the same points, from ``samples.parquet``), the
+  validity flags (the evaluation's, and the training events the model cards record: guard collapses and
+  restores, training problems) and the training cost;
+- the robust accuracy (with its interval) at every epsilon, model x eps;
+- robustness curves (accuracy against epsilon, one line per model, on one epsilon axis per threat model) and the
+  clean/robust trade-off scatter with its Pareto front;
 
-then the transfer heatmap, the adversarial example grid and the flags with their explanations. The HTML
-embeds every image as a base64 ``data:`` URI and its CSS inline, and its Content-Security-Policy forbids
-any other source, so it opens offline and loads nothing. The Markdown links the same PNGs, written to
-``leaderboard_files/`` beside it. This module reads tables only: it runs no model and no attack.
+then the transfer heatmap, the adversarial example grid and the flags with their explanations. A model has one
+colour in every figure (the colour key on top), legends list models in one order, every figure is in percent with
+one decimal and says on how many points. The HTML embeds every image as a base64 ``data:`` URI and its CSS
+inline, and its Content-Security-Policy forbids any other source, so it opens offline and loads nothing. The
+Markdown links the same PNGs, written to ``leaderboard_files/`` beside it. This module reads tables only: it runs
+no model and no attack.
 """
 
 from __future__ import annotations
@@ -32,16 +39,41 @@ import numpy as np
 import pandas as pd
 
 from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.core.statistics import ALPHA, format_ci
 from robustbench_cnn.core.types import format_eps
 from robustbench_cnn.evaluation.examples import EXAMPLES_FILE, load_examples
 from robustbench_cnn.evaluation.flags import EXPLANATIONS
-from robustbench_cnn.tables.results import RunStore, atomic_write_text, read_summary, with_cascade
+from robustbench_cnn.reporting.paired import SampleIndex, compare_outcomes, read_samples
+from robustbench_cnn.tables.results import RunStore, atomic_write_text, read_summary, with_cascade, with_ci_columns
 
 TRANSFER_FILE = "transfer_matrix.parquet"
 IMAGES_DIR = "leaderboard_files"
 WORST_CASE = "worst-case"
 #: Most example rows drawn in the grid (the first ones per model, models in file order).
 MAX_EXAMPLE_ROWS = 12
+
+#: Flag codes for what a model card records about training (``defenses.train.defend``: the overfitting guard's
+#: events in ``extra["defense_report"]["guard"]["events"]``, the warnings in ``extra["training_problems"]``).
+TRAINING_EXPLANATIONS = {
+    "guard-collapse": "during training, the catastrophic-overfitting guard saw PGD accuracy on its fixed training "
+    "batch fall by more than its threshold (Wong, Rice, Kolter 2020): single-step adversarial training broke down "
+    "at least once; the evaluated weights may come from a recovered or restored state, so check the model's "
+    "curve and its flags",
+    "guard-restored": "the guard restored the weights of an earlier epoch at the end of training: the evaluated "
+    "model is that epoch's",
+    "guard-gap": "after the last epoch, training accuracy was far above the guard's PGD accuracy: the model fits "
+    "its training attack rather than being robust",
+    "training-problem": "the training monitor recorded a problem (see the detail)",
+}
+_GUARD_CODES = {"collapse": "guard-collapse", "restored": "guard-restored", "gap": "guard-gap"}
+
+#: What the target policies of targeted attacks mean (``attacks.targets``).
+POLICY_TEXT = {
+    "random": "each point's target drawn uniformly among the other classes (seeded)",
+    "least-likely": "the class the model finds least likely on the clean input",
+    "next": "the next class, (label + 1) mod K",
+    "all": "every class in turn",
+}
 
 
 # ------------------------------------------------------------------------------------------ Pareto front
@@ -72,18 +104,26 @@ def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> list[int]:
 
 @dataclass
 class Board:
-    """One leaderboard: a dataset x norm (x target policy), its ranked entries and robustness curves."""
+    """One leaderboard: a dataset x norm (x target policy, x setting), its ranked entries and robustness curves."""
 
     dataset: str
     norm: str
     targeted: bool
     target_policy: str
     eps: float  # the epsilon the ranking uses
-    #: ranked rows: rank, model, defense, cascade, n, clean_acc, robust_acc, one per attack, flags, train_cost
+    #: ranked rows: rank, model, defense, cascade, n, clean_acc (+ _lo, _hi), robust_acc (+ _lo, _hi),
+    #: success_rate, attacked, one per attack, vs_next / p_next (McNemar against the next entry), flags,
+    #: train_cost, label (the entry's name in the curves)
     entries: pd.DataFrame
     attacks: list[str]  # per-attack columns, in cascade order
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     setting: str = "white-box"  # or "black-box": transfer through a proxy, ranked on its own board
+    #: every entry at every epsilon: label, model, cascade, eps, n, robust_acc (+ _lo, _hi), success_rate
+    by_eps: pd.DataFrame = field(default_factory=pd.DataFrame)
+    labels: dict[str, str] = field(default_factory=dict)  # curve label -> model
+    x_ticks: list[float] = field(default_factory=list)  # the epsilon axis shared by the boards of a dataset x norm
+    note: str = ""  # what the board measures, where that needs saying (targeted, black-box)
+    paired: int = 0  # McNemar comparisons made (0: no per-sample table for this board)
 
     @property
     def title(self) -> str:
@@ -97,21 +137,29 @@ class Board:
         text += "-black-box" if self.setting == "black-box" else ""
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
+    def n_text(self) -> str:
+        """The number of points per model: ``450``, or ``350-450`` when entries differ."""
+        ns = sorted({int(v) for v in self.entries["n"].dropna()}) if len(self.entries) else []
+        return "?" if not ns else str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+
 
 _GROUP = ["dataset", "norm", "setting", "targeted", "target_policy"]
 _ENTRY = ["model", "cascade"]
 
 
 def _normalized(summary: pd.DataFrame) -> pd.DataFrame:
-    frame = with_cascade(summary).copy()
+    frame = with_ci_columns(with_cascade(summary)).copy()
     for col in ("dataset", "norm", "target_policy", "model", "cascade", "defense", "flags", "attack"):
         frame[col] = frame[col].astype("string").fillna("") if col in frame else ""
     frame["targeted"] = frame["targeted"].astype("boolean").fillna(False).astype(bool) if "targeted" in frame else False
     frame.loc[~frame["targeted"], "target_policy"] = ""
     kinds = frame["attack_kind"].astype("string").fillna("") if "attack_kind" in frame else pd.Series("", frame.index)
     frame["setting"] = np.where(kinds == "transfer", "black-box", "white-box")
-    for col in ("eps", "clean_acc", "robust_acc"):
+    for col in ("eps", "clean_acc", "robust_acc", "clean_acc_lo", "clean_acc_hi", "robust_acc_lo", "robust_acc_hi"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    frame["success_rate"] = (
+        pd.to_numeric(frame["success_rate"], errors="coerce").astype(float) if "success_rate" in frame else np.nan
+    )
     if "n" not in frame:
         frame["n"] = pd.NA
     return frame
@@ -169,21 +217,155 @@ def _codes(values: pd.Series) -> list[str]:
     return sorted({c for v in values.dropna() for c in str(v).split(";") if c})
 
 
+def _pct1(value: Any) -> str:
+    """A rate in [0, 1] as ``87.3%`` (empty when not a number)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return "" if math.isnan(v) else f"{100 * v:.1f}%"
+
+
+def training_events(cards: Mapping[str, Any], models: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """model -> [(flag code, detail)] for what the model cards of ``models`` record about training: the overfitting
+    guard's events (``guard-collapse``, ``guard-restored``, ``guard-gap``) and the training monitor's problems
+    (``training-problem``); see :data:`TRAINING_EXPLANATIONS`. Models without a card or events are left out."""
+    events: dict[str, list[tuple[str, str]]] = {}
+    for model in dict.fromkeys(models):
+        card = cards.get(model)
+        extra = (getattr(card, "extra", None) or {}) if card is not None else {}
+        found = []
+        guard = (extra.get("defense_report") or {}).get("guard") or {}
+        for ev in guard.get("events") or []:
+            code = _GUARD_CODES.get(str(ev.get("event")))
+            if code is None:
+                continue
+            epoch, best = ev.get("epoch"), ev.get("best_epoch")
+            before, after = _pct1(ev.get("before")), _pct1(ev.get("after"))
+            if code == "guard-collapse":
+                detail = f"epoch {epoch}: guard PGD accuracy {after}, down from {before} at epoch {best}"
+            elif code == "guard-restored":
+                detail = f"after epoch {epoch} ({before}), the weights of epoch {best} ({after}) were restored"
+            else:
+                detail = f"after epoch {epoch}: training accuracy {before}, guard PGD accuracy {after}"
+            found.append((code, detail))
+        found += [("training-problem", str(problem)) for problem in extra.get("training_problems") or []]
+        if found:
+            events[model] = found
+    return events
+
+
+def _policy_text(policy: str) -> str:
+    if policy.startswith("class:"):
+        return f"every point sent to class {policy.split(':', 1)[1]}"
+    return POLICY_TEXT.get(policy, policy)
+
+
+def _black_box_note(cells: pd.DataFrame, frame: pd.DataFrame, cards: Mapping[str, Any]) -> str:
+    """What a black-box board measures: the proxy (its card: architecture, target, oracle queries and budget, held-out
+    accuracy and agreement), the attack, the points (and why they differ from the white-box board's), the cost."""
+    attacks = ", ".join(dict.fromkeys(a for a in cells["attack"] if a))
+    sources = list(
+        dict.fromkeys(s for v in cells.get("source", pd.Series(dtype=str)).dropna() for s in str(v).split(",") if s)
+    )
+    parts = [
+        f"Black-box transfer: adversarial examples crafted with {attacks or 'the source attack'} on a white-box "
+        f"source model and scored on each model below, which is only queried for labels (one query per attacked point)."
+    ]
+    for name in sources:
+        card = cards.get(name)
+        if card is None:
+            parts.append(f"Source: {name} (no model card in the store).")
+            continue
+        extra = card.extra or {}
+        hyper = card.hyperparameters or {}
+        if card.recipe == "substitute":
+            seed = (extra.get("seed_set") or {}).get("size", hyper.get("seed_size"))
+            budget = hyper.get("budget")
+            bits = [
+                f"Source: the proxy {name}, a {card.arch} substitute of {extra.get('target', '?')} trained "
+                f"(Papernot et al. 2017) from {extra.get('queries', '?')} oracle label queries"
+                + (f" of a budget of {budget}" if budget else "")
+                + (f", starting from {seed} test points" if seed else "")
+            ]
+            if card.clean_accuracy is not None:
+                held = hyper.get("holdout_n")
+                bits.append(
+                    f"its accuracy is {_pct1(card.clean_accuracy)}"
+                    + (f" on {held} held-out test points" if held else "")
+                    + (
+                        f", agreeing with its target on {_pct1(extra.get('agreement'))} of them"
+                        if extra.get("agreement") == extra.get("agreement") and extra.get("agreement") is not None
+                        else ""
+                    )
+                )
+            parts.append("; ".join(bits) + ".")
+        else:
+            acc = f", clean accuracy {_pct1(card.clean_accuracy)}" if card.clean_accuracy is not None else ""
+            parts.append(f"Source: {name} ({card.arch}, {card.recipe}{acc}).")
+    ns = sorted({int(v) for v in cells["n"].dropna()})
+    white = frame[
+        (frame["setting"] == "white-box")
+        & (frame["dataset"].isin(set(cells["dataset"])))
+        & (frame["norm"].isin(set(cells["norm"])))
+    ]
+    white_ns = sorted({int(v) for v in white["n"].dropna()})
+    if ns:
+        text = f"Points: the first {'/'.join(map(str, ns))} test points"
+        if any(card is not None and card.recipe == "substitute" for card in map(cards.get, sources)):
+            text += ", disjoint from the proxy's seed set"
+        if white_ns and white_ns != ns:
+            text += (
+                f" (the white-box boards use {'/'.join(map(str, white_ns))}: n and clean accuracies differ "
+                "between the boards)"
+            )
+        parts.append(text + ". Only the points a model classifies correctly are attacked (column attacked).")
+    return " ".join(parts)
+
+
+def _mcnemar_marks(table: pd.DataFrame, outcomes: dict[tuple[str, str], pd.DataFrame | None]) -> tuple[list, list, int]:
+    """For each ranked entry, the paired exact McNemar test of its robust outcomes against the next entry's:
+    (mark texts, p-values, tests made). A mark is empty where either has no per-sample outcomes or they are
+    not over the same points."""
+    marks, pvalues, made = [], [], 0
+    keys = list(zip(table["model"], table["cascade"]))
+    for i, key in enumerate(keys):
+        mark, p = "", float("nan")
+        if i + 1 < len(keys):
+            a, b = outcomes.get(key), outcomes.get(keys[i + 1])
+            res = compare_outcomes(a, b, "robust") if a is not None and b is not None else None
+            if res is not None:
+                made += 1
+                p = res.p_value
+                p_text = f"p={p:.2g}" if p >= 0.001 else "p<0.001"
+                mark = f"> #{i + 2} ({p_text})" if res.significant else f"≈ #{i + 2} ({p_text}, n.s.)"
+        marks.append(mark)
+        pvalues.append(p)
+    return marks, pvalues, made
+
+
 def leaderboards(
-    summary: pd.DataFrame, store: str | os.PathLike | None = None, eps: Mapping[str, float] | None = None
+    summary: pd.DataFrame,
+    store: str | os.PathLike | None = None,
+    eps: Mapping[str, float] | None = None,
+    samples: pd.DataFrame | None = None,
 ) -> list[Board]:
-    """The ranked leaderboards of a summary table, one per dataset x norm (x target policy).
+    """The ranked leaderboards of a summary table, one per dataset x norm (x target policy, x setting).
 
     ``eps`` maps a norm to the epsilon to rank at (default: the largest epsilon every entry of the board
     was evaluated at). Entries rank by robust accuracy, then clean accuracy (both descending), then name;
-    entries without a result at the selected epsilon come last. Training cost comes from the cards of the
-    model store ``store`` (``$RBC_HOME`` by default), blank for models it does not hold.
+    entries without a result at the selected epsilon come last. Training cost and training events come from the
+    cards of the model store ``store`` (``$RBC_HOME`` by default), blank for models it does not hold. With the
+    run's per-sample table ``samples``, each entry is compared with the next one by the paired exact McNemar test
+    of their robust outcomes at the selected epsilon (two-sided, 5%, not corrected for the several comparisons).
     """
     if not len(summary):
         return []
     frame = _normalized(summary)
     worst = worst_case(frame)
     cards = _cards(store)
+    training = training_events(cards, list(frame["model"]))
+    index = SampleIndex(samples, frame)
     boards = []
     worst = worst.assign(_order=worst["setting"].map({"white-box": 0, "black-box": 1}))
     for (dataset, norm, _, setting, targeted, policy), group in worst.groupby(
@@ -198,7 +380,8 @@ def leaderboards(
             & (frame["setting"] == setting)
         ]
         attacks = [a for a in dict.fromkeys(cells["attack"]) if a and a != WORST_CASE]
-        rows, curves = [], {}
+        rows, curves, labels, by_eps = [], {}, {}, []
+        outcomes: dict[tuple[str, str], pd.DataFrame | None] = {}
         multi_cascade = group["cascade"].nunique() > 1
         for (model, cascade), entry in group.groupby(_ENTRY, sort=False):
             entry = entry.sort_values("eps")
@@ -211,22 +394,44 @@ def leaderboards(
             all_cells = cells[(cells["model"] == model) & (cells["cascade"] == cascade)]
             card = cards.get(str(model))
             defense = entry["defense"].iloc[-1] or (card.recipe if card is not None else "")
+            last = entry.iloc[-1]
+            hit = at.iloc[-1] if len(at) else None
+            label = f"{model} ({cascade})" if multi_cascade else str(model)
             row = {
                 "model": model,
                 "defense": defense,
                 "cascade": cascade,
-                "n": entry["n"].iloc[-1],
-                "clean_acc": float(entry["clean_acc"].iloc[-1]),
-                "robust_acc": float(at["robust_acc"].iloc[-1]) if len(at) else float("nan"),
+                "n": last["n"],
+                "clean_acc": float(last["clean_acc"]),
+                "clean_acc_lo": float(last["clean_acc_lo"]),
+                "clean_acc_hi": float(last["clean_acc_hi"]),
+                "robust_acc": float(hit["robust_acc"]) if hit is not None else float("nan"),
+                "robust_acc_lo": float(hit["robust_acc_lo"]) if hit is not None else float("nan"),
+                "robust_acc_hi": float(hit["robust_acc_hi"]) if hit is not None else float("nan"),
+                "success_rate": float(hit["success_rate"]) if hit is not None else float("nan"),
+                "attacked": hit.get("attacked", pd.NA) if hit is not None else pd.NA,
             }
             for attack in attacks:
-                hit = at_cells[at_cells["attack"] == attack]
-                row[attack] = float(hit["robust_acc"].iloc[-1]) if len(hit) else float("nan")
-            row["flags"] = ";".join(_codes(all_cells["flags"]))
+                one = at_cells[at_cells["attack"] == attack]
+                row[attack] = float(one["robust_acc"].iloc[-1]) if len(one) else float("nan")
+            codes = set(_codes(all_cells["flags"])) | {code for code, _ in training.get(str(model), [])}
+            row["flags"] = ";".join(sorted(codes))
             row["train_cost"] = _train_cost(card)
+            row["label"] = label
             rows.append(row)
-            label = f"{model} ({cascade})" if multi_cascade else str(model)
+            outcomes[(model, cascade)] = index.outcomes(hit.to_dict())[0] if hit is not None else None
             curves[label] = list(zip(entry["eps"].tolist(), entry["robust_acc"].tolist()))
+            labels[label] = str(model)
+            for rec in entry.to_dict("records"):
+                by_eps.append(
+                    {
+                        "label": label,
+                        "model": model,
+                        "cascade": cascade,
+                        **{k: rec.get(k) for k in ("eps", "n", "robust_acc", "robust_acc_lo", "robust_acc_hi")},
+                        "success_rate": rec.get("success_rate"),
+                    }
+                )
         table = pd.DataFrame(rows)
         table["_missing"] = table["robust_acc"].isna()
         table = table.sort_values(
@@ -236,18 +441,55 @@ def leaderboards(
         )
         table = table.drop(columns="_missing").reset_index(drop=True)
         table.insert(0, "rank", range(1, len(table) + 1))
+        marks, pvalues, made = _mcnemar_marks(table, outcomes)
+        table["vs_next"], table["p_next"] = marks, pvalues
+        note = ""
+        if setting == "black-box":
+            note = _black_box_note(cells, frame, cards)
+        elif targeted:
+            note = (
+                f"Targeted attacks, target policy {policy}: {_policy_text(str(policy))}. Robust % is the share of "
+                "the n points the attack did not move to their target class (a misclassified point is not robust); "
+                "target success % is the share of the attacked points (correctly classified, target other than "
+                "the label) moved to their target."
+            )
         boards.append(
-            Board(str(dataset), str(norm), bool(targeted), str(policy), sel, table, attacks, curves, str(setting))
+            Board(
+                str(dataset),
+                str(norm),
+                bool(targeted),
+                str(policy),
+                sel,
+                table,
+                attacks,
+                curves,
+                str(setting),
+                pd.DataFrame(by_eps),
+                labels,
+                note=note,
+                paired=made,
+            )
         )
+    for key in {(b.dataset, b.norm) for b in boards}:  # one epsilon axis per dataset x norm
+        same = [b for b in boards if (b.dataset, b.norm) == key]
+        ticks = sorted({float(e) for b in same for e in b.by_eps["eps"].dropna()})
+        for b in same:
+            b.x_ticks = ticks
     return boards
+
+
+def model_order(boards: Sequence[Board]) -> list[str]:
+    """Every model of the boards once, in the report's one legend order: the first board's ranking, then the
+    models only later boards have, in their ranking order."""
+    return list(dict.fromkeys(str(m) for b in boards for m in b.entries["model"]))
 
 
 # ------------------------------------------------------------------------------------------ transfer, examples
 
 
 def read_transfer(run_dir: Path) -> list[tuple[str, pd.DataFrame]]:
-    """The transfer matrix of a run folder as (title, source x target grid) pairs, one per attack x threat;
-    empty when the folder has no ``transfer_matrix.parquet``."""
+    """The transfer matrix of a run folder as (title, source x target grid) pairs, one per attack x threat (the title
+    says on how many attacked points each pair's rate is); empty when the folder has no ``transfer_matrix.parquet``."""
     path = run_dir / TRANSFER_FILE
     if not path.exists():
         return []
@@ -270,6 +512,9 @@ def read_transfer(run_dir: Path) -> list[tuple[str, pd.DataFrame]]:
             bits.append(f"{info['norm']}:{format_eps(float(info['eps']))}" if "eps" in info else str(info["norm"]))
         if info.get("targeted"):
             bits.append("targeted")
+        if "n" in part.columns and part["n"].notna().any():
+            ns = sorted({int(v) for v in part["n"].dropna()})
+            bits.append(f"n = {ns[0]}" + (f"-{ns[-1]}" if len(ns) > 1 else "") + " attacked points per pair")
         sources = list(dict.fromkeys(part["source"].astype(str)))
         targets = list(dict.fromkeys(part["target"].astype(str)))
         grid = (
@@ -286,7 +531,9 @@ def _examples(run_dir: Path) -> dict[str, np.ndarray] | None:
     return load_examples(path) if path.exists() else None
 
 
-def _example_rows(ex: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], list[str]]:
+def _example_rows(
+    ex: dict[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], list[str], list[str]]:
     models = [str(m) for m in ex["model"]]
     per_model = max(1, MAX_EXAMPLE_ROWS // max(1, len(set(models))))
     seen: dict[str, int] = {}
@@ -309,7 +556,17 @@ def _example_rows(ex: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, li
         if "norm" in ex and "eps" in ex:
             threat = f"\n{ex['norm'][i]}:{format_eps(float(ex['eps'][i]))}"
         labels.append(_short(models[i]) + threat)
-    return ex["x"][keep], ex["x_adv"][keep], captions, labels
+    return ex["x"][keep], ex["x_adv"][keep], captions, labels, [models[i] for i in keep]
+
+
+def _examples_threat(ex: dict[str, np.ndarray]) -> str:
+    """``linf eps = 0.1 (pgd)``: the threat models and attacks of the example file, for its caption."""
+    threats = []
+    if "norm" in ex and "eps" in ex:
+        threats = list(dict.fromkeys(f"{n} eps = {format_eps(float(e))}" for n, e in zip(ex["norm"], ex["eps"])))
+    attacks = list(dict.fromkeys(str(a) for a in ex["attack"])) if "attack" in ex else []
+    text = ", ".join(threats)
+    return text + (f" ({', '.join(attacks)})" if attacks else "")
 
 
 def _short(model: str) -> str:
@@ -326,6 +583,7 @@ class Rendered:
     name: str
     alt: str
     png: bytes
+    note: str = ""  # what the figure shows, for the text around it
 
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
@@ -339,8 +597,18 @@ def _pct(value: Any) -> str:
     return "" if math.isnan(v) else f"{100 * v:.1f}"
 
 
+def _interval(lo: Any, hi: Any) -> str:
+    """``56.1-63.9``: a 95% interval in percent with one decimal (empty when unknown)."""
+    a, b = _pct(lo), _pct(hi)
+    return f"{a}-{b}" if a and b else ""
+
+
+#: Numeric table columns (right-aligned).
+_NUMERIC = {"rank", "n", "clean_acc", "robust_acc", "robust_ci", "clean_ci", "success_rate", "attacked"}
+
+
 def _columns(board: Board) -> list[tuple[str, str]]:
-    """(key, header) of a board's table columns."""
+    """(key, header) of a board's ranked table."""
     eps = format_eps(board.eps)
     cols = [
         ("rank", "#"),
@@ -350,49 +618,138 @@ def _columns(board: Board) -> list[tuple[str, str]]:
         ("n", "n"),
         ("clean_acc", "clean %"),
         ("robust_acc", f"robust % @ {board.norm}:{eps}"),
+        ("robust_ci", "robust 95% CI"),
+        ("clean_ci", "clean 95% CI"),
     ]
-    cols += [(a, f"{a} %") for a in board.attacks]
+    if board.targeted:
+        cols.append(("success_rate", f"target success % @ {eps}"))
+    if board.setting == "black-box":
+        cols += [("success_rate", f"transfer success % @ {eps}"), ("attacked", "attacked")]
+    if len(board.attacks) > 1:  # one attack: its column is the robust column
+        cols += [(a, f"{a} %") for a in board.attacks]
+    if board.paired:
+        cols.append(("vs_next", "vs next (McNemar)"))
     cols += [("flags", "flags"), ("train_cost", "train cost")]
     return cols
 
 
-def _cell(key: str, value: Any, attacks: list[str]) -> str:
-    if key in ("clean_acc", "robust_acc") or key in attacks:
+def _cell(key: str, row: Mapping[str, Any], attacks: list[str]) -> str:
+    if key == "robust_ci":
+        return _interval(row.get("robust_acc_lo"), row.get("robust_acc_hi"))
+    if key == "clean_ci":
+        return _interval(row.get("clean_acc_lo"), row.get("clean_acc_hi"))
+    value = row.get(key)
+    if key in ("clean_acc", "robust_acc", "success_rate") or key in attacks:
         return _pct(value)
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
 
 
+def _eps_tables(board: Board) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The model x eps tables of a board: (caption, headers, rows): robust accuracy with its 95% interval at every
+    epsilon, and for a targeted board the target success rate."""
+    frame = board.by_eps
+    if not len(frame):
+        return []
+    ticks = sorted({float(e) for e in frame["eps"].dropna()})
+    multi = frame["cascade"].nunique() > 1
+    headers = ["model"] + (["cascade"] if multi else []) + ["n"] + [f"{board.norm}:{format_eps(e)}" for e in ticks]
+    order = list(board.entries["label"])
+    tables = []
+    values = [("robust", "robust accuracy % ± the half-width of its 95% Clopper-Pearson interval")]
+    if board.targeted:
+        values.append(("success", "target success % of the attacked points"))
+    for value, caption in values:
+        rows = []
+        for label in order:
+            part = frame[frame["label"] == label]
+            if not len(part):
+                continue
+            first = part.iloc[0]
+            cells = [str(first["model"])] + ([str(first["cascade"])] if multi else [])
+            ns = sorted({int(v) for v in part["n"].dropna()})
+            cells.append("/".join(map(str, ns)))
+            for eps in ticks:
+                hit = part[np.isclose(part["eps"].astype(float), eps, rtol=0, atol=1e-12)]
+                if not len(hit):
+                    cells.append("")
+                    continue
+                rec = hit.iloc[-1]
+                if value == "robust":
+                    cells.append(
+                        format_ci(_num(rec["robust_acc"]), _num(rec["robust_acc_lo"]), _num(rec["robust_acc_hi"]))
+                    )
+                else:
+                    cells.append(_pct(rec["success_rate"]))
+            rows.append(cells)
+        tables.append((f"{caption}, at every epsilon", headers, rows))
+    return tables
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def _figures(
-    boards: list[Board], transfer: list[tuple[str, pd.DataFrame]], examples: dict[str, np.ndarray] | None
+    boards: list[Board],
+    transfer: list[tuple[str, pd.DataFrame]],
+    examples: dict[str, np.ndarray] | None,
+    colours: Mapping[str, str],
 ) -> dict[str, list[Rendered]]:
     from robustbench_cnn.reporting import plots
 
+    order = list(colours)
     figs: dict[str, list[Rendered]] = {}
     for board in boards:
+        n = board.n_text()
+        labels = sorted(board.curves, key=lambda lab: (order.index(board.labels[lab]), lab))
+        cascades = list(dict.fromkeys(board.entries["cascade"]))
+        styles = {
+            lab: plots.LINESTYLES[cascades.index(c) % len(plots.LINESTYLES)]
+            for lab, c in zip(board.entries["label"], board.entries["cascade"])
+        }
+        ticks = board.x_ticks or None
         items = [
             Rendered(
                 f"curves-{board.slug}.png",
-                f"robustness curves, {board.title}",
-                plots.curves_png(board.curves, f"{board.title}: robust accuracy vs epsilon", f"epsilon ({board.norm})"),
+                f"robustness curves, {board.title} (n = {n} points per model)",
+                plots.curves_png(
+                    board.curves,
+                    f"{board.title}: robust accuracy vs epsilon",
+                    f"epsilon ({board.norm})",
+                    colours={lab: colours[board.labels[lab]] for lab in labels},
+                    linestyles=styles,
+                    order=labels,
+                    xlim=(min(ticks), max(ticks)) if ticks else None,
+                    xticks=ticks,
+                ),
             )
         ]
         table = board.entries
         ok = table["robust_acc"].notna().to_numpy()
         if ok.any():
-            labels = [_short(str(m)) for m in table["model"][ok]]
-            clean, robust = table["clean_acc"][ok].tolist(), table["robust_acc"][ok].tolist()
+            picked = (
+                table[ok]
+                .assign(_o=[order.index(str(m)) for m in table["model"][ok]])
+                .sort_values(["_o", "cascade"], kind="mergesort")
+            )
+            names = [_short(str(lab)) for lab in picked["label"]]
+            clean, robust = picked["clean_acc"].tolist(), picked["robust_acc"].tolist()
             items.append(
                 Rendered(
                     f"tradeoff-{board.slug}.png",
-                    f"clean vs robust trade-off, {board.title}",
+                    f"clean vs robust trade-off, {board.title} (n = {n} points per model)",
                     plots.tradeoff_png(
-                        labels,
+                        names,
                         clean,
                         robust,
                         pareto_front(clean, robust),
                         f"{board.title}: trade-off at eps={format_eps(board.eps)}",
+                        [colours[str(m)] for m in picked["model"]],
                     ),
                 )
             )
@@ -405,19 +762,22 @@ def _figures(
                 grid.to_numpy(float),
                 [str(r) for r in grid.index],
                 [str(c) for c in grid.columns],
-                f"transfer success rate ({title})",
+                f"transfer success rate (%)\n{title}",
             ),
         )
         for k, (title, grid) in enumerate(transfer)
     ]
     figs["examples"] = []
     if examples is not None and len(examples["x"]):
-        x, x_adv, captions, labels = _example_rows(examples)
+        x, x_adv, captions, labels, models = _example_rows(examples)
+        threat = _examples_threat(examples)
         figs["examples"] = [
             Rendered(
                 "examples.png",
-                "adversarial examples: clean, adversarial, perturbation",
-                plots.examples_png(x, x_adv, captions, labels),
+                "adversarial examples" + (f" at {threat}" if threat else "") + ": clean, adversarial, perturbation",
+                plots.examples_png(x, x_adv, captions, labels, [colours.get(m, "black") for m in models]),
+                (f"At {threat}: c" if threat else "C")
+                + "lean image, adversarial image and the perturbation amplified to the full range (grey: unchanged).",
             )
         ]
     return figs
@@ -440,16 +800,53 @@ def _flag_uses(summary: pd.DataFrame) -> dict[str, list[str]]:
     }
 
 
+def _training_uses(events: Mapping[str, list[tuple[str, str]]]) -> dict[str, list[str]]:
+    """Training flag code -> the "model: detail" lines of the cards that record it."""
+    uses: dict[str, list[str]] = {}
+    for model, found in sorted(events.items()):
+        for code, detail in found:
+            uses.setdefault(code, []).append(f"{model}: {detail}")
+    return dict(sorted(uses.items()))
+
+
 _ATTACK_NOTE = (
     "Robust accuracy is the per-sample worst case over the cascade's attacks at the selected epsilon "
     "(or the single attack's, for a one-attack cell). The per-attack columns give the robust accuracy "
     "after each attack of the cascade, in order: each attack runs only on the points still robust, so "
-    "the last one equals the worst case. Accuracies in percent of the n test points."
+    "the last one equals the worst case. Accuracies in percent of the n test points; 95% CI: the exact "
+    "(Clopper-Pearson) interval."
 )
+
+
+def _mcnemar_note(board: Board) -> str:
+    if not board.paired:
+        return ""
+    return (
+        "vs next: the paired exact McNemar test of the robust outcomes against the next model in the ranking, on "
+        f"the same points (two-sided, {ALPHA:.0%} level, not corrected for the several comparisons): "
+        "> #k: significantly more robust than #k; ≈ #k: not significantly different (n.s.), their order may "
+        "be chance."
+    )
 
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool]) -> list[str]:
+    lines = [
+        "| " + " | ".join(_md_escape(h) for h in headers) + " |",
+        "|" + "|".join("---:" if num else "---" for num in numeric) + "|",
+    ]
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _flags_sections(flag_uses: Mapping[str, list[str]], training: Mapping[str, list[str]]) -> list[tuple]:
+    """(title, code, explanation, uses) of every evaluation flag, then every training event."""
+    items = [("evaluation", c, EXPLANATIONS.get(c, "no explanation recorded"), u) for c, u in flag_uses.items()]
+    items += [("training", c, TRAINING_EXPLANATIONS.get(c, c), u) for c, u in training.items()]
+    return items
 
 
 def render_markdown(
@@ -460,79 +857,79 @@ def render_markdown(
     transfer: list[tuple[str, pd.DataFrame]],
     flag_uses: dict[str, list[str]],
     image_dir: str = IMAGES_DIR,
+    *,
+    training: Mapping[str, list[str]] | None = None,
+    colours: Mapping[str, str] | None = None,
 ) -> str:
     lines = [f"# {title}", ""] + [f"- {m}" for m in meta] + [""]
+    if colours:
+        lines += ["Model colours (the same in every figure): " + ", ".join(f"{m} {c}" for m, c in colours.items()), ""]
     if not boards:
         lines += ["No results in this run.", ""]
     for board in boards:
         cols = _columns(board)
-        lines += [
-            f"## {board.title}",
-            "",
-            f"Ranked by robust accuracy at {board.norm} eps = {format_eps(board.eps)}.",
-            "",
-            "| " + " | ".join(_md_escape(h) for _, h in cols) + " |",
-            "|"
-            + "|".join(
-                "---:" if k in ("rank", "n", "clean_acc", "robust_acc") or k in board.attacks else "---"
-                for k, _ in cols
-            )
-            + "|",
-        ]
-        for row in board.entries.to_dict("records"):
-            lines.append("| " + " | ".join(_md_escape(_cell(k, row.get(k), board.attacks)) for k, _ in cols) + " |")
+        lines += [f"## {board.title}", ""]
+        if board.note:
+            lines += [board.note, ""]
+        lines += [f"Ranked by robust accuracy at {board.norm} eps = {format_eps(board.eps)}; n = {board.n_text()}.", ""]
+        rows = [[_cell(k, row, board.attacks) for k, _ in cols] for row in board.entries.to_dict("records")]
+        lines += _md_table([h for _, h in cols], rows, [k in _NUMERIC or k in board.attacks for k, _ in cols])
         lines += ["", _ATTACK_NOTE, ""]
+        if board.paired:
+            lines += [_mcnemar_note(board), ""]
         lines += [f"![{f.alt}]({image_dir}/{f.name})" for f in figs.get(board.slug, [])] + [""]
+        eps_tables = _eps_tables(board)
+        if eps_tables:  # a section of its own: the ranked table stays the only table of the board's section
+            lines += [f"## {board.title}: every epsilon", ""]
+        for caption, headers, eps_rows in eps_tables:
+            lines += [f"{caption[0].upper()}{caption[1:]}:", ""]
+            lines += _md_table(headers, eps_rows, [h not in ("model", "cascade") for h in headers]) + [""]
     if transfer:
         lines += [
             "## Transfer matrix",
             "",
-            "Success rate of adversarial examples crafted on the source model "
-            "(rows) against the target model (columns); the diagonal is white-box.",
+            "Success rate (%) of adversarial examples crafted on the source model "
+            "(rows) against the target model (columns), over the points the target classifies correctly; "
+            "the diagonal is white-box.",
             "",
         ]
         for (sub, grid), fig in zip(transfer, figs["transfer"]):
             targets = [str(c) for c in grid.columns]
-            lines += [
-                f"### {sub}",
-                "",
-                "| source \\ target | " + " | ".join(map(_md_escape, targets)) + " |",
-                "|---|" + "---:|" * len(targets),
-            ]
-            for src, values in grid.iterrows():
-                lines.append(f"| {_md_escape(str(src))} | " + " | ".join(_pct(v) for v in values) + " |")
+            lines += [f"### {sub}", ""]
+            rows = [[str(src)] + [_pct(v) for v in values] for src, values in grid.iterrows()]
+            lines += _md_table(["source \\ target", *targets], rows, [False] + [True] * len(targets))
             lines += ["", f"![{fig.alt}]({image_dir}/{fig.name})", ""]
     if figs.get("examples"):
         fig = figs["examples"][0]
         lines += [
             "## Adversarial examples",
             "",
-            "Clean image, adversarial image and the perturbation amplified to the full range (grey: unchanged).",
+            fig.note,
             "",
             f"![{fig.alt}]({image_dir}/{fig.name})",
             "",
         ]
     lines += ["## Validity flags", ""]
-    if flag_uses:
-        for code, uses in flag_uses.items():
-            lines += [
-                f"- **{code}**: {EXPLANATIONS.get(code, 'no explanation recorded')}. "
-                f"Raised for: {_md_escape('; '.join(uses))}."
-            ]
+    items = _flags_sections(flag_uses, training or {})
+    if items:
+        for source, code, explanation, uses in items:
+            what = "Raised for" if source == "evaluation" else "Recorded in the model card of"
+            lines += [f"- **{code}** ({source}): {explanation}. {what}: {_md_escape('; '.join(uses))}."]
     else:
-        lines.append("No validity flags were raised.")
+        lines.append("No validity flags were raised. No model card records a training event.")
     return "\n".join(lines).rstrip() + "\n"
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1400px;
 padding:0 1rem;color:#222;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.3rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 ul.meta{color:#555;font-size:.9rem;padding-left:1.2rem}
 nav a{margin-right:1rem}
 table{border-collapse:collapse;font-size:.88rem;margin:.6rem 0}
 th,td{border:1px solid #d5d5d5;padding:.25rem .55rem;text-align:left;white-space:nowrap}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f3f3f3;white-space:normal;vertical-align:bottom}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.first td{background:#eef7ee}
 abbr{color:#b35c00;text-decoration:underline dotted;cursor:help}
 .note{color:#555;font-size:.85rem;max-width:60rem}
@@ -540,6 +937,10 @@ abbr{color:#b35c00;text-decoration:underline dotted;cursor:help}
 figure{margin:0;flex:0 1 48%;min-width:320px}figure img{width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.8rem;color:#666}
 dt{font-weight:600;margin-top:.6rem}dd{margin-left:1.2rem}
+.scroll{overflow-x:auto}
+.sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.35em;vertical-align:-.05em}
+ul.colours{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;font-size:.88rem}
+h3{font-size:1rem;margin:1.2rem 0 .2rem}
 """
 
 #: Only inline styles and data: images may load; nothing else (no scripts, no network).
@@ -561,6 +962,26 @@ def _html_figs(figs: list[Rendered]) -> str:
     )
 
 
+def _swatch(model: str, colours: Mapping[str, str]) -> str:
+    """A colour square of ``model`` (its report colour, also in ``data-colour`` for tests and tools)."""
+    colour = colours.get(model)
+    if not colour:
+        return ""
+    return f'<span class="sw" style="background:{colour}" data-model="{_h(model)}" data-colour="{colour}"></span>'
+
+
+def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool]) -> str:
+    """A table of already escaped HTML cells."""
+    head = "".join(f"<th>{_h(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="num">{c}</td>' if num else f"<td>{c}</td>" for c, num in zip(row, numeric))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def render_html(
     title: str,
     meta: list[str],
@@ -568,7 +989,11 @@ def render_html(
     figs: dict[str, list[Rendered]],
     transfer: list[tuple[str, pd.DataFrame]],
     flag_uses: dict[str, list[str]],
+    *,
+    training: Mapping[str, list[str]] | None = None,
+    colours: Mapping[str, str] | None = None,
 ) -> str:
+    colours = colours or {}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -578,6 +1003,12 @@ def render_html(
         f"<h1>{_h(title)}</h1>",
         '<ul class="meta">' + "".join(f"<li>{_h(m)}</li>" for m in meta) + "</ul>",
     ]
+    if colours:
+        parts.append(
+            '<ul class="colours" id="colours" title="one colour per model in every figure">'
+            + "".join(f"<li>{_swatch(m, colours)}{_h(m)}</li>" for m in colours)
+            + "</ul>"
+        )
     nav = [(b.slug, b.title) for b in boards]
     nav += [("transfer", "Transfer matrix")] if transfer else []
     nav += [("examples", "Adversarial examples")] if figs.get("examples") else []
@@ -585,6 +1016,7 @@ def render_html(
     parts.append("<nav>" + "".join(f'<a href="#{_h(s)}">{_h(t)}</a>' for s, t in nav) + "</nav>")
     if not boards:
         parts.append("<p>No results in this run.</p>")
+    explanations = {**EXPLANATIONS, **TRAINING_EXPLANATIONS}
     for board in boards:
         cols = _columns(board)
         head = "".join(f"<th>{_h(h)}</th>" for _, h in cols)
@@ -592,54 +1024,70 @@ def render_html(
         for row in board.entries.to_dict("records"):
             cells = []
             for key, _ in cols:
-                text = _cell(key, row.get(key), board.attacks)
+                text = _cell(key, row, board.attacks)
                 if key == "flags" and text:
                     text_html = " ".join(
-                        f'<abbr title="{_h(EXPLANATIONS.get(c, c))}">{_h(c)}</abbr>' for c in text.split(";")
+                        f'<abbr title="{_h(explanations.get(c, c))}">{_h(c)}</abbr>' for c in text.split(";")
                     )
+                elif key == "model":
+                    text_html = _swatch(str(row["model"]), colours) + _h(text)
                 else:
                     text_html = _h(text)
-                numeric = key in ("rank", "n", "clean_acc", "robust_acc") or key in board.attacks
+                numeric = key in _NUMERIC or key in board.attacks
                 cells.append(f'<td class="num">{text_html}</td>' if numeric else f"<td>{text_html}</td>")
             cls = ' class="first"' if row["rank"] == 1 else ""
             body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+        parts += [f'<section id="{_h(board.slug)}"><h2>{_h(board.title)}</h2>']
+        if board.note:
+            parts.append(f"<p>{_h(board.note)}</p>")
         parts += [
-            f'<section id="{_h(board.slug)}"><h2>{_h(board.title)}</h2>',
-            f"<p>Ranked by robust accuracy at {_h(board.norm)} eps = {_h(format_eps(board.eps))}.</p>",
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>",
+            f"<p>Ranked by robust accuracy at {_h(board.norm)} eps = {_h(format_eps(board.eps))}; "
+            f"n = {_h(board.n_text())}.</p>",
+            f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>',
             f'<p class="note">{_h(_ATTACK_NOTE)}</p>',
-            _html_figs(figs.get(board.slug, [])),
-            "</section>",
         ]
+        if board.paired:
+            parts.append(f'<p class="note">{_h(_mcnemar_note(board))}</p>')
+        for caption, headers, eps_rows in _eps_tables(board):
+            escaped = [
+                [(_swatch(r[0], colours) + _h(r[0])) if k == 0 else _h(c) for k, c in enumerate(r)] for r in eps_rows
+            ]
+            parts += [
+                f"<h3>{_h(caption[0].upper() + caption[1:])}</h3>",
+                _html_table(headers, escaped, [h not in ("model", "cascade") for h in headers]),
+            ]
+        parts += [_html_figs(figs.get(board.slug, [])), "</section>"]
     if transfer:
         parts += [
             '<section id="transfer"><h2>Transfer matrix</h2>',
-            '<p class="note">Success rate of adversarial examples crafted on the source model (rows) against '
-            "the target model (columns); the diagonal is white-box.</p>",
+            '<p class="note">Success rate (%) of adversarial examples crafted on the source model (rows) against '
+            "the target model (columns), over the points the target classifies correctly; the diagonal is "
+            "white-box.</p>",
             _html_figs(figs["transfer"]),
             "</section>",
         ]
     if figs.get("examples"):
         parts += [
             '<section id="examples"><h2>Adversarial examples</h2>',
-            '<p class="note">Clean image, adversarial image and the perturbation amplified to the full range '
-            "(grey: unchanged).</p>",
+            f'<p class="note">{_h(figs["examples"][0].note)}</p>',
             _html_figs(figs["examples"]),
             "</section>",
         ]
     parts.append('<section id="flags"><h2>Validity flags</h2>')
-    if flag_uses:
+    items = _flags_sections(flag_uses, training or {})
+    if items:
         parts.append(
             "<dl>"
             + "".join(
-                f"<dt>{_h(code)}</dt><dd>{_h(EXPLANATIONS.get(code, 'no explanation recorded'))}.<br>"
-                f"<small>Raised for: {_h('; '.join(uses))}.</small></dd>"
-                for code, uses in flag_uses.items()
+                f"<dt>{_h(code)} <small>({_h(source)})</small></dt><dd>{_h(explanation)}.<br>"
+                f"<small>{'Raised for' if source == 'evaluation' else 'Recorded in the model card of'}: "
+                f"{_h('; '.join(uses))}.</small></dd>"
+                for source, code, explanation, uses in items
             )
             + "</dl>"
         )
     else:
-        parts.append("<p>No validity flags were raised.</p>")
+        parts.append("<p>No validity flags were raised. No model card records a training event.</p>")
     parts += ["</section>", "</body></html>"]
     return "\n".join(parts) + "\n"
 
@@ -687,8 +1135,9 @@ def write_report(
     """Write ``leaderboard.md`` (with its PNGs in ``leaderboard_files/``) and the self-contained
     ``leaderboard.html`` for the run folder ``run_dir``, in ``out_dir`` (default: the run folder).
 
-    ``store``: the model store whose cards give training costs (default ``$RBC_HOME``). ``eps``: norm ->
-    epsilon to rank at (default per board: the largest epsilon every entry was evaluated at).
+    ``store``: the model store whose cards give training costs, training events and the black-box proxy's
+    description (default ``$RBC_HOME``). ``eps``: norm -> epsilon to rank at (default per board: the largest
+    epsilon every entry was evaluated at). The run's ``samples.parquet``, when present, gives the McNemar marks.
     Returns (Markdown path, HTML path). Raises :class:`RbcError` for a folder that is not a run.
     """
     run_dir = Path(run_dir)
@@ -696,10 +1145,18 @@ def write_report(
         raise RbcError(f"run folder {run_dir} does not exist")
     out = Path(out_dir) if out_dir is not None else run_dir
     summary = load_run_summary(run_dir)
-    boards = leaderboards(summary, store, eps)
+    boards = leaderboards(summary, store, eps, read_samples(run_dir))
     transfer = read_transfer(run_dir)
-    figs = _figures(boards, transfer, _examples(run_dir))
+    examples = _examples(run_dir)
+    from robustbench_cnn.reporting.plots import model_colours
+
+    extra_models = [str(m) for _, grid in transfer for m in [*grid.index, *grid.columns]]
+    extra_models += [str(m) for m in examples["model"]] if examples is not None else []
+    colours = model_colours(model_order(boards) + sorted(set(extra_models)))
+    figs = _figures(boards, transfer, examples, colours)
     flag_uses = _flag_uses(summary) if len(summary) else {}
+    models = list(summary["model"].dropna().astype(str)) if len(summary) else []
+    training = _training_uses(training_events(_cards(store), models))
     title = f"robustbench-cnn leaderboard: {run_dir.name}"
     meta = _meta(run_dir, summary)
     image_dir = out / IMAGES_DIR
@@ -709,16 +1166,23 @@ def write_report(
         tmp.write_bytes(fig.png)
         os.replace(tmp, image_dir / fig.name)
     md_path, html_path = out / "leaderboard.md", out / "leaderboard.html"
-    atomic_write_text(render_markdown(title, meta, boards, figs, transfer, flag_uses), md_path)
-    atomic_write_text(render_html(title, meta, boards, figs, transfer, flag_uses), html_path)
+    atomic_write_text(
+        render_markdown(title, meta, boards, figs, transfer, flag_uses, training=training, colours=colours), md_path
+    )
+    atomic_write_text(
+        render_html(title, meta, boards, figs, transfer, flag_uses, training=training, colours=colours), html_path
+    )
     return md_path, html_path
 
 
 __all__ = [
+    "TRAINING_EXPLANATIONS",
     "Board",
     "leaderboards",
+    "model_order",
     "pareto_front",
     "read_transfer",
+    "training_events",
     "render_html",
     "render_markdown",
     "worst_case",

@@ -56,7 +56,11 @@ SUMMARY_SCHEMA: dict[str, str] = {
     "norm": "string",
     "eps": "Float64",
     "clean_acc": "Float64",
+    "clean_acc_lo": "Float64",
+    "clean_acc_hi": "Float64",
     "robust_acc": "Float64",
+    "robust_acc_lo": "Float64",
+    "robust_acc_hi": "Float64",
     "success_rate": "Float64",
     "mean_norm": "Float64",
     "median_norm": "Float64",
@@ -91,6 +95,13 @@ SAMPLES_SCHEMA: dict[str, str] = {
     "target": "Int64",
 }
 
+#: The 95% Clopper-Pearson interval columns of the accuracies (rate -> (low, high)); tables written before they
+#: existed lack them and are read with NaN there (:func:`with_ci_columns`).
+CI_COLUMNS: dict[str, tuple[str, str]] = {
+    "clean_acc": ("clean_acc_lo", "clean_acc_hi"),
+    "robust_acc": ("robust_acc_lo", "robust_acc_hi"),
+}
+
 #: Summary columns that only some cells write (transfer rows: the source models and the points attacked).
 EXTRA_SUMMARY_COLUMNS: dict[str, str] = {"source": "string", "attacked": "Int64"}
 
@@ -106,6 +117,18 @@ def with_cascade(frame: pd.DataFrame) -> pd.DataFrame:
     renamed to ``cascade``; a frame that has ``cascade`` already is returned unchanged."""
     if LEGACY_CASCADE_COLUMN in frame.columns and "cascade" not in frame.columns:
         return frame.rename(columns={LEGACY_CASCADE_COLUMN: "cascade"})
+    return frame
+
+
+def with_ci_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the :data:`CI_COLUMNS` it lacks added as NaN (an older table: its intervals are unknown, not
+    recomputed here); a frame that has them all is returned unchanged."""
+    missing = [c for pair in CI_COLUMNS.values() for c in pair if c not in frame.columns]
+    if not missing:
+        return frame
+    frame = frame.copy()
+    for col in missing:
+        frame[col] = pd.Series(float("nan"), index=frame.index, dtype="Float64")
     return frame
 
 

@@ -7,7 +7,8 @@ frames here, once, for every kind:
 - :func:`run_metadata`: schema version, run id, cell id, device, package versions, git sha, timestamp (also the
   head of ``run.json``);
 - :func:`summary_frame` / :func:`samples_frame`: the records with that metadata and the model's, typed with
-  :data:`~robustbench_cnn.tables.results.SUMMARY_SCHEMA` / ``SAMPLES_SCHEMA``;
+  :data:`~robustbench_cnn.tables.results.SUMMARY_SCHEMA` / ``SAMPLES_SCHEMA``; every summary row gets the 95%
+  Clopper-Pearson interval of its clean and robust accuracy (:func:`accuracy_cis`);
 - :func:`table_frame`: a named table stamped with the run and cell ids.
 """
 
@@ -20,7 +21,9 @@ from typing import Any
 
 import pandas as pd
 
+from robustbench_cnn.core.statistics import rate_ci
 from robustbench_cnn.tables.results import (
+    CI_COLUMNS,
     EXTRA_SUMMARY_COLUMNS,
     SAMPLES_SCHEMA,
     SCHEMA_VERSION,
@@ -28,7 +31,7 @@ from robustbench_cnn.tables.results import (
     typed_frame,
 )
 
-__all__ = ["CellResult", "run_metadata", "samples_frame", "summary_frame", "table_frame"]
+__all__ = ["CellResult", "accuracy_cis", "run_metadata", "samples_frame", "summary_frame", "table_frame"]
 
 
 @dataclass
@@ -74,11 +77,32 @@ def _row_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for k, v in meta.items()}
 
 
+def accuracy_cis(record: dict[str, Any]) -> dict[str, float]:
+    """The 95% Clopper-Pearson intervals of a summary record's accuracies: ``clean_acc_lo`` / ``clean_acc_hi`` and
+    ``robust_acc_lo`` / ``robust_acc_hi`` (:func:`robustbench_cnn.core.statistics.rate_ci`).
+
+    Both accuracies are fractions of all ``n`` evaluated points (a point the model misclassifies counts as
+    neither clean-correct nor robust; the success rate, a fraction of the attacked points only, gets no interval
+    here). A record without ``n`` or an accuracy gets NaN bounds."""
+    n = record.get("n")
+    n = int(n) if n is not None and not pd.isna(n) else 0
+    out: dict[str, float] = {}
+    for rate, (lo, hi) in CI_COLUMNS.items():
+        value = record.get(rate)
+        value = float(value) if value is not None and not pd.isna(value) else float("nan")
+        out[lo], out[hi] = rate_ci(value, n)
+    return out
+
+
 def summary_frame(result: CellResult, meta: dict[str, Any]) -> pd.DataFrame:
-    """The cell's summary rows: run metadata (:func:`run_metadata`), then the model's, then each record, typed
-    with ``SUMMARY_SCHEMA`` plus the :data:`EXTRA_SUMMARY_COLUMNS` the records use."""
+    """The cell's summary rows: run metadata (:func:`run_metadata`), then the model's, then each record with the
+    intervals of its accuracies (:func:`accuracy_cis`), typed with ``SUMMARY_SCHEMA`` plus the
+    :data:`EXTRA_SUMMARY_COLUMNS` the records use."""
     head = _row_meta(meta)
-    rows = [{**head, **result.model, **record} for record in result.summary]
+    rows = []
+    for record in result.summary:
+        row = {**head, **result.model, **record}
+        rows.append({**row, **accuracy_cis(row)})
     extra = {c: t for c, t in EXTRA_SUMMARY_COLUMNS.items() if any(c in r for r in result.summary)}
     return typed_frame(rows, {**SUMMARY_SCHEMA, **extra})
 
