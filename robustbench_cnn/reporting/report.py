@@ -1125,6 +1125,21 @@ def _meta(run_dir: Path, summary: pd.DataFrame) -> list[str]:
     return meta
 
 
+def check_ranking_eps(summary: pd.DataFrame, eps: Mapping[str, float] | None) -> None:
+    """Refuse a ranking epsilon that the run never evaluated for that norm (the boards would rank on empty
+    columns), naming the epsilons it did evaluate."""
+    for norm, value in (eps or {}).items():
+        rows = summary[summary["norm"].astype(str) == str(norm)] if len(summary) else summary
+        evaluated = sorted({float(e) for e in rows["eps"].dropna()}) if len(rows) else []
+        if not evaluated:
+            raise RbcError(f"--eps {norm}:{format_eps(value)}: the run evaluated no {norm} threat")
+        if not any(abs(e - float(value)) < 1e-9 for e in evaluated):
+            listed = ", ".join(format_eps(e) for e in evaluated)
+            raise RbcError(
+                f"--eps {norm}:{format_eps(value)} was not evaluated in this run: {norm} eps evaluated: {listed}"
+            )
+
+
 def write_report(
     run_dir: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
@@ -1145,6 +1160,7 @@ def write_report(
         raise RbcError(f"run folder {run_dir} does not exist")
     out = Path(out_dir) if out_dir is not None else run_dir
     summary = load_run_summary(run_dir)
+    check_ranking_eps(summary, eps)
     boards = leaderboards(summary, store, eps, read_samples(run_dir))
     transfer = read_transfer(run_dir)
     examples = _examples(run_dir)
