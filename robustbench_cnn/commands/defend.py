@@ -15,7 +15,7 @@ from robustbench_cnn.commands.options import parse_kv, store_option, train_optio
 from robustbench_cnn.commands.output import out, table
 
 #: Shown in ``--help`` without importing torch; ``tests/test_defenses.py`` checks it against the registry.
-DEFENSE_NAMES = ("standard", "pgd-at", "fgsm-rs", "trades", "mart", "free-at")
+DEFENSE_NAMES = ("standard", "pgd-at", "fgsm-rs", "trades", "mart", "free-at", "gaussian-noise")
 
 
 _input_errors = input_errors
