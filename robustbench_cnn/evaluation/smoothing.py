@@ -461,8 +461,10 @@ class SmoothingResult:
 
     def summary_records(self) -> list[dict[str, Any]]:
         """One record per radius: certified and empirical accuracy with 95% Clopper-Pearson intervals, their gap
-        (empirical minus certified: the part of robustness neither bound settles), the consistency count and the
-        flag codes (``;``-separated)."""
+        (empirical minus certified: the part of robustness neither bound settles), the consistency count, its
+        allowance, ``certified_abstained`` (certified points where PREDICT abstained on the attack's point: counted
+        as broken, they are the only way the gap can turn negative, and they grow as ``predict_n`` shrinks) and
+        the flag codes (``;``-separated)."""
         certified, broken, inconsistent = self.certified, self.broken, self.inconsistent
         abstained = certified & (self.adv_prediction == ABSTAIN)
         flags = self.flags
