@@ -202,12 +202,12 @@ def test_comparison_table_on_the_same_points() -> None:
     for row in rows:
         # the reported figure is the per-sample worst case: at most either method's own robust accuracy
         assert row["reported_robust"] <= min(row["minimal_norm_robust"], row["growing_ball_robust"])
-        assert row["minimal_norm_robust"] <= min(row["robust_fmn"], row["robust_fab"])
+        assert row["minimal_norm_robust"] <= min(row["robust_fmn"], row["robust_fab(n_iter=50)"])
         assert row["minimal_norm_s"] > 0 and row["growing_ball_s"] > 0
     assert [r["minimal_norm_robust"] for r in rows] == sorted((r["minimal_norm_robust"] for r in rows), reverse=True)
     assert rows[-1]["reported_robust"] < rows[0]["clean_accuracy"]
     ratios = {r["attack"]: r for r in comp.attack_rows()}
-    assert set(ratios) == {"fmn", "fab"}
+    assert set(ratios) == {"fmn", "fab(n_iter=50)"}  # runs are labelled with their non-default parameters
     for r in ratios.values():  # each attack's norm over the best of any: >= 1, and found points are within the bound
         assert r["mean_ratio_to_best"] >= 1.0 and 0 < r["found_share"] <= 1
     # on every point some attack found the best norm, so the per-sample min of the ratios is exactly 1
@@ -223,5 +223,7 @@ def test_comparison_rejects_non_minimal_attacks_and_unsupported_norms() -> None:
         compare_minimal_norm(model, x, y, "linf", [0.1], minimal_attacks=["pgd"])
     with pytest.raises(ValueError, match=r"attack 'ddn' does not support norm linf"):
         compare_minimal_norm(model, x, y, "linf", [0.1], minimal_attacks=["ddn"])
+    with pytest.raises(ValueError, match=r"given twice with the same parameters: fmn, fmn"):
+        compare_minimal_norm(model, x, y, "l2", [0.1], minimal_attacks=["fmn", ("fmn", {})])
     with pytest.raises(ValueError, match="no epsilons given"):
         compare_minimal_norm(model, x, y, "l2", [])

@@ -34,6 +34,7 @@ __all__ = [
     "compare_minimal_norm",
     "is_minimal_norm",
     "minimal_norm_attacks",
+    "run_label",
 ]
 
 #: relative slack when checking that the requested epsilons lie within the bound (float round-off of ``eps``)
@@ -125,6 +126,12 @@ class MinimalNorms:
     def curve(self, eps_list: Iterable[float]) -> list[tuple[float, float]]:
         """``(eps, robust accuracy)`` at each epsilon, ascending; non-increasing by construction."""
         return [(eps, self.robust_accuracy(eps)) for eps in sorted({float(e) for e in eps_list})]
+
+
+def run_label(attack: Attack) -> str:
+    """An attack's name, with the parameters that differ from its defaults: ``fmn(l2_projection=True)``."""
+    changed = {k: v for k, v in attack.params.items() if attack.defaults.get(k) != v}
+    return attack.name + (f"({', '.join(f'{k}={v}' for k, v in sorted(changed.items()))})" if changed else "")
 
 
 def _resolve_minimal(attacks: Sequence[str | Attack | tuple[str, dict[str, Any]]] | None, norm: Norm) -> list[Attack]:
@@ -269,14 +276,18 @@ def compare_minimal_norm(
     for eps in eps_sorted:
         ThreatModel(norm, eps)
     attacks = _resolve_minimal(minimal_attacks, norm)
+    labels = [run_label(attack) for attack in attacks]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"minimal-norm attacks given twice with the same parameters: {', '.join(labels)}")
     dev = torch.device(device) if device is not None else model_device(model, x)
     x, y = x.to(dev), y.to(dev)
     runs = []
-    for attack in attacks:
+    for attack, label in zip(attacks, labels):
         t0 = time.perf_counter()
         result = attack(model, x, y, bound, seed=seed, batch_size=batch_size)
         run = MinimalNorms.from_result(result)
-        runs.append(MinimalNorms(run.norm, run.bound, run.norms, run.attack, time.perf_counter() - t0))
+        runs.append(MinimalNorms(run.norm, run.bound, run.norms, label, time.perf_counter() - t0))
+
     t0 = time.perf_counter()
     evaluation = evaluate(model, x, y, norm, eps_sorted, growing_ball, seed=seed, batch_size=batch_size, device=dev)
     growing_s = time.perf_counter() - t0
