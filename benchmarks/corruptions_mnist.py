@@ -1,0 +1,94 @@
+"""MNIST-C accuracy of standard and Linf adversarially trained MNIST models (RobustBench's corruptions track).
+
+For each store checkpoint (``--models``): clean accuracy, the 15 MNIST-C corruptions at their published
+severities and their mean (``corruptions``), and every severity of ``fog`` (MNIST-C's constants) and of
+``contrast`` (CIFAR-10-C's constants on grey images), on the same ``--n`` MNIST test images, corruptions seeded
+per image index. The models (trained beforehand with the store ``S``):
+
+    rbc --threads 1 train -m smallcnn -d mnist --epochs 2 --store S
+    rbc --threads 1 train -m fastcnn -d mnist --epochs 2 --lr 5e-3 --weight-decay 0 --batch-size 100 \\
+        --no-normalize --store S
+    rbc --threads 1 defend --defense pgd-at -m fastcnn -d mnist -t linf:0.3 --epochs 5 --lr 5e-3 --weight-decay 0 \\
+        --batch-size 100 --no-normalize --defense-arg eps_ramp=2 --store S
+
+    RBC_DATA_DIR=../shared/data nice -n 10 python benchmarks/corruptions_mnist.py --store S --n 1000
+
+Writes ``results/benchmarks/corruptions_mnist.{parquet,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+import pandas as pd
+import torch
+from _util import load_average, markdown_table  # noqa: E402
+
+from robustbench_cnn.data import load_split
+from robustbench_cnn.evaluation.corruptions import evaluate_corruptions
+from robustbench_cnn.store import load_checkpoint
+
+THREATS = ("corruptions", "corruption:fog", "corruption:contrast")
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mnist/smallcnn-standard,mnist/fastcnn-standard,mnist/fastcnn-pgd-at")
+    parser.add_argument("--store", default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="results/benchmarks/corruptions_mnist", help="path without extension")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    test = load_split("mnist", "test", n=args.n, data_dir=args.data_dir)
+    rows = []
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        model, card = load_checkpoint(name, args.store, "cpu")
+        meta = {"model": name, "recipe": card.recipe, "train_threat": card.threat or "-"}
+        for threat in THREATS:
+            ev = evaluate_corruptions(
+                model, test.x, test.y, threat, benchmark="mnist-c", seed=args.seed, indices=test.index
+            )
+            rows.extend(ev.records(meta))
+    table = pd.DataFrame(rows).assign(load_avg=load_average())
+    models = list(dict.fromkeys(table["model"]))
+    clean = table.groupby("model", sort=False)["clean_accuracy"].first()
+
+    def pivot(frame: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+        wide = frame.pivot_table(index=index, columns="model", values="accuracy", sort=False)[models] * 100
+        return wide.reset_index()
+
+    mnist_c = table[table["threat"] == "corruptions"]
+    header = pd.DataFrame([{"corruption": "clean", "severity": 0, **{m: clean[m] * 100 for m in models}}])
+    main_table = pd.concat([header, pivot(mnist_c, ["corruption", "severity"])], ignore_index=True)
+    extra = pivot(
+        table[(table["threat"] != "corruptions") & (table["corruption"] != "mean")], ["corruption", "severity"]
+    )
+    seconds = table[table["corruption"] != "mean"].groupby("model", sort=False)["seconds"].sum()
+    text = [
+        f"# MNIST-C, {args.n} MNIST test images, seed {args.seed}, {args.threads} thread(s), {platform.machine()}, "
+        f"load {load_average()}",
+        "",
+        "Accuracy (%) per corruption at its MNIST-C severity; `mean` is the MNIST-C mean.",
+        "",
+        markdown_table(main_table, ".2f"),
+        "Every severity of fog (MNIST-C constants) and contrast (CIFAR-10-C constants), accuracy (%).",
+        "",
+        markdown_table(extra, ".2f"),
+        "Seconds (corrupting + predicting, all cells): " + ", ".join(f"{m} {seconds[m]:.0f}" for m in models),
+        "",
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out.with_suffix(".parquet"), index=False)
+    out.with_suffix(".md").write_text("\n".join(text))
+    print("\n".join(text))
+    return table
+
+
+if __name__ == "__main__":
+    main()
