@@ -13,7 +13,10 @@ per image index. The models (trained beforehand with the store ``S``):
 
     RBC_DATA_DIR=../shared/data nice -n 10 python benchmarks/corruptions_mnist.py --store S --n 1000
 
-Writes ``results/benchmarks/corruptions_mnist.{parquet,md}``.
+Writes ``results/benchmarks/corruptions_mnist.{parquet,md}``. With ``--severity-change N`` it instead tabulates the
+mean absolute pixel change of every corruption at every severity on N MNIST and N CIFAR-10 test images
+(``imagefolder:cifar10-jpeg`` under the data root, skipped when absent) with each benchmark's constants, into
+``results/benchmarks/corruption_severity_change.md``.
 """
 
 from __future__ import annotations
@@ -26,11 +29,42 @@ import pandas as pd
 import torch
 from _util import load_average, markdown_table  # noqa: E402
 
+from robustbench_cnn.core.errors import DataNotFoundError
+from robustbench_cnn.corruptions import CORRUPTIONS, corrupt
 from robustbench_cnn.data import load_split
 from robustbench_cnn.evaluation.corruptions import evaluate_corruptions
 from robustbench_cnn.store import load_checkpoint
 
 THREATS = ("corruptions", "corruption:fog", "corruption:contrast")
+
+
+def severity_change(n: int, seed: int, data_dir: str | None, out: Path) -> pd.DataFrame:
+    """Mean |corrupted - clean| per corruption and severity, MNIST (mnist-c constants) and CIFAR-10 (cifar10-c)."""
+    rows = []
+    for dataset, benchmark in (("mnist", "mnist-c"), ("imagefolder:cifar10-jpeg", "cifar10-c")):
+        try:
+            split = load_split(dataset, "test", n=n, data_dir=data_dir)
+        except DataNotFoundError:
+            continue
+        for name in CORRUPTIONS.list():
+            _, table = CORRUPTIONS.get(name).table(benchmark, int(split.x.shape[1]))
+            row: dict = {"benchmark": benchmark, "corruption": name}
+            for severity in range(1, len(table) + 1):
+                corrupted = corrupt(split.x, name, severity, seed, benchmark=benchmark, indices=split.index)
+                row[f"s{severity}"] = float((corrupted - split.x).abs().mean())
+            changes = [row[f"s{s}"] for s in range(1, len(table) + 1)]
+            row["increasing"] = all(b > a for a, b in zip(changes, changes[1:]))
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    text = [
+        f"# Mean absolute change per severity, {n} test images per dataset, seed {seed}",
+        "",
+        markdown_table(frame, ".4f"),
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_name("corruption_severity_change.md").write_text("\n".join(text))
+    print("\n".join(text))
+    return frame
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -42,8 +76,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="results/benchmarks/corruptions_mnist", help="path without extension")
+    parser.add_argument("--severity-change", type=int, default=0, metavar="N", help="tabulate the change instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.severity_change:
+        return severity_change(args.severity_change, args.seed, args.data_dir, Path(args.out))
     test = load_split("mnist", "test", n=args.n, data_dir=args.data_dir)
     rows = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:

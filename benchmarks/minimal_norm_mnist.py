@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         shown = pd.concat([shown, frame[robust_cols]], axis=1)
         text += [
             f"## {norm}: minimal-norm ({comp.best.attack}, one run, bound {EPS[norm][-1]:g}, "
-            f"{comp.best.elapsed_s:.1f} s) vs growing ball ({comp.growing_ball.suite}, {len(EPS[norm])} epsilons, "
-            f"{comp.growing_ball_s:.1f} s)",
+            f"{comp.best.elapsed_s:.1f} s wall, {comp.best.cpu_s:.1f} s CPU) vs growing ball "
+            f"({comp.growing_ball.suite}, {len(EPS[norm])} epsilons, {comp.growing_ball_s:.1f} s wall, "
+            f"{comp.growing_ball_cpu_s:.1f} s CPU)",
             "",
             markdown_table(shown, ".3f"),
             markdown_table(per_attack.drop(columns=["model"]), ".3f"),

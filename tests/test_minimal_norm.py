@@ -204,6 +204,7 @@ def test_comparison_table_on_the_same_points() -> None:
         assert row["reported_robust"] <= min(row["minimal_norm_robust"], row["growing_ball_robust"])
         assert row["minimal_norm_robust"] <= min(row["robust_fmn"], row["robust_fab(n_iter=50)"])
         assert row["minimal_norm_s"] > 0 and row["growing_ball_s"] > 0
+        assert row["minimal_norm_cpu_s"] > 0 and row["growing_ball_cpu_s"] > 0
     assert [r["minimal_norm_robust"] for r in rows] == sorted((r["minimal_norm_robust"] for r in rows), reverse=True)
     assert rows[-1]["reported_robust"] < rows[0]["clean_accuracy"]
     ratios = {r["attack"]: r for r in comp.attack_rows()}
