@@ -34,7 +34,7 @@ import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from scipy import ndimage
 
 from robustbench_cnn.core.corruption_threat import CorruptionThreat
 from robustbench_cnn.core.registry import Registry
+
+if TYPE_CHECKING:
+    from robustbench_cnn.data import Split
 
 __all__ = [
     "BENCHMARKS",
@@ -250,7 +253,9 @@ def corrupt(
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(device=x.device, dtype=x.dtype)
 
 
-def corrupt_split(split: Any, name: str, severity: int, seed: int = 0, *, benchmark: str | None = None) -> torch.Tensor:
+def corrupt_split(
+    split: Split, name: str, severity: int, seed: int = 0, *, benchmark: str | None = None
+) -> torch.Tensor:
     """:func:`corrupt` of a :class:`~robustbench_cnn.data.Split`'s images, each seeded by its dataset index."""
     return corrupt(split.x, name, severity, seed, benchmark=benchmark, indices=split.index)
 

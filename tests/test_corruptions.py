@@ -218,3 +218,13 @@ def test_evaluation_per_cell_and_mean() -> None:
     assert all(r["model"] == "tiny" and r["n"] == 40 for r in rows)
     one = evaluate_corruptions(model, x, y, CorruptionThreat("fog", 5), seed=1)
     assert [c["accuracy"] for c in one.cells] == [by_hand] and not one.is_benchmark_mean
+
+
+def test_a_split_is_corrupted_by_dataset_index() -> None:
+    from robustbench_cnn.corruptions import corrupt_split
+    from robustbench_cnn.data import load_split
+
+    split = load_split("digits", "test", n=6)
+    out = corrupt_split(split, "shot_noise", 3, seed=2)
+    assert torch.equal(out, corrupt(split.x, "shot_noise", 3, seed=2, indices=split.index))
+    assert not torch.equal(out, corrupt(split.x, "shot_noise", 3, seed=2)), "indices, not positions, seed images"
