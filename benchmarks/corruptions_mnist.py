@@ -13,7 +13,16 @@ per image index. The models (trained beforehand with the store ``S``):
 
     RBC_DATA_DIR=../shared/data nice -n 10 python benchmarks/corruptions_mnist.py --store S --n 1000
 
-Writes ``results/benchmarks/corruptions_mnist.{parquet,md}``. With ``--severity-change N`` it instead tabulates the
+Writes ``results/benchmarks/corruptions_mnist.{parquet,md}``. With ``--cifar10 imagefolder:PATH`` it runs CIFAR-10-C
+(the 75 cells) on that dataset's test images instead, into ``results/benchmarks/corruptions_cifar10.{parquet,md}``:
+
+    rbc --threads 1 train -m lenet5 -d imagefolder:PATH --epochs 8 --store S
+    rbc --threads 1 defend --defense pgd-at -m lenet5 -d imagefolder:PATH -t linf:8/255 --epochs 8 --steps 7 \\
+        --alpha 2/255 --store S
+    python benchmarks/corruptions_mnist.py --store S --n 500 --cifar10 imagefolder:PATH \\
+        --models cifar10-jpeg/lenet5-standard,cifar10-jpeg/lenet5-pgd-at
+
+With ``--severity-change N`` it instead tabulates the
 mean absolute pixel change of every corruption at every severity on N MNIST and N CIFAR-10 test images
 (``imagefolder:cifar10-jpeg`` under the data root, skipped when absent) with each benchmark's constants, into
 ``results/benchmarks/corruption_severity_change.md``.
@@ -67,6 +76,55 @@ def severity_change(n: int, seed: int, data_dir: str | None, out: Path) -> pd.Da
     return frame
 
 
+def cifar10_c(args: argparse.Namespace) -> pd.DataFrame:
+    """CIFAR-10-C (15 corruptions x 5 severities, the RobustBench mean) of ``--models`` on ``--n`` images of
+    ``--cifar10`` (an ImageFolder dataset name such as ``imagefolder:/path/cifar10-jpeg``)."""
+    test = load_split(args.cifar10, "test", n=args.n, data_dir=args.data_dir)
+    rows = []
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        model, card = load_checkpoint(name, args.store, "cpu")
+        meta = {"model": name, "recipe": card.recipe, "train_threat": card.threat or "-"}
+        ev = evaluate_corruptions(
+            model, test.x, test.y, "corruptions", benchmark="cifar10-c", seed=args.seed, indices=test.index
+        )
+        rows.extend(ev.records(meta))
+    table = pd.DataFrame(rows).assign(load_avg=load_average())
+    models = list(dict.fromkeys(table["model"]))
+    cells = table[table["corruption"] != "mean"]
+    per_corruption = cells.pivot_table(index="corruption", columns="model", values="accuracy", sort=False)[models]
+    clean = table.groupby("model", sort=False)["clean_accuracy"].first()
+    mean = table[table["corruption"] == "mean"].set_index("model")["accuracy"]
+    summary = pd.concat(
+        [pd.DataFrame([clean[models]], index=["clean"]), per_corruption, pd.DataFrame([mean[models]], index=["mean"])]
+    )
+    by_severity = cells[cells["corruption"].isin(["fog", "contrast"])].pivot_table(
+        index=["corruption", "severity"], columns="model", values="accuracy", sort=False
+    )[models]
+    seconds = cells.groupby("model", sort=False)["seconds"].sum()
+    text = [
+        f"# CIFAR-10-C (generated), {args.n} {args.cifar10} test images, seed {args.seed}, {args.threads} thread(s), "
+        f"{platform.machine()}, load {load_average()}",
+        "",
+        "Accuracy (%) per corruption, mean over severities 1-5; `mean` is the 75-cell mean RobustBench reports.",
+        "",
+        markdown_table((summary * 100).rename_axis("corruption").reset_index(), ".2f"),
+        "Every severity of fog and contrast, accuracy (%).",
+        "",
+        markdown_table((by_severity * 100).reset_index(), ".2f"),
+        "Seconds (corrupting + predicting, all cells): " + ", ".join(f"{m} {seconds[m]:.0f}" for m in models),
+        "",
+    ]
+    out = Path(args.out if args.out != OUT_DEFAULT else "results/benchmarks/corruptions_cifar10")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out.with_suffix(".parquet"), index=False)
+    out.with_suffix(".md").write_text("\n".join(text))
+    print("\n".join(text))
+    return table
+
+
+OUT_DEFAULT = "results/benchmarks/corruptions_mnist"
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mnist/smallcnn-standard,mnist/fastcnn-standard,mnist/fastcnn-pgd-at")
@@ -75,12 +133,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="results/benchmarks/corruptions_mnist", help="path without extension")
+    parser.add_argument("--out", default=OUT_DEFAULT, help="path without extension")
     parser.add_argument("--severity-change", type=int, default=0, metavar="N", help="tabulate the change instead")
+    parser.add_argument("--cifar10", default="", metavar="DATASET", help="CIFAR-10-C on DATASET instead (see below)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.severity_change:
         return severity_change(args.severity_change, args.seed, args.data_dir, Path(args.out))
+    if args.cifar10:
+        return cifar10_c(args)
     test = load_split("mnist", "test", n=args.n, data_dir=args.data_dir)
     rows = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
