@@ -17,8 +17,8 @@ Writes ``results/benchmarks/corruptions_mnist.{parquet,md}``. With ``--cifar10 i
 (the 75 cells) on that dataset's test images instead, into ``results/benchmarks/corruptions_cifar10.{parquet,md}``:
 
     rbc --threads 1 train -m lenet5 -d imagefolder:PATH --epochs 8 --store S
-    rbc --threads 1 defend --defense pgd-at -m lenet5 -d imagefolder:PATH -t linf:8/255 --epochs 8 --steps 7 \\
-        --alpha 2/255 --store S
+    rbc --threads 1 defend --defense pgd-at -m lenet5 -d imagefolder:PATH -t linf:8/255 --epochs 8 --steps 5 \\
+        --alpha 2.5/255 --defense-arg eps_ramp=2 --eval-n 200 --store S
     python benchmarks/corruptions_mnist.py --store S --n 500 --cifar10 imagefolder:PATH \\
         --models cifar10-jpeg/lenet5-standard,cifar10-jpeg/lenet5-pgd-at
 
