@@ -26,6 +26,7 @@ EXPECTED_NAMES = {
     "densenet121",
     "mobilenet_v2",
     "mlp",
+    "lenet-jeong",
 }
 TORCHVISION_NAMES = ["alexnet", "vgg11_bn", "vgg16_bn", "googlenet", "resnet18", "densenet121", "mobilenet_v2"]
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
@@ -46,6 +47,7 @@ PARAMS_3X32 = {
     "densenet121": 6_956_426,
     "mobilenet_v2": 2_236_682,
     "mlp": 656_810,
+    "lenet-jeong": 657_080,
 }
 
 
@@ -68,7 +70,7 @@ def _n_params(model: nn.Module) -> int:
 
 def test_registry_has_exactly_the_expected_architectures():
     assert set(MODELS.list()) == EXPECTED_NAMES
-    assert len(MODELS) == 13  # the twelve CNNs and Papernot's MLP substitute
+    assert len(MODELS) == 14  # the thirteen CNNs and Papernot's MLP substitute
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_NAMES))

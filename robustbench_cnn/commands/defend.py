@@ -16,7 +16,7 @@ from robustbench_cnn.commands.options import out_option, param_option, parse_kv,
 from robustbench_cnn.commands.output import out, table
 
 #: Shown in ``--help`` without importing torch; ``tests/test_defenses.py`` checks it against the registry.
-DEFENSE_NAMES = ("standard", "pgd-at", "fgsm-rs", "trades", "mart", "free-at")
+DEFENSE_NAMES = ("standard", "pgd-at", "fgsm-rs", "trades", "mart", "free-at", "gaussian-noise")
 
 
 def split_params(pairs: tuple[str, ...], defense_parameters: Any) -> tuple[dict[str, Any], dict[str, Any]]:
