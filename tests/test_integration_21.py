@@ -1,0 +1,105 @@
+"""Issue 21's libraries wired into the one pipeline: threat spelling, the ``certify``, ``corruptions`` and
+``minimal-norm`` cell kinds, their commands and their leaderboard boards. Offline, seeded, small."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from robustbench_cnn.core.corruption_threat import CorruptionThreat
+from robustbench_cnn.core.types import Norm, ThreatModel
+
+# ------------------------------------------------------------------------------------------------ item 1: threats
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("corruption:fog:3", CorruptionThreat("fog", 3)),
+        ("corruption:fog", CorruptionThreat("fog")),
+        ("corruptions", CorruptionThreat("all")),
+        ("Corruptions:2", CorruptionThreat("all", 2)),
+        ("linf:8/255", ThreatModel(Norm.LINF, 8 / 255)),
+        ("l2:0.5", ThreatModel(Norm.L2, 0.5)),
+    ],
+)
+def test_threat_model_parse_is_the_one_place_for_norm_balls_and_corruptions(text: str, expected: object) -> None:
+    assert ThreatModel.parse(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["foo:1", "linf", "corruption:", "corruptions:9", "corruption:fog:0"])
+def test_a_bad_threat_lists_every_accepted_form(bad: str) -> None:
+    with pytest.raises(ValueError) as info:
+        ThreatModel.parse(bad)
+    message = str(info.value)
+    for form in ("linf:8/255", "corruption:NAME:SEVERITY", "corruptions:SEVERITY"):
+        assert form in message, message
+
+
+def test_a_corruption_threat_takes_no_epsilon_and_parse_ball_wants_a_ball() -> None:
+    with pytest.raises(ValueError, match="takes no epsilon"):
+        ThreatModel.parse("corruptions", 0.1)
+    with pytest.raises(ValueError, match="needs a norm ball"):
+        ThreatModel.parse_ball("corruption:fog:3")
+    assert ThreatModel.parse_ball("linf", "0.1") == ThreatModel(Norm.LINF, 0.1)
+
+
+# ------------------------------------------------------------------------------------------------ item 2: certify
+
+
+@pytest.fixture(scope="module")
+def noisy_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """fastcnn trained 2 epochs on digits with Gaussian noise sigma 0.25 (Cohen et al.'s recipe), in a store."""
+    from robustbench_cnn.defenses.train import defend
+    from robustbench_cnn.training import TrainConfig
+
+    store = tmp_path_factory.mktemp("store")
+    config = TrainConfig.for_dataset("digits", epochs=2)
+    trained = defend(
+        "gaussian-noise", "fastcnn", "digits", "l2:0.25", config, sigma=0.25, store=store, progress=False,
+        eval_n=50, eval_steps=2,
+    )  # fmt: skip
+    return trained.card.name, store
+
+
+def _certify(model: str, store: Path, out: Path, *extra: str) -> object:
+    args = ["certify", "-m", model, "--sigma", "0.25", "--radii", "0,0.25,0.5", "-n", "20", "--n0", "20"]
+    args += ["--noise-samples", "200", "--attack-steps", "3", "--attack-noise-samples", "2", "--batch-size", "200"]
+    args += ["--store", str(store), "--out", str(out), "--no-progress", "--device", "cpu", *extra]
+    return CliRunner().invoke(main, args)
+
+
+def test_rbc_certify_writes_the_bracket_per_radius_and_resumes(noisy_model: tuple[str, Path], tmp_path: Path) -> None:
+    model, store = noisy_model
+    out = tmp_path / "run"
+    result = _certify(model, store, out)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out / "certify.parquet")
+    assert sorted(table["radius"]) == [0.0, 0.25, 0.5]
+    assert (table["model"] == model).all() and (table["n"] == 20).all()
+    # certified accuracy is a lower bound, the attack's an upper bound on the same points: in order at every radius
+    assert (table["certified_acc"] <= table["empirical_acc"]).all()
+    assert (table["gap"] >= 0).all() and (table["inconsistent"] <= table["inconsistent_allowed"]).all()
+    # a noise-trained model certifies some points at radius 0 (CERTIFY returns a correct class there)
+    assert table.loc[table["radius"] == 0, "certified_acc"].iloc[0] > 0
+    samples = pd.read_parquet(out / "certify_samples.parquet")
+    assert len(samples) == 20 and {"pa_lower", "broken@0.25"} <= set(samples.columns)
+    assert "certified" in result.output and "empirical" in result.output and "gap" in result.output
+    # resume: the finished cell is skipped, the table is unchanged
+    again = _certify(model, store, out, "--resume")
+    assert again.exit_code == 0, again.output
+    cells = list((out / "cells").glob("*.certify.parquet"))
+    assert len(cells) == 1
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "certify.parquet"), table)
+
+
+def test_rbc_certify_bad_sigma_is_one_line(noisy_model: tuple[str, Path], tmp_path: Path) -> None:
+    from tests.cli_helpers import assert_one_line_error
+
+    model, store = noisy_model
+    result = _certify(model, store, tmp_path / "run", "--sigma", "0")
+    assert_one_line_error(result, "invalid --sigma 0.0")
