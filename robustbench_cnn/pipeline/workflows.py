@@ -10,6 +10,7 @@ runner (:func:`~robustbench_cnn.pipeline.runner.run_cells`), then returns plain 
   the model store).
 - :func:`transfer`: ``rbc transfer``: one ``transfer`` cell (``summary.parquet``, ``samples.parquet``).
 - :func:`transfer_matrix`: ``rbc transfer-matrix``: one ``transfer-matrix`` cell (``transfer_matrix.parquet``).
+- :func:`certify_model`: ``rbc certify``: one ``certify`` cell (``certify.parquet``, ``certify_samples.parquet``).
 
 Every run folder also holds ``run.json`` (the command, the cells, the run metadata).
 """
@@ -26,6 +27,7 @@ import pandas as pd
 from robustbench_cnn.core.errors import CheckpointError, RbcError
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.pipeline.cells import (
+    certify_cell,
     check_matrix,
     proxy_train_cell,
     target_matrix_cell,
@@ -37,10 +39,12 @@ from robustbench_cnn.pipeline.runner import run_cells
 
 __all__ = [
     "CASCADE_ROBUST_KEY",
+    "CertifyRun",
     "EvaluationRun",
     "MatrixRun",
     "ProxyRun",
     "TransferRun",
+    "certify_model",
     "evaluate_model",
     "record_cascade_accuracy",
     "target_matrix",
@@ -473,3 +477,66 @@ def record_cascade_accuracy(
     card.extra["suite_eval"] = {"suite": cascade, "n": int(rows["n"].iloc[0]), "seed": int(rows["seed"].iloc[0])}
     update_card(folder, card)
     return recorded
+
+
+@dataclass
+class CertifyRun:
+    """What :func:`certify_model` produced: the run folder and the ``certify`` table (one row per radius)."""
+
+    run_dir: Path
+    table: pd.DataFrame
+
+
+def certify_model(
+    model: str,
+    *,
+    sigma: float,
+    radii: str | list[float],
+    dataset: str = "digits",
+    n: int | None = 100,
+    n0: int = 100,
+    noise_samples: int = 10_000,
+    alpha: float = 0.001,
+    attack_steps: int = 20,
+    attack_noise_samples: int = 16,
+    seed: int = 0,
+    batch_size: int = 1000,
+    out: PathLike | None = None,
+    resume: bool = False,
+    data_dir: PathLike | None = None,
+    store: PathLike | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> CertifyRun:
+    """Certify and attack the smoothed classifier of ``model`` (store name or checkpoint path) at noise ``sigma``
+    at each L2 radius of ``radii`` (comma-separated or a list) on ``n`` test points: one ``certify`` cell
+    (:mod:`robustbench_cnn.pipeline.cells.certify`) into the run folder ``out``."""
+    from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.core.types import parse_eps, parse_eps_list
+
+    if not model:
+        raise ValueError("give --model NAME|PATH (a model trained with noise, e.g. rbc defend gaussian-noise)")
+    resolve_device(device)
+    try:
+        radius_list = parse_eps_list(radii) if isinstance(radii, str) else sorted({parse_eps(r) for r in radii})
+    except ValueError as exc:
+        raise ValueError(f"invalid --radii {radii!r}: {exc}") from None
+    cell = certify_cell(
+        model,
+        dataset,
+        sigma=sigma,
+        radii=radius_list,
+        n0=n0,
+        noise_samples=noise_samples,
+        alpha=alpha,
+        attack_steps=attack_steps,
+        attack_noise_samples=attack_noise_samples,
+        n=n,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        data_dir=data_dir,
+        store=store,
+    )
+    run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "certify"})
+    return CertifyRun(run.dir, run.table("certify"))
