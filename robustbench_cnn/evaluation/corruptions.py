@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_cnn.attacks.functional import batched_logits, eval_mode
 from robustbench_cnn.core.corruption_threat import CorruptionThreat
+from robustbench_cnn.core.model_utils import batched_logits, eval_mode
 from robustbench_cnn.corruptions import benchmark_cells, corrupt, default_benchmark, resolve_threat
 from robustbench_cnn.evaluation.engine import model_device
 
