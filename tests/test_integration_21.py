@@ -103,3 +103,52 @@ def test_rbc_certify_bad_sigma_is_one_line(noisy_model: tuple[str, Path], tmp_pa
     model, store = noisy_model
     result = _certify(model, store, tmp_path / "run", "--sigma", "0")
     assert_one_line_error(result, "invalid --sigma 0.0")
+
+
+# ------------------------------------------------------------------------------------------------ item 3: corruptions
+
+
+def _evaluate(model: str, store: Path, out: Path, threat: str, *extra: str) -> object:
+    args = ["evaluate", "-m", model, "--threat", threat, "-n", "30", "--store", str(store), "--out", str(out)]
+    return CliRunner().invoke(main, [*args, "--no-progress", "--device", "cpu", *extra])
+
+
+def test_rbc_evaluate_routes_a_corruption_threat_to_the_corruptions_cell(
+    noisy_model: tuple[str, Path], tmp_path: Path
+) -> None:
+    from robustbench_cnn.corruptions import benchmark_cells
+    from robustbench_cnn.data import load_split
+    from robustbench_cnn.evaluation.corruptions import evaluate_corruptions
+    from robustbench_cnn.workflows import load_for_dataset
+
+    model, store = noisy_model
+    result = _evaluate(model, store, tmp_path / "one", "corruption:fog:3")
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "one" / "corruptions.parquet")
+    assert list(table["corruption"]) == ["fog", "mean"] and list(table["severity"]) == [3, 0]
+    assert (table["benchmark"] == "mnist-c").all() and (table["model"] == model).all()
+    # the cell computes what the library computes on the same points and seed
+    net, _ = load_for_dataset(model, "digits", "cpu", store)
+    split = load_split("digits", "test", n=30)
+    direct = evaluate_corruptions(net, split.x, split.y, "corruption:fog:3", indices=split.index)
+    assert table["accuracy"].iloc[0] == pytest.approx(direct.cells[0]["accuracy"], abs=1e-12)
+    assert pd.read_parquet(tmp_path / "one" / "summary.parquet").empty  # no attack rows
+
+    every = _evaluate(model, store, tmp_path / "all", "corruptions")
+    assert every.exit_code == 0, every.output
+    table = pd.read_parquet(tmp_path / "all" / "corruptions.parquet")
+    cells = table[table["corruption"] != "mean"]
+    assert {(c, s) for c, s in zip(cells["corruption"], cells["severity"])} == set(benchmark_cells("mnist-c"))
+    mean = table.loc[table["corruption"] == "mean"]
+    assert mean["accuracy"].iloc[0] == pytest.approx(cells["accuracy"].mean(), abs=1e-12)
+    assert bool(mean["benchmark_mean"].iloc[0]) and "canny_edges" in every.output
+
+
+def test_a_corruption_threat_with_eps_or_a_bad_spelling_is_one_line(
+    noisy_model: tuple[str, Path], tmp_path: Path
+) -> None:
+    from tests.cli_helpers import assert_one_line_error
+
+    model, store = noisy_model
+    assert_one_line_error(_evaluate(model, store, tmp_path / "a", "corruptions", "--eps", "0.1"), "no epsilon")
+    assert_one_line_error(_evaluate(model, store, tmp_path / "b", "corruption:fog:9"), "corruptions:SEVERITY")

@@ -29,6 +29,7 @@ from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.pipeline.cells import (
     certify_cell,
     check_matrix,
+    corruptions_cell,
     proxy_train_cell,
     target_matrix_cell,
     transfer_cell,
@@ -71,11 +72,22 @@ class EvaluationRun:
     target_matrix: pd.DataFrame | None = None  # target policy ``all``: the long matrix table
     attack: str = ""  # target policy ``all``: the attack's name
     norm: str = ""
+    corruptions: pd.DataFrame | None = None  # a corruption threat: the ``corruptions`` table (summary is empty)
 
 
 def _curve(threat: str, eps: str | list[float] | None) -> tuple[str, list[float]]:
     curve = ThreatModel.parse_curve(threat, eps)
     return curve[0].norm.value, [t.eps for t in curve]
+
+
+def _is_corruption_threat(threat: str) -> bool:
+    """Whether ``threat`` parses (:meth:`ThreatModel.parse`, which raises on a malformed corruption spelling) to a
+    :class:`~robustbench_cnn.core.corruption_threat.CorruptionThreat`; a bare norm (``linf``) is a norm threat."""
+    from robustbench_cnn.core.corruption_threat import CorruptionThreat
+
+    if ":" not in str(threat) and not str(threat).strip().lower().startswith("corruption"):
+        return False  # a bare norm: its epsilons come from --eps (parse_curve)
+    return isinstance(ThreatModel.parse(threat), CorruptionThreat)
 
 
 def evaluate_model(
@@ -103,7 +115,9 @@ def evaluate_model(
     """Evaluate ``model`` (store name or checkpoint path) or a bring-your-own ``model_def`` (``file.py:factory``,
     optional ``weights``) against ``cascade`` (``quick`` | ``standard`` | ``plus``, attack names, or one attack with
     ``attack_params``) at the epsilons of ``threat``/``eps`` (``ThreatModel.parse_curve``), into the run folder
-    ``out``. Target policy ``all`` makes the true x target matrix of one attack (:func:`target_matrix`)."""
+    ``out``. Target policy ``all`` makes the true x target matrix of one attack (:func:`target_matrix`). A
+    corruption ``threat`` (``corruptions``, ``corruption:fog:3``, ...) runs one ``corruptions`` cell instead
+    (no attack; the accuracies are in :attr:`EvaluationRun.corruptions`)."""
     from robustbench_cnn.core.devices import resolve_device
 
     if not model and not model_def:
@@ -113,8 +127,26 @@ def evaluate_model(
             "--weights is only used with --model-def file.py:factory (a --model checkpoint brings its own weights)"
         )
     resolve_device(device)
-    norm, eps_list = _curve(threat, eps)
     label = model or model_def or ""
+    if _is_corruption_threat(threat):
+        if eps:
+            raise ValueError(f"--eps is for a norm threat; {threat!r} is a corruption threat (it has no epsilon)")
+        cell = corruptions_cell(
+            label,
+            dataset,
+            threat,
+            n=n,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            data_dir=data_dir,
+            store=store,
+            model_def=model_def,
+            weights=weights,
+        )
+        run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "evaluate"})
+        return EvaluationRun(run.dir, run.summary(), corruptions=run.table("corruptions"))
+    norm, eps_list = _curve(threat, eps)
     if targeted and target_policy == "all":
         return target_matrix(
             label,

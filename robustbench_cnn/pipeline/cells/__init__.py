@@ -10,7 +10,8 @@ Registered kinds (one module each):
 - ``proxy-train``: a substitute of a black-box target from oracle labels, saved to the model store;
 - ``transfer``: from a proxy, a model or an ensemble of models to a target;
 - ``transfer-matrix``: every model as source against every model as target;
-- ``certify``: randomized smoothing, certified (lower) beside attacked (upper) accuracy per L2 radius.
+- ``certify``: randomized smoothing, certified (lower) beside attacked (upper) accuracy per L2 radius;
+- ``corruptions``: accuracy under common corruptions, per corruption and severity, and the mean.
 
 Adding a cell kind is one new module with one decorated class, plus its import line below::
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 from robustbench_cnn.pipeline.cells import (  # noqa: F401  (register the kinds)
     certify,
+    corruptions,
     defense_train,
     proxy_train,
     target_matrix,
@@ -42,6 +44,7 @@ from robustbench_cnn.pipeline.cells import (  # noqa: F401  (register the kinds)
 )
 from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, CellResult
 from robustbench_cnn.pipeline.cells.certify import certify_cell
+from robustbench_cnn.pipeline.cells.corruptions import corruptions_cell
 from robustbench_cnn.pipeline.cells.defense_train import defense_train_cell
 from robustbench_cnn.pipeline.cells.proxy_train import proxy_train_cell, substitute_checkpoint
 from robustbench_cnn.pipeline.cells.target_matrix import target_matrix_cell
@@ -56,6 +59,7 @@ __all__ = [
     "CellResult",
     "certify_cell",
     "check_matrix",
+    "corruptions_cell",
     "defense_train_cell",
     "proxy_train_cell",
     "substitute_checkpoint",
