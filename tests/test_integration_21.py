@@ -152,3 +152,32 @@ def test_a_corruption_threat_with_eps_or_a_bad_spelling_is_one_line(
     model, store = noisy_model
     assert_one_line_error(_evaluate(model, store, tmp_path / "a", "corruptions", "--eps", "0.1"), "no epsilon")
     assert_one_line_error(_evaluate(model, store, tmp_path / "b", "corruption:fog:9"), "corruptions:SEVERITY")
+
+
+# ------------------------------------------------------------------------------------------------ item 4: minimal norm
+
+
+def test_rbc_attack_with_a_minimal_norm_attack_reports_its_one_run_curve(
+    noisy_model: tuple[str, Path], tmp_path: Path
+) -> None:
+    model, store = noisy_model
+    out = tmp_path / "run"
+    args = ["attack", "-a", "fmn", "-p", "steps=10", "-m", model, "--threat", "l2", "--eps", "0.5,1,2", "-n", "20"]
+    result = CliRunner().invoke(main, [*args, "--store", str(store), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = pd.read_parquet(out / "summary.parquet")
+    assert set(summary["attack"]) == {"fmn", "growing-ball", "worst-case"}
+    fmn = summary[summary["attack"] == "fmn"].sort_values("eps")
+    assert list(fmn["attack_kind"]) == ["minimal-norm"] * 3 and list(fmn["eps"]) == [0.5, 1.0, 2.0]
+    # one run: one minimal norm per point, and the curve is the share of points whose norm exceeds eps
+    norms = pd.read_parquet(out / "minimal_norms.parquet")
+    assert len(norms) == 20
+    for eps, robust in zip(fmn["eps"], fmn["robust_acc"]):
+        assert robust == pytest.approx(float((norms["minimal_norm"] > eps).mean()), abs=1e-12)
+    assert fmn["robust_acc"].is_monotonic_decreasing
+    # the reported figure is the per-sample worst case: never above either curve
+    wide = summary.pivot(index="eps", columns="attack", values="robust_acc")
+    assert (wide["worst-case"] <= wide[["fmn", "growing-ball"]].min(axis=1) + 1e-12).all()
+    comparison = pd.read_parquet(out / "minimal_norm.parquet")
+    # the library averages in float32: equal to 1e-6 relative
+    assert list(comparison["minimal_norm_robust"]) == pytest.approx(list(fmn["robust_acc"]), rel=1e-6)

@@ -30,6 +30,7 @@ from robustbench_cnn.pipeline.cells import (
     certify_cell,
     check_matrix,
     corruptions_cell,
+    minimal_norm_cell,
     proxy_train_cell,
     target_matrix_cell,
     transfer_cell,
@@ -90,6 +91,14 @@ def _is_corruption_threat(threat: str) -> bool:
     return isinstance(ThreatModel.parse(threat), CorruptionThreat)
 
 
+def _is_minimal_norm_attack(cascade: str) -> bool:
+    """Whether ``cascade`` names one registered minimal-norm attack (``fmn``, ``fab``, ``ddn``)."""
+    from robustbench_cnn.attacks import ATTACKS
+    from robustbench_cnn.evaluation.minimal_norm import is_minimal_norm
+
+    return "," not in cascade and cascade in ATTACKS and is_minimal_norm(ATTACKS.get(cascade))
+
+
 def evaluate_model(
     model: str | None,
     *,
@@ -117,7 +126,9 @@ def evaluate_model(
     ``attack_params``) at the epsilons of ``threat``/``eps`` (``ThreatModel.parse_curve``), into the run folder
     ``out``. Target policy ``all`` makes the true x target matrix of one attack (:func:`target_matrix`). A
     corruption ``threat`` (``corruptions``, ``corruption:fog:3``, ...) runs one ``corruptions`` cell instead
-    (no attack; the accuracies are in :attr:`EvaluationRun.corruptions`)."""
+    (no attack; the accuracies are in :attr:`EvaluationRun.corruptions`). One untargeted minimal-norm attack
+    (``fmn``, ``fab``, ``ddn``) runs one ``minimal-norm`` cell: its curve from one run, the growing ball (``pgd``)
+    and their worst case, in the summary rows."""
     from robustbench_cnn.core.devices import resolve_device
 
     if not model and not model_def:
@@ -167,6 +178,25 @@ def evaluate_model(
             device=device,
             progress=progress,
         )
+    if not targeted and _is_minimal_norm_attack(cascade):
+        cell = minimal_norm_cell(
+            label,
+            dataset,
+            norm,
+            eps_list,
+            cascade,
+            attack_params=attack_params,
+            n=n,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            data_dir=data_dir,
+            store=store,
+            model_def=model_def,
+            weights=weights,
+        )
+        run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "evaluate"})
+        return EvaluationRun(run.dir, run.summary())
     cell = whitebox_cell(
         label,
         dataset,
