@@ -23,7 +23,7 @@ def _parse_eps_options(values: tuple[str, ...]) -> dict[str, float]:
     for text in values:
         if ":" not in text:
             raise ValueError(f"invalid --eps {text!r}: use NORM:EPS, e.g. linf:8/255 or l2:0.5")
-        threat = ThreatModel.parse(text)
+        threat = ThreatModel.parse_ball(text)
         chosen[threat.norm.value] = threat.eps
     return chosen
 

@@ -330,7 +330,7 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
                         f"invalid plan {source}: model {spec.arch}/{spec.recipe} needs threat = "
                         f'"linf:EPS" (the training threat model)'
                     )
-                ThreatModel.parse(spec.threat)
+                ThreatModel.parse_ball(spec.threat)
     _check_distinct_names(models, source)
     check_attack_names(plan.cascade)
     _check_attack_compatibility(plan, source)

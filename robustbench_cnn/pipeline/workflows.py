@@ -473,7 +473,7 @@ def transfer_matrix(
     ``results/transfer-matrix-...``)."""
     from robustbench_cnn.core.devices import resolve_device
 
-    tm = ThreatModel.parse(threat)
+    tm = ThreatModel.parse_ball(threat)
     names = _names(models, "--models")
     check_matrix(names, attack, attack_params)  # two models at least, no duplicate, a white-box attack
     resolve_device(device)
@@ -504,7 +504,7 @@ def threat_key(threat: str | None) -> str:
     """The canonical ``str(ThreatModel)`` form (``linf:0.30`` -> ``linf:0.3``, ``linf:0.0313725...`` ->
     ``linf:8/255``), so a card's threat and a summary's norm and eps name the same entry."""
     try:
-        return str(ThreatModel.parse(threat or ""))
+        return str(ThreatModel.parse_ball(threat or ""))
     except ValueError:
         return threat or ""
 
