@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -181,3 +182,101 @@ def test_rbc_attack_with_a_minimal_norm_attack_reports_its_one_run_curve(
     comparison = pd.read_parquet(out / "minimal_norm.parquet")
     # the library averages in float32: equal to 1e-6 relative
     assert list(comparison["minimal_norm_robust"]) == pytest.approx(list(fmn["robust_acc"]), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ item 5: boards
+
+
+class _Tables(__import__("html.parser").parser.HTMLParser):
+    """The rows (lists of cell texts, with the row's class) of every table in each <section id=...>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, list[tuple[str, list[str]]]] = {}
+        self._section = ""
+        self._row: list[str] | None = None
+        self._cls = ""
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "section":
+            self._section = a.get("id") or ""
+            self.sections.setdefault(self._section, [])
+        elif tag == "tr":
+            self._row, self._cls = [], a.get("class") or ""
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append("".join(self._cell))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.sections[self._section].append((self._cls, self._row))
+            self._row = None
+
+
+def _sections(page: Path) -> dict[str, list[tuple[str, list[str]]]]:
+    parser = _Tables()
+    parser.feed(page.read_text())
+    return parser.sections
+
+
+def test_the_report_of_a_certify_run_shows_the_bracket_and_flags_inconsistent_points(
+    noisy_model: tuple[str, Path], tmp_path: Path
+) -> None:
+    model, store = noisy_model
+    run = tmp_path / "run"
+    assert _certify(model, store, run).exit_code == 0
+    result = CliRunner().invoke(main, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    rows = _sections(run / "leaderboard.html")["certified-vs-empirical"]
+    header, body = rows[0][1], [r for _, r in rows[1:]]
+    table = pd.read_parquet(run / "certify.parquet").sort_values("radius")
+    assert len(body) == len(table) == 3
+    col = {h: i for i, h in enumerate(header)}
+    for row, rec in zip(body, table.to_dict("records")):
+        low, high = row[col["certified % <= robust <= empirical %"]].split(" <= robust <= ")
+        assert float(low) == pytest.approx(100 * rec["certified_acc"], abs=0.05)  # printed with one decimal
+        assert float(high) == pytest.approx(100 * rec["empirical_acc"], abs=0.05)
+        assert float(low) <= float(high) and row[col["status"]] == "consistent"
+        assert float(row[col["gap (pp)"]]) == pytest.approx(100 * rec["gap"], abs=0.05)
+    assert "## Certified vs empirical" in (run / "leaderboard.md").read_text()
+
+    # a planted contradiction: more certified points broken than chance allows -> the row is flagged
+    from robustbench_cnn.reporting.boards_extra import add_html, certified_board
+
+    bad = table.assign(flags=["", "certified-broken", ""], inconsistent=[0, 5, 0])
+    page = tmp_path / "bad.html"
+    page.write_text(add_html("<html><body></body></html>", [certified_board(bad)]))
+    flagged = [(cls, r) for cls, r in _sections(page)["certified-vs-empirical"][1:] if cls == "inconsistent"]
+    assert len(flagged) == 1 and flagged[0][1][col["status"]] == "INCONSISTENT" and flagged[0][1][2] == "0.25"
+
+
+def test_report_exports_robustbench_entries_and_reads_them_back_as_external_rows(
+    noisy_model: tuple[str, Path], tmp_path: Path
+) -> None:
+    model, store = noisy_model
+    run = tmp_path / "corr"
+    assert _evaluate(model, store, run, "corruptions").exit_code == 0
+    exported = tmp_path / "model_info"
+    result = CliRunner().invoke(main, ["report", str(run), "--robustbench-json", str(exported), "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    files = sorted(exported.glob("*/*/*.json"))
+    assert len(files) == 1 and files[0].parent.name == "corruptions"
+    mean = pd.read_parquet(run / "corruptions.parquet").query("corruption == 'mean'")["accuracy"].iloc[0]
+    assert json.loads(files[0].read_text())["corruptions_acc"] == f"{100 * mean:.2f}"
+    # the corruptions board ranks by the mean, and the exported entry comes back as an external reference row
+    result = CliRunner().invoke(main, ["report", str(run), "--reference", str(exported)])
+    assert result.exit_code == 0, result.output
+    sections = _sections(run / "leaderboard.html")
+    header, row = sections["corruptions"][0][1], sections["corruptions"][1][1]
+    assert row[header.index("mean corruption %")] == f"{100 * mean:.1f}"
+    ref_header, ref_rows = sections["external-references"][0][1], sections["external-references"][1:]
+    assert len(ref_rows) == 1 and ref_rows[0][1][ref_header.index("external")] == "external"
+    assert ref_rows[0][1][ref_header.index("robust %")] == f"{100 * mean:.1f}"
