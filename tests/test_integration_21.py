@@ -280,3 +280,39 @@ def test_report_exports_robustbench_entries_and_reads_them_back_as_external_rows
     ref_header, ref_rows = sections["external-references"][0][1], sections["external-references"][1:]
     assert len(ref_rows) == 1 and ref_rows[0][1][ref_header.index("external")] == "external"
     assert ref_rows[0][1][ref_header.index("robust %")] == f"{100 * mean:.1f}"
+
+
+# ------------------------------------------------------------------------------------------------ item 6: plans
+
+
+def test_a_plan_emits_corruptions_and_certify_cells_from_its_tables(tmp_path: Path) -> None:
+    from robustbench_cnn.core.errors import RbcError
+    from robustbench_cnn.pipeline.plan import load_plan, parse_plan
+
+    base = {
+        "datasets": ["digits"],
+        "n": 50,
+        "threat": {"norm": "l2", "eps": [0.0, 0.5]},
+        "models": [{"arch": "fastcnn"}, {"arch": "fastcnn", "recipe": "gaussian-noise", "threat": "l2:0.5"}],
+        "corruptions": {"threat": "corruption:fog:3", "n": 20},
+        "certify": {"models": ["fastcnn-gaussian-noise"], "sigma": 0.25, "radii": [0, 0.25], "n": 10},
+    }
+    cells = parse_plan(base).cells(store=tmp_path / "store")
+    corr = [c for c in cells if c.kind == "corruptions"]
+    cert = [c for c in cells if c.kind == "certify"]
+    assert len(corr) == 2 and {c.params["threat"] for c in corr} == {"corruption:fog:3"} and corr[0].n == 20
+    assert [c.model for c in cert] == ["digits/fastcnn-gaussian-noise"] and cert[0].n == 10
+    assert cert[0].params["radii"] == [0.0, 0.25] and cert[0].params["sigma"] == 0.25
+    train = next(c for c in cells if c.kind == "defense-train" and c.model == "digits/fastcnn-gaussian-noise")
+    assert cert[0].after == (train.ref,)  # certified after the model is trained
+    for bad, message in (
+        ({"certify": {"sigma": 0}}, "invalid --sigma"),
+        ({"certify": {"sigma": 0.25, "radius": [1]}}, "unknown key(s) radius"),
+        ({"corruptions": {"threat": "corruption:fog:7"}}, "invalid corruption threat"),
+    ):
+        with pytest.raises(RbcError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            parse_plan({**base, **bad})
+    mnist = load_plan("mnist")
+    assert mnist.certify is not None and mnist.corruptions is not None
+    kinds = [c.kind for c in mnist.cells(store=tmp_path / "store")]
+    assert kinds.count("certify") == 1 and kinds.count("corruptions") == len(mnist.models)
