@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import click
 
-from robustbench_cnn.commands import attack_list, benchmark, blackbox, data, defend, evaluate, models, report, train
+from robustbench_cnn.commands import (
+    attack_list,
+    benchmark,
+    blackbox,
+    certify,
+    data,
+    defend,
+    evaluate,
+    models,
+    report,
+    train,
+)
 from robustbench_cnn.commands.errors import RbcGroup
 from robustbench_cnn.commands.options import root_options
 
@@ -34,6 +45,7 @@ for command in (
     defend.tradeoff_command,
     evaluate.attack,
     evaluate.evaluate,
+    certify.certify_command,
     attack_list.attacks_group,
     blackbox.proxy_group,
     blackbox.transfer_command,

@@ -198,7 +198,7 @@ def other_threat(folder: Path, threat: ThreatModel | str) -> str | None:
     if not (folder / CARD_FILE).exists():
         return None
     stored = read_card(folder).threat
-    if stored is not None and ThreatModel.parse(stored) == ThreatModel.parse(str(threat)):
+    if stored is not None and ThreatModel.parse_ball(stored) == ThreatModel.parse_ball(str(threat)):
         return None
     return stored or "no threat"
 

@@ -15,7 +15,10 @@ from robustbench_cnn.core.errors import RbcError
 from robustbench_cnn.pipeline.cells import (
     CELL_KINDS,
     Cell,
+    certify_cell,
+    corruptions_cell,
     defense_train_cell,
+    minimal_norm_cell,
     proxy_train_cell,
     target_matrix_cell,
     transfer_cell,
@@ -25,7 +28,17 @@ from robustbench_cnn.pipeline.cells import (
 from robustbench_cnn.pipeline.runner import pin_weights, run_cells
 from robustbench_cnn.tables.results import comparable
 
-KINDS = ["defense-train", "proxy-train", "target-matrix", "transfer", "transfer-matrix", "whitebox"]
+KINDS = [
+    "certify",
+    "corruptions",
+    "defense-train",
+    "minimal-norm",
+    "proxy-train",
+    "target-matrix",
+    "transfer",
+    "transfer-matrix",
+    "whitebox",
+]
 
 
 @pytest.fixture()
@@ -78,9 +91,22 @@ def _all_kinds(models: tuple[str, str]) -> list[Cell]:
     ]
 
 
+def _issue21_kinds(models: tuple[str, str]) -> list[Cell]:
+    """One small cell of each of issue 21's kinds (certify, corruptions, minimal-norm) on a digits model."""
+    lenet, _ = models
+    return [
+        certify_cell(lenet, "digits", sigma=0.25, radii=[0, 0.25], n=5, n0=10, noise_samples=50, attack_steps=1,
+                     attack_noise_samples=1),
+        corruptions_cell(lenet, "digits", "corruption:fog:3", n=20),
+        minimal_norm_cell(lenet, "digits", "l2", [0.5, 1.0], "fmn", attack_params={"steps": 5}, growing_ball="fgsm",
+                          n=10),
+    ]  # fmt: skip
+
+
 def test_every_kind_runs_through_the_runner_and_resumes(two_models, store, tmp_path) -> None:
     cells = _all_kinds(two_models)
-    assert sorted({c.kind for c in cells}) == KINDS  # the contract covers every registered kind
+    # the contract covers every registered kind (issue 21's in the test below)
+    assert sorted({c.kind for c in cells + _issue21_kinds(two_models)}) == KINDS
     ran: list[str] = []
     run = run_cells(cells, tmp_path / "run", progress=False, on_cell=lambda done: ran.append(done.cell.kind))
     assert ran == [c.kind for c in cells]  # locally: in order, each after what it waits for
@@ -98,6 +124,21 @@ def test_every_kind_runs_through_the_runner_and_resumes(two_models, store, tmp_p
     run_cells(cells, tmp_path / "run", resume=True, progress=False, on_cell=lambda done: again.append(done.cell.kind))
     assert again == []  # everything was finished (the model and the substitute are in the store)
     pd.testing.assert_frame_equal(comparable(run.summary()), comparable(summary))
+
+
+def test_issue21_kinds_run_through_the_runner_and_resume(two_models, store, tmp_path) -> None:
+    cells = _issue21_kinds(two_models)
+    ran: list[str] = []
+    run = run_cells(cells, tmp_path / "run", progress=False, on_cell=lambda done: ran.append(done.cell.kind))
+    assert ran == [c.kind for c in cells]
+    for name, rows in (("certify", 2), ("certify_samples", 5), ("corruptions", 2), ("minimal_norm", 2)):
+        table = pd.read_parquet(run.dir / f"{name}.parquet")
+        assert len(table) == rows and table["run_id"].eq(run.run_id).all(), name
+    summary = run.summary()
+    assert set(summary["attack"]) == {"fmn", "growing-ball", "worst-case"}  # only minimal-norm writes attack rows
+    again: list[str] = []
+    run_cells(cells, tmp_path / "run", resume=True, progress=False, on_cell=lambda done: again.append(done.cell.kind))
+    assert again == []
 
 
 def test_a_run_killed_after_training_resumes_to_the_rows_of_an_uninterrupted_one(store, tmp_path) -> None:

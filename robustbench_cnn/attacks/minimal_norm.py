@@ -73,6 +73,10 @@ class MinimalNormAttack(Attack):
     """Base of the minimal-norm attacks: ``minimal_norm = True``; ``threat.eps`` is only a bound."""
 
     minimal_norm: ClassVar[bool] = True
+    # the properties every attack declares (tests/test_attack_properties.py): iterative, white-box, no EOT
+    single_step: ClassVar[bool] = False
+    black_box: ClassVar[bool] = False
+    eot_param: ClassVar[str | None] = None
 
 
 @ATTACKS.register("fmn")

@@ -110,7 +110,7 @@ def defend_command(
 
     MODELS.get(arch)  # unknown names and devices fail before any data is loaded
     resolve_device(device)
-    threat_model = ThreatModel.parse(threat)
+    threat_model = ThreatModel.parse_ball(threat)
     params: dict[str, Any] = {
         "alpha": parse_eps(alpha) if alpha is not None else None,
         "steps": steps,

@@ -40,6 +40,11 @@ def _run_evaluation(cascade: str, attack_params: dict[str, Any], options: dict[s
     result = evaluate_model(
         options.pop("model"), cascade=cascade, attack_params=attack_params, out=options.pop("out"), **options
     )
+    if result.corruptions is not None:  # a corruption threat: accuracy per corruption and severity, and the mean
+        cols = ["model", "benchmark", "corruption", "severity", "n", "clean_accuracy", "accuracy"]
+        out.print(table("accuracy under common corruptions", result.corruptions.to_dict("records"), cols))
+        out.print(f"results in {result.run_dir / 'corruptions.parquet'}")
+        return
     if result.target_matrix is not None:
         for eps in sorted(result.target_matrix["eps"].unique()):
             out.print(

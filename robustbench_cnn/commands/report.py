@@ -23,7 +23,7 @@ def _parse_eps_options(values: tuple[str, ...]) -> dict[str, float]:
     for text in values:
         if ":" not in text:
             raise ValueError(f"invalid --eps {text!r}: use NORM:EPS, e.g. linf:8/255 or l2:0.5")
-        threat = ThreatModel.parse(text)
+        threat = ThreatModel.parse_ball(text)
         chosen[threat.norm.value] = threat.eps
     return chosen
 
@@ -41,14 +41,39 @@ def _parse_eps_options(values: tuple[str, ...]) -> dict[str, float]:
     help="Rank at this epsilon for this norm (repeatable), e.g. linf:0.1; default: the largest "
     "epsilon every model of a board was evaluated at.",
 )
+@click.option(
+    "--reference",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="A RobustBench model_info folder: its entries join the report as external reference rows.",
+)
+@click.option(
+    "--robustbench-json",
+    "robustbench_json",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write the run's results as RobustBench model_info entries under this folder.",
+)
 @store_option
-def report_command(run_dir: str, out_dir: str | None, eps: tuple[str, ...], store: str | None) -> None:
+def report_command(
+    run_dir: str,
+    out_dir: str | None,
+    eps: tuple[str, ...],
+    store: str | None,
+    reference: str | None = None,
+    robustbench_json: str | None = None,
+) -> None:
     """Write the leaderboard of RUN_DIR: leaderboard.md and a self-contained leaderboard.html."""
     from robustbench_cnn.reporting.report import write_report
 
-    md_path, html_path = write_report(run_dir, out_dir, store, eps=_parse_eps_options(eps))
+    md_path, html_path = write_report(run_dir, out_dir, store, eps=_parse_eps_options(eps), reference=reference)
     click.echo(str(md_path))
     click.echo(str(html_path))
+    if robustbench_json:
+        from robustbench_cnn.reporting.boards_extra import export_robustbench
+
+        for path in export_robustbench(run_dir, robustbench_json, store):
+            click.echo(str(path))
 
 
 _STYLE = {

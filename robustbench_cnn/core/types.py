@@ -11,9 +11,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from robustbench_cnn.core.corruption_threat import CorruptionThreat
 
 
 class Norm(str, enum.Enum):
@@ -104,6 +107,13 @@ def format_eps(eps: float) -> str:
     return f"{eps:g}"
 
 
+#: Every spelling :meth:`ThreatModel.parse` accepts, for error messages.
+THREAT_FORMS = (
+    "NORM:EPS such as linf:8/255 or l2:0.5, or a corruption threat: corruption:NAME:SEVERITY (e.g. "
+    "corruption:fog:3), corruption:NAME, corruptions or corruptions:SEVERITY"
+)
+
+
 @dataclass(frozen=True)
 class ThreatModel:
     """A norm ball: perturbations ``delta`` with ``||delta||_norm <= eps`` and ``x + delta`` in [0, 1]."""
@@ -120,12 +130,42 @@ class ThreatModel:
             raise ValueError(f"invalid epsilon {self.eps!r} for linf: images are in [0, 1], so eps <= 1")
 
     @classmethod
-    def parse(cls, text: str, eps: float | str | None = None) -> ThreatModel:
-        """``"linf:8/255"``, ``"l2:0.5"``, or ``"linf"`` with ``eps`` given separately."""
+    def parse(cls, text: str, eps: float | str | None = None) -> ThreatModel | CorruptionThreat:
+        """The one place a threat string becomes a value.
+
+        ``"linf:8/255"``, ``"l2:0.5"``, or ``"linf"`` with ``eps`` given separately: a norm ball
+        (:class:`ThreatModel`). ``"corruption:fog:3"``, ``"corruption:fog"``, ``"corruptions"`` or
+        ``"corruptions:3"``: a common-corruption threat, delegated to
+        :meth:`~robustbench_cnn.core.corruption_threat.CorruptionThreat.parse` (returns a
+        :class:`~robustbench_cnn.core.corruption_threat.CorruptionThreat`; ``eps`` must not be given). Anything
+        else raises ``ValueError`` listing every accepted form.
+        """
+        from robustbench_cnn.core.corruption_threat import CorruptionThreat
+
+        head = str(text).strip().lower().split(":", 1)[0].strip()
+        if head in ("corruption", "corruptions"):
+            if eps is not None:
+                raise ValueError(f"invalid threat {text!r}: a corruption threat takes no epsilon")
+            try:
+                return CorruptionThreat.parse(str(text))
+            except ValueError as exc:
+                raise ValueError(f"{str(exc).split('; use ')[0].split(': use ')[0]}: use {THREAT_FORMS}") from None
         norm_text, _, eps_text = str(text).partition(":")
         if not eps_text and eps is None:
-            raise ValueError(f"invalid threat model {text!r}: use NORM:EPS such as linf:8/255 or l2:0.5")
-        return cls(Norm.parse(norm_text), parse_eps(eps_text if eps_text else eps))  # type: ignore[arg-type]
+            raise ValueError(f"invalid threat model {text!r}: use {THREAT_FORMS}")
+        try:
+            norm = Norm.parse(norm_text)
+        except ValueError as exc:
+            raise ValueError(f"invalid threat model {text!r} ({exc}): use {THREAT_FORMS}") from None
+        return cls(norm, parse_eps(eps_text if eps_text else eps))  # type: ignore[arg-type]
+
+    @classmethod
+    def parse_ball(cls, text: str, eps: float | str | None = None) -> ThreatModel:
+        """:meth:`parse` for a caller that needs a norm ball: a corruption threat raises ``ValueError``."""
+        threat = cls.parse(text, eps)
+        if not isinstance(threat, ThreatModel):
+            raise ValueError(f"invalid threat model {text!r}: this needs a norm ball NORM:EPS such as linf:8/255")
+        return threat
 
     @classmethod
     def parse_curve(cls, text: str, eps: str | Sequence[float | str] | None = None) -> list[ThreatModel]:

@@ -32,7 +32,7 @@ class Defense:
     last_logits: torch.Tensor | None = None
 
     def __init__(self, threat: ThreatModel | str, **params: Any) -> None:
-        self.threat = threat if isinstance(threat, ThreatModel) else ThreatModel.parse(str(threat))
+        self.threat = threat if isinstance(threat, ThreatModel) else ThreatModel.parse_ball(str(threat))
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             accepted = ", ".join(sorted(self.defaults)) or "none"

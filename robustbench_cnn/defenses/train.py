@@ -161,7 +161,7 @@ def defend(
 
     Returns a :class:`DefendedModel`; the checkpoint folder also holds ``tradeoff_epochs.parquet``.
     """
-    threat = threat if isinstance(threat, ThreatModel) else ThreatModel.parse(str(threat))
+    threat = threat if isinstance(threat, ThreatModel) else ThreatModel.parse_ball(str(threat))
     if isinstance(defense, Defense):
         if defense_params:
             raise ValueError("pass the defense's parameters to its constructor, not to defend()")

@@ -52,7 +52,7 @@ def adversarial_examples(
     from robustbench_cnn.attacks import get_attack
     from robustbench_cnn.core.types import ThreatModel
 
-    threat = threat if isinstance(threat, ThreatModel) else ThreatModel.parse(str(threat))
+    threat = threat if isinstance(threat, ThreatModel) else ThreatModel.parse_ball(str(threat))
     device = next(model.parameters()).device
     with torch.no_grad():
         pred = model(x.to(device)).argmax(1).cpu()

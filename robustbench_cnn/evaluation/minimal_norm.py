@@ -213,7 +213,7 @@ class MinimalNormComparison:
                 "growing_ball_robust": float(self.growing_ball_robust(eps).float().mean()),
                 "reported_robust": float(self.worst_case_robust(eps).float().mean()),
                 "minimal_norm_attacks": self.best.attack,
-                "growing_ball_attacks": self.growing_ball.suite,
+                "growing_ball_attacks": self.growing_ball.cascade,
                 "minimal_norm_s": self.best.elapsed_s,
                 "growing_ball_s": self.growing_ball_s,
                 "minimal_norm_cpu_s": self.best.cpu_s,

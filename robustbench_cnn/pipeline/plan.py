@@ -71,6 +71,8 @@ class Plan:
     transfer: dict[str, Any] | None = None  # {attack, eps}: proxy -> every model, and the transfer matrix
     report_eps: float | None = None  # the epsilon the leaderboard ranks at (default: the largest)
     source: str = "<built-in>"
+    certify: dict[str, Any] | None = None  # {sigma, radii, models, n, n0, noise_samples, alpha, attack_steps, ...}
+    corruptions: dict[str, Any] | None = None  # {threat, n}
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -92,7 +94,9 @@ class Plan:
            attack at its epsilons;
         3. with ``[proxy]``: ``proxy-train`` of a substitute of the proxy target, then ``transfer`` from it to every
            model (at every non-zero epsilon, the ``[transfer]`` attack);
-        4. with ``[transfer]`` and two models or more: one ``transfer-matrix`` at the ``[transfer]`` epsilon.
+        4. with ``[transfer]`` and two models or more: one ``transfer-matrix`` at the ``[transfer]`` epsilon;
+        5. with ``[corruptions]``: a ``corruptions`` cell per model (``threat``, default ``corruptions``; ``n``);
+        6. with ``[certify]``: a ``certify`` cell per model of its ``models`` (plan keys; default every model).
 
         ``store`` and ``data_dir`` are resolved to absolute paths so that Ray workers see the same ones.
         """
@@ -187,7 +191,45 @@ class Plan:
                         **where,
                     )
                 )
+            cells += self._extra_cells(names, trains, dataset, where)
         return cells
+
+    def _extra_cells(
+        self, names: dict[str, str], trains: dict[str, tuple[str, ...]], dataset: str, where: dict[str, Any]
+    ) -> list[Cell]:
+        """The ``[corruptions]`` and ``[certify]`` cells of one dataset."""
+        from robustbench_cnn.pipeline.cells import certify_cell, corruptions_cell
+
+        out: list[Cell] = []
+        if self.corruptions is not None:
+            c = self.corruptions
+            for name in names.values():
+                out.append(
+                    corruptions_cell(
+                        name, dataset, str(c.get("threat", "corruptions")), n=c.get("n", self.n), seed=self.seed,
+                        batch_size=self.batch_size, after=trains[name], **where,
+                    )
+                )  # fmt: skip
+        if self.certify is not None:
+            c = dict(self.certify)
+            keys = c.pop("models", list(names))
+            unknown = [k for k in keys if k not in names]
+            if unknown:
+                raise ValueError(f"[certify] models {unknown} are not models of the plan: use {', '.join(names)}")
+            n = c.pop("n", 100)
+            for key in keys:
+                out.append(
+                    certify_cell(
+                        names[key],
+                        dataset,
+                        n=n,
+                        seed=self.seed,
+                        after=trains[names[key]],
+                        **_certify_params(c),
+                        **where,
+                    )
+                )
+        return out
 
     def _proxy_settings(self, names: dict[str, str]) -> tuple[str, dict[str, Any], str, list[float]]:
         """(target key, substitute-training options, transfer attack, epsilons) of the plan's ``[proxy]``."""
@@ -351,6 +393,23 @@ def _cascade(whitebox: dict[str, Any], source: str) -> str:
     return str(whitebox.get("cascade", "quick"))
 
 
+def _certify_params(section: dict[str, Any]) -> dict[str, Any]:
+    """The ``certify_cell`` settings of a ``[certify]`` table (``models`` and ``n`` removed), checked."""
+    from robustbench_cnn.pipeline.cells.certify import check_certify
+
+    allowed = {"sigma", "radii", "n0", "noise_samples", "alpha", "attack_steps", "attack_noise_samples"}
+    unknown = sorted(set(section) - allowed - {"models", "n"})
+    if unknown:
+        raise ValueError(f"[certify] has unknown key(s) {', '.join(unknown)}: use {', '.join(sorted(allowed))}")
+    if "sigma" not in section:
+        raise ValueError("[certify] needs sigma (the smoothing noise level, e.g. 0.25)")
+    params = {k: v for k, v in section.items() if k in allowed}
+    params["radii"] = [parse_eps(r) for r in params.get("radii", [0.0, 0.25, 0.5])]
+    defaults = {"n0": 100, "noise_samples": 10_000, "alpha": 0.001, "attack_steps": 20, "attack_noise_samples": 16}
+    check_certify({**defaults, **params})
+    return params
+
+
 def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
     """Build and validate a :class:`Plan` from the TOML structure."""
     from robustbench_cnn.attacks import ATTACKS
@@ -379,8 +438,16 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
             transfer=data.get("transfer"),
             report_eps=(parse_eps(data["report"]["eps"]) if "eps" in data.get("report", {}) else None),
             source=source,
+            certify=data.get("certify"),
+            corruptions=data.get("corruptions"),
         )
         _check_targeted_and_transfer(plan)
+        if plan.certify is not None:
+            _certify_params(dict(plan.certify))
+        if plan.corruptions is not None:
+            from robustbench_cnn.core.corruption_threat import CorruptionThreat
+
+            CorruptionThreat.parse(str(plan.corruptions.get("threat", "corruptions")))
     except (TypeError, ValueError) as exc:
         raise RbcError(f"invalid plan {source}: {exc}") from None
     if not models:
@@ -395,7 +462,7 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
                         f"invalid plan {source}: model {spec.arch}/{spec.recipe} needs threat = "
                         f'"linf:EPS" (the training threat model)'
                     )
-                ThreatModel.parse(spec.threat)
+                ThreatModel.parse_ball(spec.threat)
     _check_distinct_names(models, source)
     check_attack_names(plan.cascade)
     _check_attack_compatibility(plan, source)

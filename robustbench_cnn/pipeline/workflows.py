@@ -10,6 +10,7 @@ runner (:func:`~robustbench_cnn.pipeline.runner.run_cells`), then returns plain 
   the model store).
 - :func:`transfer`: ``rbc transfer``: one ``transfer`` cell (``summary.parquet``, ``samples.parquet``).
 - :func:`transfer_matrix`: ``rbc transfer-matrix``: one ``transfer-matrix`` cell (``transfer_matrix.parquet``).
+- :func:`certify_model`: ``rbc certify``: one ``certify`` cell (``certify.parquet``, ``certify_samples.parquet``).
 
 Every run folder also holds ``run.json`` (the command, the cells, the run metadata).
 """
@@ -26,7 +27,10 @@ import pandas as pd
 from robustbench_cnn.core.errors import CheckpointError, RbcError
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.pipeline.cells import (
+    certify_cell,
     check_matrix,
+    corruptions_cell,
+    minimal_norm_cell,
     proxy_train_cell,
     target_matrix_cell,
     transfer_cell,
@@ -38,10 +42,12 @@ from robustbench_cnn.pipeline.runner import run_cells
 __all__ = [
     "CASCADE_META_KEY",
     "CASCADE_ROBUST_KEY",
+    "CertifyRun",
     "EvaluationRun",
     "MatrixRun",
     "ProxyRun",
     "TransferRun",
+    "certify_model",
     "evaluate_model",
     "record_cascade_accuracy",
     "target_matrix",
@@ -71,6 +77,7 @@ class EvaluationRun:
     target_matrix: pd.DataFrame | None = None  # target policy ``all``: the long matrix table
     attack: str = ""  # target policy ``all``: the attack's name
     norm: str = ""
+    corruptions: pd.DataFrame | None = None  # a corruption threat: the ``corruptions`` table (summary is empty)
 
 
 def _curve(threat: str, eps: str | list[float] | None) -> tuple[str, list[float]]:
@@ -101,6 +108,24 @@ def warn_eps(norm: str, eps_list: list[float], dataset: str, data_dir: PathLike 
     return warnings
 
 
+def _is_corruption_threat(threat: str) -> bool:
+    """Whether ``threat`` parses (:meth:`ThreatModel.parse`, which raises on a malformed corruption spelling) to a
+    :class:`~robustbench_cnn.core.corruption_threat.CorruptionThreat`; a bare norm (``linf``) is a norm threat."""
+    from robustbench_cnn.core.corruption_threat import CorruptionThreat
+
+    if ":" not in str(threat) and not str(threat).strip().lower().startswith("corruption"):
+        return False  # a bare norm: its epsilons come from --eps (parse_curve)
+    return isinstance(ThreatModel.parse(threat), CorruptionThreat)
+
+
+def _is_minimal_norm_attack(cascade: str) -> bool:
+    """Whether ``cascade`` names one registered minimal-norm attack (``fmn``, ``fab``, ``ddn``)."""
+    from robustbench_cnn.attacks import ATTACKS
+    from robustbench_cnn.evaluation.minimal_norm import is_minimal_norm
+
+    return "," not in cascade and cascade in ATTACKS and is_minimal_norm(ATTACKS.get(cascade))
+
+
 def evaluate_model(
     model: str | None,
     *,
@@ -126,7 +151,11 @@ def evaluate_model(
     """Evaluate ``model`` (store name or checkpoint path) or a bring-your-own ``model_def`` (``file.py:factory``,
     optional ``weights``) against ``cascade`` (``quick`` | ``standard`` | ``plus``, attack names, or one attack with
     ``attack_params``) at the epsilons of ``threat``/``eps`` (``ThreatModel.parse_curve``), into the run folder
-    ``out``. Target policy ``all`` makes the true x target matrix of one attack (:func:`target_matrix`)."""
+    ``out``. Target policy ``all`` makes the true x target matrix of one attack (:func:`target_matrix`). A
+    corruption ``threat`` (``corruptions``, ``corruption:fog:3``, ...) runs one ``corruptions`` cell instead
+    (no attack; the accuracies are in :attr:`EvaluationRun.corruptions`). One untargeted minimal-norm attack
+    (``fmn``, ``fab``, ``ddn``) runs one ``minimal-norm`` cell: its curve from one run, the growing ball (``pgd``)
+    and their worst case, in the summary rows."""
     from robustbench_cnn.core.devices import resolve_device
 
     if not model and not model_def:
@@ -136,10 +165,28 @@ def evaluate_model(
             "--weights is only used with --model-def file.py:factory (a --model checkpoint brings its own weights)"
         )
     resolve_device(device)
+    label = model or model_def or ""
+    if _is_corruption_threat(threat):
+        if eps:
+            raise ValueError(f"--eps is for a norm threat; {threat!r} is a corruption threat (it has no epsilon)")
+        cell = corruptions_cell(
+            label,
+            dataset,
+            threat,
+            n=n,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            data_dir=data_dir,
+            store=store,
+            model_def=model_def,
+            weights=weights,
+        )
+        run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "evaluate"})
+        return EvaluationRun(run.dir, run.summary(), corruptions=run.table("corruptions"))
     norm, eps_list = _curve(threat, eps)
     _check_attacks(cascade, attack_params, norm)  # a norm no attack takes stays one error line, without warnings
     warn_eps(norm, eps_list, dataset, data_dir)
-    label = model or model_def or ""
     if targeted and target_policy == "all":
         return target_matrix(
             label,
@@ -160,6 +207,25 @@ def evaluate_model(
             device=device,
             progress=progress,
         )
+    if not targeted and _is_minimal_norm_attack(cascade):
+        cell = minimal_norm_cell(
+            label,
+            dataset,
+            norm,
+            eps_list,
+            cascade,
+            attack_params=attack_params,
+            n=n,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            data_dir=data_dir,
+            store=store,
+            model_def=model_def,
+            weights=weights,
+        )
+        run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "evaluate"})
+        return EvaluationRun(run.dir, run.summary())
     cell = whitebox_cell(
         label,
         dataset,
@@ -437,7 +503,7 @@ def transfer_matrix(
     ``results/transfer-matrix-...``)."""
     from robustbench_cnn.core.devices import resolve_device
 
-    tm = ThreatModel.parse(threat)
+    tm = ThreatModel.parse_ball(threat)
     names = _names(models, "--models")
     check_matrix(names, attack, attack_params)  # two models at least, no duplicate, a white-box attack
     resolve_device(device)
@@ -468,7 +534,7 @@ def threat_key(threat: str | None) -> str:
     """The canonical ``str(ThreatModel)`` form (``linf:0.30`` -> ``linf:0.3``, ``linf:0.0313725...`` ->
     ``linf:8/255``), so a card's threat and a summary's norm and eps name the same entry."""
     try:
-        return str(ThreatModel.parse(threat or ""))
+        return str(ThreatModel.parse_ball(threat or ""))
     except ValueError:
         return threat or ""
 
@@ -531,3 +597,66 @@ def record_cascade_accuracy(
     card.extra["suite_eval"] = {"suite": cascade, "n": n, "seed": seed}
     update_card(folder, card)
     return recorded
+
+
+@dataclass
+class CertifyRun:
+    """What :func:`certify_model` produced: the run folder and the ``certify`` table (one row per radius)."""
+
+    run_dir: Path
+    table: pd.DataFrame
+
+
+def certify_model(
+    model: str,
+    *,
+    sigma: float,
+    radii: str | list[float],
+    dataset: str = "digits",
+    n: int | None = 100,
+    n0: int = 100,
+    noise_samples: int = 10_000,
+    alpha: float = 0.001,
+    attack_steps: int = 20,
+    attack_noise_samples: int = 16,
+    seed: int = 0,
+    batch_size: int = 1000,
+    out: PathLike | None = None,
+    resume: bool = False,
+    data_dir: PathLike | None = None,
+    store: PathLike | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> CertifyRun:
+    """Certify and attack the smoothed classifier of ``model`` (store name or checkpoint path) at noise ``sigma``
+    at each L2 radius of ``radii`` (comma-separated or a list) on ``n`` test points: one ``certify`` cell
+    (:mod:`robustbench_cnn.pipeline.cells.certify`) into the run folder ``out``."""
+    from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.core.types import parse_eps, parse_eps_list
+
+    if not model:
+        raise ValueError("give --model NAME|PATH (a model trained with noise, e.g. rbc defend gaussian-noise)")
+    resolve_device(device)
+    try:
+        radius_list = parse_eps_list(radii) if isinstance(radii, str) else sorted({parse_eps(r) for r in radii})
+    except ValueError as exc:
+        raise ValueError(f"invalid --radii {radii!r}: {exc}") from None
+    cell = certify_cell(
+        model,
+        dataset,
+        sigma=sigma,
+        radii=radius_list,
+        n0=n0,
+        noise_samples=noise_samples,
+        alpha=alpha,
+        attack_steps=attack_steps,
+        attack_noise_samples=attack_noise_samples,
+        n=n,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        data_dir=data_dir,
+        store=store,
+    )
+    run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "certify"})
+    return CertifyRun(run.dir, run.table("certify"))

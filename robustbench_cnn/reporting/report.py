@@ -43,6 +43,7 @@ from robustbench_cnn.core.statistics import ALPHA, format_ci
 from robustbench_cnn.core.types import format_eps
 from robustbench_cnn.evaluation.examples import EXAMPLES_FILE, load_examples
 from robustbench_cnn.evaluation.flags import EXPLANATIONS
+from robustbench_cnn.reporting import boards_extra
 from robustbench_cnn.reporting.paired import SampleIndex, compare_outcomes, read_samples
 from robustbench_cnn.tables.results import RunStore, atomic_write_text, read_summary, with_cascade, with_ci_columns
 
@@ -1146,6 +1147,7 @@ def write_report(
     store: str | os.PathLike | None = None,
     *,
     eps: Mapping[str, float] | None = None,
+    reference: str | os.PathLike | None = None,
 ) -> tuple[Path, Path]:
     """Write ``leaderboard.md`` (with its PNGs in ``leaderboard_files/``) and the self-contained
     ``leaderboard.html`` for the run folder ``run_dir``, in ``out_dir`` (default: the run folder).
@@ -1153,6 +1155,8 @@ def write_report(
     ``store``: the model store whose cards give training costs, training events and the black-box proxy's
     description (default ``$RBC_HOME``). ``eps``: norm -> epsilon to rank at (default per board: the largest
     epsilon every entry was evaluated at). The run's ``samples.parquet``, when present, gives the McNemar marks.
+    The boards of :mod:`~robustbench_cnn.reporting.boards_extra` (certified vs empirical, corruptions, minimal
+    norm) come from the run's tables; ``reference``: a RobustBench ``model_info`` folder shown as external rows.
     Returns (Markdown path, HTML path). Raises :class:`RbcError` for a folder that is not a run.
     """
     run_dir = Path(run_dir)
@@ -1182,11 +1186,18 @@ def write_report(
         tmp.write_bytes(fig.png)
         os.replace(tmp, image_dir / fig.name)
     md_path, html_path = out / "leaderboard.md", out / "leaderboard.html"
+    extra = boards_extra.extra_boards(run_dir, reference)
     atomic_write_text(
-        render_markdown(title, meta, boards, figs, transfer, flag_uses, training=training, colours=colours), md_path
+        boards_extra.add_markdown(
+            render_markdown(title, meta, boards, figs, transfer, flag_uses, training=training, colours=colours), extra
+        ),
+        md_path,
     )
     atomic_write_text(
-        render_html(title, meta, boards, figs, transfer, flag_uses, training=training, colours=colours), html_path
+        boards_extra.add_html(
+            render_html(title, meta, boards, figs, transfer, flag_uses, training=training, colours=colours), extra
+        ),
+        html_path,
     )
     return md_path, html_path
 

@@ -163,7 +163,7 @@ def export_entries(
         entry = _base_entry(str(model), str(dataset), card, overrides.get(str(model), {}))
         if not entry["architecture"] and "arch" in rows and rows["arch"].notna().any():
             entry["architecture"] = str(rows["arch"].dropna().iloc[0])
-        suites = sorted({str(s) for s in rows.get("suite", pd.Series(dtype=str)).dropna()})
+        suites = sorted({str(s) for s in rows.get("cascade", rows.get("suite", pd.Series(dtype=str))).dropna()})
         flags = sorted(
             {f for text in rows.get("flags", pd.Series(dtype=str)).dropna() for f in str(text).split(";") if f}
         )

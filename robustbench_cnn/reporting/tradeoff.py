@@ -115,7 +115,7 @@ def _threat_key(threat: str | None) -> str:
     """The canonical ``str(ThreatModel)`` form (``linf:0.30`` -> ``linf:0.3``, ``linf:0.0313725...`` ->
     ``linf:8/255``), so a card's threat and a summary's norm and eps name the same entry."""
     try:
-        return str(ThreatModel.parse(threat or ""))
+        return str(ThreatModel.parse_ball(threat or ""))
     except ValueError:
         return threat or ""
 

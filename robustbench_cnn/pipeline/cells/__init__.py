@@ -9,7 +9,10 @@ Registered kinds (one module each):
 - ``defense-train``: train a model a plan lacks (standard or a defense recipe) into the model store;
 - ``proxy-train``: a substitute of a black-box target from oracle labels, saved to the model store;
 - ``transfer``: from a proxy, a model or an ensemble of models to a target;
-- ``transfer-matrix``: every model as source against every model as target.
+- ``transfer-matrix``: every model as source against every model as target;
+- ``certify``: randomized smoothing, certified (lower) beside attacked (upper) accuracy per L2 radius;
+- ``corruptions``: accuracy under common corruptions, per corruption and severity, and the mean;
+- ``minimal-norm``: one minimal-norm attack run gives the curve, beside the growing ball and their worst case.
 
 Adding a cell kind is one new module with one decorated class, plus its import line below::
 
@@ -31,7 +34,10 @@ Build cells as ``Cell(kind="my-kind", model=..., dataset=..., params={...JSON-ab
 from __future__ import annotations
 
 from robustbench_cnn.pipeline.cells import (  # noqa: F401  (register the kinds)
+    certify,
+    corruptions,
     defense_train,
+    minimal_norm,
     proxy_train,
     target_matrix,
     transfer,
@@ -39,7 +45,10 @@ from robustbench_cnn.pipeline.cells import (  # noqa: F401  (register the kinds)
     whitebox,
 )
 from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, CellResult
+from robustbench_cnn.pipeline.cells.certify import certify_cell
+from robustbench_cnn.pipeline.cells.corruptions import corruptions_cell
 from robustbench_cnn.pipeline.cells.defense_train import defense_train_cell
+from robustbench_cnn.pipeline.cells.minimal_norm import minimal_norm_cell
 from robustbench_cnn.pipeline.cells.proxy_train import proxy_train_cell, substitute_checkpoint
 from robustbench_cnn.pipeline.cells.target_matrix import target_matrix_cell
 from robustbench_cnn.pipeline.cells.transfer import transfer_cell
@@ -51,8 +60,11 @@ __all__ = [
     "Cell",
     "CellKind",
     "CellResult",
+    "certify_cell",
     "check_matrix",
+    "corruptions_cell",
     "defense_train_cell",
+    "minimal_norm_cell",
     "proxy_train_cell",
     "substitute_checkpoint",
     "target_matrix_cell",

@@ -34,7 +34,7 @@ def transfer_matrix_cell(
     """A ``transfer-matrix`` cell over ``models`` (store checkpoints) at ``threat`` (``NORM:EPS``)."""
     from robustbench_cnn.core.types import ThreatModel
 
-    tm = ThreatModel.parse(threat)
+    tm = ThreatModel.parse_ball(threat)
     return Cell(
         kind="transfer-matrix",
         model=",".join(models),
