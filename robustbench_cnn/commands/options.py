@@ -69,7 +69,7 @@ dataset_option = click.option(
 )
 #: The norms the registered attacks support (``rbc attacks list``, column norms), for the --threat help texts;
 #: tests/test_cli_surprises.py checks it against the registry. l1 and l0 parse but no attack takes them.
-ATTACK_NORMS_HELP = "linf or l2 (l1 and l0 parse, but no registered attack supports them: rbc attacks list)"
+ATTACK_NORMS_HELP = "linf or l2 or l1 or l0 (l1 and l0: only the minimal norm attacks fmn and fab; rbc attacks list)"
 common_options = compose(data_dir_option, store_option, device_option, seed_option, progress_option)
 
 

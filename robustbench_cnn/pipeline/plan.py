@@ -288,13 +288,17 @@ def _training_cell(
 PLAN_SCHEMA: dict[str, frozenset[str]] = {
     "": frozenset(
         {"name", "datasets", "n", "seed", "batch_size", "threat", "whitebox", "targeted", "proxy", "transfer"}
-        | {"report", "models"}
+        | {"report", "models", "certify", "corruptions"}
     ),
     "threat": frozenset({"norm", "eps"}),
     "whitebox": frozenset({"cascade", "suite"}),
     "targeted": frozenset({"attack", "policy", "eps"}),
     "transfer": frozenset({"attack", "eps"}),
     "report": frozenset({"eps"}),
+    "corruptions": frozenset({"threat", "n"}),
+    "certify": frozenset(
+        {"models", "n", "sigma", "radii", "n0", "noise_samples", "alpha", "attack_steps", "attack_noise_samples"}
+    ),
 }
 #: Deprecated keys, per table, and the key that replaces them (suggested instead of the deprecated one).
 _DEPRECATED_KEYS: dict[str, dict[str, str]] = {"whitebox": {"suite": "cascade"}}
