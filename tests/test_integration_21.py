@@ -307,7 +307,7 @@ def test_a_plan_emits_corruptions_and_certify_cells_from_its_tables(tmp_path: Pa
     assert cert[0].after == (train.ref,)  # certified after the model is trained
     for bad, message in (
         ({"certify": {"sigma": 0}}, "invalid --sigma"),
-        ({"certify": {"sigma": 0.25, "radius": [1]}}, "unknown key(s) radius"),
+        ({"certify": {"sigma": 0.25, "radius": [1]}}, "certify] key 'radius' (did you mean 'radii'"),
         ({"corruptions": {"threat": "corruption:fog:7"}}, "invalid corruption threat"),
     ):
         with pytest.raises(RbcError, match=message.replace("(", r"\(").replace(")", r"\)")):

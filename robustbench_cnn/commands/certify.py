@@ -18,6 +18,8 @@ from robustbench_cnn.commands.output import out, table
 
 def certify_rows(frame: Any) -> list[dict[str, Any]]:
     """The printed rows of a ``certify`` table: certified <= empirical side by side, the gap and the flags."""
+    from robustbench_cnn.core.statistics import format_ci
+
     rows = []
     for rec in frame.to_dict("records"):
         rows.append(
@@ -25,10 +27,10 @@ def certify_rows(frame: Any) -> list[dict[str, Any]]:
                 "model": rec["model"],
                 "sigma": f"{rec['sigma']:g}",
                 "radius": f"{rec['radius']:g}",
-                "certified": f"{rec['certified_acc']:.4f} [{rec['certified_ci_low']:.3f}, {rec['certified_ci_high']:.3f}]",
+                "certified %": format_ci(rec["certified_acc"], rec["certified_ci_low"], rec["certified_ci_high"]),
                 "<=": "<=" if rec["certified_acc"] <= rec["empirical_acc"] else "NOT <=",
-                "empirical": f"{rec['empirical_acc']:.4f} [{rec['empirical_ci_low']:.3f}, {rec['empirical_ci_high']:.3f}]",
-                "gap": f"{rec['gap']:.4f}",
+                "empirical %": format_ci(rec["empirical_acc"], rec["empirical_ci_low"], rec["empirical_ci_high"]),
+                "gap pp": f"{100 * rec['gap']:.1f}",
                 "inconsistent": f"{rec['inconsistent']} (allowed {rec['inconsistent_allowed']})",
                 "flags": rec["flags"] or "",
             }
@@ -62,7 +64,7 @@ def certify_command(model: str | None, **kwargs: Any) -> None:
     result = certify_model(model or "", **kwargs)
     out.print(
         table(
-            "smoothed classifier: certified (lower bound) <= empirical (upper bound), 95% CI",
+            "smoothed classifier: certified (lower bound) <= empirical (upper bound), percent ±95% CI half-width",
             certify_rows(result.table),
         )
     )

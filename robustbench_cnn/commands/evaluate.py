@@ -49,7 +49,7 @@ def _run_evaluation(cascade: str, attack_params: dict[str, Any], options: dict[s
         for eps in sorted(result.target_matrix["eps"].unique()):
             out.print(
                 table(
-                    f"targeted success, true class x target class ({result.attack}, {result.norm}:{eps:g})",
+                    f"targeted success %, true class x target class ({result.attack}, {result.norm}:{eps:g})",
                     wide_rows(result.target_matrix, float(eps)),
                 )
             )

@@ -111,7 +111,8 @@ def target_matrix_table(
 
 
 def wide_rows(table: pd.DataFrame, eps: float) -> list[dict[str, Any]]:
-    """One epsilon of the long table as printable rows: true class x target class ('-' where undefined)."""
+    """One epsilon of the long table as printable rows: true class x target class, targeted success in percent
+    with one decimal (the report's unit), '-' where undefined."""
     part = table[table["eps"] == eps]
     num_classes = int(max(part["true_class"].max(), part["target_class"].max())) + 1 if len(part) else 0
     rates = {(int(r.true_class), int(r.target_class)): r.success_rate for r in part.itertuples()}
@@ -119,7 +120,7 @@ def wide_rows(table: pd.DataFrame, eps: float) -> list[dict[str, Any]]:
     rows = []
     for i in range(num_classes):
         cells = {
-            str(j): "-" if pd.isna(rates.get((i, j), pd.NA)) else f"{float(rates[(i, j)]):.2f}"
+            str(j): "-" if pd.isna(rates.get((i, j), pd.NA)) else f"{100 * float(rates[(i, j)]):.1f}"
             for j in range(num_classes)
         }
         rows.append({"true": labels.get(i, str(i)), **cells})
