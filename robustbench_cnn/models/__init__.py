@@ -3,6 +3,12 @@
 A factory has the signature ``factory(in_channels: int, num_classes: int, input_size: int, **kwargs)``
 and returns a raw ``nn.Module`` that expects *normalized* input. :func:`build_model` wraps it in a
 :class:`NormalizedModel` so that the public model takes images in [0, 1] (normalization lives inside).
+
+Registering is ``@register_model("name", gradcam_layer="3")``: the properties of an architecture are declared
+on its registration. ``gradcam_layer`` is the dotted path, inside the raw network, of the module whose feature
+maps Grad-CAM (Selvaraju et al. 2017) weighs: the last convolution, or the last residual/dense/inception block
+that ends in it; a function of the input size where the path depends on it (VGG drops pools on small inputs);
+``None`` for a network without convolutions. :func:`gradcam_module` resolves it on a built model.
 """
 
 from __future__ import annotations
@@ -17,6 +23,40 @@ from robustbench_cnn.core.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")
+
+#: A declared Grad-CAM layer: a dotted module path, a function of the input size giving one, or None (no conv).
+GradcamLayer = str | Callable[[int], str] | None
+
+
+def register_model(name: str, *, gradcam_layer: GradcamLayer) -> Callable[[ModelFactory], ModelFactory]:
+    """Register an architecture factory under ``name`` with its declared properties (set as attributes of the
+    factory): ``gradcam_layer`` (see the module docstring)."""
+
+    def decorator(factory: ModelFactory) -> ModelFactory:
+        factory.gradcam_layer = gradcam_layer  # type: ignore[attr-defined]
+        return MODELS.register(name)(factory)
+
+    return decorator
+
+
+def gradcam_layer_name(arch: str, input_size: int) -> str | None:
+    """The dotted path (in the raw network) of ``arch``'s declared Grad-CAM layer for ``input_size`` images, or
+    None for an architecture without convolutions."""
+    declared = MODELS.get(arch).gradcam_layer  # type: ignore[attr-defined]
+    return declared(input_size) if callable(declared) else declared
+
+
+def gradcam_module(model: nn.Module, arch: str, input_size: int) -> nn.Module | None:
+    """The module of ``model`` (a :class:`NormalizedModel` or the raw network of ``arch``) whose feature maps
+    Grad-CAM weighs, from the architecture's declared ``gradcam_layer``; None where it declares none."""
+    path = gradcam_layer_name(arch, input_size)
+    if path is None:
+        return None
+    net = model.net if isinstance(model, NormalizedModel) else model
+    try:
+        return net.get_submodule(path)
+    except AttributeError:
+        raise ValueError(f"{arch} declares gradcam_layer {path!r} but the model has no such module") from None
 
 
 class NormalizedModel(nn.Module):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_cnn.models import MODELS
+from robustbench_cnn.models import register_model
 from robustbench_cnn.models.small import arch_options
 
 
@@ -59,7 +59,7 @@ class PreActResNet(nn.Module):
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
-@MODELS.register("preact_resnet18")
+@register_model("preact_resnet18", gradcam_layer="layers")
 def preact_resnet18(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """PreAct ResNet-18 (He, Zhang, Ren, Sun 2016, "Identity mappings in deep residual networks"), the CIFAR
     variant of Wong, Rice, Kolter 2020 and Rice, Wong, Kolter 2020 (fast_adversarial ``PreActResNet18``).
@@ -132,7 +132,7 @@ class WideResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
-@MODELS.register("wide_resnet")
+@register_model("wide_resnet", gradcam_layer="layers")
 def wide_resnet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """Wide ResNet (Zagoruyko, Komodakis 2016, "Wide residual networks"), the CIFAR version used by Madry et
     al. 2018, Zhang et al. 2019 (TRADES) and Rice et al. 2020.

@@ -13,7 +13,7 @@ from torch import nn
 
 from robustbench_cnn.core.errors import ArchOptionError
 from robustbench_cnn.core.types import parse_bool
-from robustbench_cnn.models import MODELS
+from robustbench_cnn.models import register_model
 
 
 def check_arch_options(arch: str, kwargs: dict[str, Any], accepted: Iterable[str]) -> None:
@@ -32,7 +32,7 @@ def arch_options(arch: str, kwargs: dict[str, Any], **defaults: Any) -> dict[str
     return {**defaults, **kwargs}
 
 
-@MODELS.register("lenet5")
+@register_model("lenet5", gradcam_layer="3")
 def lenet5(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """LeNet-5 (LeCun, Bottou, Bengio, Haffner 1998, "Gradient-based learning applied to document recognition").
 
@@ -73,7 +73,7 @@ def lenet5(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -
     )
 
 
-@MODELS.register("smallcnn")
+@register_model("smallcnn", gradcam_layer="3")
 def smallcnn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """The MNIST network of Madry, Makelov, Schmidt, Tsipras, Vladu 2018 ("Towards deep learning models
     resistant to adversarial attacks", the MNIST challenge model).
@@ -98,7 +98,7 @@ def smallcnn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any)
     )
 
 
-@MODELS.register("fastcnn")
+@register_model("fastcnn", gradcam_layer="2")
 def fastcnn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """The MNIST network of Wong, Rice, Kolter 2020 ("Fast is better than free: revisiting adversarial
     training", the FGSM-RS MNIST model).
@@ -121,7 +121,7 @@ def fastcnn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) 
     )
 
 
-@MODELS.register("mlp")
+@register_model("mlp", gradcam_layer=None)
 def mlp(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """The substitute of Papernot, McDaniel, Goodfellow, Jha, Celik, Swami 2017 ("Practical black-box attacks
     against machine learning", architecture A of their MNIST substitutes, also cleverhans' ``mnist_blackbox``).
@@ -140,7 +140,7 @@ def mlp(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> n
     return nn.Sequential(*layers)
 
 
-@MODELS.register("lenet-jeong")
+@register_model("lenet-jeong", gradcam_layer="3")
 def lenet_jeong(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """The MNIST LeNet of the randomized-smoothing literature: Jeong & Shin 2020 ("Consistency regularization for
     certified robustness of smoothed classifiers", NeurIPS 2020, ``code/archs/lenet.py``), whose MNIST table

@@ -21,7 +21,7 @@ from torchvision.models.googlenet import BasicConv2d
 from torchvision.models.vgg import cfgs as vgg_cfgs
 from torchvision.models.vgg import make_layers as vgg_make_layers
 
-from robustbench_cnn.models import MODELS
+from robustbench_cnn.models import register_model
 from robustbench_cnn.models.small import check_arch_options
 
 IMAGENET_STEM_MIN_SIZE = 64
@@ -68,7 +68,7 @@ def _kaiming_fan_out(weight: torch.Tensor) -> None:
     nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
 
 
-@MODELS.register("alexnet")
+@register_model("alexnet", gradcam_layer="features.10")
 def alexnet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """AlexNet (Krizhevsky, Sutskever, Hinton 2012), torchvision's single-tower variant.
 
@@ -92,6 +92,34 @@ def alexnet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) 
     return net
 
 
+def _vgg_cfg(cfg_name: str, input_size: int) -> list[str | int]:
+    """torchvision's VGG configuration ``cfg_name``; below 64x64 a max-pool that would take the map below 1x1 is
+    dropped."""
+    if not _small(input_size):
+        return list(vgg_cfgs[cfg_name])
+    cfg: list[str | int] = []
+    side = input_size
+    for v in vgg_cfgs[cfg_name]:
+        if v == "M":
+            if side // 2 < 1:
+                continue  # this pool would empty the map: drop it
+            side //= 2
+        cfg.append(v)
+    return cfg
+
+
+def _vgg_last_conv(cfg_name: str) -> Callable[[int], str]:
+    """The Grad-CAM layer of VGG ``cfg_name`` with batch norm: ``features.K``, its last convolution, whose index
+    depends on the input size through the dropped pools (each conv is conv, BN, ReLU; each pool one module)."""
+
+    def layer(input_size: int) -> str:
+        cfg = _vgg_cfg(cfg_name, input_size)
+        modules = sum(3 if v != "M" else 1 for v in cfg)
+        return f"features.{modules - 3 - (1 if cfg[-1] == 'M' else 0)}"
+
+    return layer
+
+
 def _vgg(cfg_name: str, in_channels: int, num_classes: int, input_size: int, kwargs: dict[str, Any]) -> nn.Module:
     _tv_options(
         {"A": "vgg11_bn", "D": "vgg16_bn"}[cfg_name], tvm.VGG, kwargs, fixed=("features", "num_classes", "init_weights")
@@ -101,15 +129,7 @@ def _vgg(cfg_name: str, in_channels: int, num_classes: int, input_size: int, kwa
         net = builder(weights=None, num_classes=num_classes, **kwargs)
         net.features[0] = _conv_like(net.features[0], in_channels, _kaiming_fan_out)
         return net
-    cfg: list[str | int] = []
-    side = input_size
-    for v in vgg_cfgs[cfg_name]:
-        if v == "M":
-            if side // 2 < 1:
-                continue  # this pool would empty the map: drop it
-            side //= 2
-        cfg.append(v)
-    features = vgg_make_layers(cfg, batch_norm=True)
+    features = vgg_make_layers(_vgg_cfg(cfg_name, input_size), batch_norm=True)
     features[0] = nn.Conv2d(in_channels, features[0].out_channels, kernel_size=3, padding=1)
     dropout = kwargs.get("dropout", 0.5)
     with torch.device("meta"):  # don't allocate the 120M-parameter ImageNet classifier replaced below
@@ -138,7 +158,7 @@ def _vgg(cfg_name: str, in_channels: int, num_classes: int, input_size: int, kwa
     return net
 
 
-@MODELS.register("vgg11_bn")
+@register_model("vgg11_bn", gradcam_layer=_vgg_last_conv("A"))
 def vgg11_bn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """VGG-11 with batch norm (Simonyan, Zisserman 2015, configuration A), torchvision's ``VGG``.
 
@@ -150,7 +170,7 @@ def vgg11_bn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any)
     return _vgg("A", in_channels, num_classes, input_size, kwargs)
 
 
-@MODELS.register("vgg16_bn")
+@register_model("vgg16_bn", gradcam_layer=_vgg_last_conv("D"))
 def vgg16_bn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """VGG-16 with batch norm (Simonyan, Zisserman 2015, configuration D), torchvision's ``VGG``.
 
@@ -160,7 +180,7 @@ def vgg16_bn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any)
     return _vgg("D", in_channels, num_classes, input_size, kwargs)
 
 
-@MODELS.register("googlenet")
+@register_model("googlenet", gradcam_layer="inception5b")
 def googlenet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """GoogLeNet / Inception v1 (Szegedy et al. 2015, "Going deeper with convolutions"), torchvision's
     ``GoogLeNet`` with ``aux_logits=False``, ``transform_input=False``, ``init_weights=True``.
@@ -188,7 +208,7 @@ def googlenet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any
     return net
 
 
-@MODELS.register("resnet18")
+@register_model("resnet18", gradcam_layer="layer4")
 def resnet18(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """ResNet-18 (He, Zhang, Ren, Sun 2016, "Deep residual learning for image recognition"),
     torchvision's ``resnet18``.
@@ -208,7 +228,7 @@ def resnet18(in_channels: int, num_classes: int, input_size: int, **kwargs: Any)
     return net
 
 
-@MODELS.register("densenet121")
+@register_model("densenet121", gradcam_layer="features.denseblock4")
 def densenet121(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """DenseNet-121 (Huang, Liu, van der Maaten, Weinberger 2017, "Densely connected convolutional
     networks"), torchvision's ``densenet121`` (growth 32, blocks 6-12-24-16).
@@ -233,7 +253,7 @@ def densenet121(in_channels: int, num_classes: int, input_size: int, **kwargs: A
     return net
 
 
-@MODELS.register("mobilenet_v2")
+@register_model("mobilenet_v2", gradcam_layer="features.18")
 def mobilenet_v2(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """MobileNetV2 (Sandler, Howard, Zhu, Zhmoginov, Chen 2018, "MobileNetV2: inverted residuals and
     linear bottlenecks"), torchvision's ``mobilenet_v2`` (width 1.0).

@@ -12,6 +12,9 @@ and column headers) that :func:`add_markdown` / :func:`add_html` put before the 
   accuracy per corruption (mean over the evaluated severities);
 - :func:`minimal_norm_board` (``minimal_norm.parquet``): per model and epsilon, the minimal-norm curve (one run),
   the growing-ball curve, the reported per-sample worst case and the seconds of each;
+- :func:`attribution_shift_board` (``explain_samples.parquet``): per attribution method and model, the median
+  Spearman rank correlation and top-k intersection between the clean and the adversarial attribution maps
+  (Ghorbani et al. 2019);
 - :func:`reference_board`: RobustBench ``model_info`` entries
   (:func:`robustbench_cnn.reporting.robustbench_entries.reference_rows`), every row marked external.
 """
@@ -30,6 +33,7 @@ __all__ = [
     "ExtraBoard",
     "add_html",
     "add_markdown",
+    "attribution_shift_board",
     "certified_board",
     "corruptions_board",
     "export_robustbench",
@@ -181,6 +185,50 @@ def minimal_norm_board(table: pd.DataFrame) -> ExtraBoard:
     return ExtraBoard("minimal-norm", "Minimal-norm vs growing ball", note, columns, rows, [False] * len(rows))
 
 
+def _two(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:.2f}"
+
+
+def attribution_shift_board(table: pd.DataFrame) -> ExtraBoard:
+    """One row per model, attack, threat and method: points attacked and broken, the median Spearman rank
+    correlation and the median top-k intersection between the clean and the adversarial maps (over the attacked
+    points, and over the broken ones)."""
+    from robustbench_cnn.evaluation.explain import METHODS, shift_summary
+
+    summary = shift_summary(table)
+    order = {m: i for i, m in enumerate(METHODS)}
+    rows = []
+    if len(summary):
+        summary = summary.assign(_m=summary["method"].map(order)).sort_values(["_m", "model", "attack", "eps"])
+    for rec in summary.to_dict("records"):
+        policy = rec.get("target_policy") or ""
+        rows.append(
+            {
+                "method": str(rec["method"]),
+                "model": str(rec["model"]),
+                "attack": str(rec["attack"]) + (f" (targeted {policy})" if policy else ""),
+                "threat": f"{rec['norm']}:{rec['eps']:g}",
+                "points": f"{rec['attacked']} ({rec['broken']} broken)",
+                "spearman": _two(rec["median_spearman"]),
+                "top_k": _two(rec["median_top_k"]),
+                "spearman_broken": _two(rec["median_spearman_broken"]),
+                "top_k_broken": _two(rec["median_top_k_broken"]),
+                "k": str(rec["k"]),
+            }
+        )
+    columns = [("method", "method"), ("model", "model"), ("attack", "attack"), ("threat", "threat")]
+    columns += [("points", "points attacked"), ("spearman", "median Spearman"), ("top_k", "median top-k ∩")]
+    columns += [("spearman_broken", "median Spearman (broken)"), ("top_k_broken", "median top-k ∩ (broken)")]
+    columns += [("k", "k")]
+    note = (
+        "Attribution shift (Ghorbani et al. 2019): per clean-correct point, the Spearman rank correlation and the "
+        "top-k intersection (fraction of the k most important pixels kept) between the attribution map of the "
+        "clean prediction and that of the adversarial prediction, after the attack's output (successful or not; "
+        "'broken': the prediction changed). Higher: the attack moved the explanation less. Medians over points."
+    )
+    return ExtraBoard("attribution-shift", "Attribution shift under attack", note, columns, rows, [False] * len(rows))
+
+
 def reference_board(references: pd.DataFrame) -> ExtraBoard:
     """External reference rows (``reference_rows``): shown apart, each marked external, never ranked with ours."""
     rows = []
@@ -214,6 +262,7 @@ def extra_boards(run_dir: str | os.PathLike, reference: str | os.PathLike | None
         ("certify", certified_board),
         ("corruptions", corruptions_board),
         ("minimal_norm", minimal_norm_board),
+        ("explain_samples", attribution_shift_board),
     ):
         table = read_run_table(run_dir, name)
         if table is not None and len(table):
