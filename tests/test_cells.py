@@ -18,6 +18,7 @@ from robustbench_cnn.pipeline.cells import (
     certify_cell,
     corruptions_cell,
     defense_train_cell,
+    explain_cell,
     minimal_norm_cell,
     proxy_train_cell,
     target_matrix_cell,
@@ -32,6 +33,7 @@ KINDS = [
     "certify",
     "corruptions",
     "defense-train",
+    "explain",
     "minimal-norm",
     "proxy-train",
     "target-matrix",
@@ -100,6 +102,7 @@ def _issue21_kinds(models: tuple[str, str]) -> list[Cell]:
         corruptions_cell(lenet, "digits", "corruption:fog:3", n=20),
         minimal_norm_cell(lenet, "digits", "l2", [0.5, 1.0], "fmn", attack_params={"steps": 5}, growing_ball="fgsm",
                           n=10),
+        explain_cell(lenet, "digits", "linf:0.3", "fgsm", config={"ig_steps": 4}, n=3),  # issue 19's kind
     ]  # fmt: skip
 
 
