@@ -1,6 +1,7 @@
 """The PNG grid of an ``explain`` run: per model, one row per point; columns: the clean image, the adversarial image,
-the perturbation (signed, amplified to the full range of a diverging colour map: blue darker, red brighter, white
-unchanged), then for each attribution method its map of the clean and of the adversarial prediction.
+the perturbation (summed over the channels, signed, amplified to the full range of a diverging colour map: blue
+darker, red brighter, white unchanged), then for each attribution method its map of the clean and of the
+adversarial prediction.
 
 :func:`write_explain_grids` reads the run's ``explain_maps`` table (:mod:`robustbench_cnn.pipeline.cells.explain`)
 and writes ``explain_<model>.png`` into the run folder; :func:`explain_grid_png` draws one model's grid from plain
