@@ -24,7 +24,13 @@ from robustbench_cnn.evaluation.explain import (
 from robustbench_cnn.models import MODELS, build_model, gradcam_layer_name, gradcam_module
 
 FAST = {"ig_steps": 8}  # the maps' contract does not depend on the number of IG steps; 8 keeps the tests fast
-CONFIGS = ((1, 8), (3, 32), (1, 28), (3, 16))  # (channels, side): each architecture gets one, all four are covered
+CONFIGS = ((1, 8), (3, 32), (1, 28), (3, 16))  # (channels, side): each architecture gets two neighbours (1 and 3
+# channels), and every configuration is covered by several architectures
+
+
+def _arch_configs() -> list[tuple[str, int, int]]:
+    archs = MODELS.list()
+    return [(a, *CONFIGS[(i + j) % len(CONFIGS)]) for i, a in enumerate(archs) for j in (0, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +61,12 @@ def _last_conv(net: nn.Module) -> nn.Module | None:
     return convs[-1] if convs else None
 
 
-@pytest.mark.parametrize("arch", MODELS.list())
-def test_gradcam_works_for_every_registered_architecture(arch: str) -> None:
+@pytest.mark.parametrize(("arch", "channels", "side"), _arch_configs())
+def test_gradcam_works_for_every_registered_architecture(arch: str, channels: int, side: int) -> None:
     """The declared layer is the last convolution or a block ending in it; Grad-CAM through captum gives an
     input-sized, finite, non-negative map, and the layer is on the path to the logit (its raw CAM is not 0)."""
     from captum.attr import LayerGradCam
 
-    channels, side = CONFIGS[MODELS.list().index(arch) % len(CONFIGS)]
     kwargs = {"depth": 10, "widen_factor": 1} if arch == "wide_resnet" else {}  # WRN-10-1: same "layers" path
     model = build_model(arch, in_channels=channels, num_classes=10, input_size=side, **kwargs).eval()
     layer, last = gradcam_module(model, arch, side), _last_conv(model.net)
