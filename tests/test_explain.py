@@ -173,6 +173,7 @@ def test_the_cli_writes_the_png_grid(trained, tmp_path) -> None:
     [
         (["--threat", "corruption:fog"], "explain needs a norm ball"),
         (["--methods", "saliency,lime"], "invalid --methods"),
+        (["--methods", "gradcma"], "did you mean gradcam?"),
         (["--target", "all"], "not a per-point target"),
         (["-a", "pgdd"], "pgd"),
         (["-a", "deepfool", "--target", "next"], "does not support targets"),

@@ -15,6 +15,7 @@ intersection (Ghorbani et al. 2019). It writes no attack-summary rows; its table
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Any
 
@@ -96,7 +97,9 @@ def check_explain(params: dict[str, Any]) -> None:
             raise ValueError(f"attack {attack.name!r} does not support targets")
     unknown = [m for m in params["methods"] if m not in METHODS]
     if unknown or not params["methods"]:
-        raise ValueError(f"invalid --methods {','.join(params['methods'])!r}: use some of {', '.join(METHODS)}")
+        close = [c for m in unknown for c in difflib.get_close_matches(m, METHODS, n=1, cutoff=0.5)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"invalid --methods {','.join(params['methods'])!r}{hint}: use some of {', '.join(METHODS)}")
     try:
         AttributionConfig(**params["config"])
     except TypeError:
