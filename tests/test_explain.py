@@ -175,6 +175,7 @@ def test_the_cli_writes_the_png_grid(trained, tmp_path) -> None:
         (["--methods", "saliency,lime"], "invalid --methods"),
         (["--methods", "gradcma"], "did you mean gradcam?"),
         (["--target", "all"], "not a per-point target"),
+        (["--top-k", "0"], "invalid --top-k"),
         (["-a", "pgdd"], "pgd"),
         (["-a", "deepfool", "--target", "next"], "does not support targets"),
     ],

@@ -73,7 +73,7 @@ class AttributionConfig:
 
     def __post_init__(self) -> None:
         if self.ig_steps < 1:
-            raise ValueError(f"invalid ig_steps {self.ig_steps}: must be >= 1")
+            raise ValueError(f"invalid --ig-steps (ig_steps) {self.ig_steps}: must be >= 1")
         for name in ("occlusion_window", "occlusion_stride"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -81,7 +81,7 @@ class AttributionConfig:
         if not 0.0 <= self.occlusion_value <= 1.0:
             raise ValueError(f"invalid occlusion_value {self.occlusion_value}: images are in [0, 1]")
         if not 0.0 < self.top_k_fraction <= 1.0:
-            raise ValueError(f"invalid top_k_fraction {self.top_k_fraction}: must be in (0, 1]")
+            raise ValueError(f"invalid --top-k (top_k_fraction) {self.top_k_fraction}: must be in (0, 1]")
 
     def window(self, side: int) -> tuple[int, int]:
         """(window, stride) of the occlusion square on ``side`` x ``side`` images."""

@@ -105,7 +105,7 @@ def check_explain(params: dict[str, Any]) -> None:
     except TypeError:
         raise ValueError(f"unknown attribution setting(s) in {sorted(params['config'])}") from None
     if params["grid_rows"] < 0:
-        raise ValueError(f"invalid grid_rows {params['grid_rows']}: must be >= 0")
+        raise ValueError(f"invalid --grid-rows (grid_rows) {params['grid_rows']}: must be >= 0")
 
 
 def map_records(explanation: Any, rows: int, sample_ids: list[int]) -> list[dict[str, Any]]:
