@@ -184,3 +184,31 @@ def test_bad_input_is_one_line(trained, tmp_path, extra, pattern) -> None:
     name, store = trained
     result = CliRunner().invoke(main, ["explain", "-m", name, "--store", store, "-o", str(tmp_path / "r"), *extra])
     assert_one_line_error(result, pattern)
+
+
+def test_a_plan_emits_explain_cells_after_training(tmp_path) -> None:
+    from robustbench_cnn.core.errors import RbcError
+    from robustbench_cnn.pipeline.plan import load_plan, parse_plan
+
+    base = {
+        "datasets": ["digits"],
+        "threat": {"norm": "linf", "eps": [0.0, 0.2]},
+        "models": [{"arch": "lenet5"}, {"arch": "fastcnn", "recipe": "pgd-at", "threat": "linf:0.2"}],
+        "explain": {"models": ["fastcnn-pgd-at"], "params": {"steps": 5}, "target": "next", "n": 10},
+    }
+    cells = parse_plan(base).cells(store=tmp_path / "store")
+    explained = [c for c in cells if c.kind == "explain"]
+    train = next(c for c in cells if c.kind == "defense-train" and c.model == "digits/fastcnn-pgd-at")
+    assert [c.model for c in explained] == ["digits/fastcnn-pgd-at"] and explained[0].after == (train.ref,)
+    assert explained[0].params["threat"] == "linf:0.2"  # default: the plan's norm at its largest epsilon
+    assert explained[0].params["target_policy"] == "next" and explained[0].n == 10
+    for bad, message in (
+        ({"explain": {"attak": "pgd"}}, "did you mean 'attack'"),
+        ({"explain": {"methods": ["lime"]}}, "invalid --methods"),
+        ({"explain": {"threat": "corruptions"}}, "explain needs a norm ball"),
+    ):
+        with pytest.raises(RbcError, match=message):
+            parse_plan({**base, **bad})
+    mnist = load_plan("mnist")
+    kinds = [c.kind for c in mnist.cells(store=tmp_path / "store")]
+    assert kinds.count("explain") == len(mnist.models)

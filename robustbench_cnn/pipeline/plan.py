@@ -73,6 +73,7 @@ class Plan:
     source: str = "<built-in>"
     certify: dict[str, Any] | None = None  # {sigma, radii, models, n, n0, noise_samples, alpha, attack_steps, ...}
     corruptions: dict[str, Any] | None = None  # {threat, n}
+    explain: dict[str, Any] | None = None  # {models, n, attack, params, threat, target, methods}
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -96,7 +97,8 @@ class Plan:
            model (at every non-zero epsilon, the ``[transfer]`` attack);
         4. with ``[transfer]`` and two models or more: one ``transfer-matrix`` at the ``[transfer]`` epsilon;
         5. with ``[corruptions]``: a ``corruptions`` cell per model (``threat``, default ``corruptions``; ``n``);
-        6. with ``[certify]``: a ``certify`` cell per model of its ``models`` (plan keys; default every model).
+        6. with ``[certify]``: a ``certify`` cell per model of its ``models`` (plan keys; default every model);
+        7. with ``[explain]``: an ``explain`` cell per model of its ``models`` (plan keys; default every model).
 
         ``store`` and ``data_dir`` are resolved to absolute paths so that Ray workers see the same ones.
         """
@@ -197,8 +199,8 @@ class Plan:
     def _extra_cells(
         self, names: dict[str, str], trains: dict[str, tuple[str, ...]], dataset: str, where: dict[str, Any]
     ) -> list[Cell]:
-        """The ``[corruptions]`` and ``[certify]`` cells of one dataset."""
-        from robustbench_cnn.pipeline.cells import certify_cell, corruptions_cell
+        """The ``[corruptions]``, ``[certify]`` and ``[explain]`` cells of one dataset."""
+        from robustbench_cnn.pipeline.cells import certify_cell, corruptions_cell, explain_cell
 
         out: list[Cell] = []
         if self.corruptions is not None:
@@ -229,6 +231,20 @@ class Plan:
                         **where,
                     )
                 )
+        if self.explain is not None:
+            c = dict(self.explain)
+            keys = c.pop("models", list(names))
+            unknown = [k for k in keys if k not in names]
+            if unknown:
+                raise ValueError(f"[explain] models {unknown} are not models of the plan: use {', '.join(names)}")
+            n = c.pop("n", 100)
+            for key in keys:
+                out.append(
+                    explain_cell(
+                        names[key], dataset, n=n, seed=self.seed, after=trains[names[key]],
+                        **_explain_params(c, self), **where,
+                    )
+                )  # fmt: skip
         return out
 
     def _proxy_settings(self, names: dict[str, str]) -> tuple[str, dict[str, Any], str, list[float]]:
@@ -288,7 +304,7 @@ def _training_cell(
 PLAN_SCHEMA: dict[str, frozenset[str]] = {
     "": frozenset(
         {"name", "datasets", "n", "seed", "batch_size", "threat", "whitebox", "targeted", "proxy", "transfer"}
-        | {"report", "models", "certify", "corruptions"}
+        | {"report", "models", "certify", "corruptions", "explain"}
     ),
     "threat": frozenset({"norm", "eps"}),
     "whitebox": frozenset({"cascade", "suite"}),
@@ -296,6 +312,7 @@ PLAN_SCHEMA: dict[str, frozenset[str]] = {
     "transfer": frozenset({"attack", "eps"}),
     "report": frozenset({"eps"}),
     "corruptions": frozenset({"threat", "n"}),
+    "explain": frozenset({"models", "n", "attack", "params", "threat", "target", "methods"}),
     "certify": frozenset(
         {"models", "n", "sigma", "radii", "n0", "noise_samples", "alpha", "attack_steps", "attack_noise_samples"}
     ),
@@ -414,6 +431,23 @@ def _certify_params(section: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _explain_params(section: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """The ``explain_cell`` settings of an ``[explain]`` table (``models`` and ``n`` left out), checked: ``attack``
+    (default pgd) with its ``params``, ``threat`` (default the plan's norm at its largest epsilon), ``target`` (a
+    target policy; default untargeted), ``methods`` (default all four)."""
+    from robustbench_cnn.pipeline.cells.explain import check_explain, explain_cell
+
+    threat = str(section.get("threat", f"{plan.norm}:{max(plan.eps)}"))
+    params = {
+        "attack": str(section.get("attack", "pgd")),
+        "attack_params": dict(section.get("params", {})),
+        "target_policy": section.get("target") or None,
+        "methods": section.get("methods"),
+    }
+    check_explain(explain_cell("", "", threat, **params).params)
+    return {"threat": threat, **params}
+
+
 def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
     """Build and validate a :class:`Plan` from the TOML structure."""
     from robustbench_cnn.attacks import ATTACKS
@@ -444,10 +478,13 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
             source=source,
             certify=data.get("certify"),
             corruptions=data.get("corruptions"),
+            explain=data.get("explain"),
         )
         _check_targeted_and_transfer(plan)
         if plan.certify is not None:
             _certify_params(dict(plan.certify))
+        if plan.explain is not None:
+            _explain_params(dict(plan.explain), plan)
         if plan.corruptions is not None:
             from robustbench_cnn.core.corruption_threat import CorruptionThreat
 
