@@ -18,6 +18,7 @@ from robustbench_cnn.commands import (
     defend,
     evaluate,
     models,
+    patch,
     report,
     train,
 )
@@ -46,6 +47,7 @@ for command in (
     evaluate.attack,
     evaluate.evaluate,
     certify.certify_command,
+    patch.patch_command,
     attack_list.attacks_group,
     blackbox.proxy_group,
     blackbox.transfer_command,

@@ -12,7 +12,8 @@ Registered kinds (one module each):
 - ``transfer-matrix``: every model as source against every model as target;
 - ``certify``: randomized smoothing, certified (lower) beside attacked (upper) accuracy per L2 radius;
 - ``corruptions``: accuracy under common corruptions, per corruption and severity, and the mean;
-- ``minimal-norm``: one minimal-norm attack run gives the curve, beside the growing ball and their worst case.
+- ``minimal-norm``: one minimal-norm attack run gives the curve, beside the growing ball and their worst case;
+- ``patch``: universal adversarial patches learned on training images, success rate per patch area and target class.
 
 Adding a cell kind is one new module with one decorated class, plus its import line below::
 
@@ -38,6 +39,7 @@ from robustbench_cnn.pipeline.cells import (  # noqa: F401  (register the kinds)
     corruptions,
     defense_train,
     minimal_norm,
+    patch,
     proxy_train,
     target_matrix,
     transfer,
@@ -49,6 +51,7 @@ from robustbench_cnn.pipeline.cells.certify import certify_cell
 from robustbench_cnn.pipeline.cells.corruptions import corruptions_cell
 from robustbench_cnn.pipeline.cells.defense_train import defense_train_cell
 from robustbench_cnn.pipeline.cells.minimal_norm import minimal_norm_cell
+from robustbench_cnn.pipeline.cells.patch import patch_cell
 from robustbench_cnn.pipeline.cells.proxy_train import proxy_train_cell, substitute_checkpoint
 from robustbench_cnn.pipeline.cells.target_matrix import target_matrix_cell
 from robustbench_cnn.pipeline.cells.transfer import transfer_cell
@@ -65,6 +68,7 @@ __all__ = [
     "corruptions_cell",
     "defense_train_cell",
     "minimal_norm_cell",
+    "patch_cell",
     "proxy_train_cell",
     "substitute_checkpoint",
     "target_matrix_cell",
