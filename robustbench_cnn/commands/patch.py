@@ -3,7 +3,7 @@
 It parses its options, calls :func:`robustbench_cnn.pipeline.workflows.patch_model`, writes the success-against-area
 curve and the learned patches as PNGs into the run folder
 (:func:`robustbench_cnn.reporting.patch_figures.write_patch_figures`) and prints the curve and, with several
-targets, the per-target-class table.
+targets and sizes, the per-target-class table.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def patch_command(model: str | None, param: tuple[str, ...], **kwargs: Any) -> N
     out.print(
         table("universal patch: success % [95% CI] per patch size (lower is more robust)", curve_rows(result.table))
     )
-    if result.table["target"].nunique() > 1:
+    if result.table["target"].nunique() > 1 and result.table["area"].nunique() > 1:
         out.print(table("success % per target class and patch size", target_rows(result.table)))
     out.print(
         f"results in {result.run_dir} (patch.parquet, patch_samples.parquet, {', '.join(f.name for f in figures)})"
