@@ -40,7 +40,7 @@ CHEAP: dict[str, dict] = {
     "fab-t": {"n_iter": 5, "n_target_classes": 2},
     "square": {"n_queries": 50},
     "autoattack": {"version": "custom", "attacks": ["apgd-ce"]},
-    "patch": {"steps": 10, "batch": 16},
+    "patch": {"steps": 10, "batch": 16, "restarts": 2},
 }
 EPS = {Norm.LINF: 0.1, Norm.L2: 0.5, Norm.L1: 2.0, Norm.L0: 4.0}
 #: the patch attacks' threat in the contract: 0.2 of an 8 x 8 digit is a 3 x 3 patch

@@ -21,9 +21,9 @@ from robustbench_cnn.core.patch_threat import PatchThreat
 from robustbench_cnn.core.statistics import proportion_ci
 from robustbench_cnn.core.types import ThreatModel
 
-#: enough to separate the sizes on digits (measured: untargeted test success 0.7% / 27.4% / 77.8% of 288 attacked
+#: one start (restarts are checked below); enough to separate the sizes on digits (measured: untargeted test success 0.7% / 27.4% / 77.8% of 288 attacked
 #: points at 0.05 / 0.2 / 0.5 with these settings, seed 0), a fraction of the default 300 x 64
-FAST = {"steps": 40, "batch": 32}
+FAST = {"steps": 40, "batch": 32, "restarts": 1}
 SIZES = (0.05, 0.2, 0.5)
 
 
@@ -136,6 +136,29 @@ def test_a_call_without_fit_learns_one_patch_per_target_on_its_own_points() -> N
         assert torch.equal(windows, windows[:1].expand_as(windows))  # one patch per target class
     assert attack.patches == {}  # nothing fitted is kept from a call
     assert set(attack._call_patches) == {(side, 1), (side, 7)}
+
+
+def test_restarts_keep_the_patch_that_fools_the_most_training_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    x_train, y_train, _, _ = digits()
+    x, y = x_train[:64], y_train[:64]
+    attack = get_attack("patch", steps=1, batch=8, restarts=3)
+    starts = iter(torch.full((1, 3, 3), v) for v in (0.1, 0.9, 0.5))
+    scores = {0.1: 2, 0.9: 9, 0.5: 5}  # successes of each start on the training images
+    monkeypatch.setattr(attack, "_optimise", lambda *args: next(starts))
+    monkeypatch.setattr(
+        attack, "_successes", lambda model, x, y, patch, target, gen: scores[round(float(patch[0, 0, 0]), 1)]
+    )
+    best = attack.fit(trained_model(), x, y, PatchThreat(0.2), seed=0)
+    assert torch.equal(best, torch.full((1, 3, 3), 0.9))
+    # the real scoring: untargeted successes are the points whose prediction leaves the label
+    real = get_attack("patch", steps=1, restarts=1)
+    model, gen = trained_model(), torch.Generator().manual_seed(0)
+    hits = real._successes(model, x, y, torch.zeros(1, 3, 3), UNTARGETED, gen)
+    gen.manual_seed(0)
+    top, left = random_positions(64, 3, 8, 8, gen, x.device)
+    with torch.no_grad():
+        pred = model(paste(x, torch.zeros(1, 3, 3), top, left)[0]).argmax(dim=1)
+    assert hits == int((pred != y).sum())
 
 
 def test_fit_checks_its_inputs() -> None:

@@ -17,6 +17,8 @@ from robustbench_cnn.core.types import ThreatModel
 
 __all__ = ["UNTARGETED", "UniversalPatch"]
 
+#: Images per forward pass when a restart's patch is scored on the training images.
+SCORE_BATCH = 1024
 #: The key of the untargeted patch in :attr:`UniversalPatch.patches` (targeted patches are keyed by their class).
 UNTARGETED = -1
 
@@ -36,7 +38,9 @@ class UniversalPatch(Attack):
     each step draws ``batch`` images and, for each, ``eot_samples`` random transformations (a print-and-capture
     simulation: brightness, contrast and pixel noise; then scale, rotation and a random position, see
     :func:`~robustbench_cnn.attacks.patch_transforms.eot_apply`) and ascends the mean ``loss`` of the true label
-    (untargeted) or descends that of the target class (targeted: one patch per target class).
+    (untargeted) or descends that of the target class (targeted: one patch per target class). With ``restarts``
+    > 1 it learns that many patches from different random starts and keeps the one with the highest success on the
+    training images at random positions (patches from different starts differ by several points of success).
 
     Evaluation (the call): each image gets the patch at a uniformly random position (seeded), pasted exactly, with
     no transformation. A call uses the patches :meth:`fit` learned for its patch size (and targets); a patch it
@@ -54,9 +58,12 @@ class UniversalPatch(Attack):
         contrast (float): largest relative contrast change, either way (default 0.1).
         noise (float): standard deviation of the printed patch's pixel noise (default 0.02).
         loss (str): ``ce`` (default) or ``margin``.
+        restarts (int): patches learned from different random starts, the best on the training images kept
+            (default 3).
 
     Targeted: yes (one patch per target class). Deterministic: no (seeded).
-    Cost: ``steps * batch * eot_samples`` forward+backward passes per patch learned, then one forward per point.
+    Cost: ``restarts * steps * batch * eot_samples`` forward+backward passes per patch learned, plus ``restarts``
+    forwards of the training images to pick the best; then one forward per point.
 
     Shapes: x ``N x C x H x W`` in [0, 1]; y ``[N]`` int64; targets ``[N]`` int64 or None. The result's ``mask``
     (bool N x 1 x H x W) says where each image's patch lies.
@@ -89,12 +96,13 @@ class UniversalPatch(Attack):
         "contrast": 0.1,
         "noise": 0.02,
         "loss": "ce",
+        "restarts": 3,
     }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         p = self.params
-        for key in ("steps", "batch", "eot_samples"):
+        for key in ("steps", "batch", "eot_samples", "restarts"):
             if p[key] < 1:
                 raise ValueError(f"invalid {key} {p[key]!r} for attack 'patch': must be >= 1")
         for key in ("lr", "rotation", "scale", "brightness", "contrast", "noise"):
@@ -143,7 +151,42 @@ class UniversalPatch(Attack):
     def _learn(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, side: int, target: int, generator: torch.Generator
     ) -> torch.Tensor:
-        """The optimisation of one patch (model in eval mode with frozen parameters)."""
+        """``restarts`` optimisations of a patch; the one with the most successes on ``(x, y)`` at random positions
+        (model in eval mode with frozen parameters)."""
+        best, best_hits = None, -1
+        for _ in range(int(self.params["restarts"])):
+            patch = self._optimise(model, x, y, side, target, generator)
+            if int(self.params["restarts"]) == 1:
+                return patch
+            hits = self._successes(model, x, y, patch, target, generator)
+            if hits > best_hits:
+                best, best_hits = patch, hits
+        assert best is not None
+        return best
+
+    @torch.no_grad()
+    def _successes(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        patch: torch.Tensor,
+        target: int,
+        generator: torch.Generator,
+    ) -> int:
+        """How many of ``x`` the patch fools at random positions (untargeted: leaves ``y``; else reaches the target)."""
+        side = patch.shape[-1]
+        hits = 0
+        for xb, yb in zip(x.split(SCORE_BATCH), y.split(SCORE_BATCH)):
+            top, left = random_positions(xb.shape[0], side, xb.shape[2], xb.shape[3], generator, xb.device)
+            pred = model(paste(xb, patch, top, left)[0]).argmax(dim=1)
+            hits += int((pred != yb).sum() if target == UNTARGETED else ((pred == target) & (yb != target)).sum())
+        return hits
+
+    def _optimise(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, side: int, target: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """One optimisation of one patch from a uniformly random start."""
         p = self.params
         loss_fn, ranges = get_loss(p["loss"]), self.ranges
         shape = (x.shape[1], side, side)
