@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from robustbench_cnn.reporting.plots import _hwc, _png, curves_png
+from robustbench_cnn.reporting.plots import _hwc, _png, curves_png, model_colours
 
 __all__ = ["curve_rows", "patch_curve_png", "patches_png", "target_label", "target_rows", "write_patch_figures"]
 
@@ -38,13 +38,19 @@ def _pct(value: Any) -> str:
 
 
 def patch_curve_png(table: pd.DataFrame, title: str = "universal patch: success rate against patch area") -> bytes:
-    """Success rate (percent) against the covered area, one line per (model, target) of a ``patch`` table."""
+    """Success rate (percent) against the covered area, one line per (model, target) of a ``patch`` table: untargeted
+    solid, targeted dashed; with at most one target class, each model keeps one colour for both."""
     curves: dict[str, list[tuple[float, float]]] = {}
     styles: dict[str, str] = {}
+    by_model = model_colours(sorted(table["model"].astype(str).unique()))
+    one_target = table.loc[table["target"] >= 0, "target"].nunique() <= 1
+    colours: dict[str, str] = {}
     for (model, target), rows in table.groupby(["model", "target"], sort=True):
         label = f"{model} {target_label(target)}"
         curves[label] = list(zip(rows["covered"].astype(float), rows["success_rate"].astype(float)))
         styles[label] = "-" if int(target) < 0 else "--"
+        if one_target:
+            colours[label] = by_model[str(model)]
     areas = sorted(table["covered"].astype(float).unique())
     return curves_png(
         curves,
@@ -52,6 +58,7 @@ def patch_curve_png(table: pd.DataFrame, title: str = "universal patch: success 
         xlabel="patch area (fraction of the image covered)",
         ylabel="success rate (%)",
         linestyles=styles,
+        colours=colours or None,
         xticks=[round(a, 3) for a in areas],
         xlim=(min(areas), max(areas)) if areas else None,
     )
