@@ -19,6 +19,7 @@ from robustbench_cnn.commands import (
     evaluate,
     explain,
     models,
+    patch,
     report,
     train,
 )
@@ -48,6 +49,7 @@ for command in (
     evaluate.evaluate,
     certify.certify_command,
     explain.explain_command,
+    patch.patch_command,
     attack_list.attacks_group,
     blackbox.proxy_group,
     blackbox.transfer_command,

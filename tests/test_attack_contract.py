@@ -14,6 +14,7 @@ from attack_fixtures import TinyNet, held_out, trained_model
 from robustbench_cnn.attacks import ATTACKS, Attack, get_attack
 from robustbench_cnn.core.errors import UnknownNameError
 from robustbench_cnn.core.geometry import project
+from robustbench_cnn.core.patch_threat import PatchThreat
 from robustbench_cnn.core.types import Norm, ThreatModel
 
 #: cheap settings for the expensive attacks (contract checks, not strength checks)
@@ -39,13 +40,33 @@ CHEAP: dict[str, dict] = {
     "fab-t": {"n_iter": 5, "n_target_classes": 2},
     "square": {"n_queries": 50},
     "autoattack": {"version": "custom", "attacks": ["apgd-ce"]},
+    "patch": {"steps": 10, "batch": 16, "restarts": 2},
 }
 EPS = {Norm.LINF: 0.1, Norm.L2: 0.5, Norm.L1: 2.0, Norm.L0: 4.0}
+#: the patch attacks' threat in the contract: 0.2 of an 8 x 8 digit is a 3 x 3 patch
+PATCH = "patch"
+PATCH_AREA = 0.2
 N = 12
 FLIPPED = 3  # the first points get a wrong label: the model misclassifies them
 
+
+def threats_of(name: str) -> tuple[Norm | str, ...]:
+    """The threat kinds an attack is checked in: its norms, or ``"patch"`` for a patch attack (declared)."""
+    cls = ATTACKS.get(name)
+    return (PATCH,) if cls.threat_kind == "patch" else cls.norms
+
+
+def threat_for(kind: Norm | str, size: float | None = None) -> ThreatModel | PatchThreat:
+    """The contract's threat of a kind: the norm ball of radius EPS, or the patch of area PATCH_AREA."""
+    if kind == PATCH:
+        return PatchThreat(PATCH_AREA if size is None else size)
+    return ThreatModel(kind, EPS[kind] if size is None else size)  # type: ignore[arg-type]
+
+
 CASES = [
-    pytest.param(name, norm, id=f"{name}-{norm.value}") for name in ATTACKS.list() for norm in ATTACKS.get(name).norms
+    pytest.param(name, kind, id=f"{name}-{getattr(kind, 'value', kind)}")
+    for name in ATTACKS.list()
+    for kind in threats_of(name)
 ]
 TARGETED = [pytest.param(name, id=name) for name in ATTACKS.list() if ATTACKS.get(name).supports_targeted]
 
@@ -67,12 +88,12 @@ def train_mode_model() -> TinyNet:
 
 
 @pytest.mark.parametrize("name, norm", CASES)
-def test_contract(name: str, norm: Norm) -> None:
+def test_contract(name: str, norm: Norm | str) -> None:
     model = train_mode_model()
     x, y = batch()
     x0, y0 = x.clone(), y.clone()
     attack = make(name)
-    threat = ThreatModel(norm, EPS[norm])
+    threat = threat_for(norm)
     rng_before = torch.get_rng_state()
 
     res = attack(model, x, y, threat, seed=3)
@@ -84,11 +105,23 @@ def test_contract(name: str, norm: Norm) -> None:
     assert all(m.training for m in model.modules())
     assert all(p.requires_grad for p in model.parameters())
     # the threat model holds
-    delta = (res.x_adv - x).flatten(1)
     assert res.x_adv.shape == x.shape and res.x_adv.dtype == x.dtype
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
-    assert (norm.measure(delta) <= threat.eps + 1e-6).all()
-    assert torch.allclose(res.perturbation_norm, norm.measure(delta))
+    if isinstance(threat, PatchThreat):  # a patch: pixels change only inside each point's mask, within budget
+        side = threat.side(*x.shape[2:])
+        assert res.mask is not None and res.mask.shape == (N, 1, *x.shape[2:]) and res.mask.dtype == torch.bool
+        changed = (res.x_adv != x).any(dim=1, keepdim=True)
+        assert not (changed & ~res.mask).any()
+        assert (res.mask.flatten(1).sum(dim=1) <= side**2).all()
+        assert res.mask[res.clean_correct].flatten(1).sum(dim=1).eq(side**2).all()  # the whole patch is placed
+        assert not res.mask[~res.clean_correct].any()
+        assert torch.allclose(res.perturbation_norm, PatchThreat.measure(res.x_adv - x))
+        assert (res.perturbation_norm <= threat.covered(*x.shape[2:]) + 1e-6).all()
+    else:
+        delta = (res.x_adv - x).flatten(1)
+        assert res.mask is None
+        assert (norm.measure(delta) <= threat.eps + 1e-6).all()
+        assert torch.allclose(res.perturbation_norm, norm.measure(delta))
     # results are computed in eval mode, and consistent
     with torch.no_grad():
         model.eval()
@@ -115,10 +148,10 @@ def test_contract(name: str, norm: Norm) -> None:
 
 
 @pytest.mark.parametrize("name, norm", CASES)
-def test_eps_zero_gives_clean_accuracy(name: str, norm: Norm) -> None:
+def test_eps_zero_gives_clean_accuracy(name: str, norm: Norm | str) -> None:
     model = trained_model()
     x, y = batch()
-    res = make(name)(model, x, y, ThreatModel(norm, 0.0))
+    res = make(name)(model, x, y, threat_for(norm, 0.0))
     assert res.robust_accuracy == res.clean_accuracy
     assert torch.equal(res.x_adv, x)
     assert not res.success.any()
@@ -131,9 +164,11 @@ def test_targeted_success_means_target_reached(name: str) -> None:
     targets = (y + 3) % 10
     targets[-1] = y[-1]  # target == label: skipped
     attack = make(name)
-    res = attack(
-        model, x, y, ThreatModel(attack.norms[0], 0.3 if attack.norms[0] is Norm.LINF else 2.0), targets=targets, seed=0
-    )
+    if attack.threat_kind == "patch":
+        threat: ThreatModel | PatchThreat = PatchThreat(0.5)
+    else:
+        threat = ThreatModel(attack.norms[0], 0.3 if attack.norms[0] is Norm.LINF else 2.0)
+    res = attack(model, x, y, threat, targets=targets, seed=0)
     assert torch.equal(res.target, targets)
     assert res.targeted
     assert torch.equal(res.success, res.clean_correct & (targets != y) & (res.pred_adv == targets))
@@ -146,7 +181,7 @@ def test_targets_rejected_when_unsupported(name: str) -> None:
     x, y = batch()
     attack = make(name)
     with pytest.raises(ValueError, match="does not support targeted"):
-        attack(trained_model(), x, y, ThreatModel(attack.norms[0], 0.1), targets=(y + 1) % 10)
+        attack(trained_model(), x, y, threat_for(threats_of(name)[0]), targets=(y + 1) % 10)
 
 
 def test_unsupported_norm_lists_supported_norms() -> None:
@@ -184,6 +219,34 @@ def test_invalid_targets_and_threat() -> None:
         fgsm(trained_model(), x, y, ThreatModel(Norm.LINF, 0.1), targets=y + 10)
     with pytest.raises(ValueError, match="threat must be a ThreatModel"):
         fgsm(trained_model(), x, y, "linf:0.1")  # type: ignore[arg-type]
+
+
+def test_a_threat_of_the_wrong_kind_is_refused() -> None:
+    x, y = batch()
+    with pytest.raises(ValueError, match=r"attack 'fgsm' does not support a patch threat: it attacks in a norm ball"):
+        make("fgsm")(trained_model(), x, y, PatchThreat(0.1))
+    for name in ATTACKS.list():
+        if ATTACKS.get(name).threat_kind == "patch":
+            with pytest.raises(ValueError, match=rf"attack '{name}' is a patch attack: give a patch threat patch:AREA"):
+                make(name)(trained_model(), x, y, ThreatModel(Norm.LINF, 0.1))
+            with pytest.raises(ValueError, match=r"patch:0.01: not one pixel of a 8 x 8 image"):
+                make(name)(trained_model(), x, y, PatchThreat(0.01))
+
+
+def test_a_patch_mask_over_budget_is_refused() -> None:
+    class Greedy(Attack):  # claims a patch of the whole image
+        threat_kind = "patch"
+        norms = ()
+        defaults = {}
+
+        def perturb(self, model, x, y, threat, targets, generator):
+            return torch.ones_like(x), torch.ones(x.shape[0], 1, *x.shape[2:], dtype=torch.bool)
+
+    x, y = batch()
+    with pytest.raises(RuntimeError, match=r"returned a mask of more than 9 pixels \(patch:0.2\)"):
+        Greedy()(trained_model(), x, y, PatchThreat(0.2))
+    with pytest.raises(TypeError, match="a patch attack has no norms"):
+        type("Both", (Attack,), {"threat_kind": "patch"})
 
 
 def test_mode_restored_on_exception() -> None:

@@ -20,13 +20,17 @@ def test_every_registered_attack_declares_its_properties(name: str) -> None:
     assert isinstance(cls.single_step, bool) and isinstance(cls.black_box, bool)
     assert cls.black_box == (cls.kind in ("score", "decision"))
     assert cls.eot_param is None or cls.eot_param in cls.defaults
+    assert cls.threat_kind in ("ball", "patch") and isinstance(cls.universal, bool)
+    assert (cls.threat_kind == "patch") == (cls.norms == ())
 
 
 def test_declared_properties_of_the_known_attacks() -> None:
     assert [n for n in ATTACKS.list() if ATTACKS.get(n).single_step] == ["fgsm"]
     assert {n for n in ATTACKS.list() if ATTACKS.get(n).black_box} == {"square", "boundary", "hopskipjump"}
     eot = {n: ATTACKS.get(n).eot_param for n in ATTACKS.list() if ATTACKS.get(n).eot_param}
-    assert eot == {"pgd": "eot_samples", "apgd-ce": "eot_iter", "apgd-dlr": "eot_iter"}
+    assert eot == {"pgd": "eot_samples", "apgd-ce": "eot_iter", "apgd-dlr": "eot_iter", "patch": "eot_samples"}
+    assert {n for n in ATTACKS.list() if ATTACKS.get(n).threat_kind == "patch"} == {"patch"}
+    assert {n for n in ATTACKS.list() if ATTACKS.get(n).universal} == {"patch"}
 
 
 def test_inconsistent_declarations_are_refused() -> None:

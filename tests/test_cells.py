@@ -20,6 +20,7 @@ from robustbench_cnn.pipeline.cells import (
     defense_train_cell,
     explain_cell,
     minimal_norm_cell,
+    patch_cell,
     proxy_train_cell,
     target_matrix_cell,
     transfer_cell,
@@ -35,6 +36,7 @@ KINDS = [
     "defense-train",
     "explain",
     "minimal-norm",
+    "patch",
     "proxy-train",
     "target-matrix",
     "transfer",
@@ -94,7 +96,8 @@ def _all_kinds(models: tuple[str, str]) -> list[Cell]:
 
 
 def _issue21_kinds(models: tuple[str, str]) -> list[Cell]:
-    """One small cell of each of issue 21's kinds (certify, corruptions, minimal-norm) on a digits model."""
+    """One small cell of each of issue 21's kinds (certify, corruptions, minimal-norm), and issue 19's patch, on a digits
+    model."""
     lenet, _ = models
     return [
         certify_cell(lenet, "digits", sigma=0.25, radii=[0, 0.25], n=5, n0=10, noise_samples=50, attack_steps=1,
@@ -103,6 +106,7 @@ def _issue21_kinds(models: tuple[str, str]) -> list[Cell]:
         minimal_norm_cell(lenet, "digits", "l2", [0.5, 1.0], "fmn", attack_params={"steps": 5}, growing_ball="fgsm",
                           n=10),
         explain_cell(lenet, "digits", "linf:0.3", "fgsm", config={"ig_steps": 4}, n=3),  # issue 19's kind
+        patch_cell(lenet, "digits", [0.2], [-1, 3], attack_params={"steps": 2, "batch": 8}, train_n=40, n=10),
     ]  # fmt: skip
 
 
@@ -134,7 +138,8 @@ def test_issue21_kinds_run_through_the_runner_and_resume(two_models, store, tmp_
     ran: list[str] = []
     run = run_cells(cells, tmp_path / "run", progress=False, on_cell=lambda done: ran.append(done.cell.kind))
     assert ran == [c.kind for c in cells]
-    for name, rows in (("certify", 2), ("certify_samples", 5), ("corruptions", 2), ("minimal_norm", 2)):
+    tables = (("certify", 2), ("certify_samples", 5), ("corruptions", 2), ("minimal_norm", 2), ("patch", 2))
+    for name, rows in (*tables, ("patch_samples", 2 * 10)):
         table = pd.read_parquet(run.dir / f"{name}.parquet")
         assert len(table) == rows and table["run_id"].eq(run.run_id).all(), name
     summary = run.summary()

@@ -2,7 +2,7 @@
 
 Native attacks (fgsm, pgd, mi-fgsm, di-fgsm, di-mi-fgsm) and library adapters (foolbox:
 cw-l2, deepfool, boundary, hopskipjump, foolbox-pgd; AutoAttack: apgd-ce, apgd-dlr, apgd-t,
-fab-t, square, autoattack) register themselves in :data:`ATTACKS` when imported below.
+fab-t, square, autoattack; the universal patch: patch) register themselves in :data:`ATTACKS` when imported below.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from robustbench_cnn.attacks import adapters_autoattack, adapters_foolbox, fgsm, momentum, pgd  # noqa: F401  (register)
 from robustbench_cnn.attacks import minimal_norm as _minimal_norm  # noqa: F401  (register: fmn, fab, ddn)
+from robustbench_cnn.attacks import patch as _patch  # noqa: F401  (register: patch)
 from robustbench_cnn.attacks.base import Attack
 from robustbench_cnn.attacks.registry import ATTACKS
 from robustbench_cnn.attacks.targets import all_targets, choose_targets

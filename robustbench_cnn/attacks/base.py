@@ -5,6 +5,11 @@ skips points that need no attack, runs ``perturb`` in mini-batches with a seeded
 projects every result onto the epsilon ball and [0, 1], re-evaluates the model and builds the
 :class:`~robustbench_cnn.core.types.AttackResult`. So the threat-model contract holds for every attack,
 native or library-backed, whatever its ``perturb`` returns.
+
+An attack declares its kind of threat model (``threat_kind``): a norm ball (``ThreatModel``, the default) or a
+patch (:class:`~robustbench_cnn.core.patch_threat.PatchThreat`). For a patch attack ``perturb`` returns the batch
+and the mask of its patch; ``__call__`` checks the mask against the patch budget and keeps the clean pixels
+outside it (the patch's "projection"), the pixels inside it clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from robustbench_cnn.attacks.functional import make_generator
 from robustbench_cnn.attacks.input_gradients import fast_input_gradients
 from robustbench_cnn.core.geometry import project
 from robustbench_cnn.core.model_utils import batched_logits, eval_mode
+from robustbench_cnn.core.patch_threat import PatchThreat
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel, parse_bool
 
 __all__ = ["Attack", "PerturbOutput", "project"]
@@ -30,6 +36,8 @@ __all__ = ["Attack", "PerturbOutput", "project"]
 PerturbOutput = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 KINDS = ("white-box", "score", "decision")
+#: The kinds of threat model an attack works in: a norm ball (ThreatModel) or an adversarial patch (PatchThreat).
+THREAT_KINDS = ("ball", "patch")
 
 
 class Attack:
@@ -37,6 +45,8 @@ class Attack:
 
     Class attributes describe the attack:
 
+    - ``threat_kind``: ``"ball"`` (default: a :class:`ThreatModel` norm ball) or ``"patch"`` (a
+      :class:`PatchThreat`; ``norms`` is then empty and ``perturb`` returns ``(batch, mask)``);
     - ``norms``: the norms it supports (a call with another norm raises ``ValueError``);
     - ``supports_targeted``: whether user-supplied ``targets`` are accepted;
     - ``deterministic``: the result does not depend on ``seed`` (no randomness at all);
@@ -49,6 +59,8 @@ class Attack:
       transformation, e.g. ``"eot_samples"``), or None when the attack cannot average gradients;
     - ``supports_start``: ``perturb`` accepts ``start=`` (warm start from given points, e.g. the last
       iterates at a smaller epsilon along a robustness curve);
+    - ``universal``: one perturbation is shared by all the points of a call (a universal patch), learned by
+      :meth:`prepare` before the mini-batches run;
     - ``fast_gradient_kernels``: the attack's own gradient passes may use the faster first-layer input-gradient
       kernels of :mod:`attacks.input_gradients` on the CPU (native gradient attacks; library adapters keep autograd's
       kernels, so they match the library exactly);
@@ -58,7 +70,9 @@ class Attack:
     Subclasses implement :meth:`perturb` and never override :meth:`__call__`.
     """
 
+    threat_kind: ClassVar[str] = "ball"
     norms: ClassVar[tuple[Norm, ...]] = (Norm.LINF, Norm.L2)
+    universal: ClassVar[bool] = False
     supports_targeted: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
     kind: ClassVar[str] = "white-box"
@@ -84,6 +98,10 @@ class Attack:
             raise TypeError(f"{cls.__name__}.black_box must be {cls.kind != 'white-box'} for a {cls.kind} attack")
         if cls.eot_param is not None and cls.eot_param not in cls.defaults:
             raise TypeError(f"{cls.__name__}.eot_param {cls.eot_param!r} is not one of its parameters")
+        if cls.threat_kind not in THREAT_KINDS:
+            raise TypeError(f"{cls.__name__}.threat_kind must be one of {', '.join(THREAT_KINDS)}")
+        if (cls.threat_kind == "patch") == bool(cls.norms):
+            raise TypeError(f"{cls.__name__}: a patch attack has no norms and a norm-ball attack has at least one")
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -155,6 +173,19 @@ class Attack:
         """
         raise NotImplementedError
 
+    def prepare(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel | PatchThreat,
+        targets: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> None:
+        """Called once per call, before the mini-batches, with every point about to be attacked (model in eval
+        mode, gradients enabled). A ``universal`` attack learns its one shared perturbation here; the default does
+        nothing."""
+
     # ------------------------------------------------------------------------------ shared helpers
     project = staticmethod(project)
 
@@ -165,7 +196,7 @@ class Attack:
         model: nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
-        threat: ThreatModel,
+        threat: ThreatModel | PatchThreat,
         *,
         targets: torch.Tensor | None = None,
         seed: int = 0,
@@ -179,7 +210,8 @@ class Attack:
             model: an ``nn.Module`` returning logits (N x K); its train/eval mode is restored.
             x: float images N x C x H x W in [0, 1] (not modified).
             y: int64 labels [N] (not modified).
-            threat: the norm ball; ``threat.norm`` must be in ``self.norms``.
+            threat: the norm ball; ``threat.norm`` must be in ``self.norms``. A patch attack
+                (``threat_kind = "patch"``) takes a :class:`PatchThreat` instead.
             targets: int64 target classes [N] for a targeted attack (``supports_targeted`` only);
                 points whose target equals their label are skipped (success False).
             seed: seeds the ``torch.Generator`` handed to ``perturb``: same seed, same result.
@@ -193,7 +225,8 @@ class Attack:
         Returns an AttackResult whose ``x_adv[i]`` is the attack's projected output for every
         attacked point (successful or not, useful for transfer) and ``x[i]`` for skipped points
         (misclassified, target == label, or ``eps == 0``); ``perturbation_norm`` is
-        ``||x_adv - x||`` in the threat's norm for every point.
+        ``||x_adv - x||`` in the threat's norm for every point (for a patch: the fraction of pixels changed, and
+        ``mask`` says where each patch lies).
         """
         t0 = time.perf_counter()
         self._validate(x, y, threat, targets, batch_size)
@@ -204,6 +237,9 @@ class Attack:
         queries = torch.zeros(n, dtype=torch.int64, device=x.device)
         target = targets.clone() if targets is not None else torch.full_like(y, -1)
         bs = batch_size or max(n, 1)
+        patch = isinstance(threat, PatchThreat)
+        masks = torch.zeros(n, 1, *x.shape[2:], dtype=torch.bool, device=x.device) if patch else None
+        active = threat.area > 0 if isinstance(threat, PatchThreat) else threat.eps > 0
 
         if clean_logits is not None:
             if clean_logits.dim() != 2 or clean_logits.shape[0] != n:
@@ -227,8 +263,12 @@ class Attack:
                 todo &= targets != y
             pred_adv = pred.clone()
             idx = todo.nonzero().flatten()
-            if threat.eps > 0 and idx.numel():
+            if active and idx.numel():
                 generator = make_generator(seed, x.device)
+                with torch.enable_grad():
+                    self.prepare(
+                        model, x[idx], y[idx], threat, targets[idx] if targets is not None else None, generator
+                    )
                 for chunk in idx.split(bs):
                     xb, yb = x[chunk], y[chunk]
                     tb = targets[chunk] if targets is not None else None
@@ -239,7 +279,13 @@ class Attack:
                         out = self.perturb(model, xb, yb, threat, tb, generator, **extra)
                     adv, q = out if isinstance(out, tuple) else (out, None)
                     adv = self._check_output(adv, xb)
-                    adv = project(adv, xb, threat)
+                    if isinstance(threat, PatchThreat):
+                        mask = self._check_mask(q, xb, threat)
+                        q = None
+                        adv = torch.where(mask, adv.clamp(0.0, 1.0), xb)  # the clean image outside the patch
+                        masks[chunk] = mask  # type: ignore[index]
+                    else:
+                        adv = project(adv, xb, threat)
                     x_adv[chunk] = adv
                     pred_adv[chunk] = model(adv).argmax(dim=1)
                     if q is not None:
@@ -252,7 +298,7 @@ class Attack:
             x_adv=x_adv,
             success=success,
             clean_correct=clean_correct,
-            perturbation_norm=threat.norm.measure(x_adv - x),
+            perturbation_norm=PatchThreat.measure(x_adv - x) if patch else threat.norm.measure(x_adv - x),
             pred_adv=pred_adv,
             target=target,
             queries=queries,
@@ -260,6 +306,7 @@ class Attack:
             attack=self.name,
             elapsed_s=time.perf_counter() - t0,
             params=dict(self.params),
+            mask=masks,
         )
 
     # ----------------------------------------------------------------------------- robustness curve
@@ -371,9 +418,26 @@ class Attack:
         if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or tuple(y.shape) != (n,):
             desc = f"{tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
             raise ValueError(f"y must be an int64 tensor of shape ({n},), got {desc}")
-        if not isinstance(threat, ThreatModel):
+        if self.threat_kind == "patch":
+            if not isinstance(threat, PatchThreat):
+                raise ValueError(
+                    f"attack {self.name!r} is a patch attack: give a patch threat patch:AREA (e.g. patch:0.1), "
+                    f"got {threat}"
+                )
+            if threat.area > 0 and threat.side(x.shape[2], x.shape[3]) < 1:
+                raise ValueError(
+                    f"invalid patch threat {threat}: not one pixel of a {x.shape[2]} x {x.shape[3]} image "
+                    f"(the smallest patch here is patch:{1 / (x.shape[2] * x.shape[3]):.3g})"
+                )
+        elif isinstance(threat, PatchThreat):
+            supported = ", ".join(nm.value for nm in self.norms)
+            raise ValueError(
+                f"attack {self.name!r} does not support a patch threat: it attacks in a norm ball ({supported}); "
+                "use a patch attack (rbc attacks list, threat patch)"
+            )
+        elif not isinstance(threat, ThreatModel):
             raise ValueError(f"threat must be a ThreatModel (use ThreatModel.parse), got {threat!r}")
-        if threat.norm not in self.norms:
+        elif threat.norm not in self.norms:
             supported = ", ".join(nm.value for nm in self.norms)
             raise ValueError(f"attack {self.name!r} does not support norm {threat.norm.value}: supported: {supported}")
         if targets is not None:
@@ -395,6 +459,21 @@ class Attack:
             raise ValueError(f"labels y must lie in [0, {num_classes}) for a model with {num_classes} outputs")
         if targets is not None and targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
             raise ValueError(f"targets must lie in [0, {num_classes}) for a model with {num_classes} outputs")
+
+    def _check_mask(self, mask: Any, xb: torch.Tensor, threat: PatchThreat) -> torch.Tensor:
+        """A patch attack's mask (bool n x 1 x H x W), checked against the patch budget of ``threat``."""
+        shape = (xb.shape[0], 1, *xb.shape[2:])
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != shape:
+            got = f"{tuple(mask.shape)} {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise RuntimeError(f"patch attack {self.name!r} must return (batch, bool mask {shape}), got mask {got}")
+        budget = threat.side(xb.shape[2], xb.shape[3]) ** 2
+        over = mask.flatten(1).sum(dim=1) > budget
+        if over.any():
+            raise RuntimeError(
+                f"patch attack {self.name!r} returned a mask of more than {budget} pixels ({threat}) for "
+                f"{int(over.sum())} point(s)"
+            )
+        return mask.to(xb.device)
 
     def _check_output(self, adv: Any, xb: torch.Tensor) -> torch.Tensor:
         if not isinstance(adv, torch.Tensor) or adv.shape != xb.shape:

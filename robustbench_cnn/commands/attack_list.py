@@ -68,7 +68,7 @@ def attacks_list() -> None:
         {
             "attack": name,
             "kind": cls.kind,
-            "norms": ",".join(n.value for n in cls.norms),
+            "norms": ",".join(n.value for n in cls.norms) or cls.threat_kind,  # a patch attack: "patch"
             "targets": targets_text(cls),
             "defaults": defaults_text(cls.defaults),
             "note": slow_note(cls.defaults),

@@ -17,6 +17,7 @@ import torch
 
 if TYPE_CHECKING:
     from robustbench_cnn.core.corruption_threat import CorruptionThreat
+    from robustbench_cnn.core.patch_threat import PatchThreat
 
 
 class Norm(str, enum.Enum):
@@ -110,7 +111,8 @@ def format_eps(eps: float) -> str:
 #: Every spelling :meth:`ThreatModel.parse` accepts, for error messages.
 THREAT_FORMS = (
     "NORM:EPS such as linf:8/255 or l2:0.5, or a corruption threat: corruption:NAME:SEVERITY (e.g. "
-    "corruption:fog:3), corruption:NAME, corruptions or corruptions:SEVERITY"
+    "corruption:fog:3), corruption:NAME, corruptions or corruptions:SEVERITY, or a patch threat: patch:AREA "
+    "(e.g. patch:0.1)"
 )
 
 
@@ -130,19 +132,26 @@ class ThreatModel:
             raise ValueError(f"invalid epsilon {self.eps!r} for linf: images are in [0, 1], so eps <= 1")
 
     @classmethod
-    def parse(cls, text: str, eps: float | str | None = None) -> ThreatModel | CorruptionThreat:
+    def parse(cls, text: str, eps: float | str | None = None) -> ThreatModel | CorruptionThreat | PatchThreat:
         """The one place a threat string becomes a value.
 
         ``"linf:8/255"``, ``"l2:0.5"``, or ``"linf"`` with ``eps`` given separately: a norm ball
         (:class:`ThreatModel`). ``"corruption:fog:3"``, ``"corruption:fog"``, ``"corruptions"`` or
         ``"corruptions:3"``: a common-corruption threat, delegated to
         :meth:`~robustbench_cnn.core.corruption_threat.CorruptionThreat.parse` (returns a
-        :class:`~robustbench_cnn.core.corruption_threat.CorruptionThreat`; ``eps`` must not be given). Anything
+        :class:`~robustbench_cnn.core.corruption_threat.CorruptionThreat`; ``eps`` must not be given).
+        ``"patch:0.1"``: an adversarial patch of at most that fraction of the image, delegated to
+        :meth:`~robustbench_cnn.core.patch_threat.PatchThreat.parse` (``eps`` must not be given). Anything
         else raises ``ValueError`` listing every accepted form.
         """
         from robustbench_cnn.core.corruption_threat import CorruptionThreat
+        from robustbench_cnn.core.patch_threat import PatchThreat
 
         head = str(text).strip().lower().split(":", 1)[0].strip()
+        if head == "patch":
+            if eps is not None:
+                raise ValueError(f"invalid threat {text!r}: a patch threat takes no epsilon (its area is patch:AREA)")
+            return PatchThreat.parse(str(text))
         if head in ("corruption", "corruptions"):
             if eps is not None:
                 raise ValueError(f"invalid threat {text!r}: a corruption threat takes no epsilon")
@@ -161,7 +170,7 @@ class ThreatModel:
 
     @classmethod
     def parse_ball(cls, text: str, eps: float | str | None = None) -> ThreatModel:
-        """:meth:`parse` for a caller that needs a norm ball: a corruption threat raises ``ValueError``."""
+        """:meth:`parse` for a caller that needs a norm ball: a corruption or patch threat raises ``ValueError``."""
         threat = cls.parse(text, eps)
         if not isinstance(threat, ThreatModel):
             raise ValueError(f"invalid threat model {text!r}: this needs a norm ball NORM:EPS such as linf:8/255")
@@ -214,6 +223,8 @@ class AttackResult:
       ``clean_correct[i]`` is False and ``success[i]`` is False.
     - ``target[i]``: the target class, or -1 when untargeted.
     - ``queries[i]``: model queries spent on the sample (black-box attacks), else 0.
+    - ``mask``: for a patch threat, where each point's patch lies (bool N x 1 x H x W; all False for a point not
+      attacked); None for a norm ball. ``perturbation_norm`` is then the fraction of pixels changed.
     """
 
     x_adv: torch.Tensor
@@ -223,10 +234,11 @@ class AttackResult:
     pred_adv: torch.Tensor
     target: torch.Tensor
     queries: torch.Tensor
-    threat: ThreatModel
+    threat: ThreatModel | PatchThreat
     attack: str
     elapsed_s: float = 0.0
     params: dict = field(default_factory=dict)
+    mask: torch.Tensor | None = None
 
     @property
     def n(self) -> int:

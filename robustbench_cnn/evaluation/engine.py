@@ -115,6 +115,10 @@ def resolve_attacks(
         else:
             raise unknown_cascade_or_attack(str(item))
     for attack in built:
+        if attack.threat_kind == "patch":
+            raise ValueError(
+                f"attack {attack.name!r} is a patch attack: evaluate it with rbc patch --threat patch:AREA"
+            )
         if norm not in attack.norms:
             supported = ", ".join(n.value for n in attack.norms)
             raise ValueError(f"attack {attack.name!r} does not support norm {norm.value}: use {supported}")

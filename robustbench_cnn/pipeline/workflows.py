@@ -11,6 +11,7 @@ runner (:func:`~robustbench_cnn.pipeline.runner.run_cells`), then returns plain 
 - :func:`transfer`: ``rbc transfer``: one ``transfer`` cell (``summary.parquet``, ``samples.parquet``).
 - :func:`transfer_matrix`: ``rbc transfer-matrix``: one ``transfer-matrix`` cell (``transfer_matrix.parquet``).
 - :func:`certify_model`: ``rbc certify``: one ``certify`` cell (``certify.parquet``, ``certify_samples.parquet``).
+- :func:`patch_model`: ``rbc patch``: one ``patch`` cell (``patch.parquet``, ``patch_samples.parquet``).
 
 Every run folder also holds ``run.json`` (the command, the cells, the run metadata).
 """
@@ -31,6 +32,7 @@ from robustbench_cnn.pipeline.cells import (
     check_matrix,
     corruptions_cell,
     minimal_norm_cell,
+    patch_cell,
     proxy_train_cell,
     target_matrix_cell,
     transfer_cell,
@@ -45,10 +47,12 @@ __all__ = [
     "CertifyRun",
     "EvaluationRun",
     "MatrixRun",
+    "PatchRun",
     "ProxyRun",
     "TransferRun",
     "certify_model",
     "evaluate_model",
+    "patch_model",
     "record_cascade_accuracy",
     "target_matrix",
     "threat_key",
@@ -166,6 +170,9 @@ def evaluate_model(
         )
     resolve_device(device)
     label = model or model_def or ""
+    if str(threat).strip().lower().split(":", 1)[0].strip() == "patch":
+        ThreatModel.parse(threat, None)  # a malformed patch threat is its own error
+        raise ValueError(f"{threat!r} is a patch threat: evaluate patches with rbc patch --threat {threat}")
     if _is_corruption_threat(threat):
         if eps:
             raise ValueError(f"--eps is for a norm threat; {threat!r} is a corruption threat (it has no epsilon)")
@@ -660,3 +667,74 @@ def certify_model(
     )
     run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "certify"})
     return CertifyRun(run.dir, run.table("certify"))
+
+
+@dataclass
+class PatchRun:
+    """What :func:`patch_model` produced: the ``patch`` table (one row per size and target) and its samples."""
+
+    run_dir: Path
+    table: pd.DataFrame
+    samples: pd.DataFrame
+
+
+def patch_model(
+    model: str | None,
+    *,
+    threat: str = "patch:0.1",
+    sizes: str | list[float] | None = None,
+    target: str | None = None,
+    model_def: str | None = None,
+    weights: str | None = None,
+    dataset: str = "digits",
+    n: int | None = 1000,
+    train_n: int | None = 10_000,
+    placements: int = 1,
+    attack_params: dict[str, Any] | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    out: PathLike | None = None,
+    resume: bool = False,
+    data_dir: PathLike | None = None,
+    store: PathLike | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> PatchRun:
+    """Universal adversarial patches against ``model`` (store name or checkpoint path) or a bring-your-own
+    ``model_def``: one patch per area (``threat`` ``patch:AREA``, or ``sizes`` comma-separated) and per ``target``
+    (``none``: untargeted, a class, ``all``, or a mix such as ``none,3``), learned on ``train_n`` training images
+    and evaluated on ``n`` test points at ``placements`` random positions each: one ``patch`` cell
+    (:mod:`robustbench_cnn.pipeline.cells.patch`) into the run folder ``out``."""
+    from robustbench_cnn.core.devices import resolve_device
+    from robustbench_cnn.core.patch_threat import PatchThreat
+    from robustbench_cnn.data import dataset_info
+    from robustbench_cnn.pipeline.cells.patch import parse_patch_targets
+
+    if not model and not model_def:
+        raise ValueError("give --model NAME|PATH, or --model-def file.py:factory --weights FILE")
+    if weights and not model_def:
+        raise ValueError(
+            "--weights is only used with --model-def file.py:factory (a --model checkpoint brings its own weights)"
+        )
+    resolve_device(device)
+    threats = PatchThreat.parse_sizes(threat, sizes)
+    targets = parse_patch_targets(target, dataset_info(dataset, data_dir).num_classes)
+    cell = patch_cell(
+        model or model_def or "",
+        dataset,
+        [t.area for t in threats],
+        targets,
+        attack_params=attack_params,
+        train_n=train_n,
+        placements=placements,
+        n=n,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        data_dir=data_dir,
+        store=store,
+        model_def=model_def,
+        weights=weights,
+    )
+    run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "patch"})
+    return PatchRun(run.dir, run.table("patch"), run.table("patch_samples"))

@@ -15,6 +15,8 @@ and column headers) that :func:`add_markdown` / :func:`add_html` put before the 
 - :func:`attribution_shift_board` (``explain_samples.parquet``): per attribution method and model, the median
   Spearman rank correlation and top-k intersection between the clean and the adversarial attribution maps
   (Ghorbani et al. 2019);
+- :func:`patch_board` (``patch.parquet``): per model and target (untargeted, or a target class), the success
+  rate of a universal adversarial patch (Brown et al. 2017) at each patch area, with 95% Clopper-Pearson intervals;
 - :func:`reference_board`: RobustBench ``model_info`` entries
   (:func:`robustbench_cnn.reporting.robustbench_entries.reference_rows`), every row marked external.
 """
@@ -39,6 +41,7 @@ __all__ = [
     "export_robustbench",
     "extra_boards",
     "minimal_norm_board",
+    "patch_board",
     "read_run_table",
     "reference_board",
 ]
@@ -229,6 +232,45 @@ def attribution_shift_board(table: pd.DataFrame) -> ExtraBoard:
     return ExtraBoard("attribution-shift", "Attribution shift under attack", note, columns, rows, [False] * len(rows))
 
 
+def patch_board(table: pd.DataFrame) -> ExtraBoard:
+    """The adversarial-patch board of a ``patch`` table: one row per model and target, success % per patch area;
+    the untargeted rows first, ranked by their success at the largest area (most robust model first)."""
+    areas = sorted(table["area"].astype(float).unique())
+    last = table.drop_duplicates(["model", "target", "area"], keep="last")
+    largest = last[last["area"] == areas[-1]].set_index(["model", "target"])["success_rate"]
+    keys = sorted(
+        last.groupby(["model", "target"]).groups,
+        key=lambda k: (int(k[1]) >= 0, int(k[1]), float(largest.get(k, float("nan"))), str(k[0])),
+    )
+    rows = []
+    for model, target in keys:
+        group = last[(last["model"] == model) & (last["target"] == target)].set_index("area")
+        first = group.iloc[0]
+        row = {
+            "model": str(model),
+            "target": "untargeted" if int(target) < 0 else str(int(target)),
+            "clean": _pct(first["clean_acc"]),
+            "n": f"{int(first['n'])} x {int(first['placements'])}",
+            "train_n": str(int(first["train_n"])),
+        }
+        for area in areas:
+            rec = group.loc[area] if area in group.index else None
+            row[f"a{area:g}"] = (
+                "" if rec is None else f"{_pct(rec['success_rate'])} {_ci(rec['success_lo'], rec['success_hi'])}"
+            )
+        rows.append(row)
+    columns = [("model", "model"), ("target", "target"), ("clean", "clean %")]
+    columns += [(f"a{area:g}", f"success % at patch:{area:g} [95% CI]") for area in areas]
+    columns += [("n", "test points x placements"), ("train_n", "training images")]
+    note = (
+        "Universal adversarial patch (Brown et al. 2017): one square patch per model, size and target, learned on "
+        "training images with expectation over transformation (random position, rotation, scale, brightness, "
+        "contrast and noise), pasted on the test images at seeded random positions. Success: the prediction leaves "
+        "the true class (untargeted) or becomes the target, among the attacked points; lower is more robust."
+    )
+    return ExtraBoard("patch", "Adversarial patches", note, columns, rows, [False] * len(rows))
+
+
 def reference_board(references: pd.DataFrame) -> ExtraBoard:
     """External reference rows (``reference_rows``): shown apart, each marked external, never ranked with ours."""
     rows = []
@@ -263,6 +305,7 @@ def extra_boards(run_dir: str | os.PathLike, reference: str | os.PathLike | None
         ("corruptions", corruptions_board),
         ("minimal_norm", minimal_norm_board),
         ("explain_samples", attribution_shift_board),
+        ("patch", patch_board),
     ):
         table = read_run_table(run_dir, name)
         if table is not None and len(table):

@@ -14,6 +14,7 @@ Registered kinds (one module each):
 - ``corruptions``: accuracy under common corruptions, per corruption and severity, and the mean;
 - ``minimal-norm``: one minimal-norm attack run gives the curve, beside the growing ball and their worst case;
 - ``explain``: saliency, Integrated Gradients, occlusion and Grad-CAM of clean vs adversarial, attribution shift.
+- ``patch``: universal adversarial patches learned on training images, success rate per patch area and target class.
 
 Adding a cell kind is one new module with one decorated class, plus its import line below::
 
@@ -40,6 +41,7 @@ from robustbench_cnn.pipeline.cells import (  # noqa: F401  (register the kinds)
     defense_train,
     explain,
     minimal_norm,
+    patch,
     proxy_train,
     target_matrix,
     transfer,
@@ -52,6 +54,7 @@ from robustbench_cnn.pipeline.cells.corruptions import corruptions_cell
 from robustbench_cnn.pipeline.cells.defense_train import defense_train_cell
 from robustbench_cnn.pipeline.cells.explain import explain_cell
 from robustbench_cnn.pipeline.cells.minimal_norm import minimal_norm_cell
+from robustbench_cnn.pipeline.cells.patch import patch_cell
 from robustbench_cnn.pipeline.cells.proxy_train import proxy_train_cell, substitute_checkpoint
 from robustbench_cnn.pipeline.cells.target_matrix import target_matrix_cell
 from robustbench_cnn.pipeline.cells.transfer import transfer_cell
@@ -69,6 +72,7 @@ __all__ = [
     "defense_train_cell",
     "explain_cell",
     "minimal_norm_cell",
+    "patch_cell",
     "proxy_train_cell",
     "substitute_checkpoint",
     "target_matrix_cell",
