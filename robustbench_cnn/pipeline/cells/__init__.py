@@ -12,6 +12,7 @@ Registered kinds (one module each):
 - ``transfer-matrix``: every model as source against every model as target;
 - ``certify``: randomized smoothing, certified (lower) beside attacked (upper) accuracy per L2 radius;
 - ``corruptions``: accuracy under common corruptions, per corruption and severity, and the mean;
+- ``detection``: detectors guarding a model (abstain when flagged), non-adaptive TPR/AUC and adaptive robust accuracy;
 - ``minimal-norm``: one minimal-norm attack run gives the curve, beside the growing ball and their worst case.
 
 Adding a cell kind is one new module with one decorated class, plus its import line below::
@@ -37,6 +38,7 @@ from robustbench_cnn.pipeline.cells import (  # noqa: F401  (register the kinds)
     certify,
     corruptions,
     defense_train,
+    detection,
     minimal_norm,
     proxy_train,
     target_matrix,
@@ -48,6 +50,7 @@ from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, Cell
 from robustbench_cnn.pipeline.cells.certify import certify_cell
 from robustbench_cnn.pipeline.cells.corruptions import corruptions_cell
 from robustbench_cnn.pipeline.cells.defense_train import defense_train_cell
+from robustbench_cnn.pipeline.cells.detection import detection_cell
 from robustbench_cnn.pipeline.cells.minimal_norm import minimal_norm_cell
 from robustbench_cnn.pipeline.cells.proxy_train import proxy_train_cell, substitute_checkpoint
 from robustbench_cnn.pipeline.cells.target_matrix import target_matrix_cell
@@ -64,6 +67,7 @@ __all__ = [
     "check_matrix",
     "corruptions_cell",
     "defense_train_cell",
+    "detection_cell",
     "minimal_norm_cell",
     "proxy_train_cell",
     "substitute_checkpoint",
