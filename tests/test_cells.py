@@ -32,6 +32,7 @@ KINDS = [
     "certify",
     "corruptions",
     "defense-train",
+    "detection",
     "minimal-norm",
     "proxy-train",
     "target-matrix",
