@@ -179,3 +179,31 @@ def test_rbc_detect_bad_input_is_one_line(setup, monkeypatch, extra: list[str], 
     monkeypatch.setenv("RBC_HOME", str(setup["store"]))
     result = CliRunner().invoke(main, ["detect", "-m", setup["name"], "-e", "0.1", *extra])
     assert_one_line_error(result, pattern)
+
+
+def test_adaptive_attack_averages_gradients_over_eot_samples_for_a_randomized_detector(setup) -> None:
+    """A randomized detector (declared ``randomized``) gets ``eot_samples`` score evaluations per step; a
+    deterministic one gets one."""
+    from robustbench_cnn.detectors.base import Detector
+
+    class Noisy(Detector):
+        randomized = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def logits_and_score(self, model, x):
+            self.calls += 1
+            logits = model(x)
+            return logits, logits.softmax(dim=1).amax(dim=1) + 0.01 * torch.randn(len(x))
+
+    noisy = Noisy()
+    noisy.threshold, noisy.scale = 2.0, 1.0  # never flags: the attack is the plain joint-margin PGD
+    x, y = setup["held_out"][0][:5], setup["held_out"][1][:5]
+    adaptive_attack(setup["model"], noisy, x, y, ThreatModel(Norm.LINF, 0.0), steps=3, eot_samples=4)
+    assert noisy.calls == 3 * 4 + 1  # 3 steps x 4 draws, then the check of the last iterate
+    Noisy.randomized = False
+    noisy.calls = 0
+    adaptive_attack(setup["model"], noisy, x, y, ThreatModel(Norm.LINF, 0.0), steps=3, eot_samples=4)
+    assert noisy.calls == 3 + 1

@@ -18,7 +18,7 @@ from torch import nn
 
 from robustbench_cnn.core.model_utils import eval_mode
 from robustbench_cnn.detectors.base import Detector
-from robustbench_cnn.detectors.features import batched, logits_and_features
+from robustbench_cnn.detectors.features import LAYERS, batched, logits_and_features
 from robustbench_cnn.detectors.registry import DETECTORS
 
 
@@ -60,6 +60,10 @@ class LearnedDetector(Detector):
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
+        if self.params["layer"] not in LAYERS:
+            raise ValueError(
+                f"invalid layer {self.params['layer']!r} for detector 'learned': use one of {', '.join(LAYERS)}"
+            )
         self.head: nn.Module | None = None
 
     def fit(
