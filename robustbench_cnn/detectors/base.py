@@ -16,6 +16,8 @@ Class attributes describe the detector (declared, never inferred from its name):
 - ``needs_adversarial``: :meth:`fit` needs adversarial examples of the training points (a learned detector);
 - ``randomized``: the score is random (an adaptive attack then averages gradients, EOT);
 - ``bpda``: the score has non-differentiable steps whose gradient is replaced by the identity;
+- ``has_views``: the score compares the classifier's outputs on several views of the input
+  (:meth:`Detector.view_logits`); an adaptive attack can then also make every view agree on one wrong class;
 - ``defaults``: every parameter with its default; ``Detector(**params)`` overrides them.
 """
 
@@ -41,6 +43,7 @@ class Detector:
     needs_adversarial: ClassVar[bool] = False
     randomized: ClassVar[bool] = False
     bpda: ClassVar[bool] = False
+    has_views: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
     registry_name: ClassVar[str] = ""
 
@@ -95,6 +98,11 @@ class Detector:
         """``(logits N x K, score N)`` of one batch, differentiable in ``x`` (BPDA through non-differentiable
         steps); higher scores mean more likely adversarial."""
         raise NotImplementedError
+
+    def view_logits(self, model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        """``has_views`` detectors: the classifier's logits on each view of ``x`` (the input first),
+        differentiable in ``x``; the others have none (``NotImplementedError``)."""
+        raise NotImplementedError(f"detector {self.name!r} compares no views")
 
     # ------------------------------------------------------------------------------- shared work
     def scores(self, model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:

@@ -60,6 +60,7 @@ class FeatureSqueezing(Detector):
     needs_adversarial = False
     randomized = False
     bpda = True
+    has_views = True
     defaults = {"bits": 0, "median": 2}
 
     def squeezers(self, channels: int) -> list:
@@ -70,11 +71,13 @@ class FeatureSqueezing(Detector):
             out.append(lambda t: median_filter(t, size))
         return out
 
+    def view_logits(self, model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of the input and of each squeezed input (BPDA through the squeezers): the score is small
+        exactly when they agree."""
+        return [model(x)] + [model(bpda(x, squeeze)) for squeeze in self.squeezers(x.shape[1])]
+
     def logits_and_score(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = model(x)
+        logits, *squeezed = self.view_logits(model, x)
         p = F.softmax(logits.float(), dim=1)
-        distances = []
-        for squeeze in self.squeezers(x.shape[1]):
-            p_squeezed = F.softmax(model(bpda(x, squeeze)).float(), dim=1)
-            distances.append((p - p_squeezed).abs().sum(dim=1))
+        distances = [(p - F.softmax(z.float(), dim=1)).abs().sum(dim=1) for z in squeezed]
         return logits, torch.stack(distances).amax(dim=0)

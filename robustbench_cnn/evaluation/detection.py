@@ -156,18 +156,26 @@ def evaluate_detection(
             todo = clean_ok.nonzero().squeeze(1)
             adapt_t0 = time.perf_counter()
             x_adaptive = x.clone()
-            if len(todo):
-                x_adaptive[todo] = adaptive_attack(
+            losses = ["joint", "consensus"] if detector.has_views else ["joint"]
+            left = todo
+            for loss in losses:  # a cascade: each objective runs on the points the earlier ones did not break
+                if not len(left):
+                    break
+                found, won = adaptive_attack(
                     model,
                     detector,
-                    x[todo],
-                    y[todo],
+                    x[left],
+                    y[left],
                     threat,
                     steps=adaptive_steps,
                     restarts=adaptive_restarts,
+                    loss=loss,
                     seed=seed,
                     batch_size=batch_size,
-                )[0]
+                )
+                keep = won if loss != losses[0] else torch.ones_like(won)  # the first run's last iterates stay
+                x_adaptive[left[keep]] = found[keep]
+                left = left[~won]
             adaptive_s = time.perf_counter() - adapt_t0
             runs.append((ADAPTIVE, x_adaptive))
             for attack_name, x_adv in runs:
@@ -188,6 +196,7 @@ def evaluate_detection(
                         "attack": attack_name,
                         "adaptive": adaptive,
                         "worst_case_over": "+".join([*adv_points, ADAPTIVE]) if adaptive else attack_name,
+                        "adaptive_losses": "+".join(losses) if adaptive else "",
                         "n_fooled": int(fooled.sum()),
                         "tpr": float(flagged[fooled].float().mean()) if fooled.any() else float("nan"),
                         "auc": _auc(negatives, scores[fooled.to(scores.device)]),
