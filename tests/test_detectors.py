@@ -207,3 +207,17 @@ def test_adaptive_attack_averages_gradients_over_eot_samples_for_a_randomized_de
     noisy.calls = 0
     adaptive_attack(setup["model"], noisy, x, y, ThreatModel(Norm.LINF, 0.0), steps=3, eot_samples=4)
     assert noisy.calls == 3 + 1
+
+
+def test_consensus_attack_on_the_squeezed_views_stays_in_the_ball_and_needs_views(setup) -> None:
+    detector = fitted(setup, "feature-squeezing")
+    x, y = setup["held_out"][0][:40], setup["held_out"][1][:40]
+    tm = ThreatModel(Norm.LINF, 0.3)
+    x_adv, won = adaptive_attack(setup["model"], detector, x, y, tm, steps=10, loss="consensus", seed=0)
+    assert (x_adv - x).abs().amax() <= 0.3 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    pred, flagged = detector.predict(setup["model"], x_adv)
+    assert won.any() and ((pred != y) & ~flagged)[won].all()
+    with pytest.raises(ValueError, match="has none"):
+        adaptive_attack(setup["model"], fitted(setup, "mahalanobis"), x, y, tm, loss="consensus")
+    with pytest.raises(ValueError, match="invalid adaptive loss"):
+        adaptive_attack(setup["model"], detector, x, y, tm, loss="weighted")
