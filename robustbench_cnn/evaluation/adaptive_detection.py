@@ -20,7 +20,7 @@ squeezing), in two stages per restart (He, Wei, Chen, Carlini & Song, "Adversari
 Weak Defenses are not Strong", WOOT 2017, attacked feature squeezing by fooling every squeezed view together):
 the first half of the steps ascends ``min_v (max_{j != y} z_v[j] - z_v[y])`` over the views ``v`` (the input and
 each squeezed input, BPDA), so that every view is misclassified (the hardest view, e.g. the 1-bit one, leads);
-then ``t`` is the wrong class with the largest summed log-probability over the views, and the second half ascends
+then ``t`` is the most likely wrong class of the hardest view (smallest margin), and the second half ascends
 ``min_v (z_v[t] - max_{j != t} z_v[j])``, so that every view predicts ``t`` and their outputs agree. Success is
 judged as for the joint margin, on the detector's own score.
 """
@@ -98,10 +98,11 @@ def _attack_batch(
             x_adv.requires_grad_(True)
             grad = torch.zeros_like(x)
             if step == switch:
-                with torch.no_grad():
+                with torch.no_grad():  # the hardest view (smallest margin) decides the class all must agree on
                     views = detector.view_logits(model, x_adv.detach())
-                    summed = sum(z.float().log_softmax(dim=1) for z in views)
-                    target = summed.scatter(1, y[:, None], float("-inf")).argmax(dim=1)
+                    hardest = torch.stack([untargeted_margin(z, y) for z in views]).argmin(dim=0)
+                    chosen = torch.stack(views)[hardest, torch.arange(len(y), device=y.device)].float()
+                    target = chosen.scatter(1, y[:, None], float("-inf")).argmax(dim=1)
             for _ in range(eot_samples if detector.randomized else 1):
                 if loss == "joint":
                     logits, score = detector.logits_and_score(model, x_adv)
