@@ -11,8 +11,9 @@ the epsilon evaluated), calibrates its threshold on clean held-out points to the
   (``sklearn.metrics.roc_auc_score``: scores of the correctly classified clean points vs those of the successful
   adversarial examples), and the detection-robust accuracy (:data:`DEFINITION`);
 - against the adaptive attack (:func:`~robustbench_cnn.evaluation.adaptive_detection.adaptive_attack`, joint
-  classifier + detector objective, BPDA, EOT where randomized): the detection-robust accuracy, taken per sample as
-  the worst case over the adaptive and the non-adaptive attacks; this is the figure that counts.
+  classifier + detector objective, BPDA, EOT where randomized; for detectors with views, e.g. feature squeezing, the
+  ``consensus`` objective then runs on the points the joint one did not break): the detection-robust accuracy, taken
+  per sample as the worst case over the adaptive and the non-adaptive attacks; this is the figure that counts.
 """
 
 from __future__ import annotations
