@@ -221,3 +221,19 @@ def test_consensus_attack_on_the_squeezed_views_stays_in_the_ball_and_needs_view
         adaptive_attack(setup["model"], fitted(setup, "mahalanobis"), x, y, tm, loss="consensus")
     with pytest.raises(ValueError, match="invalid adaptive loss"):
         adaptive_attack(setup["model"], detector, x, y, tm, loss="weighted")
+
+
+def test_a_plan_detection_table_gives_one_detection_cell_per_chosen_model() -> None:
+    from robustbench_cnn.core.errors import RbcError
+    from robustbench_cnn.pipeline.plan import parse_plan
+
+    base = {"datasets": ["digits"], "threat": {"norm": "linf", "eps": [0, 0.1, 0.3]}}
+    base["models"] = [{"arch": "lenet5"}, {"arch": "mlp"}]
+    plan = parse_plan({**base, "detection": {"models": ["lenet5-standard"], "n": 50, "adaptive_steps": 10}})
+    cells = [c for c in plan.cells() if c.kind == "detection"]
+    assert len(cells) == 1 and cells[0].model == "digits/lenet5-standard" and cells[0].n == 50
+    assert cells[0].params["eps"] == [0.1, 0.3] and [d for d, _ in cells[0].params["detectors"]] == NAMES
+    with pytest.raises(UnknownNameError, match="Did you mean: mahalanobis"):
+        parse_plan({**base, "detection": {"detectors": ["mahalanobs"]}})
+    with pytest.raises(RbcError, match="detection"):
+        parse_plan({**base, "detection": {"fprr": 0.1}})
