@@ -18,6 +18,7 @@ from robustbench_cnn.pipeline.cells import (
     certify_cell,
     corruptions_cell,
     defense_train_cell,
+    detection_cell,
     explain_cell,
     minimal_norm_cell,
     patch_cell,
@@ -34,6 +35,7 @@ KINDS = [
     "certify",
     "corruptions",
     "defense-train",
+    "detection",
     "explain",
     "minimal-norm",
     "patch",
@@ -113,7 +115,7 @@ def _issue21_kinds(models: tuple[str, str]) -> list[Cell]:
 def test_every_kind_runs_through_the_runner_and_resumes(two_models, store, tmp_path) -> None:
     cells = _all_kinds(two_models)
     # the contract covers every registered kind (issue 21's in the test below)
-    assert sorted({c.kind for c in cells + _issue21_kinds(two_models)}) == KINDS
+    assert sorted({c.kind for c in cells + _issue21_kinds(two_models) + _detection_kind(two_models)}) == KINDS
     ran: list[str] = []
     run = run_cells(cells, tmp_path / "run", progress=False, on_cell=lambda done: ran.append(done.cell.kind))
     assert ran == [c.kind for c in cells]  # locally: in order, each after what it waits for
@@ -262,3 +264,23 @@ def test_the_committed_baseline_with_a_suite_column_still_gates(tmp_path) -> Non
     assert "cascade" in KEY and set(baseline["cascade"]) == {"quick"}
     report = compare(baseline, baseline.rename(columns={"cascade": "suite"}))
     assert report.passed and report.counts["ok"] == len(baseline)
+
+
+def _detection_kind(models: tuple[str, str]) -> list[Cell]:
+    """One small ``detection`` cell (issue 19 part 2) on a digits model."""
+    lenet, _ = models
+    return [
+        detection_cell(lenet, "digits", detectors=[("mahalanobis", {})], eps=[0.1], attacks=["fgsm"],
+                       adaptive_steps=2, fit_n=100, calibration_n=50, n=10),
+    ]  # fmt: skip
+
+
+def test_detection_kind_runs_through_the_runner_and_resumes(two_models, store, tmp_path) -> None:
+    cells = _detection_kind(two_models)
+    run = run_cells(cells, tmp_path / "run", progress=False)
+    for name, rows in (("detection", 2), ("detection_samples", 20)):
+        table = pd.read_parquet(run.dir / f"{name}.parquet")
+        assert len(table) == rows and table["run_id"].eq(run.run_id).all(), name
+    again: list[str] = []
+    run_cells(cells, tmp_path / "run", resume=True, progress=False, on_cell=lambda done: again.append(done.cell.kind))
+    assert again == []

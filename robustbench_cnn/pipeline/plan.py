@@ -74,6 +74,7 @@ class Plan:
     certify: dict[str, Any] | None = None  # {sigma, radii, models, n, n0, noise_samples, alpha, attack_steps, ...}
     corruptions: dict[str, Any] | None = None  # {threat, n}
     explain: dict[str, Any] | None = None  # {models, n, attack, params, threat, target, methods}
+    detection: dict[str, Any] | None = None  # {detectors, eps, models, n, attacks, adaptive_steps, fpr, ...}
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -99,6 +100,7 @@ class Plan:
         5. with ``[corruptions]``: a ``corruptions`` cell per model (``threat``, default ``corruptions``; ``n``);
         6. with ``[certify]``: a ``certify`` cell per model of its ``models`` (plan keys; default every model);
         7. with ``[explain]``: an ``explain`` cell per model of its ``models`` (plan keys; default every model).
+        8. with ``[detection]``: a ``detection`` cell per model of its ``models`` (plan keys; default every model).
 
         ``store`` and ``data_dir`` are resolved to absolute paths so that Ray workers see the same ones.
         """
@@ -245,6 +247,28 @@ class Plan:
                         **_explain_params(c, self), **where,
                     )
                 )  # fmt: skip
+        if self.detection is not None:
+            from robustbench_cnn.pipeline.cells import detection_cell
+
+            c = dict(self.detection)
+            keys = c.pop("models", list(names))
+            unknown = [k for k in keys if k not in names]
+            if unknown:
+                raise ValueError(f"[detection] models {unknown} are not models of the plan: use {', '.join(names)}")
+            n = c.pop("n", 500)
+            for key in keys:
+                out.append(
+                    detection_cell(
+                        names[key],
+                        dataset,
+                        norm=self.norm,
+                        n=n,
+                        seed=self.seed,
+                        after=trains[names[key]],
+                        **_detection_params(c, self.eps, self.norm),
+                        **where,
+                    )
+                )
         return out
 
     def _proxy_settings(self, names: dict[str, str]) -> tuple[str, dict[str, Any], str, list[float]]:
@@ -304,7 +328,7 @@ def _training_cell(
 PLAN_SCHEMA: dict[str, frozenset[str]] = {
     "": frozenset(
         {"name", "datasets", "n", "seed", "batch_size", "threat", "whitebox", "targeted", "proxy", "transfer"}
-        | {"report", "models", "certify", "corruptions", "explain"}
+        | {"report", "models", "certify", "corruptions", "explain", "detection"}
     ),
     "threat": frozenset({"norm", "eps"}),
     "whitebox": frozenset({"cascade", "suite"}),
@@ -315,6 +339,10 @@ PLAN_SCHEMA: dict[str, frozenset[str]] = {
     "explain": frozenset({"models", "n", "attack", "params", "threat", "target", "methods"}),
     "certify": frozenset(
         {"models", "n", "sigma", "radii", "n0", "noise_samples", "alpha", "attack_steps", "attack_noise_samples"}
+    ),
+    "detection": frozenset(
+        {"models", "n", "detectors", "eps", "attacks", "adaptive_steps", "adaptive_restarts", "fpr", "fit_n"}
+        | {"calibration_n"}
     ),
 }
 #: Deprecated keys, per table, and the key that replaces them (suggested instead of the deprecated one).
@@ -448,6 +476,28 @@ def _explain_params(section: dict[str, Any], plan: Plan) -> dict[str, Any]:
     return {"threat": threat, **params}
 
 
+def _detection_params(section: dict[str, Any], plan_eps: list[float], norm: str) -> dict[str, Any]:
+    """The ``detection_cell`` settings of a ``[detection]`` table (``models`` and ``n`` removed), checked:
+    ``detectors`` (names, or ``"all"``; default all), ``eps`` (default the plan's non-zero epsilons), ``attacks``,
+    ``adaptive_steps``, ``adaptive_restarts``, ``fpr``, ``fit_n``, ``calibration_n`` (the cell's defaults)."""
+    from robustbench_cnn.detectors import DETECTORS
+    from robustbench_cnn.pipeline.cells.detection import check_detection
+
+    allowed = PLAN_SCHEMA["detection"] - {"models", "n"}
+    unknown = sorted(set(section) - allowed - {"models", "n"})
+    if unknown:
+        raise ValueError(f"[detection] has unknown key(s) {', '.join(unknown)}: use {', '.join(sorted(allowed))}")
+    params = {k: v for k, v in section.items() if k in allowed}
+    names = params.pop("detectors", ["all"])
+    names = [names] if isinstance(names, str) else list(names)
+    params["detectors"] = [(d, {}) for n in names for d in (DETECTORS.list() if n == "all" else [n])]
+    params["eps"] = [parse_eps(e) for e in params.get("eps", [e for e in plan_eps if e > 0])]
+    defaults = {"attacks": ["fgsm", "pgd"], "adaptive_steps": 100, "adaptive_restarts": 1, "fpr": 0.05}
+    defaults |= {"fit_n": 2000, "calibration_n": 1000, "norm": norm}
+    check_detection({**defaults, **params})
+    return params
+
+
 def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
     """Build and validate a :class:`Plan` from the TOML structure."""
     from robustbench_cnn.attacks import ATTACKS
@@ -479,12 +529,15 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
             certify=data.get("certify"),
             corruptions=data.get("corruptions"),
             explain=data.get("explain"),
+            detection=data.get("detection"),
         )
         _check_targeted_and_transfer(plan)
         if plan.certify is not None:
             _certify_params(dict(plan.certify))
         if plan.explain is not None:
             _explain_params(dict(plan.explain), plan)
+        if plan.detection is not None:
+            _detection_params(dict(plan.detection), plan.eps, plan.norm)
         if plan.corruptions is not None:
             from robustbench_cnn.core.corruption_threat import CorruptionThreat
 

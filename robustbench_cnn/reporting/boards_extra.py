@@ -17,6 +17,9 @@ and column headers) that :func:`add_markdown` / :func:`add_html` put before the 
   (Ghorbani et al. 2019);
 - :func:`patch_board` (``patch.parquet``): per model and target (untargeted, or a target class), the success
   rate of a universal adversarial patch (Brown et al. 2017) at each patch area, with 95% Clopper-Pearson intervals;
+- :func:`detection_board` (``detection.parquet``): per model, detector and epsilon, the detection-robust accuracy
+  under the adaptive attack (the figure to report) beside the non-adaptive attacks' TPR, ROC-AUC and robust
+  accuracy, each marked non-adaptive;
 - :func:`reference_board`: RobustBench ``model_info`` entries
   (:func:`robustbench_cnn.reporting.robustbench_entries.reference_rows`), every row marked external.
 """
@@ -38,6 +41,7 @@ __all__ = [
     "attribution_shift_board",
     "certified_board",
     "corruptions_board",
+    "detection_board",
     "export_robustbench",
     "extra_boards",
     "minimal_norm_board",
@@ -271,6 +275,53 @@ def patch_board(table: pd.DataFrame) -> ExtraBoard:
     return ExtraBoard("patch", "Adversarial patches", note, columns, rows, [False] * len(rows))
 
 
+def detection_board(table: pd.DataFrame) -> ExtraBoard:
+    """The detection board of a ``detection`` table: one row per model, detector and epsilon; the adaptive
+    detection-robust accuracy is the figure shown, the non-adaptive attacks' figures are marked as such."""
+    rows = []
+    keys = ["model", "detector", "norm", "eps"]
+    adaptive = table[table["adaptive"].astype(bool)].drop_duplicates(keys, keep="last")
+    others = table[~table["adaptive"].astype(bool)]
+    for rec in adaptive.sort_values(
+        ["model", "norm", "eps", "robust_acc"], ascending=[True, True, True, False]
+    ).to_dict("records"):
+        mask = (others["model"] == rec["model"]) & (others["detector"] == rec["detector"])
+        mask &= (others["norm"] == rec["norm"]) & (others["eps"] == rec["eps"])
+        plain = others[mask].drop_duplicates("attack", keep="last").to_dict("records")
+        tpr = "; ".join(
+            f"{o['attack']} {_pct(o['tpr'])} / {'' if pd.isna(o['auc']) else format(o['auc'], '.3f')}" for o in plain
+        )
+        lowest = min((o["robust_acc"] for o in plain), default=float("nan"))
+        rows.append(
+            {
+                "model": str(rec["model"]),
+                "detector": str(rec["detector"]),
+                "threat": f"{rec['norm']} {rec['eps']:g}",
+                "clean": _pct(rec["clean_acc"]),
+                "fpr": f"{_pct(rec['clean_fpr'])} (target {_pct(rec['fpr_target'])})",
+                "tpr": tpr,
+                "plain": "; ".join(f"{o['attack']} {_pct(o['robust_acc'])}" for o in plain),
+                "adaptive": f"{_pct(rec['robust_acc'])} {_ci(rec['robust_ci_low'], rec['robust_ci_high'])}",
+                "drop": "" if pd.isna(lowest) else f"{100 * (lowest - rec['robust_acc']):.1f}",
+                "n": str(int(rec["n"])),
+            }
+        )
+    columns = [("model", "model"), ("detector", "detector"), ("threat", "threat"), ("clean", "clean %")]
+    columns += [("fpr", "clean flagged (FPR) %"), ("tpr", "non-adaptive TPR % / ROC-AUC")]
+    columns += [("plain", "non-adaptive robust %"), ("adaptive", "adaptive robust % [95% CI]")]
+    columns += [("drop", "adaptive drop (pp)"), ("n", "n")]
+    note = (
+        "Detectors guarding a classifier, which abstains on flagged inputs; thresholds calibrated on clean held-out "
+        "points to the target false positive rate. A point counts as robust iff it is classified correctly and not "
+        "flagged when clean (a flagged clean point is an error), and the attack's point is flagged (abstain) or "
+        "classified correctly. The adaptive figure (Carlini & Wagner 2017; Tramer et al. 2020: a joint attack on "
+        "classifier and detector, BPDA through squeezers, per-sample worst case with the non-adaptive attacks) is "
+        "the one to report; the non-adaptive figures (attacks on the classifier alone) are shown only to measure "
+        "how much adaptivity takes away."
+    )
+    return ExtraBoard("detection", "Detection defenses (adaptive)", note, columns, rows, [False] * len(rows))
+
+
 def reference_board(references: pd.DataFrame) -> ExtraBoard:
     """External reference rows (``reference_rows``): shown apart, each marked external, never ranked with ours."""
     rows = []
@@ -306,6 +357,7 @@ def extra_boards(run_dir: str | os.PathLike, reference: str | os.PathLike | None
         ("minimal_norm", minimal_norm_board),
         ("explain_samples", attribution_shift_board),
         ("patch", patch_board),
+        ("detection", detection_board),
     ):
         table = read_run_table(run_dir, name)
         if table is not None and len(table):

@@ -13,8 +13,9 @@ Registered kinds (one module each):
 - ``certify``: randomized smoothing, certified (lower) beside attacked (upper) accuracy per L2 radius;
 - ``corruptions``: accuracy under common corruptions, per corruption and severity, and the mean;
 - ``minimal-norm``: one minimal-norm attack run gives the curve, beside the growing ball and their worst case;
-- ``explain``: saliency, Integrated Gradients, occlusion and Grad-CAM of clean vs adversarial, attribution shift.
-- ``patch``: universal adversarial patches learned on training images, success rate per patch area and target class.
+- ``explain``: saliency, Integrated Gradients, occlusion and Grad-CAM of clean vs adversarial, attribution shift;
+- ``patch``: universal adversarial patches learned on training images, success rate per patch area and target class;
+- ``detection``: detectors guarding a model (abstain when flagged), non-adaptive TPR/AUC and adaptive robust accuracy.
 
 Adding a cell kind is one new module with one decorated class, plus its import line below::
 
@@ -39,6 +40,7 @@ from robustbench_cnn.pipeline.cells import (  # noqa: F401  (register the kinds)
     certify,
     corruptions,
     defense_train,
+    detection,
     explain,
     minimal_norm,
     patch,
@@ -52,6 +54,7 @@ from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, Cell
 from robustbench_cnn.pipeline.cells.certify import certify_cell
 from robustbench_cnn.pipeline.cells.corruptions import corruptions_cell
 from robustbench_cnn.pipeline.cells.defense_train import defense_train_cell
+from robustbench_cnn.pipeline.cells.detection import detection_cell
 from robustbench_cnn.pipeline.cells.explain import explain_cell
 from robustbench_cnn.pipeline.cells.minimal_norm import minimal_norm_cell
 from robustbench_cnn.pipeline.cells.patch import patch_cell
@@ -71,6 +74,7 @@ __all__ = [
     "corruptions_cell",
     "defense_train_cell",
     "explain_cell",
+    "detection_cell",
     "minimal_norm_cell",
     "patch_cell",
     "proxy_train_cell",
