@@ -22,7 +22,12 @@ import torch
 
 TORCH = "2.14.1+cu130"
 PINNED_ENV = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE"}
-EXPECTED = {
+#: The fingerprints, per family of CPU numerics. Even with the pinned kernels, some CPUs round a few reductions
+#: differently (an AMD EPYC gives other l2 and training fingerprints than the machine the first set was recorded
+#: on, deterministically). The family is told by the simplest pinned case, ``fgsm@l2:1.0`` (one gradient and an
+#: l2 normalisation): an unknown value of it fails like any moved number. A case a family lacks was pinned later,
+#: on a machine of the other family.
+REFERENCE = {
     "apgd-ce@l2:1.0": "d9ebfbc23d643c53",
     "apgd-ce@linf:0.1": "832dd960aae95479",
     "evaluate cascade": "f97e4d11bee9f9b9",
@@ -48,6 +53,34 @@ EXPECTED = {
     "transfer curve": "9056f9d57a7c0a66",
 }
 
+EPYC = {
+    "apgd-ce@l2:1.0": "ee11a6113a4ebd57",
+    "apgd-ce@linf:0.1": "832dd960aae95479",
+    "evaluate cascade": "f97e4d11bee9f9b9",
+    "fgsm-rs@l2:1.0 weights": "f099bd935486340f",
+    "fgsm-rs@linf:0.1 weights": "ea13cab9a0e73531",
+    "fgsm@l2:1.0": "f15f68d432d80a0f",
+    "fgsm@linf:0.1": "0bf2ecdb0e62bb23",
+    "free-at@l2:1.0 weights": "0b32e320f0164f9e",
+    "free-at@linf:0.1 weights": "bc39ca03f0cd2d21",
+    "mart@l2:1.0 weights": "d61143770ee67cce",
+    "mart@linf:0.1 weights": "02b87b0f15b7b93b",
+    "mi-fgsm@l2:1.0": "f2bcab94b28064a6",
+    "mi-fgsm@linf:0.1": "a0574ac9b3fc7376",
+    "pgd curve": "4b4b0251dd6079ce",
+    "pgd-at@l2:1.0 weights": "9c13cdf1d0c395f2",
+    "pgd-at@linf:0.1 weights": "9a9f250789f7caea",
+    "pgd@l2:1.0": "a6e7915b40e1e64c",
+    "pgd@linf:0.1": "ab63f1fb43ee2cf2",
+    "pgd_accuracy@l2:1.0": "0.984375/0.015625",
+    "pgd_accuracy@linf:0.1": "0.984375/0.484375",
+    "trades@l2:1.0 weights": "80500b1fa6dbc3ad",
+    "trades@linf:0.1 weights": "94edefcc991aa5fa",
+    "transfer curve": "bd9f66b1f1c8fd36",
+}
+
+FAMILIES = {fingerprints["fgsm@l2:1.0"]: fingerprints for fingerprints in (REFERENCE, EPYC)}
+
 
 @pytest.mark.skipif(
     torch.__version__ != TORCH or platform.machine() not in ("x86_64", "AMD64"),
@@ -67,7 +100,10 @@ def test_attacks_and_training_recipes_compute_the_pinned_numbers() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     got = json.loads(done.stdout)["fingerprints"]
-    moved = {
-        k: (EXPECTED.get(k), got.get(k)) for k in sorted(set(EXPECTED) | set(got)) if EXPECTED.get(k) != got.get(k)
-    }
+    family = got.get("fgsm@l2:1.0")
+    assert family in FAMILIES, f"numbers moved: fgsm@l2:1.0 is {family}, none of the known families {sorted(FAMILIES)}"
+    expected = FAMILIES[family]
+    unpinned = {k for k in set(REFERENCE) | set(EPYC) if k not in expected}  # pinned on the other family only
+    keys = sorted((set(expected) | set(got)) - unpinned)
+    moved = {k: (expected.get(k), got.get(k)) for k in keys if expected.get(k) != got.get(k)}
     assert not moved, f"numbers moved (expected, got): {moved}"
