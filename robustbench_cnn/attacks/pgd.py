@@ -31,10 +31,6 @@ class PGD(Attack):
         rel_stepsize (float | None): step size relative to eps; None = ``2.5 / steps`` (Madry et al.;
             foolbox's fixed defaults are linf 0.01/0.3 and l2 0.025: pass them for parity).
         abs_stepsize (float | None): absolute step size; takes precedence over rel_stepsize (default None).
-        warm_steps (int | None): gradient steps of a warm-started run (a ``start=`` given to the call, e.g. the
-            last iterate at the previous epsilon of a robustness curve), with the step size of a full run;
-            None = ``steps`` (default). A warm start continues an ascent, so a few steps can do the work of a
-            fresh run (``robustness_curve`` on :class:`~robustbench_cnn.attacks.curve.GrowingBall`).
         random_start (bool): start the first restart at a uniform point of the ball (default True);
             later restarts always start at random points. A ``start=`` given to the call (warm start,
             see :meth:`Attack.__call__`) replaces the first restart's starting point.
@@ -71,12 +67,11 @@ class PGD(Attack):
     eot_param = "eot_samples"
     supports_start = True
     fast_gradient_kernels = True
-    optional_numbers = frozenset({"rel_stepsize", "abs_stepsize", "warm_steps"})
+    optional_numbers = frozenset({"rel_stepsize", "abs_stepsize"})
     defaults = {
         "steps": 40,
         "rel_stepsize": None,
         "abs_stepsize": None,
-        "warm_steps": None,
         "random_start": True,
         "restarts": 1,
         "loss": "ce",
@@ -88,8 +83,6 @@ class PGD(Attack):
         super().__init__(**params)
         if int(self.params["steps"]) < 0 or int(self.params["restarts"]) < 1:
             raise ValueError("pgd needs steps >= 0 and restarts >= 1")
-        if self.params["warm_steps"] is not None and int(self.params["warm_steps"]) < 0:
-            raise ValueError("pgd needs warm_steps >= 0 (or None: as many as steps)")
         if int(self.params["eot_samples"]) < 1:
             raise ValueError("pgd needs eot_samples >= 1")
 
@@ -123,13 +116,11 @@ class PGD(Attack):
                 break
             x0, lab = x[pos], labels[pos]
             box = threat.linf_box(x0)
-            steps = int(p["steps"])
             if restart == 0 and start is not None:
                 xa = start  # warm start (e.g. the last iterate at a smaller eps); restarts stay random
-                steps = steps if p["warm_steps"] is None else int(p["warm_steps"])
             else:
                 xa = random_start(x0, threat, generator) if (p["random_start"] or restart > 0) else x0
-            for _ in range(steps):
+            for _ in range(int(p["steps"])):
                 logits, grad = eot_loss_and_grad(model, xa, lab, p["loss"], targeted, int(p["eot_samples"]))
                 if p["early_stop"]:
                     hit = is_adversarial(logits, lab, targeted)
