@@ -44,10 +44,20 @@ torchattacks and ART return images only), so ``ceiling_vs_bound_with_verificatio
 
 Part 2, robustness curve. ``--curve-model`` (default the store's ``mnist/lenet5-standard``; trained here for 3 epochs
 when missing) on ``--curve-n`` MNIST test points, 8 epsilons (``--curve-eps``), PGD with the same steps and step rule
-(``rel_stepsize = 2.5 / steps``, random start) for both: ours via ``evaluate(..., [("pgd", ...)], eps_list)`` and
-``Attack.robustness_curve`` (growing ball, early stop, warm starts from the previous epsilon's iterates; also
-without warm starts, ``warm_start=False``), foolbox via one multi-epsilon call
-``attack(fmodel, x, y, epsilons=[...])``. Target: ours >= 3x cheaper at equal or lower robust accuracy per eps.
+(``rel_stepsize = 2.5 / steps``, random start) for both: ours via ``evaluate(..., [("pgd", ...)], eps_list)`` (growing
+ball, early stop, warm starts from the previous epsilon's iterates; also without warm starts, ``warm_start=False``)
+and ``Attack.robustness_curve`` (PGD's default since 2026-12: the shrinking ball of ``attacks/curve.py``), foolbox
+via one multi-epsilon call ``attack(fmodel, x, y, epsilons=[...])``. Target: ours >= 3x cheaper at equal or lower
+robust accuracy per eps. ``benchmarks/curve_cost.py`` measures the curves in more detail (passes counted, PGD-AT
+net, the independent per-epsilon attack; ``docs/curves.md``).
+
+For a large model on a shared CPU: ``--contenders`` runs a subset (ours and the bound always run), ``--no-warmup``
+makes the first timed call also the robust-accuracy call, ``--profile-reps -1`` skips the profile; e.g. the CIFAR-10
+ResNet-18 row of ``docs/curves.md``::
+
+    python benchmarks/attack_throughput.py --model resnet18 --channels 3 --size 32 --batch 128 --steps 10 \
+        --eps 0.0313725 --reps 1 --no-warmup --no-curve --profile-reps -1 \
+        --contenders "ours (clean logits known),foolbox,torchattacks,art" --threads 1
 
     RBC_DATA_DIR=../shared/data RBC_HOME=/tmp/store python benchmarks/attack_throughput.py --threads 1
 
