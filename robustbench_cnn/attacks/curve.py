@@ -1,7 +1,7 @@
 """The epsilon engines: attacks run along a list of epsilons on a fixed set of points.
 
 :class:`GrowingBall` is the one loop behind :meth:`Attack.robustness_curve
-<robustbench_cnn.attacks.base.Attack.robustness_curve>`, the cascades of
+<robustbench_cnn.attacks.base.Attack.robustness_curve>` with ``order="ascending"``, the cascades of
 :func:`robustbench_cnn.evaluation.engine.evaluate` and :func:`robustbench_cnn.attacks.blackbox.transfer.transfer_attack`.
 At each epsilon it runs its attacks in order, each on the points still unbroken, and
 
@@ -15,9 +15,9 @@ At each epsilon it runs its attacks in order, each on the points still unbroken,
 :func:`shrinking_ball` is the cheap curve of one warm-startable attack (``Attack.robustness_curve`` runs on it for
 attacks with ``supports_start``): it attacks every point at the *largest* epsilon first, then walks down, attacking at
 each smaller epsilon only the points broken at the one above, warm-started at their adversarial example projected
-into the smaller ball (usually still adversarial: one gradient pass). A point the attack fails to break at an
-epsilon (after a warm-started run and one fresh run, ``fresh_retry``) leaves the walk and counts as robust there and
-at every smaller epsilon: the larger ball contains the smaller ones, the same reading of the curve's monotonicity as
+into the smaller ball (usually still adversarial, which one forward pass checks). A point the attack fails to break
+at an epsilon (after a warm-started run and one fresh run, ``fresh_retry``) leaves the walk and counts as robust there
+and at every smaller epsilon: the larger ball contains the smaller ones, the same reading of the curve's monotonicity as
 ``carry_forward``'s, from the other side. So a point robust along the whole curve is attacked once instead of once
 per epsilon; ``docs/curves.md`` measures cost and robust accuracy against foolbox's multi-epsilon call and the
 growing ball.
