@@ -44,10 +44,20 @@ torchattacks and ART return images only), so ``ceiling_vs_bound_with_verificatio
 
 Part 2, robustness curve. ``--curve-model`` (default the store's ``mnist/lenet5-standard``; trained here for 3 epochs
 when missing) on ``--curve-n`` MNIST test points, 8 epsilons (``--curve-eps``), PGD with the same steps and step rule
-(``rel_stepsize = 2.5 / steps``, random start) for both: ours via ``evaluate(..., [("pgd", ...)], eps_list)`` and
-``Attack.robustness_curve`` (growing ball, early stop, warm starts from the previous epsilon's iterates; also
-without warm starts, ``warm_start=False``), foolbox via one multi-epsilon call
-``attack(fmodel, x, y, epsilons=[...])``. Target: ours >= 3x cheaper at equal or lower robust accuracy per eps.
+(``rel_stepsize = 2.5 / steps``, random start) for both: ours via ``evaluate(..., [("pgd", ...)], eps_list)`` (growing
+ball, early stop, warm starts from the previous epsilon's iterates; also without warm starts, ``warm_start=False``)
+and ``Attack.robustness_curve`` (PGD's default since 2026-12: the shrinking ball of ``attacks/curve.py``), foolbox
+via one multi-epsilon call ``attack(fmodel, x, y, epsilons=[...])``. Target: ours >= 3x cheaper at equal or lower
+robust accuracy per eps. ``benchmarks/curve_cost.py`` measures the curves in more detail (passes counted, PGD-AT
+net, the independent per-epsilon attack; ``docs/curves.md``).
+
+For a large model on a shared CPU: ``--contenders`` runs a subset (ours and the bound always run), ``--no-warmup``
+makes the first timed call also the robust-accuracy call, ``--profile-reps -1`` skips the profile; e.g. the CIFAR-10
+ResNet-18 row of ``docs/curves.md``::
+
+    python benchmarks/attack_throughput.py --model resnet18 --channels 3 --size 32 --batch 128 --steps 10 \
+        --eps 0.0313725 --reps 1 --no-warmup --no-curve --profile-reps -1 \
+        --contenders "ours (clean logits known),foolbox,torchattacks,art" --threads 1
 
     RBC_DATA_DIR=../shared/data RBC_HOME=/tmp/store python benchmarks/attack_throughput.py --threads 1
 
@@ -395,6 +405,21 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     )
     parser.add_argument("--curve-reps", type=int, default=3)
     parser.add_argument("--no-curve", action="store_true")
+    parser.add_argument(
+        "--contenders",
+        default="",
+        help="comma-separated subset of the contenders (default all; ours and bound always run)",
+    )
+    parser.add_argument(
+        "--profile-reps", type=int, default=0, help="calls profiled (0: max(3, reps // 2); -1: no profile)"
+    )
+    parser.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one untimed call per contender first (--no-warmup for a large model: the first timed call is also "
+        "the robust-accuracy call)",
+    )
     parser.add_argument("--store", default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="results/benchmarks/attack_throughput", help="path without extension")
@@ -429,13 +454,22 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         p.requires_grad_(args.params == "trainable")
 
     contenders = make_contenders(model, x, y, args.eps, args.steps, args.seed)
+    if args.contenders:  # a subset (e.g. for a large model on a shared CPU); ours and the bound are always kept
+        wanted = {c.strip() for c in args.contenders.split(",")} | {"ours", "bound"}
+        unknown = wanted - set(contenders)
+        if unknown:
+            parser.error(f"unknown contender(s) {sorted(unknown)}: choose from {list(contenders)}")
+        contenders = {k: v for k, v in contenders.items() if k in wanted}
     names = list(contenders)
     robust_acc: dict[str, float] = {}
-    for k, fn in contenders.items():  # warm-up; the robust accuracy each contender leaves on the batch
-        torch.manual_seed(args.seed)
-        adv = fn()
+
+    def record(k: str, adv: torch.Tensor) -> None:
         with torch.no_grad():
             robust_acc[k] = float("nan") if k.startswith("bound") else float((model(adv).argmax(1) == y).float().mean())
+
+    for k, fn in contenders.items() if args.warmup else ():  # warm-up; the robust accuracy each contender leaves
+        torch.manual_seed(args.seed)
+        record(k, fn())
     wall: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
     loads = []
@@ -443,16 +477,20 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         for k in names[rep % len(names) :] + names[: rep % len(names)]:
             torch.manual_seed(args.seed + rep)
             t, c = time.perf_counter(), time.process_time()
-            contenders[k]()
+            adv = contenders[k]()
             wall[k].append(time.perf_counter() - t)
             cpu[k].append(time.process_time() - c)
+            if k not in robust_acc:  # --no-warmup: the first timed call gives the robust accuracy
+                record(k, adv)
         loads.append(_load())
     work = args.batch * args.steps
     med_w = {k: statistics.median(v) for k, v in wall.items()}
     med_c = {k: statistics.median(v) for k, v in cpu.items()}
-    libs = ("foolbox", "torchattacks", "art")
+    libs = [k for k in ("foolbox", "torchattacks", "art") if k in med_w]
     fastest_w = min(libs, key=lambda k: med_w[k])
     fastest_c = min(libs, key=lambda k: med_c[k])
+    nan = float("nan")
+    fast_bound_c = med_c.get("bound (fast kernels)", nan)
     rows = []
     for k in names:
         rows.append(
@@ -466,7 +504,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 "wall_min_max_s": f"{min(wall[k]):.2f}-{max(wall[k]):.2f}",
                 "vs_bound_cpu": med_c["bound"] / med_c[k],
                 "vs_bound_wall": med_w["bound"] / med_w[k],
-                "vs_fast_bound_cpu": med_c["bound (fast kernels)"] / med_c[k],
+                "vs_fast_bound_cpu": fast_bound_c / med_c[k],
                 "vs_fastest_lib_cpu": med_c[fastest_c] / med_c[k],
                 "vs_fastest_lib_wall": med_w[fastest_w] / med_w[k],
                 "model": args.model,
@@ -482,8 +520,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             }
         )
     df = pd.DataFrame(rows)
-    prof = profile_ours(model, x, y, args.eps, args.steps, args.seed, reps=max(3, args.reps // 2))
-    prof["load_avg"] = _load()
+    prof: dict[str, float | str] = {}
+    if args.profile_reps >= 0:
+        prof = dict(
+            profile_ours(model, x, y, args.eps, args.steps, args.seed, args.profile_reps or max(3, args.reps // 2))
+        )
+        prof["load_avg"] = _load()
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -509,13 +551,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     verdicts = []
     for label, med, fastest in (("CPU time", med_c, fastest_c), ("wall time", med_w, fastest_w)):
         for who in ("ours", "ours (clean logits known)", "ours (autograd kernels)", "ours (defaults: early stop)"):
+            if who not in med:
+                continue
             verdicts += [
                 f"- {label}: {who} >= fastest library ({fastest}): "
                 f"{'yes' if med[who] <= med[fastest] else 'NO'} ({med[fastest] / med[who]:.3f}); "
-                f">= torchattacks + success: {med['torchattacks + success'] / med[who]:.3f}; "
+                f">= torchattacks + success: {med.get('torchattacks + success', nan) / med[who]:.3f}; "
                 f">= 0.95 x bound: {'yes' if med['bound'] / med[who] >= 0.95 else 'NO'} "
                 f"({med['bound'] / med[who]:.3f}); vs bound (fast kernels): "
-                f"{med['bound (fast kernels)'] / med[who]:.3f}"
+                f"{med.get('bound (fast kernels)', nan) / med[who]:.3f}"
             ]
     text = [
         f"# PGD throughput ({args.model} {args.channels}x{args.size}x{args.size}, {args.input} batch of {len(y)}, "

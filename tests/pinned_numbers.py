@@ -47,8 +47,11 @@ def attacks(out: dict[str, str]) -> None:
         for threat in ("linf:0.1", "l2:1.0"):
             res = get_attack(name, **params)(model, x, y, ThreatModel.parse(threat), seed=3, batch_size=32)
             out[f"{name}@{threat}"] = fingerprint(res.x_adv, res.success)
-    curve = get_attack("pgd", steps=5).robustness_curve(model, x, y, "linf", [0.0, 0.05, 0.1], seed=1)
+    pgd = get_attack("pgd", steps=5)
+    curve = pgd.robustness_curve(model, x, y, "linf", [0.0, 0.05, 0.1], seed=1, order="ascending")
     out["pgd curve"] = fingerprint(*[r.x_adv for r in curve], *[r.success for r in curve])
+    curve = pgd.robustness_curve(model, x, y, "linf", [0.0, 0.05, 0.1], seed=1)  # PGD's default: shrinking ball
+    out["pgd curve (shrinking ball)"] = fingerprint(*[r.x_adv for r in curve], *[r.success for r in curve])
     ev = evaluate(model, x, y, "linf", [0, 0.05, 0.1], [("pgd", {"steps": 5}), ("fgsm", {})], seed=2)
     out["evaluate cascade"] = fingerprint(*[o.x_adv for o in ev.outcomes], *[o.broken_by for o in ev.outcomes])
     moved = transfer_attack(trained_model(200, 1), model, x, y, "l2", "pgd", [0.5, 1.0], seed=4)

@@ -42,6 +42,7 @@ REFERENCE = {
     "mi-fgsm@l2:1.0": "d179168964a0afb3",
     "mi-fgsm@linf:0.1": "a0574ac9b3fc7376",
     "pgd curve": "4b4b0251dd6079ce",
+    "pgd curve (shrinking ball)": "763d0b5fdbf48cd0",
     "pgd-at@l2:1.0 weights": "a2d4f27cae0ca1e3",
     "pgd-at@linf:0.1 weights": "867ed98ef5d1d7d4",
     "pgd@l2:1.0": "d7fdd89ed805261a",

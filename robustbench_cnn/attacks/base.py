@@ -22,7 +22,7 @@ from typing import Any, ClassVar, final
 import torch
 from torch import nn
 
-from robustbench_cnn.attacks.curve import GrowingBall
+from robustbench_cnn.attacks.curve import BallStep, GrowingBall, shrinking_ball
 from robustbench_cnn.attacks.functional import make_generator
 from robustbench_cnn.attacks.input_gradients import fast_input_gradients
 from robustbench_cnn.core.geometry import project
@@ -321,10 +321,20 @@ class Attack:
         targets: torch.Tensor | None = None,
         seed: int = 0,
         batch_size: int | None = None,
+        order: str = "auto",
     ) -> list[AttackResult]:
-        """One :class:`AttackResult` per epsilon (sorted ascending), growing the ball.
+        """One :class:`AttackResult` per epsilon (sorted ascending).
 
-        Runs on :class:`~robustbench_cnn.attacks.curve.GrowingBall`: a point broken at a smaller epsilon counts as
+        ``order="descending"`` (the default ``"auto"`` for attacks with ``supports_start``, e.g. PGD) runs on
+        :func:`~robustbench_cnn.attacks.curve.shrinking_ball`: every point is attacked at the largest epsilon, and
+        each smaller epsilon attacks only the points broken at the one above, warm-started at their adversarial
+        example (then once from a fresh start); a point the attack fails to break counts as robust there and at
+        every smaller epsilon. A point broken at several epsilons keeps, at each, the adversarial example of the
+        smallest one (it lies in every larger ball); ``x_adv`` is ``x`` where the point was not attacked at that
+        epsilon and unbroken. Its ``queries`` are those spent at its own epsilon.
+
+        ``order="ascending"`` (the default for the other attacks) grows the ball instead, on
+        :class:`~robustbench_cnn.attacks.curve.GrowingBall`: a point broken at a smaller epsilon counts as
         broken at every larger one (its ``x_adv`` lies in the larger ball), and each epsilon attacks only the points
         still robust, so the robust accuracy is non-increasing along the curve by construction. The clean forward
         pass runs once, and attacks with ``supports_start`` (PGD) warm-start each still-robust point at its last
@@ -350,6 +360,22 @@ class Attack:
         else:
             pred = torch.zeros(0, dtype=torch.int64, device=x.device)
         clean_correct = pred == y
+        if order not in ("auto", "ascending", "descending"):
+            raise ValueError(f"order must be auto, ascending or descending, got {order!r}")
+        if order == "descending" or (order == "auto" and self.supports_start):
+            walk = shrinking_ball(
+                self,
+                model,
+                x,
+                y,
+                threats,
+                attackable=clean_correct,
+                clean_logits=logits,
+                targets=targets,
+                seed=seed,
+                batch_size=batch_size,
+            )
+            return self._curve_results(x, clean_correct, pred, targets, y, threats, walk)
         # the attack itself skips a point whose target is its label (it stays robust)
         ball = GrowingBall(
             [self],
@@ -403,6 +429,53 @@ class Attack:
             res.elapsed_s = time.perf_counter() - t0
             results.append(res)
             prev = res
+        return results
+
+    def _curve_results(
+        self,
+        x: torch.Tensor,
+        clean_correct: torch.Tensor,
+        pred: torch.Tensor,
+        targets: torch.Tensor | None,
+        y: torch.Tensor,
+        threats: list[ThreatModel],
+        walk: list[list[BallStep]],
+    ) -> list[AttackResult]:
+        """The per-epsilon results of a :func:`shrinking_ball` walk, in ascending order; a point broken at a smaller
+        epsilon keeps that adversarial example at the larger ones. (A point attacked and left unbroken at an epsilon
+        was broken at every larger one, so no output of an unbroken run is carried upwards.)"""
+        results: list[AttackResult] = []
+        x_adv, pred_adv = x.detach().clone(), pred.clone()
+        success = torch.zeros_like(clean_correct)
+        for threat, steps in zip(threats, walk):
+            queries = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+            elapsed = 0.0
+            for step in steps:
+                sub = step.result
+                assert sub is not None
+                at = step.idx.to(x.device)
+                queries[at] += sub.queries
+                elapsed += sub.elapsed_s
+                new = sub.success & ~success[at]  # broken here and at no smaller epsilon
+                x_adv[at[new]], pred_adv[at[new]] = sub.x_adv[new], sub.pred_adv[new]
+                success[at[new]] = True
+                fail = ~success[at]  # unbroken attacked points return the attack's output
+                x_adv[at[fail]], pred_adv[at[fail]] = sub.x_adv[fail], sub.pred_adv[fail]
+            results.append(
+                AttackResult(
+                    x_adv=x_adv.clone(),
+                    success=success.clone(),
+                    clean_correct=clean_correct.clone(),
+                    perturbation_norm=threat.norm.measure(x_adv - x),
+                    pred_adv=pred_adv.clone(),
+                    target=targets.clone() if targets is not None else torch.full_like(y, -1),
+                    queries=queries,
+                    threat=threat,
+                    attack=self.name,
+                    elapsed_s=elapsed,
+                    params=dict(self.params),
+                )
+            )
         return results
 
     # ---------------------------------------------------------------------------------- validation

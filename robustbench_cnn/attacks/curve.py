@@ -1,7 +1,7 @@
-"""The growing-epsilon engine: attacks run along ascending epsilons on a fixed set of points.
+"""The epsilon engines: attacks run along a list of epsilons on a fixed set of points.
 
 :class:`GrowingBall` is the one loop behind :meth:`Attack.robustness_curve
-<robustbench_cnn.attacks.base.Attack.robustness_curve>`, the cascades of
+<robustbench_cnn.attacks.base.Attack.robustness_curve>` with ``order="ascending"``, the cascades of
 :func:`robustbench_cnn.evaluation.engine.evaluate` and :func:`robustbench_cnn.attacks.blackbox.transfer.transfer_attack`.
 At each epsilon it runs its attacks in order, each on the points still unbroken, and
 
@@ -11,6 +11,16 @@ At each epsilon it runs its attacks in order, each on the points still unbroken,
 - warm-starts (``warm_start``) the attacks that accept a starting point (``Attack.supports_start``, e.g. PGD): each
   point starts at that attack's last iterate from the previous epsilon plus a uniform random step the size of the
   epsilon increment (:func:`jittered_start`), which continues the ascent instead of repeating it.
+
+:func:`shrinking_ball` is the cheap curve of one warm-startable attack (``Attack.robustness_curve`` runs on it for
+attacks with ``supports_start``): it attacks every point at the *largest* epsilon first, then walks down, attacking at
+each smaller epsilon only the points broken at the one above, warm-started at their adversarial example projected
+into the smaller ball (usually still adversarial, which one forward pass checks). A point the attack fails to break
+at an epsilon (after a warm-started run and one fresh run, ``fresh_retry``) leaves the walk and counts as robust there
+and at every smaller epsilon: the larger ball contains the smaller ones, the same reading of the curve's monotonicity as
+``carry_forward``'s, from the other side. So a point robust along the whole curve is attacked once instead of once
+per epsilon; ``docs/curves.md`` measures cost and robust accuracy against foolbox's multi-epsilon call and the
+growing ball.
 """
 
 from __future__ import annotations
@@ -22,10 +32,11 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from robustbench_cnn.core.geometry import random_start
+from robustbench_cnn.core.geometry import project, random_start
+from robustbench_cnn.core.model_utils import batched_logits, eval_mode
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
 
-__all__ = ["BallStep", "CurveAttack", "GrowingBall", "jittered_start"]
+__all__ = ["BallStep", "CurveAttack", "GrowingBall", "jittered_start", "shrinking_ball"]
 
 
 class CurveAttack(Protocol):
@@ -173,3 +184,114 @@ class GrowingBall:
                     self.unbroken[idx[result.success.cpu()]] = False
             yield BallStep(attack, threat, idx, result)
         self.prev_eps = eps
+
+
+def shrinking_ball(
+    attack: CurveAttack,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threats: Sequence[ThreatModel],
+    *,
+    attackable: torch.Tensor,
+    clean_logits: torch.Tensor | None = None,
+    targets: torch.Tensor | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    fresh_retry: bool = True,
+) -> list[list[BallStep]]:
+    """One attack along ``threats`` (ascending epsilons, one norm) walked from the largest epsilon down.
+
+    At the largest epsilon the attack runs on every ``attackable`` point. At each smaller epsilon only the points
+    broken at the epsilon above are left: their adversarial example there, projected into the smaller ball, is
+    checked with one forward pass (it usually stays adversarial); the attack then runs on the others, started
+    (``start=``, when ``attack.supports_start``) at that projected example. With ``fresh_retry`` (default True) the
+    points a run leaves unbroken, at every epsilon, get one more run from the attack's own starting point (e.g.
+    PGD's random start; seed ``seed + 1``), as a second, independent attack at that epsilon. The points still
+    unbroken leave the walk: robust at that epsilon and, without further attacks, at every smaller one. So the
+    broken points shrink along the walk and the robust accuracy is non-increasing in epsilon by construction.
+
+    Arguments are those of :class:`GrowingBall` (``x`` N x C x H x W in [0, 1]; ``attackable`` bool [N]).
+
+    Returns, per threat in the order given, the :class:`BallStep` run at it, in order: the forward check (below the
+    largest epsilon; an :class:`AttackResult` with ``queries`` 1), the attack's run, the fresh retry; a step is
+    left out where no point was left for it. A point is broken at ``threats[k]`` iff a step at ``k`` broke it, and
+    then it is broken at every larger epsilon.
+    """
+    eps = [float(t.eps) for t in threats]
+    if any(b < a for a, b in zip(eps, eps[1:])):
+        raise ValueError(f"shrinking_ball needs ascending epsilons, got {eps}")
+    idx = attackable.detach().cpu().bool().nonzero().flatten()
+    adv: torch.Tensor | None = None  # adversarial examples of idx's points at the epsilon above
+    steps: list[list[BallStep]] = [[] for _ in threats]
+
+    def sub(t: torch.Tensor | None, at: torch.Tensor) -> torch.Tensor | None:
+        return None if t is None else t[at.to(t.device)]
+
+    def run(threat: ThreatModel, at: torch.Tensor, warm: torch.Tensor | None, run_seed: int) -> BallStep:
+        result = attack(
+            model,
+            x[at.to(x.device)],
+            y[at.to(y.device)],
+            threat,
+            targets=sub(targets, at),
+            seed=run_seed,
+            batch_size=batch_size,
+            clean_logits=sub(clean_logits, at),
+            start=warm if attack.supports_start else None,
+        )
+        return BallStep(attack, threat, at, result)
+
+    for k in reversed(range(len(threats))):
+        if idx.numel() == 0:
+            break
+        threat = threats[k]
+        broken = torch.zeros(idx.numel(), dtype=torch.bool)
+        x_adv = x[idx.to(x.device)].clone()
+        if adv is not None:  # the examples from the epsilon above, projected into this ball: still adversarial?
+            check = _check(model, x, y, threat, idx, project(adv, x[idx.to(x.device)], threat), targets, batch_size)
+            steps[k].append(BallStep(attack, threat, idx, check))
+            broken, x_adv = check.success.cpu().clone(), check.x_adv
+        for retry in (False, True):
+            rows = (~broken).nonzero().flatten()
+            if rows.numel() == 0 or (retry and not fresh_retry):
+                break
+            warm = x_adv[rows.to(x_adv.device)] if adv is not None and not retry else None
+            step = run(threat, idx[rows], warm, seed + int(retry))
+            steps[k].append(step)
+            ok = step.result.success.cpu()  # type: ignore[union-attr]
+            x_adv[rows[ok].to(x_adv.device)] = step.result.x_adv[ok.to(x_adv.device)]  # type: ignore[union-attr]
+            broken[rows[ok]] = True
+        idx, adv = idx[broken], x_adv[broken.to(x_adv.device)]
+    return steps
+
+
+def _check(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    idx: torch.Tensor,
+    candidate: torch.Tensor,
+    targets: torch.Tensor | None,
+    batch_size: int | None,
+) -> AttackResult:
+    """Whether ``candidate`` (inside the ball around ``x[idx]``) is adversarial, by one forward pass, as a result."""
+    xs, ys = x[idx.to(x.device)], y[idx.to(y.device)].to(x.device)
+    tg = targets[idx.to(targets.device)].to(x.device) if targets is not None else None
+    with eval_mode(model), torch.no_grad():
+        logits = batched_logits(model, candidate, batch_size or max(candidate.shape[0], 1))
+    assert logits is not None
+    pred = logits.argmax(dim=1).to(x.device)
+    success = pred == tg if tg is not None else pred != ys
+    return AttackResult(
+        x_adv=candidate,
+        success=success,
+        clean_correct=torch.ones_like(success),
+        perturbation_norm=threat.norm.measure(candidate - xs),
+        pred_adv=pred,
+        target=tg.clone() if tg is not None else torch.full_like(ys, -1),
+        queries=torch.ones(idx.numel(), dtype=torch.int64, device=x.device),
+        threat=threat,
+        attack="projected-example-check",
+    )
