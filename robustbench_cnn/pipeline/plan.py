@@ -75,6 +75,7 @@ class Plan:
     corruptions: dict[str, Any] | None = None  # {threat, n}
     explain: dict[str, Any] | None = None  # {models, n, attack, params, threat, target, methods}
     detection: dict[str, Any] | None = None  # {detectors, eps, models, n, attacks, adaptive_steps, fpr, ...}
+    patch: dict[str, Any] | None = None  # {models, sizes, targets, n, train_n, placements, params}
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -100,7 +101,8 @@ class Plan:
         5. with ``[corruptions]``: a ``corruptions`` cell per model (``threat``, default ``corruptions``; ``n``);
         6. with ``[certify]``: a ``certify`` cell per model of its ``models`` (plan keys; default every model);
         7. with ``[explain]``: an ``explain`` cell per model of its ``models`` (plan keys; default every model).
-        8. with ``[detection]``: a ``detection`` cell per model of its ``models`` (plan keys; default every model).
+        8. with ``[detection]``: a ``detection`` cell per model of its ``models`` (plan keys; default every model);
+        9. with ``[patch]``: a ``patch`` cell per model of its ``models`` (plan keys; default every model).
 
         ``store`` and ``data_dir`` are resolved to absolute paths so that Ray workers see the same ones.
         """
@@ -201,7 +203,8 @@ class Plan:
     def _extra_cells(
         self, names: dict[str, str], trains: dict[str, tuple[str, ...]], dataset: str, where: dict[str, Any]
     ) -> list[Cell]:
-        """The ``[corruptions]``, ``[certify]`` and ``[explain]`` cells of one dataset."""
+        """The ``[corruptions]``, ``[certify]``, ``[explain]``, ``[detection]`` and ``[patch]`` cells of one
+        dataset."""
         from robustbench_cnn.pipeline.cells import certify_cell, corruptions_cell, explain_cell
 
         out: list[Cell] = []
@@ -269,7 +272,35 @@ class Plan:
                         **where,
                     )
                 )
+        if self.patch is not None:
+            out += self._patch_cells(names, trains, dataset, where)
         return out
+
+    def _patch_cells(
+        self, names: dict[str, str], trains: dict[str, tuple[str, ...]], dataset: str, where: dict[str, Any]
+    ) -> list[Cell]:
+        """The ``[patch]`` cells of one dataset: one ``patch`` cell per chosen model, after its training cell."""
+        from robustbench_cnn.data import dataset_info
+        from robustbench_cnn.pipeline.cells import patch_cell
+
+        c = dict(self.patch or {})
+        keys = c.pop("models", list(names))
+        unknown = [k for k in keys if k not in names]
+        if unknown:
+            raise ValueError(f"[patch] models {unknown} are not models of the plan: use {', '.join(names)}")
+        n = c.pop("n", self.n)
+        info = dataset_info(dataset, where["data_dir"])
+        try:
+            params = _patch_params(c, info.num_classes, info.size)
+        except ValueError as exc:  # a class or a size the dataset lacks
+            raise ValueError(f"invalid plan {self.source} for dataset {dataset}: {exc}") from None
+        return [
+            patch_cell(
+                names[key], dataset, n=n, seed=self.seed, batch_size=self.batch_size, after=trains[names[key]],
+                **params, **where,
+            )
+            for key in keys
+        ]  # fmt: skip
 
     def _proxy_settings(self, names: dict[str, str]) -> tuple[str, dict[str, Any], str, list[float]]:
         """(target key, substitute-training options, transfer attack, epsilons) of the plan's ``[proxy]``."""
@@ -328,7 +359,7 @@ def _training_cell(
 PLAN_SCHEMA: dict[str, frozenset[str]] = {
     "": frozenset(
         {"name", "datasets", "n", "seed", "batch_size", "threat", "whitebox", "targeted", "proxy", "transfer"}
-        | {"report", "models", "certify", "corruptions", "explain", "detection"}
+        | {"report", "models", "certify", "corruptions", "explain", "detection", "patch"}
     ),
     "threat": frozenset({"norm", "eps"}),
     "whitebox": frozenset({"cascade", "suite"}),
@@ -344,6 +375,7 @@ PLAN_SCHEMA: dict[str, frozenset[str]] = {
         {"models", "n", "detectors", "eps", "attacks", "adaptive_steps", "adaptive_restarts", "fpr", "fit_n"}
         | {"calibration_n"}
     ),
+    "patch": frozenset({"models", "n", "sizes", "targets", "train_n", "placements", "params"}),
 }
 #: Deprecated keys, per table, and the key that replaces them (suggested instead of the deprecated one).
 _DEPRECATED_KEYS: dict[str, dict[str, str]] = {"whitebox": {"suite": "cascade"}}
@@ -498,6 +530,64 @@ def _detection_params(section: dict[str, Any], plan_eps: list[float], norm: str)
     return params
 
 
+def _patch_targets(entries: Any, num_classes: int | None) -> list[int]:
+    """The ``patch_cell`` targets of a ``[patch] targets`` list: ``"none"`` (untargeted, -1), a class ``3``, or
+    ``"all"`` (every class); ``ValueError`` otherwise. With ``num_classes`` None (a plan parsed before its
+    datasets are known) only the forms are checked and ``"all"`` gives no class yet."""
+    from robustbench_cnn.pipeline.cells.patch import UNTARGETED
+
+    entries = [entries] if isinstance(entries, (str, int)) else entries
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f'[patch] targets must be a non-empty list like ["none", 3], got {entries!r}')
+    top = f"0 to {num_classes - 1}" if num_classes is not None else "such as 3"
+    targets: set[int] = set()
+    for entry in entries:
+        text = str(entry).strip().lower() if isinstance(entry, (str, int)) and not isinstance(entry, bool) else ""
+        if text in ("none", "untargeted"):
+            targets.add(UNTARGETED)
+        elif text == "all":
+            targets.update(range(num_classes or 0))
+        elif text.isdigit() and (num_classes is None or int(text) < num_classes):
+            targets.add(int(text))
+        else:
+            raise ValueError(
+                f'[patch] targets: invalid target {entry!r}: use "none" (untargeted), a class {top}, or "all"'
+            )
+    return sorted(targets)
+
+
+def _patch_params(section: dict[str, Any], num_classes: int | None = None, side: int | None = None) -> dict[str, Any]:
+    """The ``patch_cell`` settings of a ``[patch]`` table (``models`` and ``n`` left out), checked: ``sizes``
+    (patch areas, default [0.05, 0.1, 0.2]), ``targets`` (default ``["none"]``, untargeted), ``train_n`` (training
+    images the patch is learned on, default 10,000), ``placements`` (random positions per test point, default 1),
+    ``params`` (the ``patch`` attack's parameters, default its own). With the dataset's ``num_classes`` and image
+    ``side`` known, the target classes and the sizes (at least one pixel) are checked against them too."""
+    from robustbench_cnn.core.patch_threat import PatchThreat
+    from robustbench_cnn.pipeline.cells.patch import UNTARGETED, check_patch, patch_cell
+
+    sizes = section.get("sizes", [0.05, 0.1, 0.2])
+    if not isinstance(sizes, list):
+        raise ValueError(f"[patch] sizes must be a list of areas like [0.05, 0.1, 0.2], got {sizes!r}")
+    whole = {"train_n": section.get("train_n", 10_000), "placements": section.get("placements", 1)}
+    for key, value in whole.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"[patch] {key} must be a whole number >= 1, got {value!r}")
+    params = {
+        "sizes": [t.area for t in PatchThreat.parse_sizes("patch", sizes)],
+        "targets": _patch_targets(section.get("targets", ["none"]), num_classes),
+        "attack_params": dict(section.get("params", {})),
+        **whole,
+    }
+    # "all" before the dataset is known gives no class yet: check the other settings with the untargeted patch
+    check_patch(patch_cell("", "", **{**params, "targets": params["targets"] or [UNTARGETED]}).params, num_classes)
+    for area in params["sizes"]:
+        if side is not None and PatchThreat(area).side(side, side) == 0:
+            raise ValueError(
+                f"[patch] size {area:g} covers not one pixel of a {side} x {side} image: use at least 1/{side**2}"
+            )
+    return params
+
+
 def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
     """Build and validate a :class:`Plan` from the TOML structure."""
     from robustbench_cnn.attacks import ATTACKS
@@ -530,6 +620,7 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
             corruptions=data.get("corruptions"),
             explain=data.get("explain"),
             detection=data.get("detection"),
+            patch=data.get("patch"),
         )
         _check_targeted_and_transfer(plan)
         if plan.certify is not None:
@@ -538,6 +629,15 @@ def parse_plan(data: dict[str, Any], source: str = "<dict>") -> Plan:
             _explain_params(dict(plan.explain), plan)
         if plan.detection is not None:
             _detection_params(dict(plan.detection), plan.eps, plan.norm)
+        if plan.patch is not None:
+            n = plan.patch.get("n", 1)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"[patch] n must be a whole number of test points >= 1, got {n!r}")
+            _patch_params({k: v for k, v in plan.patch.items() if k not in ("models", "n")})
+            keys = [spec.checkpoint_name("_").split("/", 1)[-1] for spec in models]
+            unknown = [k for k in plan.patch.get("models", keys) if k not in keys]
+            if unknown:
+                raise ValueError(f"[patch] models {unknown} are not models of the plan: use {', '.join(keys)}")
         if plan.corruptions is not None:
             from robustbench_cnn.core.corruption_threat import CorruptionThreat
 
