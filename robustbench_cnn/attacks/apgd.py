@@ -52,8 +52,10 @@ def _dlr_targeted(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -
 
 def _loss(name: str, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
     if name == "ce":
-        return F.cross_entropy(logits, y, reduction="none") if target is None else -F.cross_entropy(
-            logits, target, reduction="none"
+        return (
+            F.cross_entropy(logits, y, reduction="none")
+            if target is None
+            else -F.cross_entropy(logits, target, reduction="none")
         )
     if name == "dlr":
         return _dlr(logits, y)
@@ -154,7 +156,12 @@ def apgd_run(
         pos, x0, yy, xa, grad, step = pos[mask], x0[mask], yy[mask], xa[mask], grad[mask], step[mask]
         tt = tt[mask] if tt is not None else None
         best_x, best_grad, best_loss, prev = best_x[mask], best_grad[mask], best_loss[mask], prev[mask]
-        increases, last_best, reduced_last, cur_loss = increases[mask], last_best[mask], reduced_last[mask], cur_loss[mask]
+        increases, last_best, reduced_last, cur_loss = (
+            increases[mask],
+            last_best[mask],
+            reduced_last[mask],
+            cur_loss[mask],
+        )
 
     keep(~hit)
     for i in range(n_iter):
@@ -254,7 +261,15 @@ class APGD(Attack):
         for _ in range(int(p["n_restarts"])):
             tt = targets[todo] if targets is not None else None
             adv, hit = apgd_run(
-                model, x[todo], y[todo], threat, p["loss"], int(p["n_iter"]), float(p["rho"]), generator, tt,
+                model,
+                x[todo],
+                y[todo],
+                threat,
+                p["loss"],
+                int(p["n_iter"]),
+                float(p["rho"]),
+                generator,
+                tt,
                 int(p["eot_iter"]),
             )
             out[todo] = adv
@@ -350,8 +365,16 @@ class APGDMultiTargeted(Attack):
                 if todo.numel() == 0:
                     return out
                 adv, hit = apgd_run(
-                    model, x[todo], y[todo], threat, "dlr-targeted", int(p["n_iter"]), float(p["rho"]), generator,
-                    ranked[todo, r], int(p["eot_iter"]),
+                    model,
+                    x[todo],
+                    y[todo],
+                    threat,
+                    "dlr-targeted",
+                    int(p["n_iter"]),
+                    float(p["rho"]),
+                    generator,
+                    ranked[todo, r],
+                    int(p["eot_iter"]),
                 )
                 out[todo] = adv
                 todo = todo[~hit]
