@@ -163,7 +163,7 @@ def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, v
 
     aa = AutoAttack(model, norm="Linf", eps=eps, version=version, seed=seed, device="cpu")
     aa.verbose = False
-    _, y_adv = aa.run_standard_evaluation(x, y, batch_size=bs, return_labels=True)
+    _, y_adv = aa.run_standard_evaluation(x, y, batch_size=bs)
     return y_adv.cpu() == y.cpu()
 
 
@@ -220,8 +220,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--rand-eps", type=float, default=0.1)
     parser.add_argument("--adv-epochs", type=int, default=3)
     parser.add_argument("--adv-subset", type=int, default=20000)
-    parser.add_argument("--cifar-epochs", type=int, default=2)
-    parser.add_argument("--cifar-subset", type=int, default=5000)
+    parser.add_argument("--cifar-epochs", type=int, default=1)
+    parser.add_argument("--cifar-subset", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)

@@ -24,9 +24,15 @@ def test_every_registered_attack_declares_its_properties(name: str) -> None:
 
 def test_declared_properties_of_the_known_attacks() -> None:
     assert [n for n in ATTACKS.list() if ATTACKS.get(n).single_step] == ["fgsm"]
-    assert {n for n in ATTACKS.list() if ATTACKS.get(n).black_box} == {"square", "boundary", "hopskipjump"}
+    assert {n for n in ATTACKS.list() if ATTACKS.get(n).black_box} == {"square", "square-check", "boundary", "hopskipjump"}
     eot = {n: ATTACKS.get(n).eot_param for n in ATTACKS.list() if ATTACKS.get(n).eot_param}
-    assert eot == {"pgd": "eot_samples", "apgd-ce": "eot_iter", "apgd-dlr": "eot_iter"}
+    assert eot == {
+        "pgd": "eot_samples",
+        "apgd-ce": "eot_iter",
+        "apgd-dlr": "eot_iter",
+        "apgd": "eot_iter",
+        "apgd-mt": "eot_iter",
+    }
 
 
 def test_inconsistent_declarations_are_refused() -> None:
@@ -62,4 +68,4 @@ def test_masking_check_fires_for_a_single_step_attack_under_any_name(monkeypatch
 
 
 def test_cascade_presets_are_registered() -> None:
-    assert {"quick", "standard", "plus"} <= set(CASCADES)
+    assert {"fast", "fast-rand", "quick", "standard", "plus"} <= set(CASCADES)

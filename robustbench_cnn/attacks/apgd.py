@@ -35,6 +35,8 @@ TARGET_RANKINGS = ("malt", "logits")
 
 def _dlr(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Untargeted DLR loss ``-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3)`` (Croce & Hein 2020), per sample."""
+    if logits.shape[1] < 3:
+        raise ValueError("the DLR loss needs a model with at least 3 classes")
     z_sorted, order = logits.sort(dim=1)
     top_is_y = (order[:, -1] == y).float()
     z_y = logits.gather(1, y[:, None]).squeeze(1)
@@ -44,6 +46,8 @@ def _dlr(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def _dlr_targeted(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Targeted DLR loss ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` (Croce & Hein 2020), per sample."""
+    if logits.shape[1] < 4:
+        raise ValueError("the targeted DLR loss needs a model with at least 4 classes")
     z_sorted = logits.sort(dim=1).values
     z_y = logits.gather(1, y[:, None]).squeeze(1)
     z_t = logits.gather(1, target[:, None]).squeeze(1)
