@@ -24,7 +24,12 @@ def test_every_registered_attack_declares_its_properties(name: str) -> None:
 
 def test_declared_properties_of_the_known_attacks() -> None:
     assert [n for n in ATTACKS.list() if ATTACKS.get(n).single_step] == ["fgsm"]
-    assert {n for n in ATTACKS.list() if ATTACKS.get(n).black_box} == {"square", "square-check", "boundary", "hopskipjump"}
+    assert {n for n in ATTACKS.list() if ATTACKS.get(n).black_box} == {
+        "square",
+        "square-check",
+        "boundary",
+        "hopskipjump",
+    }
     eot = {n: ATTACKS.get(n).eot_param for n in ATTACKS.list() if ATTACKS.get(n).eot_param}
     assert eot == {
         "pgd": "eot_samples",

@@ -167,7 +167,8 @@ def apgd_run(
             cur_loss[mask],
         )
 
-    keep(~hit)
+    if hit.any():
+        keep(~hit)
     for i in range(n_iter):
         if pos.numel() == 0:
             break
@@ -183,7 +184,9 @@ def apgd_run(
         increases += (new_loss > cur_loss).float()
         cur_loss = new_loss
         better = new_loss > best_loss
-        best_x[better], best_grad[better], best_loss[better] = xa[better], grad[better], new_loss[better]
+        rows = per_sample(better, xa)
+        best_x, best_grad = torch.where(rows, xa, best_x), torch.where(rows, grad, best_grad)
+        best_loss = torch.where(better, new_loss, best_loss)
         if i + 1 in checks:
             span = i + 1 - last_check
             oscillating = increases <= span * rho
@@ -194,7 +197,8 @@ def apgd_run(
             xa[halve], grad[halve] = best_x[halve], best_grad[halve]
             increases.zero_()
             last_check = i + 1
-        keep(~hit)
+        if hit.any():
+            keep(~hit)
     if pos.numel():
         out[pos] = best_x
     return out, success
