@@ -26,9 +26,21 @@ def test_every_registered_attack_declares_its_properties(name: str) -> None:
 
 def test_declared_properties_of_the_known_attacks() -> None:
     assert [n for n in ATTACKS.list() if ATTACKS.get(n).single_step] == ["fgsm"]
-    assert {n for n in ATTACKS.list() if ATTACKS.get(n).black_box} == {"square", "boundary", "hopskipjump"}
+    assert {n for n in ATTACKS.list() if ATTACKS.get(n).black_box} == {
+        "square",
+        "square-check",
+        "boundary",
+        "hopskipjump",
+    }
     eot = {n: ATTACKS.get(n).eot_param for n in ATTACKS.list() if ATTACKS.get(n).eot_param}
-    assert eot == {"pgd": "eot_samples", "apgd-ce": "eot_iter", "apgd-dlr": "eot_iter", "patch": "eot_samples"}
+    assert eot == {
+        "pgd": "eot_samples",
+        "apgd-ce": "eot_iter",
+        "apgd-dlr": "eot_iter",
+        "apgd": "eot_iter",
+        "apgd-mt": "eot_iter",
+        "patch": "eot_samples",
+    }
     assert {n for n in ATTACKS.list() if ATTACKS.get(n).threat_kind == "patch"} == {"patch"}
     assert {n for n in ATTACKS.list() if ATTACKS.get(n).universal} == {"patch"}
 
@@ -66,4 +78,4 @@ def test_masking_check_fires_for_a_single_step_attack_under_any_name(monkeypatch
 
 
 def test_cascade_presets_are_registered() -> None:
-    assert {"quick", "standard", "plus"} <= set(CASCADES)
+    assert {"fast", "fast-rand", "quick", "standard", "plus"} <= set(CASCADES)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from robustbench_cnn.attacks import adapters_autoattack, adapters_foolbox, fgsm, momentum, pgd  # noqa: F401  (register)
+from robustbench_cnn.attacks import adapters_autoattack, adapters_foolbox, apgd, fgsm, momentum, pgd, square_check  # noqa: F401  (register)
 from robustbench_cnn.attacks import minimal_norm as _minimal_norm  # noqa: F401  (register: fmn, fab, ddn)
 from robustbench_cnn.attacks import patch as _patch  # noqa: F401  (register: patch)
 from robustbench_cnn.attacks.base import Attack

@@ -68,7 +68,7 @@ def _run_evaluation(cascade: str, attack_params: dict[str, Any], options: dict[s
     out.print(f"results in {result.run_dir}")
     if result.recorded:
         out.print(
-            "recorded the standard-suite robust accuracy in the model card (rbc tradeoff): "
+            "recorded the cascade's robust accuracy in the model card (rbc tradeoff): "
             + ", ".join(f"{k} {v:.4f}" for k, v in result.recorded.items())
             + f" (n={int(result.summary['n'].max())})"
         )
@@ -94,20 +94,20 @@ def attack(attack: str, param: tuple[str, ...], **kwargs: Any) -> None:
     "--cascade",
     "-c",
     default=None,
-    help="Attack cascade: quick | standard (AutoAttack standard + PGD) | plus, or comma-separated attack names "
-    "[default: standard].",
+    help="Attack cascade: fast (AutoAttack strength at a fraction of its time) | quick | standard (AutoAttack "
+    "standard + PGD) | plus, or comma-separated attack names [default: fast].",
 )
 @click.option("--suite", "-s", "suite", default=None, help="Deprecated name of --cascade.")
 @eval_options
 def evaluate(cascade: str | None, suite: str | None, **kwargs: Any) -> None:
     """Worst case per sample over a cascade of attacks, for each epsilon."""
-    from robustbench_cnn.evaluation.engine import check_attack_names
+    from robustbench_cnn.evaluation.engine import DEFAULT_CASCADE, check_attack_names
 
     if suite is not None:
         if cascade is not None:
             raise ValueError("give --cascade only (--suite is its deprecated name)")
         click.echo("note: --suite/-s is deprecated, use --cascade/-c", err=True)
         cascade = suite
-    cascade = cascade or "standard"
+    cascade = cascade or DEFAULT_CASCADE
     check_attack_names(cascade)  # unknown names suggest cascades and attacks (-c quik -> quick)
     _run_evaluation(cascade, {}, kwargs)

@@ -6,7 +6,8 @@ training starts; :meth:`Plan.cells` expands it into the cells the runner runs: t
 store lacks, white-box cells (the ``[whitebox] cascade`` of attacks, untargeted, and ``[targeted]``), the
 ``[proxy]`` substitute training and its transfer to every model, and the ``[transfer]`` matrix.
 
-One word, one meaning: the TOML benchmark file is a *plan*; an attack preset (``quick``, ``standard``, ``plus``) is
+One word, one meaning: the TOML benchmark file is a *plan*; an attack preset (``fast``, ``quick``, ``standard``,
+``plus``) is
 a *cascade*. ``[whitebox] suite = ...`` and the names ``Suite``, ``load_suite``, ``parse_suite`` are deprecated
 aliases (one release).
 """
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from robustbench_cnn.core.errors import RbcError
 from robustbench_cnn.core.types import Norm, ThreatModel, parse_eps
+from robustbench_cnn.evaluation.engine import DEFAULT_CASCADE
 
 if TYPE_CHECKING:
     from robustbench_cnn.pipeline.cells import Cell
@@ -62,7 +64,7 @@ class Plan:
     models: list[ModelSpec]
     norm: str = "linf"
     eps: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
-    cascade: str = "quick"  # the [whitebox] attack cascade: quick | standard | plus | attack names
+    cascade: str = DEFAULT_CASCADE  # the [whitebox] attack cascade: fast | quick | standard | plus | attack names
     n: int | None = 1000
     seed: int = 0
     batch_size: int = 256
@@ -471,7 +473,7 @@ def _cascade(whitebox: dict[str, Any], source: str) -> str:
             raise ValueError("[whitebox] gives both cascade and its deprecated name suite: keep cascade")
         _note(f'{source}: [whitebox] suite = ... is deprecated, write cascade = "{whitebox["suite"]}"')
         return str(whitebox["suite"])
-    return str(whitebox.get("cascade", "quick"))
+    return str(whitebox.get("cascade", DEFAULT_CASCADE))
 
 
 def _certify_params(section: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from robustbench_cnn.core.errors import CheckpointError, RbcError
 from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.evaluation.engine import DEFAULT_CASCADE
 from robustbench_cnn.pipeline.cells import (
     certify_cell,
     check_matrix,
@@ -133,7 +134,7 @@ def _is_minimal_norm_attack(cascade: str) -> bool:
 def evaluate_model(
     model: str | None,
     *,
-    cascade: str = "standard",
+    cascade: str = DEFAULT_CASCADE,
     attack_params: dict[str, Any] | None = None,
     model_def: str | None = None,
     weights: str | None = None,
@@ -153,7 +154,7 @@ def evaluate_model(
     progress: bool = True,
 ) -> EvaluationRun:
     """Evaluate ``model`` (store name or checkpoint path) or a bring-your-own ``model_def`` (``file.py:factory``,
-    optional ``weights``) against ``cascade`` (``quick`` | ``standard`` | ``plus``, attack names, or one attack with
+    optional ``weights``) against ``cascade`` (``fast`` | ``quick`` | ``standard`` | ``plus``, attack names, or one attack with
     ``attack_params``) at the epsilons of ``threat``/``eps`` (``ThreatModel.parse_curve``), into the run folder
     ``out``. Target policy ``all`` makes the true x target matrix of one attack (:func:`target_matrix`). A
     corruption ``threat`` (``corruptions``, ``corruption:fog:3``, ...) runs one ``corruptions`` cell instead
@@ -254,9 +255,9 @@ def evaluate_model(
     run = run_cells([cell], out, resume=resume, progress=progress, config={"command": "evaluate"})
     summary = run.summary()
     recorded: dict[str, float] = {}
-    if cascade == "standard" and model and not model_def and not targeted:
+    if cascade in ("standard", DEFAULT_CASCADE) and model and not model_def and not targeted:
         try:
-            recorded = record_cascade_accuracy(model, summary, store)
+            recorded = record_cascade_accuracy(model, summary, store, cascade)
         except CheckpointError:  # a model that is not a store checkpoint (e.g. a RobustBench name)
             recorded = {}
     return EvaluationRun(run.dir, summary, recorded)

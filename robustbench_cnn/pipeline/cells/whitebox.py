@@ -1,6 +1,6 @@
 """``whitebox``: one model x dataset x attack cascade x norm x epsilon list, untargeted or targeted.
 
-The cascade (``quick``, ``standard``, ``plus``, or comma-separated attack names; one attack with
+The cascade (``fast``: the default, ``quick``, ``standard``, ``plus``, or comma-separated attack names; one attack with
 ``attack_params``) runs through :func:`robustbench_cnn.evaluation.engine.evaluate`: per-sample worst case, later
 attacks only on still-robust points, along the growing epsilon ball. Rows: one per attack x eps (robust accuracy
 and success rate after that attack, cumulative) plus a ``worst-case`` row per eps when the cascade has several
@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from robustbench_cnn.evaluation.engine import DEFAULT_CASCADE
 from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, CellResult, card_meta, store_weights
 
 __all__ = ["Whitebox", "prepare_cell", "sample_records", "summary_records", "whitebox_cell"]
@@ -26,7 +27,7 @@ def whitebox_cell(
     dataset: str,
     norm: str,
     eps: list[float],
-    cascade: str = "quick",
+    cascade: str = DEFAULT_CASCADE,
     *,
     attack_params: dict[str, Any] | None = None,
     n: int | None = 1000,
