@@ -55,6 +55,8 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         (tmp / f"{name}.toml").write_text(PLAN.format(threat=threat, whitebox=whitebox))
     (tmp / "sed.toml").write_text("sed = 1\n" + PLAN.format(threat="eps = [0.1]", whitebox='cascade = "fgsm"'))
     (tmp / "broken.toml").write_text("name = [\n")
+    patch_plan = PLAN.format(threat="eps = [0.1]", whitebox='cascade = "fgsm"') + "[patch]\nsizez = [0.1]\n"
+    (tmp / "patch_typo.toml").write_text(patch_plan)
     ev = ["-n", "8", "-o", out, "--no-progress"]
     e, w = "error", "warning"
     return [
@@ -113,6 +115,16 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         (e, ["attack", "-m", m, "--dataset", "cifar10", "--eps", "0.1", *ev]),
         (e, ["regress", "--baseline", str(tmp / "baseline.parquet"), "--current", str(tmp)]),
         (e, ["report", str(tmp / "no-such-run")]),
+        # explain, detection, patches (issue 19)
+        (e, ["explain", "-m", m, "-a", "pgdd", *ev]),
+        (e, ["explain", "-m", m, "--methods", "saliancy", *ev]),
+        (e, ["explain", "-m", m, "--threat", "linf:2", *ev]),
+        (e, ["detect", "-m", m, "--detector", "feature-squeezin", "-e", "0.1", *ev]),
+        (e, ["detect", "-m", m, "--detector", "learned", "-e", "0.1", "--fpr", "1.5", *ev]),
+        (e, ["patch", "-m", m, "--threat", "patch:1.5", *ev]),
+        (e, ["patch", "-m", m, "--threat", "patch:0.1", "--target", "12", *ev]),
+        (e, ["attack", "-m", m, "-a", "pgd", "--threat", "patch:0.1", *ev]),
+        (e, ["benchmark", "--plan", str(tmp / "patch_typo.toml"), "-o", out]),
         # plans
         (e, ["benchmark", "--plan", str(tmp / "eps_typo.toml"), "-o", out]),
         (e, ["benchmark", "--plan", str(tmp / "suit_typo.toml"), "-o", out]),
