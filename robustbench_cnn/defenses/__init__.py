@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from robustbench_cnn.core.types import ThreatModel
-from robustbench_cnn.defenses import fgsm_rs, free_at, mart, pgd_at, standard, trades  # noqa: F401  (register)
+from robustbench_cnn.defenses import fgsm_rs, free_at, mart, n_fgsm, pgd_at, standard, trades  # noqa: F401  (register)
 from robustbench_cnn.defenses import gaussian_noise as _gaussian_noise  # noqa: F401  (register)
 from robustbench_cnn.defenses.base import Defense
 from robustbench_cnn.defenses.registry import DEFENSES

@@ -54,6 +54,8 @@ CASCADES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
 }
 
+#: The cascade a model's robust accuracy is reported with (``rbc defend``'s end-of-training evaluation).
+DEFAULT_CASCADE = "standard"
 
 #: Gradient samples per step for randomized models (AutoAttack's ``rand`` version uses 20 for APGD).
 EOT_SAMPLES = 20
@@ -521,6 +523,7 @@ def model_device(model: nn.Module, x: torch.Tensor) -> torch.device:
 __all__ = [
     "ATTACKS",
     "CASCADES",
+    "DEFAULT_CASCADE",
     "Evaluation",
     "EpsOutcome",
     "evaluate",
