@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--csv", default="docs/single_step_at.csv")
     parser.add_argument("--md", default="docs/single_step_at.md")
+    parser.add_argument(
+        "--table-glob", default=None, help="build the Markdown table from every CSV matching this (parallel workers)"
+    )
     parser.add_argument("--no-cost", action="store_true", help="skip the per-batch cost ratio")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -153,7 +156,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         tmp = csv.with_name(f".{csv.name}.tmp")
         frame.to_csv(tmp, index=False)
         os.replace(tmp, csv)
-        write_md(frame, args, command, applied.describe(), cost)
+        table = frame
+        if args.table_glob:
+            table = pd.concat([pd.read_csv(p) for p in sorted(Path().glob(args.table_glob))]).sort_values("seed")
+        write_md(table, args, command, applied.describe(), cost)
         print(frame.tail(1).to_string(index=False), flush=True)
     return pd.DataFrame(rows)
 

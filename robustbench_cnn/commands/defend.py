@@ -253,10 +253,14 @@ def tradeoff_command(store: str | None, out_path: str | None) -> None:
         "train_time_s",
         "clean_accuracy",
         "pgd_accuracy",
-        "suite_robust_accuracy",
-        "suite_n",
+        "robust_accuracy",
+        "robust_ci_lo",
+        "robust_ci_hi",
+        "robust_n",
+        "robust_cascade",
         "guard_fired",
         "guard_restored_epoch",
+        "training_flags",
     ]
     records = frame[columns].astype(object).where(frame[columns].notna(), None).to_dict("records")
     out.print(table(f"trade-off: {len(frame)} defended model(s)", records, columns))
