@@ -18,6 +18,7 @@ batch, interleaved rounds, median.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import platform
 import statistics
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         os.replace(tmp, csv)
         table = frame
         if args.table_glob:
-            table = pd.concat([pd.read_csv(p) for p in sorted(Path().glob(args.table_glob))]).sort_values("seed")
+            table = pd.concat([pd.read_csv(p) for p in sorted(glob.glob(args.table_glob))]).sort_values("seed")
         write_md(table, args, command, applied.describe(), cost)
         print(frame.tail(1).to_string(index=False), flush=True)
     return pd.DataFrame(rows)

@@ -84,6 +84,7 @@ def _describe(event: dict[str, Any]) -> str:
     help="Held-out test images of the end-of-training evaluation with the default cascade (0: skip); that figure, "
     "with its 95% CI, is the model's robust accuracy in the card and rbc tradeoff.",
 )
+@out_option("Run folder of the end-of-training evaluation (default results/<run-id>).", dest="out_dir")
 def defend_command(
     defense: str,
     threat: str,
@@ -117,6 +118,7 @@ def defend_command(
     eval_steps: int,
     init_from: str | None,
     final_n: int,
+    out_dir: str | None,
 ) -> None:
     """Train a model with an adversarial-training defense, evaluate the kept state with the default cascade, and
     save it with its trade-off per epoch."""
@@ -177,6 +179,7 @@ def defend_command(
             dataset,
             config,
             final_n=final_n,
+            out=out_dir,
             preset=applied.record,
             store=store,
             data_dir=data_dir,
