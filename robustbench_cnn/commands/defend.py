@@ -78,7 +78,7 @@ def _describe(event: dict[str, Any]) -> str:
 @click.option("--init-from", default=None, help="Start from a trained checkpoint (e.g. a standard model).")
 @click.option(
     "--final-n",
-    type=int,
+    type=click.IntRange(min=0),
     default=1000,
     show_default=True,
     help="Held-out test images of the end-of-training evaluation with the default cascade (0: skip); that figure, "
