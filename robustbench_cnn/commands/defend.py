@@ -47,8 +47,9 @@ def _describe(event: dict[str, Any]) -> str:
 @click.option(
     "--defense",
     required=True,
-    help=f"Training recipe: {' | '.join(DEFENSE_NAMES)}. Single-step: n-fgsm (de Jorge et al. 2022; fgsm-rs "
-    "collapses at large eps). Settings you do not give come from the recipe's published preset for the dataset "
+    help=f"Training recipe: {' | '.join(DEFENSE_NAMES)}. Single-step (2 passes per batch, guarded against "
+    "catastrophic overfitting): n-fgsm (de Jorge et al. 2022), fgsm-rs; at MNIST linf 0.3 both can still collapse "
+    "(docs/single_step_at.md). Settings you do not give come from the recipe's published preset for the dataset "
     "and norm, printed and recorded in the card.",
 )
 @click.option(
