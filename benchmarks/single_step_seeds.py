@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "mnist",
             config,
             final_n=args.n,
+            out=Path(args.store or "/tmp") / "final_eval" / f"{args.defense}-s{seed}",  # not into the repository
             preset=applied.record,
             store=args.store,
             data_dir=args.data_dir,

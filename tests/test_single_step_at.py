@@ -61,6 +61,11 @@ def test_n_fgsm_points_reach_beyond_the_eps_ball_but_stay_in_noise_plus_step() -
     dist = (seen[-1] - x).abs().flatten(1).amax(1)
     assert float(dist.max()) <= 0.3 + 1e-6  # 2 eps noise + eps step
     assert float(dist.min()) > 0.1 + 1e-3  # every point outside the eps ball: no projection onto it
+    # noise 3 at linf 0.3 reaches 1.2 > 1: the balls are capped at 1 (all of [0, 1]), not refused
+    big = get_defense("n-fgsm", "linf:0.3", noise=3.0, guard=False)
+    ctx = StepContext(5, 0, 1, 0.1, torch.Generator().manual_seed(0), contextlib.nullcontext)
+    assert torch.isfinite(big.loss(model, x, y, ctx))
+    assert 0.0 <= float(seen[-1].min()) and float(seen[-1].max()) <= 1.0
 
 
 # --- presets --------------------------------------------------------------------------------------------------

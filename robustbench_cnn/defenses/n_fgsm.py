@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustbench_cnn.core.types import ThreatModel
+from robustbench_cnn.core.types import Norm, ThreatModel
 from robustbench_cnn.defenses.base import positive
 from robustbench_cnn.defenses.presets import Preset
 from robustbench_cnn.defenses.registry import DEFENSES
@@ -77,8 +78,9 @@ class NFGSM(SingleStepDefense):
         self.observe(x, y)
         threat, fraction = self.ramped_threat(ctx, self.p["eps_ramp"])
         alpha = self.p["alpha"] * fraction
-        noise_ball = ThreatModel(threat.norm, self.p["noise"] * threat.eps)
-        reach = ThreatModel(threat.norm, noise_ball.eps + alpha)  # every point it can reach: no clip to the eps ball
+        cap = 1.0 if threat.norm is Norm.LINF else math.inf  # a linf ball of radius 1 already holds all of [0, 1]
+        noise_ball = ThreatModel(threat.norm, min(self.p["noise"] * threat.eps, cap))
+        reach = ThreatModel(threat.norm, min(noise_ball.eps + alpha, cap))  # no clipping to the eps ball
         return self.adversarial_ce(
             model,
             x,
