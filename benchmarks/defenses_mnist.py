@@ -68,6 +68,13 @@ RECIPES: dict[str, dict] = {
         "paper": (98.5, 89.3, 88.5),
         "reference": "Madry et al. 2018, larger net, 83 epochs, PGD-40",
     },
+    "n-fgsm": {
+        "epochs": 10,
+        "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
+        "params": {"eps_ramp": 3.0},
+        "paper": (math.nan, math.nan, math.nan),
+        "reference": "de Jorge et al. 2022 (no MNIST figures); trained as Wong et al.'s FGSM-RS, eps ramp 3 epochs",
+    },
     "trades": {
         "epochs": 4,
         "train": {"lr": 5e-3, "weight_decay": 0.0, "batch_size": 100, "normalize": False},
@@ -88,12 +95,28 @@ def wilson(p: float, n: int, z: float = 1.96) -> str:
     return f"{100 * (centre - half):.1f}-{100 * (centre + half):.1f}"
 
 
+def preset_settings(name: str) -> tuple[int, dict, dict]:
+    """``(epochs, train, params)`` of ``name``'s published MNIST linf preset, as ``rbc defend`` applies it when no
+    setting is given (``--presets``); a defense without one gets the dataset's training defaults."""
+    from robustbench_cnn.defenses import DEFENSES
+    from robustbench_cnn.defenses.presets import apply_preset
+
+    applied = apply_preset(DEFENSES.get(name).presets, "mnist", ThreatModel.parse_ball(THREAT), {}, {})
+    train = dict(applied.train)
+    epochs = int(train.pop("epochs", 5))
+    return epochs, train, applied.params
+
+
 def train_or_load(name: str, args: argparse.Namespace) -> tuple[torch.nn.Module, object, float]:
-    recipe = RECIPES[name]
+    recipe = RECIPES.get(name, {"epochs": 5, "train": {"normalize": True}, "params": {}})
+    if args.presets:
+        epochs, train, params = preset_settings(name)
+        recipe = {**recipe, "epochs": epochs, "train": {"normalize": True, **train}, "params": params}
     train = {**recipe["train"], **args.set.get(name, {})}
     if args.normalize is not None:
         train["normalize"] = args.normalize
     tag = args.tag or ("bench" if train["normalize"] else "bench-raw") + (f"-s{args.seed}" if args.seed else "")
+    tag += "-preset" if args.presets and not args.tag else ""
     epochs = args.epochs.get(name, recipe["epochs"])
     try:
         model, card = load_checkpoint(f"mnist/fastcnn-{name}-{tag}", args.store, "cpu")
@@ -172,7 +195,7 @@ def evaluate_model(name: str, model: torch.nn.Module, card, wall_s: float, args:
     card.extra["suite_eval"] = {"suite": "standard", "n": args.aa_n, "seed": args.seed}
     save_checkpoint(model, card, store=args.store)  # same weights; the card now carries the suite figure
 
-    paper = RECIPES[name]["paper"]
+    paper = RECIPES.get(name, {}).get("paper", (math.nan, math.nan, math.nan))
     return {
         "defense": name,
         "arch": "fastcnn",
@@ -202,7 +225,7 @@ def evaluate_model(name: str, model: torch.nn.Module, card, wall_s: float, args:
         "d_pgd_pp": 100 * pgd_acc - paper[1],
         "d_aa_pp": 100 * aa_acc - paper[2],
         "d_suite_pp": 100 * suite_acc - paper[2],
-        "reference": RECIPES[name]["reference"],
+        "reference": RECIPES.get(name, {}).get("reference", ""),
         "threads": torch.get_num_threads(),
         "load_avg": load_average(),
         "machine": platform.machine(),
@@ -230,6 +253,11 @@ def _overrides(text: str) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--defenses", default="fgsm-rs,pgd-at,trades")
+    parser.add_argument(
+        "--presets",
+        action="store_true",
+        help="train each defense at its published MNIST linf preset (what `rbc defend` does with no settings given)",
+    )
     parser.add_argument("--epochs", type=_epochs, default={}, help="overrides, e.g. pgd-at=4,trades=4")
     parser.add_argument("--set", type=_overrides, default={}, help="training overrides, e.g. pgd-at.lr=1e-3")
     parser.add_argument("--param", type=_overrides, default={}, help="defense parameters, e.g. fgsm-rs.alpha=0.3")

@@ -558,6 +558,8 @@ def test_cli_defend_writes_a_checkpoint_naming_defense_and_threat(tmp_path: Path
         "--seed",
         "1",
         "--no-progress",
+        "--final-n",
+        "0",  # the end-of-training evaluation is tested in test_single_step_at.py
     ]
     result = CliRunner().invoke(defend_command, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -10,13 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from robustbench_cnn.commands.errors import RbcCommand
 from robustbench_cnn.commands.options import out_option, param_option, parse_kv, store_option, train_options
 from robustbench_cnn.commands.output import out, table
 
 #: Shown in ``--help`` without importing torch; ``tests/test_defenses.py`` checks it against the registry.
-DEFENSE_NAMES = ("standard", "pgd-at", "fgsm-rs", "trades", "mart", "free-at", "gaussian-noise")
+DEFENSE_NAMES = ("standard", "pgd-at", "n-fgsm", "fgsm-rs", "trades", "mart", "free-at", "gaussian-noise")
+
+#: Training options a recipe's preset may fill when the user leaves them at their defaults.
+PRESET_TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "augment", "normalize")
 
 
 def split_params(pairs: tuple[str, ...], defense_parameters: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -40,7 +44,14 @@ def _describe(event: dict[str, Any]) -> str:
 
 
 @click.command("defend", cls=RbcCommand)
-@click.option("--defense", required=True, help=f"Training recipe: {' | '.join(DEFENSE_NAMES)}.")
+@click.option(
+    "--defense",
+    required=True,
+    help=f"Training recipe: {' | '.join(DEFENSE_NAMES)}. Single-step (2 passes per batch, guarded against "
+    "catastrophic overfitting): n-fgsm (de Jorge et al. 2022), fgsm-rs; at MNIST linf 0.3 both can still collapse "
+    "(docs/single_step_at.md). Settings you do not give come from the recipe's published preset for the dataset "
+    "and norm, printed and recorded in the card.",
+)
 @click.option(
     "--threat",
     "-t",
@@ -66,6 +77,15 @@ def _describe(event: dict[str, Any]) -> str:
 )
 @click.option("--eval-steps", type=int, default=10, show_default=True, help="PGD steps of the per-epoch monitor.")
 @click.option("--init-from", default=None, help="Start from a trained checkpoint (e.g. a standard model).")
+@click.option(
+    "--final-n",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Held-out test images of the end-of-training evaluation with the default cascade (0: skip); that figure, "
+    "with its 95% CI, is the model's robust accuracy in the card and rbc tradeoff.",
+)
+@out_option("Run folder of the end-of-training evaluation (default results/<run-id>).", dest="out_dir")
 def defend_command(
     defense: str,
     threat: str,
@@ -98,14 +118,18 @@ def defend_command(
     eval_n: int,
     eval_steps: int,
     init_from: str | None,
+    final_n: int,
+    out_dir: str | None,
 ) -> None:
-    """Train a model with an adversarial-training defense and save it with its trade-off per epoch."""
+    """Train a model with an adversarial-training defense, evaluate the kept state with the default cascade, and
+    save it with its trade-off per epoch."""
     from robustbench_cnn.core.devices import resolve_device
     from robustbench_cnn.core.errors import ArchOptionError
     from robustbench_cnn.core.types import ThreatModel, parse_eps
     from robustbench_cnn.defenses import DEFENSES, get_defense
-    from robustbench_cnn.defenses.train import defend
+    from robustbench_cnn.defenses.presets import apply_preset
     from robustbench_cnn.models import MODELS
+    from robustbench_cnn.pipeline.defend import defend_and_evaluate
     from robustbench_cnn.training import TrainConfig
 
     MODELS.get(arch)  # unknown names and devices fail before any data is loaded
@@ -119,42 +143,54 @@ def defend_command(
         "guard": guard,
     }
     params = {k: v for k, v in params.items() if v is not None}
-    declared = DEFENSES.get(defense).defaults
+    cls = DEFENSES.get(defense)
+    declared = cls.defaults
     defense_params, arch_params = split_params(param, declared)
     params.update(defense_params)
-    recipe = get_defense(defense, threat_model, **params)  # bad parameters fail before any training
+    ctx = click.get_current_context()
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "weight_decay": weight_decay,
+        "augment": augment,
+        "normalize": normalize,
+    }
+    cli_defaults = {k: v for k, v in given.items() if ctx.get_parameter_source(k) is ParameterSource.DEFAULT}
+    given = {k: v for k, v in given.items() if k not in cli_defaults}
+    applied = apply_preset(cls.presets, dataset, threat_model, params, given)
+    recipe = get_defense(defense, threat_model, **applied.params)  # bad parameters fail before any training
+    train = {**{k: v for k, v in cli_defaults.items() if v is not None}, **applied.train}
     config = TrainConfig.for_dataset(
         dataset,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        schedule=schedule,
-        weight_decay=weight_decay,
-        augment=augment,
+        **train,
         amp=amp,
         channels_last=channels_last,
         deterministic=deterministic,
         device=device,
         seed=seed,
-        normalize=normalize,
     )
+    out.print(applied.describe())
     try:
-        result = defend(
+        run = defend_and_evaluate(
             recipe,
             arch,
             dataset,
-            threat_model,
             config,
+            final_n=final_n,
+            out=out_dir,
+            preset=applied.record,
+            store=store,
+            data_dir=data_dir,
+            progress=progress,
             eval_n=eval_n,
             eval_steps=eval_steps,
-            store=store,
             tag=tag,
-            data_dir=data_dir,
             subset=subset,
             init_from=init_from,
             arch_kwargs=arch_params,
-            progress=progress,
         )
     except ArchOptionError as exc:
         if not arch_params:
@@ -163,6 +199,7 @@ def defend_command(
         raise ArchOptionError(
             f"{exc}; -p keys that are not parameters of defense {recipe.name!r} ({accepted}) go to the architecture"
         ) from None
+    result = run.defended
     rows = result.epochs[["epoch", "loss", "train_accuracy", "clean_accuracy", "pgd_accuracy", "epoch_s"]]
     n = int(result.epochs["eval_n"].iloc[0])
     out.print(
@@ -186,9 +223,16 @@ def defend_command(
             ],
         )
     )
+    final = run.final
+    if final is not None:
+        lo, hi = final["ci95"]
+        out.print(
+            f"robust accuracy ({final['cascade']} cascade, {final['threat']}, n={final['n']} held-out test images): "
+            f"{100 * final['robust_accuracy']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}); run {final['run']}"
+        )
     out.print(f"saved to {result.folder}")
-    for problem in result.card.extra.get("training_problems", []):
-        click.secho(f"Warning: {problem}", fg="yellow", err=True)
+    for warning in run.warnings:
+        click.secho(f"Warning: {warning}", fg="yellow", err=True)
 
 
 @click.command("tradeoff", cls=RbcCommand)
@@ -213,10 +257,14 @@ def tradeoff_command(store: str | None, out_path: str | None) -> None:
         "train_time_s",
         "clean_accuracy",
         "pgd_accuracy",
-        "suite_robust_accuracy",
-        "suite_n",
+        "robust_accuracy",
+        "robust_ci_lo",
+        "robust_ci_hi",
+        "robust_n",
+        "robust_cascade",
         "guard_fired",
         "guard_restored_epoch",
+        "training_flags",
     ]
     records = frame[columns].astype(object).where(frame[columns].notna(), None).to_dict("records")
     out.print(table(f"trade-off: {len(frame)} defended model(s)", records, columns))

@@ -20,6 +20,7 @@ from torch import nn
 
 from robustbench_cnn.core.types import ThreatModel, parse_bool
 from robustbench_cnn.defenses.perturb import ce_objective, check_norm, perturb
+from robustbench_cnn.defenses.presets import Preset
 from robustbench_cnn.training import EpochCallback, StepContext, TrainConfig
 
 
@@ -28,6 +29,11 @@ class Defense:
 
     defaults: ClassVar[dict[str, Any]] = {}
     registry_name: ClassVar[str] = ""
+    #: Published settings by ``(dataset, norm)`` (see :mod:`defenses.presets`); ``rbc defend`` fills what the
+    #: user did not give from them.
+    presets: ClassVar[dict[tuple[str, str], Preset]] = {}
+    #: One gradient step per batch for the inner maximisation (prone to catastrophic overfitting; monitored).
+    single_step: ClassVar[bool] = False
     #: Detached logits of the last batch (clean or adversarial): the loop's training accuracy.
     last_logits: torch.Tensor | None = None
 
@@ -86,6 +92,7 @@ class Defense:
         start: str,
         threat: ThreatModel | None = None,
         clip_start: bool = True,
+        start_threat: ThreatModel | None = None,
     ) -> torch.Tensor:
         """Cross-entropy on the PGD/FGSM maximiser of the cross-entropy (PGD-AT, FGSM-RS), in train mode, in
         ``threat`` (default: the defense's own)."""
@@ -100,6 +107,7 @@ class Defense:
             start=start,
             autocast=ctx.autocast,
             clip_start=clip_start,
+            start_threat=start_threat,
         )
         with ctx.autocast():
             logits = model(x_adv)

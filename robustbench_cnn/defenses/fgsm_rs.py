@@ -7,14 +7,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_cnn.defenses.base import Defense, flag, positive
-from robustbench_cnn.defenses.guard import OverfitGuard
+from robustbench_cnn.defenses.base import flag, positive
+from robustbench_cnn.defenses.presets import Preset
 from robustbench_cnn.defenses.registry import DEFENSES
-from robustbench_cnn.training import EpochCallback, StepContext, TrainConfig
+from robustbench_cnn.defenses.single_step import GUARD_DEFAULTS, SingleStepDefense
+from robustbench_cnn.training import StepContext
 
 
 @DEFENSES.register("fgsm-rs")
-class FGSMRS(Defense):
+class FGSMRS(SingleStepDefense):
     """FGSM-RS: one FGSM step of size ``alpha`` from a uniform random point of the eps ball.
 
     Paper: Wong, Rice, Kolter, "Fast is better than free: Revisiting adversarial training", ICLR 2020
@@ -51,50 +52,41 @@ class FGSMRS(Defense):
         >>> recipe = get_defense("fgsm-rs", threat="linf:0.3", alpha=0.375)
     """
 
-    defaults: dict[str, Any] = {
-        "alpha": None,
-        "random_start": True,
-        "clip_start": False,
-        "guard": True,
-        "guard_steps": 10,
-        "guard_drop": 0.2,
-        "guard_n": 256,
-        "guard_gap": 0.5,
+    defaults: dict[str, Any] = {"alpha": None, "random_start": True, "clip_start": False, **GUARD_DEFAULTS}
+    presets = {
+        ("mnist", "linf"): Preset(
+            source="Wong, Rice, Kolter 2020, MNIST (Sec. 5.1 and their code: alpha 0.375 at eps 0.3, 10 epochs, "
+            "Adam with a cyclic lr peaking at 5e-3, batch 100, no weight decay, raw pixels)",
+            params={"alpha": 0.375},
+            train={
+                "epochs": 10,
+                "lr": 5e-3,
+                "optimizer": "adam",
+                "batch_size": 100,
+                "weight_decay": 0.0,
+                "normalize": False,
+            },
+            eps=0.3,
+            scaled=("alpha",),
+        ),
+        ("cifar10", "linf"): Preset(
+            source="Wong, Rice, Kolter 2020, CIFAR-10 (alpha 1.25 eps, 15 epochs, SGD with a cyclic lr peaking at "
+            "0.2, batch 128, weight decay 5e-4)",
+            params={},
+            train={"epochs": 15, "lr": 0.2, "optimizer": "sgd", "batch_size": 128, "weight_decay": 5e-4},
+        ),
     }
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
         if params["alpha"] is None:
             params["alpha"] = 1.25 * self.threat.eps
         positive(params, "alpha", self.name)
-        positive(params, "guard_steps", self.name, integer=True)
-        positive(params, "guard_drop", self.name)
-        positive(params, "guard_n", self.name, integer=True)
-        positive(params, "guard_gap", self.name)
-        for name in ("random_start", "clip_start", "guard"):
+        for name in ("random_start", "clip_start"):
             flag(params, name, self.name)
-        self.guard: OverfitGuard | None = None
-        return params
-
-    def callbacks(self, config: TrainConfig) -> list[EpochCallback]:
-        if not self.p["guard"]:
-            return []
-        self.guard = OverfitGuard(
-            self.threat,
-            config.epochs,
-            steps=self.p["guard_steps"],
-            drop=self.p["guard_drop"],
-            gap=self.p["guard_gap"],
-            n=self.p["guard_n"],
-            seed=config.seed,
-        )
-        return [self.guard]
-
-    def report(self) -> dict[str, Any]:
-        return {"guard": self.guard.report()} if self.guard is not None else {}
+        return self.resolve_guard(params)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        if self.guard is not None:
-            self.guard.observe(x, y)
+        self.observe(x, y)
         return self.adversarial_ce(
             model,
             x,

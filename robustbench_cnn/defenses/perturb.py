@@ -69,6 +69,7 @@ def perturb(
     autocast: AutocastFactory = _no_autocast,
     y: torch.Tensor | None = None,
     clip_start: bool = True,
+    start_threat: ThreatModel | None = None,
 ) -> torch.Tensor:
     """Maximise ``objective`` over the ``threat`` ball around ``x`` by ``steps`` projected ascent steps.
 
@@ -87,13 +88,15 @@ def perturb(
         clip_start: project the random start onto the ball and [0, 1] before the first gradient (default).
             ``False`` takes the first gradient at ``x + delta`` as drawn, possibly outside [0, 1], as Wong et
             al.'s FGSM-RS (Algorithm 3 and their MNIST code); every later iterate and the result are projected.
+        start_threat: the ball of the random start when it differs from ``threat`` (N-FGSM draws its noise in
+            a ball of ``2 eps`` and projects onto the ball of ``3 eps`` that holds every point it can reach).
 
     Returns the detached perturbed batch, inside the ball and [0, 1].
     """
     if y is not None and not clip_start:
         raise ValueError("perturb: an unclipped start (clip_start=False) cannot keep misclassified iterates (y)")
     x = x.detach()
-    x_adv = random_start(x, threat, generator, start, sigma=sigma, clip=clip_start, in_place=True)
+    x_adv = random_start(x, start_threat or threat, generator, start, sigma=sigma, clip=clip_start, in_place=True)
     box = threat.linf_box(x)  # linf: the ball-and-box bounds once; each projection is then one clamp
     if clip_start or steps < 1:
         x_adv = torch.clamp(x_adv, *box) if box is not None else project(x_adv, x, threat)
@@ -121,6 +124,57 @@ def default_pgd_alpha(threat: ThreatModel, steps: int) -> float:
 
 
 @torch.no_grad()
+def pgd_robust(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: ThreatModel,
+    *,
+    steps: int = 10,
+    alpha: float | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    autocast: AutocastFactory = _no_autocast,
+    start: str = "uniform",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per point ``(clean correct, robust to PGD)`` as boolean tensors on the CPU (see :func:`pgd_accuracy`).
+
+    ``start="none"`` with ``steps=1`` and ``alpha=eps`` is FGSM without a random start, the monitor's cheap
+    masking probe: a single step that breaks points the iterative attack could not is a sign of masked gradients.
+    """
+    if len(y) == 0:
+        raise ValueError("no images to evaluate")
+    device = next(model.parameters()).device
+    alpha = default_pgd_alpha(threat, steps) if alpha is None else float(alpha)
+    generator = torch.Generator().manual_seed(int(seed))
+    clean_parts, robust_parts = [], []
+    with model_mode(model, False):
+        for i in range(0, len(y), batch_size):
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+            with autocast():
+                correct = model(xb).argmax(1) == yb
+            if threat.eps > 0 and steps > 0:
+                x_adv = perturb(
+                    model,
+                    xb,
+                    threat,
+                    ce_objective(yb),
+                    steps=steps,
+                    alpha=alpha,
+                    generator=generator,
+                    autocast=autocast,
+                    y=yb,
+                    start=start,
+                )
+                with autocast():
+                    still = correct & (model(x_adv).argmax(1) == yb)
+            else:
+                still = correct
+            clean_parts.append(correct.cpu())
+            robust_parts.append(still.cpu())
+    return torch.cat(clean_parts), torch.cat(robust_parts)
+
+
 def pgd_accuracy(
     model: nn.Module,
     x: torch.Tensor,
@@ -140,33 +194,7 @@ def pgd_accuracy(
     correctly clean and at every iterate. This is a monitor for the trade-off tables and the
     overfitting guard, not a substitute for the evaluation cascades (``evaluation``).
     """
-    if len(y) == 0:
-        raise ValueError("no images to evaluate")
-    device = next(model.parameters()).device
-    alpha = default_pgd_alpha(threat, steps) if alpha is None else float(alpha)
-    generator = torch.Generator().manual_seed(int(seed))
-    clean = robust = 0
-    with model_mode(model, False):
-        for i in range(0, len(y), batch_size):
-            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-            with autocast():
-                correct = model(xb).argmax(1) == yb
-            if threat.eps > 0 and steps > 0:
-                x_adv = perturb(
-                    model,
-                    xb,
-                    threat,
-                    ce_objective(yb),
-                    steps=steps,
-                    alpha=alpha,
-                    generator=generator,
-                    autocast=autocast,
-                    y=yb,
-                )
-                with autocast():
-                    still = correct & (model(x_adv).argmax(1) == yb)
-            else:
-                still = correct
-            clean += int(correct.sum())
-            robust += int(still.sum())
-    return clean / len(y), robust / len(y)
+    clean, robust = pgd_robust(
+        model, x, y, threat, steps=steps, alpha=alpha, seed=seed, batch_size=batch_size, autocast=autocast
+    )
+    return float(clean.float().mean()), float(robust.float().mean())

@@ -9,6 +9,7 @@ from torch import nn
 
 from robustbench_cnn.defenses.base import Defense, flag, positive
 from robustbench_cnn.defenses.perturb import default_pgd_alpha
+from robustbench_cnn.defenses.presets import Preset
 from robustbench_cnn.defenses.registry import DEFENSES
 from robustbench_cnn.training import StepContext
 
@@ -38,6 +39,31 @@ class PGDAT(Defense):
     """
 
     defaults: dict[str, Any] = {"steps": 10, "alpha": None, "random_start": True, "eps_ramp": 0.0}
+    presets = {
+        ("mnist", "linf"): Preset(
+            source="Madry et al. 2018, MNIST inner maximisation (40 steps of 0.01 at eps 0.3, random start), trained "
+            "on Wong et al. 2020's MNIST schedule (10 epochs, Adam with a cyclic lr peaking at 5e-3, batch 100, no "
+            "weight decay, raw pixels; Madry et al. train 83 epochs) with eps ramped over 2 epochs (from scratch at "
+            "0.3 PGD-AT can stall at chance, docs/measurements.md)",
+            params={"steps": 40, "alpha": 0.01, "random_start": True, "eps_ramp": 2.0},
+            train={
+                "epochs": 10,
+                "lr": 5e-3,
+                "optimizer": "adam",
+                "batch_size": 100,
+                "weight_decay": 0.0,
+                "normalize": False,
+            },
+            eps=0.3,
+            scaled=("alpha",),
+        ),
+        ("cifar10", "linf"): Preset(
+            source="Madry et al. 2018, CIFAR-10 (7 steps of 2/255 at eps 8/255, random start)",
+            params={"steps": 7, "alpha": 2 / 255, "random_start": True},
+            eps=8 / 255,
+            scaled=("alpha",),
+        ),
+    }
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
         positive(params, "steps", self.name, integer=True)

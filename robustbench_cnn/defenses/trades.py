@@ -11,6 +11,7 @@ from torch import nn
 from robustbench_cnn.core.model_utils import model_mode
 from robustbench_cnn.defenses.base import Defense, positive
 from robustbench_cnn.defenses.perturb import kl_divergence, kl_objective, perturb
+from robustbench_cnn.defenses.presets import Preset
 from robustbench_cnn.defenses.registry import DEFENSES
 from robustbench_cnn.training import StepContext
 
@@ -50,6 +51,30 @@ class TRADES(Defense):
     """
 
     defaults: dict[str, Any] = {"beta": 6.0, "steps": 10, "alpha": None, "sigma": 0.001}
+    presets = {
+        ("mnist", "linf"): Preset(
+            source="Zhang et al. 2019, MNIST inner maximisation (40 steps of 0.01 at eps 0.3, beta 6), trained on "
+            "Wong et al. 2020's MNIST schedule (10 epochs, Adam with a cyclic lr peaking at 5e-3, batch 100, no weight "
+            "decay, raw pixels; Zhang et al. train SmallCNN 100 epochs with SGD)",
+            params={"steps": 40, "alpha": 0.01, "beta": 6.0},
+            train={
+                "epochs": 10,
+                "lr": 5e-3,
+                "optimizer": "adam",
+                "batch_size": 100,
+                "weight_decay": 0.0,
+                "normalize": False,
+            },
+            eps=0.3,
+            scaled=("alpha",),
+        ),
+        ("cifar10", "linf"): Preset(
+            source="Zhang et al. 2019, CIFAR-10 (10 steps of 0.007 at eps 0.031, beta 6)",
+            params={"steps": 10, "alpha": 0.007, "beta": 6.0},
+            eps=0.031,
+            scaled=("alpha",),
+        ),
+    }
 
     def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
         return inner_step_defaults(self, params)

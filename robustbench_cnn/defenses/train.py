@@ -22,7 +22,8 @@ from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.data import load_split
 from robustbench_cnn.defenses import get_defense
 from robustbench_cnn.defenses.base import Defense
-from robustbench_cnn.defenses.perturb import default_pgd_alpha, pgd_accuracy
+from robustbench_cnn.defenses.masking import MaskingCheck, Probe
+from robustbench_cnn.defenses.perturb import default_pgd_alpha, pgd_robust
 from robustbench_cnn.models import NormalizedModel
 from robustbench_cnn.store import ModelCard, checkpoint_name, other_threat, save_checkpoint, store_root
 from robustbench_cnn.training import EpochStats, TrainConfig, TrainResult
@@ -48,6 +49,8 @@ EPOCH_COLUMNS: dict[str, str] = {
     "guard_restored": "bool",
     "eval_n": "int64",
     "eval_steps": "int64",
+    "probe_accuracy": "float64",
+    "masking": "bool",
 }
 
 
@@ -78,15 +81,25 @@ class DefendedModel:
 
 
 class TradeoffMonitor:
-    """Epoch callback: clean and PGD accuracy on a fixed slice; one row per epoch."""
+    """Epoch callback: clean and PGD accuracy on a fixed slice, and the masking check (``masking``: probes that must
+    not beat PGD on the slice's first points, :class:`defenses.masking.MaskingCheck`); one row per epoch."""
 
-    def __init__(self, x: Any, y: Any, threat: ThreatModel, *, steps: int, seed: int) -> None:
+    def __init__(
+        self, x: Any, y: Any, threat: ThreatModel, *, steps: int, seed: int, masking: MaskingCheck | None = None
+    ) -> None:
         self.x, self.y, self.threat, self.steps, self.seed = x, y, threat, int(steps), seed
+        self.masking = masking
         self.rows: list[dict[str, Any]] = []
 
     def __call__(self, stats: EpochStats, model: nn.Module) -> None:
         t0 = time.perf_counter()
-        clean, robust = pgd_accuracy(model, self.x, self.y, self.threat, steps=self.steps, seed=self.seed)
+        correct, robust_mask = pgd_robust(model, self.x, self.y, self.threat, steps=self.steps, seed=self.seed)
+        clean, robust = float(correct.float().mean()), float(robust_mask.float().mean())
+        probe_accuracy, masked = float("nan"), False
+        if self.masking is not None and self.threat.eps > 0:
+            probe_accuracy, masked = self.masking(
+                stats.epoch, model, self.x, self.y, robust_mask, self.threat, self.seed
+            )
         stats.extra.update(clean_accuracy=clean, pgd_accuracy=robust)
         self.rows.append(
             {
@@ -101,6 +114,8 @@ class TradeoffMonitor:
                 "images_per_s": stats.images_per_s,
                 "guard_pgd_accuracy": stats.extra.get("guard_pgd_accuracy", float("nan")),
                 "guard_restored": bool(stats.extra.get("guard_restored", False)),
+                "probe_accuracy": probe_accuracy,
+                "masking": masked,
             }
         )
 
@@ -126,6 +141,12 @@ def training_problems(epochs: pd.DataFrame, chance: float, robust: bool = True) 
             f"PGD accuracy {float(last['pgd_accuracy']):.3f} with clean {float(last['clean_accuracy']):.3f}:"
             " no robustness (catastrophic overfitting or too weak an inner attack)"
         )
+    if robust and "masking" in epochs and bool(last["masking"]):
+        problems.append(
+            f"masked gradients in the saved model: the monitor's probes broke points its PGD could not (worst case "
+            f"{float(last['probe_accuracy']):.3f} vs PGD {float(last['pgd_accuracy']):.3f} on the probed points); "
+            "its PGD accuracy over-states robustness"
+        )
     return problems
 
 
@@ -145,6 +166,9 @@ def defend(
     init_from: str | None = None,
     arch_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
+    probes: dict[str, Probe] | None = None,
+    probe_n: int = 200,
+    preset: dict[str, Any] | None = None,
     **defense_params: Any,
 ) -> DefendedModel:
     """Train ``arch`` on ``dataset`` with ``defense`` against ``threat`` and save it to the store.
@@ -157,6 +181,11 @@ def defend(
         eval_n: size of the fixed held-out slice of the test split for the per-epoch monitor
             (default 500; None = the whole split).
         eval_steps: PGD steps of the monitor (default 10, step ``2.5 * eps / steps``, random start).
+        probes: the monitor's masking probes (name -> probe, :class:`defenses.masking.MaskingCheck`; default FGSM
+            without random start); ``{}`` turns the check off.
+        probe_n: points of the monitor slice the probes attack each epoch (default 200).
+        preset: what :func:`defenses.presets.apply_preset` took from the recipe's published settings (recorded in
+            the card as ``extra["preset"]``).
         defense_params: the defense's parameters (``steps=``, ``alpha=``, ``beta=``, ...).
 
     Returns a :class:`DefendedModel`; the checkpoint folder also holds ``tradeoff_epochs.parquet``.
@@ -177,7 +206,10 @@ def defend(
     stored = other_threat(store_root(store) / "checkpoints" / name, recipe.threat)
     if stored is not None:  # one name holds one model: retraining would silently replace the first
         raise ValueError(f"checkpoint {name!r} already holds a model trained at {stored}; pass a tag to keep both")
-    monitor = TradeoffMonitor(held_out.x, held_out.y, threat, steps=eval_steps, seed=config.seed)
+    masking = MaskingCheck(n=probe_n) if probes is None else (MaskingCheck(probes, n=probe_n) if probes else None)
+    if recipe.name == "standard":
+        masking = None  # no robustness to over-state
+    monitor = TradeoffMonitor(held_out.x, held_out.y, threat, steps=eval_steps, seed=config.seed, masking=masking)
     # the recipe's own callbacks (the guard) run first, so the monitor sees the state that is saved
     callbacks = [*recipe.callbacks(config), monitor]
     trained = train_model(
@@ -223,6 +255,8 @@ def defend(
             "epoch_time_s": round(float(epochs["epoch_s"].sum()), 3),
             "defense_report": report,
             "training_problems": problems,
+            "monitor_masking": masking.report() if masking is not None else None,
+            "preset": preset,
         }
     )
     folder = save_checkpoint(trained.model, card, directory=trained.folder)  # same weights, updated card

@@ -66,6 +66,8 @@ CASCADES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
 }
 
+#: The cascade a model's robust accuracy is reported with (``rbc defend``'s end-of-training evaluation).
+DEFAULT_CASCADE = "standard"
 
 #: The cascade meant wherever a default cascade is: ``evaluate``, ``rbc evaluate``, the white-box cell and the plans.
 DEFAULT_CASCADE = "fast"

@@ -65,6 +65,11 @@ TRAINING_EXPLANATIONS = {
     "guard-gap": "after the last epoch, training accuracy was far above the guard's PGD accuracy: the model fits "
     "its training attack rather than being robust",
     "training-problem": "the training monitor recorded a problem (see the detail)",
+    "monitor-masking": "during training, a masking probe of the per-epoch monitor (FGSM without random start, or a "
+    "short gradient-free Square run) broke points that the monitor's PGD could not: gradients were masked and the "
+    "monitor's PGD accuracy over-stated robustness at that epoch",
+    "monitor-overstated": "the per-epoch monitor's PGD accuracy of the saved model is far above the default "
+    "cascade's robust accuracy measured at the end of training: the monitor was fooled (masked gradients)",
 }
 _GUARD_CODES = {"collapse": "guard-collapse", "restored": "guard-restored", "gap": "guard-gap"}
 
@@ -229,8 +234,9 @@ def _pct1(value: Any) -> str:
 
 def training_events(cards: Mapping[str, Any], models: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     """model -> [(flag code, detail)] for what the model cards of ``models`` record about training: the overfitting
-    guard's events (``guard-collapse``, ``guard-restored``, ``guard-gap``) and the training monitor's problems
-    (``training-problem``); see :data:`TRAINING_EXPLANATIONS`. Models without a card or events are left out."""
+    guard's events (``guard-collapse``, ``guard-restored``, ``guard-gap``), the training monitor's problems
+    (``training-problem``), its masking probes' events (``monitor-masking``) and a monitor the end-of-training
+    evaluation contradicts (``monitor-overstated``); see :data:`TRAINING_EXPLANATIONS`. Models without a card or events are left out."""
     events: dict[str, list[tuple[str, str]]] = {}
     for model in dict.fromkeys(models):
         card = cards.get(model)
@@ -251,6 +257,24 @@ def training_events(cards: Mapping[str, Any], models: Sequence[str]) -> dict[str
                 detail = f"after epoch {epoch}: training accuracy {before}, guard PGD accuracy {after}"
             found.append((code, detail))
         found += [("training-problem", str(problem)) for problem in extra.get("training_problems") or []]
+        for ev in (extra.get("monitor_masking") or {}).get("events") or []:
+            found.append(
+                (
+                    "monitor-masking",
+                    f"epoch {ev.get('epoch')}: probe {ev.get('probe')} broke {ev.get('broken_beyond_pgd')} of "
+                    f"{ev.get('n')} points beyond PGD ({_pct1(ev.get('probe_accuracy'))} vs "
+                    f"{_pct1(ev.get('pgd_accuracy'))})",
+                )
+            )
+        final = extra.get("final_eval") or {}
+        if final.get("monitor_overstated"):
+            found.append(
+                (
+                    "monitor-overstated",
+                    f"monitor PGD {_pct1(final.get('monitor_pgd_accuracy'))} vs {final.get('cascade')} cascade "
+                    f"{_pct1(final.get('robust_accuracy'))} (n={final.get('n')})",
+                )
+            )
         if found:
             events[model] = found
     return events

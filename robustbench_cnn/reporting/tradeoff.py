@@ -4,7 +4,10 @@ A *defended* checkpoint is one whose card names a threat model (``rbc defend`` a
 ``rbc train`` does not). The table reads only model cards: training cost and clean accuracy from the
 card, the last-epoch PGD accuracy from ``extra["pgd_accuracy"]`` (written by ``defend``), and the
 standard-suite robust accuracy from ``extra["suite_robust_accuracy"]`` when an evaluation recorded it
-there (a float at the card's threat, or a mapping ``{"linf:0.3": 0.91, ...}``), else NaN.
+there (a float at the card's threat, or a mapping ``{"linf:0.3": 0.91, ...}``), else NaN. The model's robust
+accuracy (``robust_accuracy`` with ``robust_n`` and its 95% CI) is ``rbc defend``'s end-of-training evaluation with
+the default cascade (``extra["final_eval"]``), else that suite figure; ``training_flags`` names the collapse and
+masking events of training.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from robustbench_cnn.core.statistics import rate_ci
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.store import ModelCard, list_checkpoints
 
@@ -40,6 +44,12 @@ TRADEOFF_COLUMNS: dict[str, str] = {
     "suite_n": "Int64",  # the points that figure was measured on
     "guard_fired": "boolean",
     "guard_restored_epoch": "Int64",
+    "robust_accuracy": "float64",  # the model's robust accuracy: the end-of-training evaluation, else the suite's
+    "robust_ci_lo": "float64",  # its 95% Clopper-Pearson interval
+    "robust_ci_hi": "float64",
+    "robust_n": "Int64",
+    "robust_cascade": "string",
+    "training_flags": "string",  # masking / collapse events of training (the leaderboard's training flags)
     "seed": "int64",
     "created": "string",
 }
@@ -71,6 +81,40 @@ def _suite_n(card: ModelCard) -> int | None:
     return None if n is None else int(n)
 
 
+def _robust(card: ModelCard) -> dict[str, Any]:
+    """The model's robust accuracy with n, 95% CI and cascade: ``rbc defend``'s end-of-training evaluation
+    (``extra["final_eval"]``), else the recorded suite figure (its CI from its n), else NaN."""
+    final = (card.extra or {}).get("final_eval") or {}
+    if final.get("robust_accuracy") is not None:
+        lo, hi = final.get("ci95") or rate_ci(float(final["robust_accuracy"]), int(final["n"]))
+        return {
+            "robust_accuracy": float(final["robust_accuracy"]),
+            "robust_ci_lo": float(lo),
+            "robust_ci_hi": float(hi),
+            "robust_n": int(final["n"]),
+            "robust_cascade": final.get("cascade"),
+        }
+    acc, n = _suite_accuracy(card), _suite_n(card)
+    if math.isnan(acc) or n is None:
+        return {"robust_accuracy": acc, "robust_ci_lo": math.nan, "robust_ci_hi": math.nan, "robust_n": n}
+    lo, hi = rate_ci(acc, n)
+    cascade = (card.extra.get("suite_eval") or {}).get("suite", "standard")
+    return {"robust_accuracy": acc, "robust_ci_lo": lo, "robust_ci_hi": hi, "robust_n": n, "robust_cascade": cascade}
+
+
+def _training_flags(card: ModelCard) -> str:
+    """The codes of the training events the card records (``guard-collapse``, ``monitor-masking``, ...)."""
+    extra = card.extra or {}
+    codes = {
+        f"guard-{e.get('event')}" for e in ((extra.get("defense_report") or {}).get("guard") or {}).get("events") or []
+    }
+    if (extra.get("monitor_masking") or {}).get("events"):
+        codes.add("monitor-masking")
+    if (extra.get("final_eval") or {}).get("monitor_overstated"):
+        codes.add("monitor-overstated")
+    return ";".join(sorted(codes))
+
+
 def _row(card: ModelCard) -> dict[str, Any]:
     extra = card.extra or {}
     monitor = extra.get("pgd_monitor") or {}
@@ -94,6 +138,8 @@ def _row(card: ModelCard) -> dict[str, Any]:
         "guard_restored_epoch": None if guard is None else guard.get("restored_epoch"),
         "seed": int(card.seed),
         "created": card.created,
+        **_robust(card),
+        "training_flags": _training_flags(card),
     }
 
 
