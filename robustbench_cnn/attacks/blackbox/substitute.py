@@ -32,6 +32,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -40,9 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustbench_cnn.attacks.blackbox.augment import augment_points, jacobian_augment
 from robustbench_cnn.attacks.blackbox.oracle import Oracle
 from robustbench_cnn.core.devices import resolve_device
 from robustbench_cnn.core.errors import RbcError
+from robustbench_cnn.core.geometry import project, random_start
+from robustbench_cnn.core.types import Norm, ThreatModel
 from robustbench_cnn.data import SPLIT_SEED, Split, load_split, select_indices
 from robustbench_cnn.models import NormalizedModel, build_model
 from robustbench_cnn.store import ModelCard, checkpoint_name, git_sha, package_versions, save_checkpoint
@@ -103,52 +107,53 @@ def load_seed_set(dataset: str, size: int = 150, *, data_dir: str | os.PathLike 
     return Split(test.x[idx].contiguous(), test.y[idx].contiguous(), idx, test.info, "test")
 
 
-# --- one augmentation step --------------------------------------------------------------------------
+class _SubstituteRecipe:
+    """Cross-entropy against the oracle's answers as distributions, with label smoothing and mixup.
 
-
-def jacobian_augment(
-    substitute: nn.Module, x: torch.Tensor, labels: torch.Tensor, lam: float, batch_size: int = 512
-) -> torch.Tensor:
-    """``clip(x + lam * sign(d F(x)[labels] / d x), 0, 1)``: the new points of one round (on x's device).
-
-    ``F(x)[labels]`` is the substitute's logit of the oracle label. The substitute runs in eval mode
-    (restored afterwards); its parameters receive no gradient.
-    """
-    device = next(substitute.parameters()).device
-    was_training = substitute.training
-    substitute.eval()
-    out = []
-    try:
-        for xb, lb in zip(x.split(batch_size), labels.split(batch_size)):
-            xb = xb.to(device).detach().requires_grad_(True)
-            with torch.enable_grad():
-                logit = substitute(xb).gather(1, lb.to(device)[:, None]).sum()
-                (grad,) = torch.autograd.grad(logit, [xb])
-            out.append((xb.detach() + lam * grad.sign()).clamp(0.0, 1.0).to(x.device))
-    finally:
-        substitute.train(was_training)
-    return torch.cat(out) if out else x.clone()
-
-
-class _SoftLabelRecipe:
-    """Cross-entropy against the oracle's probabilities (scores mode).
-
-    ``fit`` is handed the row indices as labels, so its batching and accounting stay those of hard
-    labels; the recipe looks the soft targets up by index.
+    ``targets`` (N x K) are one-hot oracle labels (labels mode) or the oracle's probabilities (scores
+    mode). ``fit`` is handed the row indices as labels, so its batching and accounting stay those of hard
+    labels; the recipe looks the targets up by index. ``label_smoothing`` mixes each target with the uniform
+    distribution (Szegedy et al. 2016); ``mixup`` > 0 trains on convex combinations of two points and of
+    their targets with a Beta(mixup, mixup) weight per batch (Zhang et al. 2018). Both only reshape what the
+    oracle said: no label comes from anywhere else.
     """
 
-    name = "substitute-soft"
+    name = "substitute"
 
-    def __init__(self, probs: torch.Tensor) -> None:
-        self.probs = probs
+    def __init__(
+        self, targets: torch.Tensor, label_smoothing: float = 0.0, mixup: float = 0.0, adv_eps: float = 0.0
+    ) -> None:
+        self.targets = targets
+        self.label_smoothing = float(label_smoothing)
+        self.mixup = float(mixup)
+        self.adv_eps = float(adv_eps)
 
     def params(self) -> dict[str, Any]:
-        return {"soft_labels": True}
+        return {"label_smoothing": self.label_smoothing, "mixup": self.mixup, "adv_eps": self.adv_eps}
 
     def loss(self, model: nn.Module, x: torch.Tensor, idx: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        t = self.targets[idx.cpu()].to(x.device)
+        if self.label_smoothing:
+            t = (1 - self.label_smoothing) * t + self.label_smoothing / t.shape[1]
+        if self.mixup > 0 and len(x) > 1:
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
+            w = float(np.random.default_rng(seed).beta(self.mixup, self.mixup))
+            perm = torch.randperm(len(x), generator=ctx.generator).to(x.device)
+            x, t = w * x + (1 - w) * x[perm], w * t + (1 - w) * t[perm]
+        if self.adv_eps > 0:
+            x = self._fgsm_rs(model, x, t, ctx)
         with ctx.autocast():
             logits = model(x)
-        return F.cross_entropy(logits.float(), self.probs[idx.cpu()].to(logits.device))
+        return F.cross_entropy(logits.float(), t)
+
+
+    def _fgsm_rs(self, model: nn.Module, x: torch.Tensor, t: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        threat = ThreatModel(Norm.LINF, self.adv_eps)
+        xa = random_start(x, threat, ctx.generator).requires_grad_(True)
+        with torch.enable_grad(), ctx.autocast():
+            loss = F.cross_entropy(model(xa).float(), t)
+        (grad,) = torch.autograd.grad(loss, [xa])
+        return project(xa.detach() + 1.25 * self.adv_eps * grad.sign(), x, threat)
 
 
 def substitute_name(dataset_slug: str, substitute_arch: str, target_name: str | None, tag: str | None = None) -> str:
@@ -203,6 +208,12 @@ def train_substitute(
     epochs_per_round: int = 10,
     oracle_mode: Literal["labels", "scores"] = "labels",
     max_new_per_round: int | None = None,
+    growth: Literal["double", "budget"] = "budget",
+    augmentations: Sequence[str] = ("jacobian",),
+    max_shift: int | None = None,
+    label_smoothing: float = 0.0,
+    mixup: float = 0.0,
+    adv_eps: float = 0.0,
     holdout_n: int | None = 1000,
     train_config: TrainConfig | None = None,
     arch_kwargs: dict[str, Any] | None = None,
@@ -294,6 +305,7 @@ def train_substitute(
     answers = ask(x_sub)
     n_labelled = len(x_sub)
     generator = torch.Generator().manual_seed(seed)
+    shift = max(1, info.size // 8) if max_shift is None else int(max_shift)
     rows: list[dict[str, Any]] = []
     total_epochs = 0
     config = train_config
@@ -302,17 +314,21 @@ def train_substitute(
         if rho > 0:
             # augmentation number rho - 1, with the substitute of the previous round
             lam_rho = lam * (-1) ** ((rho - 1) // tau)
-            k = len(x_sub)
+            left = oracle.remaining()
+            if growth == "budget" and left is not None:
+                k = -(-left // (rounds - rho))  # the rest of the budget, spread evenly over the rounds left
+            else:
+                k = len(x_sub)  # Papernot: one new point per point of the set
             if max_new_per_round is not None:
                 k = min(k, max_new_per_round)
-            left = oracle.remaining()
             if left is not None:
                 k = min(k, left)
             if k <= 0:
                 break  # the budget is spent: stop cleanly
-            pick = torch.randperm(len(x_sub), generator=generator)[:k] if k < len(x_sub) else torch.arange(k)
             labels = answers if answers.dim() == 1 else answers.argmax(1)
-            x_new = jacobian_augment(substitute, x_sub[pick], labels[pick], lam_rho)
+            x_new, _ = augment_points(
+                substitute, x_sub, labels, k, lam_rho, generator, kinds=augmentations, max_shift=shift
+            )
             new_answers = ask(x_new)
             n_labelled += len(x_new)
             x_sub = torch.cat([x_sub, x_new])
@@ -320,25 +336,16 @@ def train_substitute(
             new_queries = len(x_new)
         t0 = time.perf_counter()
         config = train_config or _default_config(epochs_per_round, str(dev), seed + rho)
-        if answers.dim() == 1:
-            fit(
-                substitute,
-                x_sub,
-                answers,
-                config,
-                progress=progress,
-                description=f"substitute round {rho + 1}/{rounds}",
-            )
-        else:
-            fit(
-                substitute,
-                x_sub,
-                torch.arange(len(x_sub)),
-                config,
-                recipe=_SoftLabelRecipe(answers),
-                progress=progress,
-                description=f"substitute round {rho + 1}/{rounds}",
-            )
+        targets = F.one_hot(answers, info.num_classes).float() if answers.dim() == 1 else answers
+        fit(
+            substitute,
+            x_sub,
+            torch.arange(len(x_sub)),
+            config,
+            recipe=_SubstituteRecipe(targets, label_smoothing, mixup, adv_eps),
+            progress=progress,
+            description=f"substitute round {rho + 1}/{rounds}",
+        )
         total_epochs += config.epochs
         sub_pred = predict(substitute, hold_x).argmax(1)
         rows.append(
@@ -368,6 +375,12 @@ def train_substitute(
         "epochs_per_round": epochs_per_round,
         "oracle_mode": oracle.mode,
         "max_new_per_round": max_new_per_round,
+        "growth": growth,
+        "augmentations": list(augmentations),
+        "max_shift": shift,
+        "label_smoothing": label_smoothing,
+        "mixup": mixup,
+        "adv_eps": adv_eps,
         "holdout_n": hold_n,
         "train": {k: v for k, v in config.to_dict().items() if k not in ("device", "seed")},
     }
