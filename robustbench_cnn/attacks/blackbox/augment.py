@@ -6,9 +6,11 @@ trained on them learns little of the target away from them. Here each new point 
 current set by one of these transformations (every new point is then labelled by the oracle and counted):
 
 - ``jacobian``: Papernot's step, ``clip(x + lambda * sign(d F(x)[label] / d x), 0, 1)``;
-- ``shift``: the parent translated by up to ``max_shift`` pixels in each direction (zero fill), then a
-  Jacobian step at the shifted point (translated digits are where a CNN target still answers with
-  meaning, and the step moves them towards the substitute's decision boundary);
+- ``shift-jacobian``: the parent translated by up to ``max_shift`` pixels in each direction (zero fill), then a
+  Jacobian step at the translated point (a CNN target still answers translated digits with meaning);
+- ``fgsm``: the substitute's FGSM point, ``clip(x + probe_eps * sign(d CE(F(x), label) / d x), 0, 1)``: the
+  oracle's label there says whether the target follows the substitute's adversarial direction;
+- ``shift-fgsm``: a translated parent, then the FGSM step;
 - ``noise``: the parent plus uniform noise in ``[-lambda, lambda]`` per pixel, clipped to [0, 1]
   (a gradient-free neighbour).
 
@@ -24,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AUGMENTATIONS", "augment_points", "jacobian_augment", "parent_indices", "random_shift"]
+__all__ = ["AUGMENTATIONS", "augment_points", "fgsm_augment", "jacobian_augment", "parent_indices", "random_shift"]
 
 #: The transformations :func:`augment_points` knows.
-AUGMENTATIONS = ("jacobian", "shift", "noise")
+AUGMENTATIONS = ("jacobian", "shift-jacobian", "fgsm", "shift-fgsm", "noise")
 
 
 def jacobian_augment(
@@ -49,6 +51,26 @@ def jacobian_augment(
                 logit = substitute(xb).gather(1, lb.to(device)[:, None]).sum()
                 (grad,) = torch.autograd.grad(logit, [xb])
             out.append((xb.detach() + lam * grad.sign()).clamp(0.0, 1.0).to(x.device))
+    finally:
+        substitute.train(was_training)
+    return torch.cat(out) if out else x.clone()
+
+
+def fgsm_augment(
+    substitute: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float, batch_size: int = 512
+) -> torch.Tensor:
+    """``clip(x + eps * sign(d CE(F(x), labels) / d x), 0, 1)``: the substitute's FGSM point (on x's device)."""
+    device = next(substitute.parameters()).device
+    was_training = substitute.training
+    substitute.eval()
+    out = []
+    try:
+        for xb, lb in zip(x.split(batch_size), labels.split(batch_size)):
+            xb = xb.to(device).detach().requires_grad_(True)
+            with torch.enable_grad():
+                loss = F.cross_entropy(substitute(xb), lb.to(device), reduction="sum")
+                (grad,) = torch.autograd.grad(loss, [xb])
+            out.append((xb.detach() + eps * grad.sign()).clamp(0.0, 1.0).to(x.device))
     finally:
         substitute.train(was_training)
     return torch.cat(out) if out else x.clone()
@@ -85,11 +107,13 @@ def augment_points(
     *,
     kinds: Sequence[str] = ("jacobian",),
     max_shift: int = 3,
+    probe_eps: float = 0.3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``k`` new points from parents in ``x`` (labels: the oracle's, int64), and their parents' indices.
 
     Parents are drawn by :func:`parent_indices`; the ``i``-th new point is made by ``kinds[i % len(kinds)]``
-    (see the module docstring) with step ``lam``; ``max_shift`` (pixels) bounds the ``shift`` translation.
+    (see the module docstring) with the Jacobian step ``lam``, the FGSM step ``probe_eps`` (linf) and translations
+    of at most ``max_shift`` pixels.
     """
     unknown = sorted(set(kinds) - set(AUGMENTATIONS))
     if not kinds or unknown:
@@ -104,8 +128,11 @@ def augment_points(
         xp, lp = x[parents[sel]], labels[parents[sel]]
         if kind == "jacobian":
             out[sel] = jacobian_augment(substitute, xp, lp, lam)
-        elif kind == "shift":
+        elif kind == "shift-jacobian":
             out[sel] = jacobian_augment(substitute, random_shift(xp, max_shift, generator), lp, lam)
+        elif kind in ("fgsm", "shift-fgsm"):
+            start = random_shift(xp, max_shift, generator) if kind == "shift-fgsm" else xp
+            out[sel] = fgsm_augment(substitute, start, lp, probe_eps)
         else:  # noise
             noise = (torch.rand(xp.shape, generator=generator) * 2 - 1).to(xp.device, xp.dtype) * abs(lam)
             out[sel] = (xp + noise).clamp(0.0, 1.0)
