@@ -408,3 +408,41 @@ def test_cli_transfer_errors_are_one_line(store, args, message) -> None:
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], res.output
+
+
+# --- issue 18: the default substitute transfers better than Papernot's at the same budget --------------------
+
+
+def _seeded_target(arch: str = "fastcnn") -> nn.Module:
+    """A digits target whose initial weights come from seed 0 (not from the global RNG's history)."""
+    torch.set_num_threads(1)
+    train = load_split("digits", "train")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(arch, in_channels=1, num_classes=10, input_size=8, mean=train.info.mean, std=train.info.std)
+    fit(model, train.x, train.y, TrainConfig.for_dataset("digits", device="cpu", seed=0), progress=False)
+    return model.eval()
+
+
+#: FGSM transfer success at linf 0.3 of the start commit's implementation (39f822c: Papernot's doubling and
+#: Jacobian augmentation only) in ``test_default_substitute_beats_papernot_at_the_same_budget``'s setting, seed 0:
+#: 150 -> 100 seeds, 4 rounds, 800 labels, 5 epochs per round, fastcnn substitute of a seeded fastcnn target.
+PREVIOUS_SUCCESS = 0.864
+
+
+def test_default_substitute_beats_papernot_at_the_same_budget() -> None:
+    target = _seeded_target()
+    data = load_split("digits", "test", n=300)
+    setting = dict(seed_size=100, rounds=4, budget=800, epochs_per_round=5, device="cpu", save=False, seed=0)
+    success = {}
+    for name, options in {"papernot": dict(growth="double", augmentations=("jacobian",)), "default": {}}.items():
+        sub = train_substitute(target, "digits", "fastcnn", **setting, **options)
+        assert sub.queries == 800  # the same budget, all of it labelled, in both settings
+        (res,) = transfer_attack(sub.model, target, data.x, data.y, ThreatModel.parse("linf:0.3"), "fgsm")
+        success[name] = res.success_rate
+    # Measured (1 thread): previous implementation 0.864 / 0.827 / 0.793 on seeds 0 / 1 / 2, its setting on this
+    # branch (papernot) 0.864 / 0.844 / 0.793, the default 0.942 / 0.952 / 0.939: the smallest gain over seeds was
+    # 7.8 points; with ~290 attacked points one success rate has a standard error of ~1.7 points, so a gain of 3
+    # points is below the smallest measured one by more than two standard errors.
+    assert success["default"] >= PREVIOUS_SUCCESS + 0.03, success
+    assert success["default"] >= success["papernot"] + 0.03, success
