@@ -446,3 +446,30 @@ def test_default_substitute_beats_papernot_at_the_same_budget() -> None:
     # points is below the smallest measured one by more than two standard errors.
     assert success["default"] >= PREVIOUS_SUCCESS + 0.03, success
     assert success["default"] >= success["papernot"] + 0.03, success
+
+
+def test_augment_points_shares_steps_and_parents() -> None:
+    from robustbench_cnn.attacks.blackbox.augment import augment_points
+
+    model, gen = _linear(), torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 8, 8) * 0.5 + 0.25  # away from the box: no clipping
+    labels = torch.tensor([0, 1, 2])
+    new, parents = augment_points(model, x, labels, 7, 0.1, gen, kinds=("jacobian", "fgsm", "noise"), probe_eps=0.3)
+    assert new.shape == (7, 1, 8, 8) and sorted(torch.bincount(parents).tolist()) == [2, 2, 3]
+    delta = (new - x[parents]).abs().flatten(1).amax(1)
+    assert torch.allclose(delta[0::3], torch.full((3,), 0.1))  # jacobian: lambda on every pixel
+    assert torch.allclose(delta[1::3], torch.full((2,), 0.3))  # fgsm: probe_eps on every pixel
+    assert (delta[2::3] <= 0.1).all() and (delta[2::3] > 0).all()  # noise: within lambda
+    shifted, par = augment_points(model, x, labels, 3, 0.1, gen, kinds=("shift-fgsm",), max_shift=0)
+    assert torch.allclose((shifted - x[par]).abs().flatten(1).amax(1), torch.full((3,), 0.3))  # no shift: pure fgsm
+    with pytest.raises(ValueError, match="invalid augmentation"):
+        augment_points(model, x, labels, 2, 0.1, gen, kinds=("rotate",))
+
+
+def test_cli_proxy_unknown_augmentation_is_one_line(store) -> None:
+    from robustbench_cnn.commands.blackbox import proxy_group
+
+    res = _invoke(proxy_group, "train", "--target", "digits/nope", "--augment", "shfit-fgsm")
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Did you mean: shift-fgsm" in lines[0], res.output
