@@ -64,7 +64,7 @@ def evalset():
 @pytest.fixture(scope="module")
 def substitute(target, tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
-    # 150 + 150 + 300 = 600 labels after 3 rounds; the budget cuts the 4th round's 600 new points to 400
+    # growth "budget" (the default): the 850 labels left after the seed set spread over the 3 rounds left
     result = train_substitute(
         target,
         "digits",
@@ -185,9 +185,9 @@ def test_seed_set_split_is_disjoint_from_load_split() -> None:
 def test_substitute_stays_within_budget_and_agrees_with_the_oracle(substitute) -> None:
     result, store = substitute
     hist = result.history
-    assert result.queries == 1000  # exactly as counted: 150 + 150 + 300 + 400 (capped by the budget)
-    assert hist["queries"].tolist() == [150, 300, 600, 1000]
-    assert hist["new_queries"].tolist() == [150, 150, 300, 400]
+    assert result.queries == 1000  # exactly as counted: 150 + ceil(850 / 3) + ceil(566 / 2) + 283
+    assert hist["queries"].tolist() == [150, 434, 717, 1000]
+    assert hist["new_queries"].tolist() == [150, 284, 283, 283]
     assert hist["lambda"].tolist() == [0.0, 0.1, 0.1, 0.1]
     assert dict(hist.dtypes.astype(str)) == {
         "round": "int64",
@@ -408,3 +408,68 @@ def test_cli_transfer_errors_are_one_line(store, args, message) -> None:
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], res.output
+
+
+# --- issue 18: the default substitute transfers better than Papernot's at the same budget --------------------
+
+
+def _seeded_target(arch: str = "fastcnn") -> nn.Module:
+    """A digits target whose initial weights come from seed 0 (not from the global RNG's history)."""
+    torch.set_num_threads(1)
+    train = load_split("digits", "train")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(arch, in_channels=1, num_classes=10, input_size=8, mean=train.info.mean, std=train.info.std)
+    fit(model, train.x, train.y, TrainConfig.for_dataset("digits", device="cpu", seed=0), progress=False)
+    return model.eval()
+
+
+#: FGSM transfer success at linf 0.3 of the start commit's implementation (39f822c: Papernot's doubling and
+#: Jacobian augmentation only) in ``test_default_substitute_beats_papernot_at_the_same_budget``'s setting, seed 0:
+#: 150 -> 100 seeds, 4 rounds, 800 labels, 5 epochs per round, fastcnn substitute of a seeded fastcnn target.
+PREVIOUS_SUCCESS = 0.864
+
+
+def test_default_substitute_beats_papernot_at_the_same_budget() -> None:
+    target = _seeded_target()
+    data = load_split("digits", "test", n=300)
+    setting = dict(seed_size=100, rounds=4, budget=800, epochs_per_round=5, device="cpu", save=False, seed=0)
+    success = {}
+    for name, options in {"papernot": dict(growth="double", augmentations=("jacobian",)), "default": {}}.items():
+        sub = train_substitute(target, "digits", "fastcnn", **setting, **options)
+        assert sub.queries == 800  # the same budget, all of it labelled, in both settings
+        (res,) = transfer_attack(sub.model, target, data.x, data.y, ThreatModel.parse("linf:0.3"), "fgsm")
+        success[name] = res.success_rate
+    # Measured (1 thread): previous implementation 0.864 / 0.827 / 0.793 on seeds 0 / 1 / 2, its setting on this
+    # branch (papernot) 0.864 / 0.844 / 0.793, the default 0.942 / 0.952 / 0.939: the smallest gain over seeds was
+    # 7.8 points; with ~290 attacked points one success rate has a standard error of ~1.7 points, so a gain of 3
+    # points is below the smallest measured one by more than two standard errors.
+    assert success["default"] >= PREVIOUS_SUCCESS + 0.03, success
+    assert success["default"] >= success["papernot"] + 0.03, success
+
+
+def test_augment_points_shares_steps_and_parents() -> None:
+    from robustbench_cnn.attacks.blackbox.augment import augment_points
+
+    model, gen = _linear(), torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 8, 8) * 0.5 + 0.25  # away from the box: no clipping
+    labels = torch.tensor([0, 1, 2])
+    new, parents = augment_points(model, x, labels, 7, 0.1, gen, kinds=("jacobian", "fgsm", "noise"), probe_eps=0.3)
+    assert new.shape == (7, 1, 8, 8) and sorted(torch.bincount(parents).tolist()) == [2, 2, 3]
+    delta = (new - x[parents]).abs().flatten(1).amax(1)
+    assert torch.allclose(delta[0::3], torch.full((3,), 0.1))  # jacobian: lambda on every pixel
+    assert torch.allclose(delta[1::3], torch.full((2,), 0.3))  # fgsm: probe_eps on every pixel
+    assert (delta[2::3] <= 0.1).all() and (delta[2::3] > 0).all()  # noise: within lambda
+    shifted, par = augment_points(model, x, labels, 3, 0.1, gen, kinds=("shift-fgsm",), max_shift=0)
+    assert torch.allclose((shifted - x[par]).abs().flatten(1).amax(1), torch.full((3,), 0.3))  # no shift: pure fgsm
+    with pytest.raises(ValueError, match="invalid augmentation"):
+        augment_points(model, x, labels, 2, 0.1, gen, kinds=("rotate",))
+
+
+def test_cli_proxy_unknown_augmentation_is_one_line(store) -> None:
+    from robustbench_cnn.commands.blackbox import proxy_group
+
+    res = _invoke(proxy_group, "train", "--target", "digits/nope", "--augment", "shfit-fgsm")
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Did you mean: shift-fgsm" in lines[0], res.output

@@ -37,6 +37,23 @@ def _print_df(title: str, df: Any, columns: list[str] | None = None) -> None:
     Console().print(table)
 
 
+def _augmentations(text: str) -> tuple[str, ...]:
+    """``--augment`` as a tuple of transformation names; an unknown one is a ``ValueError`` with suggestions."""
+    import difflib
+
+    from robustbench_cnn.attacks.blackbox.augment import AUGMENTATIONS
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    for kind in kinds:
+        if kind not in AUGMENTATIONS:
+            close = difflib.get_close_matches(kind, AUGMENTATIONS, n=2)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown augmentation {kind!r} for --augment.{hint} Known: {', '.join(AUGMENTATIONS)}.")
+    if not kinds:
+        raise ValueError(f"--augment needs at least one of {', '.join(AUGMENTATIONS)}")
+    return kinds
+
+
 # --- the commands --------------------------------------------------------
 
 _dataset_opt = click.option(
@@ -102,6 +119,20 @@ def proxy_group() -> None:
 @click.option(
     "--reservoir", type=int, default=None, help="Reservoir sampling: augment at most this many points per round."
 )
+@click.option(
+    "--growth",
+    type=click.Choice(["budget", "double"]),
+    default="budget",
+    show_default=True,
+    help="New points per round: spread the budget over the rounds, or double the set (Papernot).",
+)
+@click.option(
+    "--augment",
+    "augment",
+    default="shift-jacobian,shift-fgsm",
+    show_default=True,
+    help="How new points are made, in equal shares: jacobian (Papernot), shift-jacobian, fgsm, shift-fgsm, noise.",
+)
 @click.option("--tag", default=None, help="Checkpoint name suffix (default: of-<target>).")
 @_out_opt
 @_resume_opt
@@ -118,6 +149,8 @@ def proxy_train(
     oracle_mode: str,
     epochs_per_round: int,
     reservoir: int | None,
+    growth: str,
+    augment: str,
     tag: str | None,
     out: str | None,
     resume: bool,
@@ -143,6 +176,8 @@ def proxy_train(
         oracle_mode=oracle_mode,
         epochs_per_round=epochs_per_round,
         reservoir=reservoir,
+        growth=growth,
+        augmentations=_augmentations(augment),
         tag=tag,
         out=out,
         resume=resume,

@@ -348,6 +348,8 @@ def train_proxy(
     oracle_mode: str = "labels",
     epochs_per_round: int = 10,
     reservoir: int | None = None,
+    growth: str = "budget",
+    augmentations: tuple[str, ...] = ("shift-jacobian", "shift-fgsm"),
     tag: str | None = None,
     out: PathLike | None = None,
     resume: bool = False,
@@ -376,6 +378,8 @@ def train_proxy(
         "epochs_per_round": epochs_per_round,
         "oracle_mode": oracle_mode,
         "max_new_per_round": reservoir,
+        "growth": growth,
+        "augmentations": list(augmentations),
         "tag": tag,
     }
     cell = proxy_train_cell(

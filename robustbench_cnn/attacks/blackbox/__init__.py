@@ -1,7 +1,8 @@
 """Black-box attacks: a query-counting oracle, substitute training and transfer attacks.
 
 - :class:`Oracle`: label- or score-only access to a target, with exact query counts and a budget;
-- :func:`train_substitute`: Papernot et al. (2017) substitute training by Jacobian-based augmentation;
+- :func:`train_substitute`: Papernot et al. (2017) substitute training by Jacobian-based augmentation, by default
+  with the whole budget and translated Jacobian and FGSM points (:mod:`~attacks.blackbox.augment`);
 - :func:`transfer_attack`: a white-box attack on a source (substitute, checkpoint or ensemble), scored
   on the target; :func:`transfer_matrix`: every model against every model.
 

@@ -2,9 +2,10 @@
 
 The cell's ``model`` is the target (queried only through an oracle); ``params`` are ``substitute`` (the
 architecture) and :func:`robustbench_cnn.attacks.blackbox.substitute.train_substitute`'s options (``seed_size``,
-``rounds``, ``lam``, ``tau``, ``budget``, ``epochs_per_round``, ``oracle_mode``, ``max_new_per_round``, ``tag``,
-...). The substitute is saved to the model store (:func:`substitute_checkpoint` names it), where ``transfer``
-cells that run ``after`` this one find it; the cell's ``history`` table has one row per training round.
+``rounds``, ``lam``, ``tau``, ``budget``, ``epochs_per_round``, ``oracle_mode``, ``max_new_per_round``, ``growth``,
+``augmentations``, ``tag``, ...). The substitute is saved to the model store (:func:`substitute_checkpoint` names
+it), where ``transfer`` cells that run ``after`` this one find it; the cell's ``history`` table has one row per
+training round.
 """
 
 from __future__ import annotations
