@@ -66,10 +66,8 @@ CASCADES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
 }
 
-#: The cascade a model's robust accuracy is reported with (``rbc defend``'s end-of-training evaluation).
-DEFAULT_CASCADE = "standard"
-
-#: The cascade meant wherever a default cascade is: ``evaluate``, ``rbc evaluate``, the white-box cell and the plans.
+#: The cascade meant wherever a default cascade is: ``evaluate``, ``rbc evaluate``, the white-box cell, the plans and
+#: ``rbc defend``'s end-of-training evaluation of the kept state.
 DEFAULT_CASCADE = "fast"
 
 #: A cascade preset's variant for randomized models (two forward passes differ), run in its place.
