@@ -403,7 +403,7 @@ def test_rbc_tradeoff_shows_n(store, tmp_path) -> None:
     record_cascade_accuracy(folder, _worst_case(0.40, 321))
     result = run("tradeoff", "-o", str(tmp_path / "t.csv"))
     assert result.exit_code == 0, result.output
-    assert "suite_n" in result.output and "321" in result.output
+    assert "robust_n" in result.output and "321" in result.output
 
 
 # ------------------------------------------------------------------------------------------ 10. usage errors

@@ -24,6 +24,7 @@ from robustbench_cnn.defenses.masking import MaskingCheck, fgsm_probe
 from robustbench_cnn.defenses.n_fgsm import NFGSM
 from robustbench_cnn.defenses.perturb import pgd_robust
 from robustbench_cnn.defenses.presets import Preset, apply_preset
+from robustbench_cnn.evaluation.engine import DEFAULT_CASCADE
 from robustbench_cnn.pipeline.defend import square_probe
 from robustbench_cnn.reporting.report import training_events
 from robustbench_cnn.reporting.tradeoff import tradeoff_table
@@ -154,17 +155,17 @@ def test_defend_ends_with_the_default_cascade_in_the_card_tradeoff_and_flags(
     result = CliRunner().invoke(defend_command, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "preset (planted digits preset): noise=2.0, epochs=3" in result.output
-    assert "robust accuracy (standard cascade, linf:0.1, n=60 held-out test images)" in result.output
+    assert f"robust accuracy ({DEFAULT_CASCADE} cascade, linf:0.1, n=60 held-out test images)" in result.output
     card = read_card(store / "checkpoints" / "digits" / "fastcnn-n-fgsm")
     assert card.epochs == 3 and card.extra["preset"]["source"] == "planted digits preset"
     final = card.extra["final_eval"]
-    assert final["cascade"] == "standard" and final["n"] == 60 and final["split"] == "test"
+    assert final["cascade"] == DEFAULT_CASCADE and final["n"] == 60 and final["split"] == "test"
     lo, hi = final["ci95"]
     assert lo <= final["robust_accuracy"] <= hi and hi - lo > 0.05  # an exact CI on 60 points is wide
     assert (tmp_path / "run" / "summary.parquet").exists()
     row = tradeoff_table(store).iloc[0]
     assert row["robust_accuracy"] == pytest.approx(final["robust_accuracy"]) and row["robust_n"] == 60
-    assert row["robust_ci_lo"] == pytest.approx(lo) and row["robust_cascade"] == "standard"
+    assert row["robust_ci_lo"] == pytest.approx(lo) and row["robust_cascade"] == DEFAULT_CASCADE
     result = CliRunner().invoke(tradeoff_command, ["--store", str(store), "--out", str(tmp_path / "t.csv")])
     assert result.exit_code == 0, result.output
     shown = pd.read_csv(tmp_path / "t.csv").iloc[0]

@@ -172,6 +172,19 @@ def defend_command(
         device=device,
         seed=seed,
     )
+    if arch_params:  # architecture options are checked before the preset is printed: an error stays one line
+        from robustbench_cnn.data import dataset_info
+        from robustbench_cnn.models import build_model
+
+        info = dataset_info(dataset, data_dir)
+        try:
+            build_model(arch, in_channels=info.channels, num_classes=info.num_classes, input_size=info.size,
+                        **arch_params)  # fmt: skip
+        except ArchOptionError as exc:
+            accepted = ", ".join(sorted(declared)) or "none"
+            raise ArchOptionError(
+                f"{exc}; -p keys that are not parameters of defense {recipe.name!r} ({accepted}) go to the architecture"
+            ) from None
     out.print(applied.describe())
     try:
         run = defend_and_evaluate(
