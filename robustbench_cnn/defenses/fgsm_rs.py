@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from robustbench_cnn.defenses.base import flag, positive
-from robustbench_cnn.defenses.presets import Preset
+from robustbench_cnn.defenses.presets import WONG_MNIST_SCHEDULE, Preset
 from robustbench_cnn.defenses.registry import DEFENSES
 from robustbench_cnn.defenses.single_step import GUARD_DEFAULTS, SingleStepDefense
 from robustbench_cnn.training import StepContext
@@ -58,14 +58,7 @@ class FGSMRS(SingleStepDefense):
             source="Wong, Rice, Kolter 2020, MNIST (Sec. 5.1 and their code: alpha 0.375 at eps 0.3, 10 epochs, "
             "Adam with a cyclic lr peaking at 5e-3, batch 100, no weight decay, raw pixels)",
             params={"alpha": 0.375},
-            train={
-                "epochs": 10,
-                "lr": 5e-3,
-                "optimizer": "adam",
-                "batch_size": 100,
-                "weight_decay": 0.0,
-                "normalize": False,
-            },
+            train=WONG_MNIST_SCHEDULE,
             eps=0.3,
             scaled=("alpha",),
         ),

@@ -10,7 +10,7 @@ from torch import nn
 
 from robustbench_cnn.core.types import Norm, ThreatModel
 from robustbench_cnn.defenses.base import positive
-from robustbench_cnn.defenses.presets import Preset
+from robustbench_cnn.defenses.presets import WONG_MNIST_SCHEDULE, Preset
 from robustbench_cnn.defenses.registry import DEFENSES
 from robustbench_cnn.defenses.single_step import GUARD_DEFAULTS, SingleStepDefense
 from robustbench_cnn.training import StepContext
@@ -50,14 +50,7 @@ class NFGSM(SingleStepDefense):
             "ours at MNIST 0.3: noise 1 eps (not the paper's 2) and eps ramped over 5 epochs (the paper's noise 2 "
             "eps overfits from epoch 3 without a ramp and at epoch 4-5 with a 3-epoch one; docs/single_step_at.md)",
             params={"noise": 1.0, "eps_ramp": 5.0},
-            train={
-                "epochs": 10,
-                "lr": 5e-3,
-                "optimizer": "adam",
-                "batch_size": 100,
-                "weight_decay": 0.0,
-                "normalize": False,
-            },
+            train=WONG_MNIST_SCHEDULE,
         ),
         ("cifar10", "linf"): Preset(
             source="de Jorge et al. 2022, CIFAR-10 (noise 2 eps, step eps, 30 epochs, SGD with a cyclic lr peaking "

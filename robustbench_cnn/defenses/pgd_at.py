@@ -9,7 +9,7 @@ from torch import nn
 
 from robustbench_cnn.defenses.base import Defense, flag, positive
 from robustbench_cnn.defenses.perturb import default_pgd_alpha
-from robustbench_cnn.defenses.presets import Preset
+from robustbench_cnn.defenses.presets import WONG_MNIST_SCHEDULE, Preset
 from robustbench_cnn.defenses.registry import DEFENSES
 from robustbench_cnn.training import StepContext
 
@@ -46,14 +46,7 @@ class PGDAT(Defense):
             "weight decay, raw pixels; Madry et al. train 83 epochs) with eps ramped over 2 epochs (from scratch at "
             "0.3 PGD-AT can stall at chance, docs/measurements.md)",
             params={"steps": 40, "alpha": 0.01, "random_start": True, "eps_ramp": 2.0},
-            train={
-                "epochs": 10,
-                "lr": 5e-3,
-                "optimizer": "adam",
-                "batch_size": 100,
-                "weight_decay": 0.0,
-                "normalize": False,
-            },
+            train=WONG_MNIST_SCHEDULE,
             eps=0.3,
             scaled=("alpha",),
         ),

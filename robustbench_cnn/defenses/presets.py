@@ -19,6 +19,18 @@ from robustbench_cnn.core.types import ThreatModel
 TRAIN_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "augment", "normalize")
 
 
+#: Wong, Rice & Kolter 2020's MNIST training schedule (their code): 10 epochs, Adam with a cyclic learning rate
+#: peaking at 5e-3, batch 100, no weight decay, raw pixels; the MNIST linf presets of the recipes share it.
+WONG_MNIST_SCHEDULE: dict[str, object] = {
+    "epochs": 10,
+    "lr": 5e-3,
+    "optimizer": "adam",
+    "batch_size": 100,
+    "weight_decay": 0.0,
+    "normalize": False,
+}
+
+
 @dataclass(frozen=True)
 class Preset:
     """Published settings of a recipe for one dataset and norm.

@@ -11,7 +11,7 @@ from torch import nn
 from robustbench_cnn.core.model_utils import model_mode
 from robustbench_cnn.defenses.base import Defense, positive
 from robustbench_cnn.defenses.perturb import kl_divergence, kl_objective, perturb
-from robustbench_cnn.defenses.presets import Preset
+from robustbench_cnn.defenses.presets import WONG_MNIST_SCHEDULE, Preset
 from robustbench_cnn.defenses.registry import DEFENSES
 from robustbench_cnn.training import StepContext
 
@@ -57,14 +57,7 @@ class TRADES(Defense):
             "Wong et al. 2020's MNIST schedule (10 epochs, Adam with a cyclic lr peaking at 5e-3, batch 100, no weight "
             "decay, raw pixels; Zhang et al. train SmallCNN 100 epochs with SGD)",
             params={"steps": 40, "alpha": 0.01, "beta": 6.0},
-            train={
-                "epochs": 10,
-                "lr": 5e-3,
-                "optimizer": "adam",
-                "batch_size": 100,
-                "weight_decay": 0.0,
-                "normalize": False,
-            },
+            train=WONG_MNIST_SCHEDULE,
             eps=0.3,
             scaled=("alpha",),
         ),
