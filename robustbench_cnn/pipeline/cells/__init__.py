@@ -25,7 +25,8 @@ Adding a cell kind is one new module with one decorated class, plus its import l
     @CELL_KINDS.register("my-kind")
     class MyKind(CellKind):
         def check(self, cell: Cell) -> None: ...       # optional: validate cell.params before any work
-        def weights(self, cell: Cell) -> str: ...      # optional: hash of the models it evaluates (resume key)
+        def weights(self, cell: Cell) -> str: ...      # optional: hash of the models it evaluates (resume key);
+                                                       # a kind of one model derives from whitebox.OneModelKind
         def run(self, cell: Cell, progress: bool = False) -> CellResult:
             ...  # summary/sample records, named tables, model metadata: plain data
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, CellResult
-from robustbench_cnn.pipeline.cells.whitebox import pinned_weights, prepare_cell
+from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellResult
+from robustbench_cnn.pipeline.cells.whitebox import OneModelKind, prepare_cell
 
 __all__ = ["Certify", "certify_cell", "check_certify"]
 
@@ -90,15 +90,12 @@ def check_certify(params: dict[str, Any]) -> None:
 
 
 @CELL_KINDS.register("certify")
-class Certify(CellKind):
+class Certify(OneModelKind):
     """Randomized smoothing: CERTIFY's certified accuracy (a lower bound) beside SmoothAdv + PREDICT's empirical
     accuracy (an upper bound) per L2 radius, on the same points."""
 
     def check(self, cell: Cell) -> None:
         check_certify(cell.params)
-
-    def weights(self, cell: Cell) -> str:
-        return pinned_weights(cell)
 
     def run(self, cell: Cell, progress: bool = False) -> CellResult:
         from robustbench_cnn.core.devices import resolve_device

@@ -14,8 +14,8 @@ import os
 
 import pandas as pd
 
-from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, CellResult
-from robustbench_cnn.pipeline.cells.whitebox import pinned_weights, prepare_cell
+from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellResult
+from robustbench_cnn.pipeline.cells.whitebox import OneModelKind, prepare_cell
 
 __all__ = ["Corruptions", "corruptions_cell"]
 
@@ -62,16 +62,13 @@ def corruptions_cell(
 
 
 @CELL_KINDS.register("corruptions")
-class Corruptions(CellKind):
+class Corruptions(OneModelKind):
     """Accuracy under common corruptions, per corruption and severity, and the mean over the evaluated cells."""
 
     def check(self, cell: Cell) -> None:
         from robustbench_cnn.core.corruption_threat import CorruptionThreat
 
         CorruptionThreat.parse(cell.params["threat"])
-
-    def weights(self, cell: Cell) -> str:
-        return pinned_weights(cell)
 
     def run(self, cell: Cell, progress: bool = False) -> CellResult:
         from robustbench_cnn.core.devices import resolve_device

@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, CellResult
-from robustbench_cnn.pipeline.cells.whitebox import pinned_weights, prepare_cell
+from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellResult
+from robustbench_cnn.pipeline.cells.whitebox import OneModelKind, prepare_cell
 
 __all__ = ["Detection", "check_detection", "detection_cell"]
 
@@ -103,15 +103,12 @@ def check_detection(params: dict[str, Any]) -> None:
 
 
 @CELL_KINDS.register("detection")
-class Detection(CellKind):
+class Detection(OneModelKind):
     """Detectors guarding a model: clean FPR, non-adaptive TPR/ROC-AUC, and detection-robust accuracy under the
     non-adaptive attacks and under the adaptive joint attack (the figure that counts)."""
 
     def check(self, cell: Cell) -> None:
         check_detection(cell.params)
-
-    def weights(self, cell: Cell) -> str:
-        return pinned_weights(cell)
 
     def run(self, cell: Cell, progress: bool = False) -> CellResult:
         import torch

@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, CellResult
-from robustbench_cnn.pipeline.cells.whitebox import pinned_weights, prepare_cell
+from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellResult
+from robustbench_cnn.pipeline.cells.whitebox import OneModelKind, prepare_cell
 
 __all__ = ["Explain", "check_explain", "explain_cell", "map_records"]
 
@@ -144,15 +144,12 @@ def map_records(explanation: Any, rows: int, sample_ids: list[int]) -> list[dict
 
 
 @CELL_KINDS.register("explain")
-class Explain(CellKind):
+class Explain(OneModelKind):
     """Saliency, Integrated Gradients, occlusion and Grad-CAM of the clean vs the adversarial prediction, and
     the attribution shift per point (Spearman rank correlation, top-k intersection)."""
 
     def check(self, cell: Cell) -> None:
         check_explain(cell.params)
-
-    def weights(self, cell: Cell) -> str:
-        return pinned_weights(cell)
 
     def run(self, cell: Cell, progress: bool = False) -> CellResult:
         from robustbench_cnn.core.devices import resolve_device

@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, CellResult
-from robustbench_cnn.pipeline.cells.whitebox import pinned_weights, prepare_cell
+from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellResult
+from robustbench_cnn.pipeline.cells.whitebox import OneModelKind, prepare_cell
 
 __all__ = ["MinimalNorm", "minimal_norm_cell"]
 
@@ -69,7 +69,7 @@ def minimal_norm_cell(
 
 
 @CELL_KINDS.register("minimal-norm")
-class MinimalNorm(CellKind):
+class MinimalNorm(OneModelKind):
     """A minimal-norm attack's one-run curve, the growing-ball curve and their per-sample worst case."""
 
     def check(self, cell: Cell) -> None:
@@ -82,9 +82,6 @@ class MinimalNorm(CellKind):
         if not is_minimal_norm(ATTACKS.get(cell.params["attack"])):
             raise ValueError(f"attack {cell.params['attack']!r} is not a minimal-norm attack (fmn, fab, ddn)")
         check_attack_names(cell.params["growing_ball"])
-
-    def weights(self, cell: Cell) -> str:
-        return pinned_weights(cell)
 
     def run(self, cell: Cell, progress: bool = False) -> CellResult:
         from robustbench_cnn.core.devices import resolve_device

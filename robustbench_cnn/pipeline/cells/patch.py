@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, CellResult
-from robustbench_cnn.pipeline.cells.whitebox import pinned_weights, prepare_cell
+from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellResult
+from robustbench_cnn.pipeline.cells.whitebox import OneModelKind, prepare_cell
 
 __all__ = ["Patch", "check_patch", "parse_patch_targets", "patch_cell"]
 
@@ -122,16 +122,13 @@ def check_patch(params: dict[str, Any], num_classes: int | None = None) -> None:
 
 
 @CELL_KINDS.register("patch")
-class Patch(CellKind):
+class Patch(OneModelKind):
     """Universal adversarial patches: success rate against patch area, untargeted and per target class."""
 
     def check(self, cell: Cell) -> None:
         from robustbench_cnn.data import dataset_info
 
         check_patch(cell.params, dataset_info(cell.dataset, cell.data_dir).num_classes)
-
-    def weights(self, cell: Cell) -> str:
-        return pinned_weights(cell)
 
     def run(self, cell: Cell, progress: bool = False) -> CellResult:
         from robustbench_cnn.core.devices import resolve_device

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellKind, CellResult
-from robustbench_cnn.pipeline.cells.whitebox import pinned_weights, prepare_cell
+from robustbench_cnn.pipeline.cells.base import CELL_KINDS, Cell, CellResult
+from robustbench_cnn.pipeline.cells.whitebox import OneModelKind, prepare_cell
 
 __all__ = ["TargetMatrix", "target_matrix_cell"]
 
@@ -59,7 +59,7 @@ def target_matrix_cell(
 
 
 @CELL_KINDS.register("target-matrix")
-class TargetMatrix(CellKind):
+class TargetMatrix(OneModelKind):
     """The true class x target class success matrix of one targeted attack, at each epsilon."""
 
     def check(self, cell: Cell) -> None:
@@ -68,9 +68,6 @@ class TargetMatrix(CellKind):
         attack = get_attack(cell.params["attack"], **cell.params.get("attack_params", {}))
         if not attack.supports_targeted:
             raise ValueError(f"attack {attack.name!r} does not support targets")
-
-    def weights(self, cell: Cell) -> str:
-        return pinned_weights(cell)
 
     def run(self, cell: Cell, progress: bool = False) -> CellResult:
         from robustbench_cnn.attacks import get_attack

@@ -122,6 +122,14 @@ def pinned_weights(cell: Cell) -> str:
     return store_weights([cell.model], cell.store)
 
 
+class OneModelKind(CellKind):
+    """A kind whose cell evaluates its one model (a store name or a bring-your-own model): pins that model's
+    weights into the cell id (:func:`pinned_weights`)."""
+
+    def weights(self, cell: Cell) -> str:
+        return pinned_weights(cell)
+
+
 # ------------------------------------------------------------------------------------------------- records
 
 
@@ -229,7 +237,7 @@ def sample_records(evaluation: Any, sample_ids: torch.Tensor | None = None) -> l
 
 
 @CELL_KINDS.register("whitebox")
-class Whitebox(CellKind):
+class Whitebox(OneModelKind):
     """Evaluate one model against an attack cascade along an epsilon list (untargeted, or targeted with a
     ``random`` / ``least-likely`` / ``next`` / ``class:K`` policy)."""
 
@@ -239,9 +247,6 @@ class Whitebox(CellKind):
 
         ThreatModel.parse_curve(cell.params["norm"], cell.params["eps"])
         check_attack_names(cell.params["cascade"])
-
-    def weights(self, cell: Cell) -> str:
-        return pinned_weights(cell)
 
     def run(self, cell: Cell, progress: bool = False) -> CellResult:
         from robustbench_cnn.core.devices import resolve_device
