@@ -221,10 +221,7 @@ class Plan:
                 )  # fmt: skip
         if self.certify is not None:
             c = dict(self.certify)
-            keys = c.pop("models", list(names))
-            unknown = [k for k in keys if k not in names]
-            if unknown:
-                raise ValueError(f"[certify] models {unknown} are not models of the plan: use {', '.join(names)}")
+            keys = _chosen_models("certify", c, names)
             n = c.pop("n", 100)
             for key in keys:
                 out.append(
@@ -240,10 +237,7 @@ class Plan:
                 )
         if self.explain is not None:
             c = dict(self.explain)
-            keys = c.pop("models", list(names))
-            unknown = [k for k in keys if k not in names]
-            if unknown:
-                raise ValueError(f"[explain] models {unknown} are not models of the plan: use {', '.join(names)}")
+            keys = _chosen_models("explain", c, names)
             n = c.pop("n", 100)
             for key in keys:
                 out.append(
@@ -256,10 +250,7 @@ class Plan:
             from robustbench_cnn.pipeline.cells import detection_cell
 
             c = dict(self.detection)
-            keys = c.pop("models", list(names))
-            unknown = [k for k in keys if k not in names]
-            if unknown:
-                raise ValueError(f"[detection] models {unknown} are not models of the plan: use {', '.join(names)}")
+            keys = _chosen_models("detection", c, names)
             n = c.pop("n", 500)
             for key in keys:
                 out.append(
@@ -286,10 +277,7 @@ class Plan:
         from robustbench_cnn.pipeline.cells import patch_cell
 
         c = dict(self.patch or {})
-        keys = c.pop("models", list(names))
-        unknown = [k for k in keys if k not in names]
-        if unknown:
-            raise ValueError(f"[patch] models {unknown} are not models of the plan: use {', '.join(names)}")
+        keys = _chosen_models("patch", c, names)
         n = c.pop("n", self.n)
         info = dataset_info(dataset, where["data_dir"])
         try:
@@ -353,6 +341,15 @@ def _training_cell(
         seed=seed,
         **where,
     )
+
+
+def _chosen_models(table: str, section: dict[str, Any], names: dict[str, str]) -> list[str]:
+    """The plan keys of a table's ``models`` (popped from ``section``; default every model of the plan), checked."""
+    keys = list(section.pop("models", list(names)))
+    unknown = [k for k in keys if k not in names]
+    if unknown:
+        raise ValueError(f"[{table}] models {unknown} are not models of the plan: use {', '.join(names)}")
+    return keys
 
 
 #: The keys a plan accepts, per table ("" is the top level; ``[[models]]`` entries take :class:`ModelSpec`'s
