@@ -59,6 +59,10 @@ class Attack:
       transformation, e.g. ``"eot_samples"``), or None when the attack cannot average gradients;
     - ``supports_start``: ``perturb`` accepts ``start=`` (warm start from given points, e.g. the last
       iterates at a smaller epsilon along a robustness curve);
+    - ``curve_order``: how a cascade runs the attack along a robustness curve: ``"ascending"`` (default: on the
+      growing ball, a point broken at a smaller epsilon is not attacked at larger ones) or ``"descending"`` (a
+      trailing check, e.g. the Square check: run from the largest epsilon down, a point it leaves unbroken at an
+      epsilon is not checked at smaller ones; :func:`~robustbench_cnn.attacks.curve.shrinking_checks`);
     - ``universal``: one perturbation is shared by all the points of a call (a universal patch), learned by
       :meth:`prepare` before the mini-batches run;
     - ``fast_gradient_kernels``: the attack's own gradient passes may use the faster first-layer input-gradient
@@ -80,6 +84,7 @@ class Attack:
     single_step: ClassVar[bool] = False
     eot_param: ClassVar[str | None] = None
     supports_start: ClassVar[bool] = False
+    curve_order: ClassVar[str] = "ascending"
     fast_gradient_kernels: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
     #: parameters whose default is None but which take a number when given (checked like numeric defaults)

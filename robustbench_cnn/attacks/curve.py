@@ -21,6 +21,12 @@ and at every smaller epsilon: the larger ball contains the smaller ones, the sam
 ``carry_forward``'s, from the other side. So a point robust along the whole curve is attacked once instead of once
 per epsilon; ``docs/curves.md`` measures cost and robust accuracy against foolbox's multi-epsilon call and the
 growing ball.
+
+:func:`shrinking_checks` walks the same way for the trailing *checks* of a cascade (attacks declaring
+``curve_order = "descending"``, e.g. the Square check): after the growing ball has run the gradient attacks at every
+epsilon, the checks run from the largest epsilon down on the points those attacks left robust, skipping the points
+the checks left unbroken at the epsilon above. A check's cost is then about one run per point instead of one per
+epsilon at which the point is robust (``docs/fast_cascade.md``).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from robustbench_cnn.core.geometry import project, random_start
 from robustbench_cnn.core.model_utils import batched_logits, eval_mode
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
 
-__all__ = ["BallStep", "CurveAttack", "GrowingBall", "jittered_start", "shrinking_ball"]
+__all__ = ["BallStep", "CurveAttack", "GrowingBall", "jittered_start", "shrinking_ball", "shrinking_checks"]
 
 
 class CurveAttack(Protocol):
@@ -263,6 +269,61 @@ def shrinking_ball(
             x_adv[rows[ok].to(x_adv.device)] = step.result.x_adv[ok.to(x_adv.device)]  # type: ignore[union-attr]
             broken[rows[ok]] = True
         idx, adv = idx[broken], x_adv[broken.to(x_adv.device)]
+    return steps
+
+
+def shrinking_checks(
+    checks: Sequence[CurveAttack],
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threats: Sequence[ThreatModel],
+    candidates: Sequence[torch.Tensor],
+    *,
+    clean_logits: torch.Tensor | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    before: Callable[[CurveAttack, ThreatModel], Any] | None = None,
+) -> list[list[BallStep]]:
+    """The trailing checks of a cascade along ``threats`` (ascending epsilons > 0, one norm), from the largest down.
+
+    ``candidates[k]`` (bool [N]) are the points the earlier attacks of the cascade left robust at ``threats[k]``; on a
+    growing ball they shrink as epsilon grows (``candidates[k + 1]`` is inside ``candidates[k]``). At each epsilon,
+    from the largest, the checks run in order, each on the candidates no earlier check broke there, except the points
+    that every check left unbroken at the epsilon above: those are robust there and, without another run, at every
+    smaller epsilon (the larger ball contains the smaller one; the reading of :func:`shrinking_ball`). A point a check
+    breaks at an epsilon was broken at every larger one (by the earlier attacks, or by a check there), so the curve
+    stays non-increasing. Untargeted (checks take no targets); ``x`` N x C x H x W in [0, 1].
+
+    Returns, per threat in the order given, one :class:`BallStep` per check (``result`` None where no point was left).
+    """
+    eps = [float(t.eps) for t in threats]
+    if any(b < a for a, b in zip(eps, eps[1:])) or any(e <= 0 for e in eps):
+        raise ValueError(f"shrinking_checks needs ascending positive epsilons, got {eps}")
+    survived = torch.zeros(x.shape[0], dtype=torch.bool)  # left unbroken by every check at the epsilon above
+    steps: list[list[BallStep]] = [[] for _ in threats]
+    for k in reversed(range(len(threats))):
+        threat = threats[k]
+        candidate = candidates[k].detach().cpu().bool()
+        todo = candidate & ~survived
+        for check in checks:
+            if before is not None:
+                before(check, threat)
+            idx = todo.nonzero().flatten()
+            result = None
+            if idx.numel():
+                result = check(
+                    model,
+                    x[idx.to(x.device)],
+                    y[idx.to(y.device)],
+                    threat,
+                    seed=seed,
+                    batch_size=batch_size,
+                    clean_logits=None if clean_logits is None else clean_logits[idx.to(clean_logits.device)],
+                )
+                todo[idx[result.success.cpu()]] = False
+            steps[k].append(BallStep(check, threat, idx, result))
+        survived = todo | (survived & candidate)
     return steps
 
 

@@ -35,6 +35,9 @@ class SquareCheck(Square):
         p_init (float): initial fraction of pixels changed (default 0.8). loss (str): ``margin`` (default) or
             ``ce``. n_restarts, resc_schedule: as ``square``.
 
+    Along a robustness curve a cascade runs it from the largest epsilon down (``curve_order``): a point it leaves
+    unbroken at an epsilon is robust at the smaller ones without another run.
+
     Targeted: no. Deterministic: no (seeded). Queries: both runs, per sample, in ``result.queries``.
 
     Shapes: x ``N x C x H x W`` in [0, 1]; y ``[N]`` int64.
@@ -47,6 +50,7 @@ class SquareCheck(Square):
     norms = (Norm.LINF, Norm.L2)
     kind = "score"
     black_box = True
+    curve_order = "descending"
     defaults = {**Square.defaults, "n_queries": 2500, "n_queries_full": 5000, "grow_if": 1}
 
     def __init__(self, **params):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from robustbench_cnn.attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
-from robustbench_cnn.attacks.curve import GrowingBall
+from robustbench_cnn.attacks.curve import BallStep, GrowingBall, shrinking_checks
 from robustbench_cnn.core.errors import UnknownNameError
 from robustbench_cnn.core.model_utils import batched_logits, eval_mode
 from robustbench_cnn.core.progress import make_progress
@@ -382,15 +382,22 @@ def _run_cascade(
     progress: bool,
     warm_start: bool,
 ) -> list[EpsOutcome]:
-    """The cascade along the curve on :class:`~robustbench_cnn.attacks.curve.GrowingBall`, with the worst case per
-    point: which attack broke it, its adversarial example, prediction, norm and the queries spent per epsilon."""
+    """The cascade along the curve, with the worst case per point: which attack broke it, its adversarial example,
+    prediction, norm and the queries spent per epsilon.
+
+    The attacks run on :class:`~robustbench_cnn.attacks.curve.GrowingBall`, except the cascade's trailing checks
+    (``curve_order = "descending"``, e.g. the Square check), which then run from the largest epsilon down on the
+    points the others left robust (:func:`~robustbench_cnn.attacks.curve.shrinking_checks`).
+    """
     n = y.numel()
     pred = logits.argmax(1)
     correct = pred == y.cpu()
     # a targeted attack skips a point whose target is its own label: it is never attacked and stays robust
     attackable = correct & (targets != y.cpu()) if targeted else correct
+    tail = _descending_tail(chain)
+    growing, checks = chain[:tail], chain[tail:]
     ball = GrowingBall(
-        chain,
+        growing,
         model,
         x,
         y,
@@ -406,6 +413,28 @@ def _run_cascade(
     best_norm = torch.zeros(n)
     broken_by = torch.full((n,), -1, dtype=torch.int64)
     outcomes: list[EpsOutcome] = []
+
+    def record(outcome: EpsOutcome, k: int, step: AttackResult, ball_step: BallStep) -> None:
+        """Write one attack's run at one epsilon into ``step`` (all N points) and the worst case of ``outcome``."""
+        sub, idx = ball_step.result, ball_step.idx
+        if sub is not None:
+            hit = sub.success.cpu()
+            step.success[idx] = hit
+            step.x_adv[idx] = sub.x_adv.cpu()
+            step.pred_adv[idx] = sub.pred_adv.cpu()
+            step.perturbation_norm[idx] = sub.perturbation_norm.cpu()
+            step.queries[idx] = sub.queries.cpu()
+            step.elapsed_s = sub.elapsed_s
+            newly = idx[hit]
+            outcome.robust[newly] = False
+            outcome.broken_by[newly] = k
+            outcome.x_adv[newly] = sub.x_adv.cpu()[hit]
+            outcome.pred_adv[newly] = sub.pred_adv.cpu()[hit]
+            outcome.perturbation_norm[newly] = sub.perturbation_norm.cpu()[hit]
+            outcome.queries[idx] += sub.queries.cpu()
+        outcome.steps.append(step)
+        outcome.cumulative_robust.append(float(outcome.robust.float().mean()))
+
     with make_progress(enabled=progress) as bar:
         task = bar.add_task("attacks", total=len(threats) * len(chain))
 
@@ -415,58 +444,69 @@ def _run_cascade(
         for threat in threats:
             eps = threat.eps
             start = time.perf_counter()
-            robust = correct & ball.unbroken  # robust to every attack at every smaller eps
-            steps, cumulative = [], []
-            spent = torch.zeros(n, dtype=torch.int64)  # queries at this epsilon, summed over the cascade
-            eps0_pred = None  # eps 0: the second clean pass's predictions where they differ from the first
+            outcome = EpsOutcome(
+                eps,
+                [],
+                correct & ball.unbroken,  # robust to every attack at every smaller eps
+                broken_by.clone(),
+                best_x.clone(),
+                best_pred.clone(),
+                best_norm.clone(),
+                torch.zeros(n, dtype=torch.int64),  # queries at this epsilon, summed over the cascade
+                [],
+                0.0,
+            )
             if eps == 0:  # nothing to attack: a second clean pass checks that the model's answers reproduce
-                eps0_pred = best_pred.clone()
                 again = _clean_logits(model, x, batch_size or 256).argmax(1)
-                changed = robust & (again != y.cpu())
-                robust &= ~changed  # this epsilon only (eps0-mismatch flag); the ball is not run at eps 0
-                eps0_pred[changed] = again[changed]
+                changed = outcome.robust & (again != y.cpu())
+                outcome.robust &= ~changed  # this epsilon only (eps0-mismatch flag); the ball is not run at eps 0
+                outcome.pred_adv[changed] = again[changed]
                 for attack in chain:
                     describe(attack, threat)
-                    steps.append(_empty_result(x_cpu, y.cpu(), pred, targets, threat, attack))
-                    cumulative.append(float(robust.float().mean()))
+                    outcome.steps.append(_empty_result(x_cpu, y.cpu(), pred, targets, threat, attack))
+                    outcome.cumulative_robust.append(float(outcome.robust.float().mean()))
                     bar.advance(task)
             else:
                 for k, ball_step in enumerate(ball.run(threat, before=describe)):
-                    step = _empty_result(x_cpu, y.cpu(), pred, targets, threat, chain[k])
-                    sub, idx = ball_step.result, ball_step.idx
-                    if sub is not None:
-                        hit = sub.success.cpu()
-                        step.success[idx] = hit
-                        step.x_adv[idx] = sub.x_adv.cpu()
-                        step.pred_adv[idx] = sub.pred_adv.cpu()
-                        step.perturbation_norm[idx] = sub.perturbation_norm.cpu()
-                        step.queries[idx] = sub.queries.cpu()
-                        step.elapsed_s = sub.elapsed_s
-                        newly = idx[hit]
-                        robust[newly] = False
-                        broken_by[newly] = k
-                        best_x[newly] = sub.x_adv.cpu()[hit]
-                        best_pred[newly] = sub.pred_adv.cpu()[hit]
-                        best_norm[newly] = sub.perturbation_norm.cpu()[hit]
-                        spent[idx] += sub.queries.cpu()
-                    steps.append(step)
-                    cumulative.append(float(robust.float().mean()))
+                    record(outcome, k, _empty_result(x_cpu, y.cpu(), pred, targets, threat, chain[k]), ball_step)
                     bar.advance(task)
-            outcomes.append(
-                EpsOutcome(
-                    eps,
-                    steps,
-                    robust.clone(),
-                    broken_by.clone(),
-                    best_x.clone(),
-                    eps0_pred if eps0_pred is not None else best_pred.clone(),
-                    best_norm.clone(),
-                    spent,
-                    cumulative,
-                    time.perf_counter() - start,
-                )
+                # the worst case so far carries to the larger epsilons (the checks' breaks need not: see below)
+                broken_by, best_x = outcome.broken_by.clone(), outcome.x_adv.clone()
+                best_pred, best_norm = outcome.pred_adv.clone(), outcome.perturbation_norm.clone()
+            outcome.elapsed_s = time.perf_counter() - start
+            outcomes.append(outcome)
+        attacked = [o for o in outcomes if o.eps > 0]
+        if checks and attacked:
+            # a point a check breaks at an epsilon is already broken at every larger one, so only that epsilon changes
+            walk = shrinking_checks(
+                checks,
+                model,
+                x,
+                y,
+                [ThreatModel(threats[0].norm, o.eps) for o in attacked],
+                [o.robust.clone() for o in attacked],
+                clean_logits=logits,
+                seed=seed,
+                batch_size=batch_size,
+                before=describe,
             )
+            for outcome, steps in zip(attacked, walk):
+                start = time.perf_counter()
+                for j, ball_step in enumerate(steps):
+                    empty = _empty_result(x_cpu, y.cpu(), pred, targets, ball_step.threat, checks[j])
+                    record(outcome, tail + j, empty, ball_step)
+                    outcome.elapsed_s += empty.elapsed_s
+                    bar.advance(task)
+                outcome.elapsed_s += time.perf_counter() - start
     return outcomes
+
+
+def _descending_tail(chain: list[Attack]) -> int:
+    """Where the cascade's trailing run of checks that walk the curve downwards (``curve_order``) starts."""
+    tail = len(chain)
+    while tail > 0 and chain[tail - 1].curve_order == "descending":
+        tail -= 1
+    return tail
 
 
 def _cascade_flags(ev: Evaluation, input_numel: int) -> list[Flag]:
