@@ -24,7 +24,21 @@ from robustbench_cnn.commands.output import SUMMARY_COLUMNS, out, show_summary
 )
 @click.option("--suite", "-s", "suite_name", default=None, help="Deprecated name of --plan.")
 @click.option("--out", "-o", "out_dir", default=None, help="Run folder (default results/<plan>-<timestamp>).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "processes", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: one cell after another in this process; processes: cells in parallel worker processes "
+    "(--workers); ray: cells as Ray tasks.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (processes) or CPUs of the local cluster (ray) [default: the CPUs available]. "
+    "The --threads torch threads are shared among them, at least one each.",
+)
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster (default: start a local one).")
 @click.option("--resume/--no-resume", default=False, help="Continue a run folder, skipping finished cells.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write leaderboard.md/.html.")
@@ -40,6 +54,7 @@ def benchmark(
     suite_name: str | None,
     out_dir: str | None,
     executor: str,
+    workers: int | None,
     ray_address: str | None,
     resume: bool,
     report: bool,
@@ -68,6 +83,7 @@ def benchmark(
         out_dir,
         resume=resume,
         executor=executor,
+        num_workers=workers,
         ray_address=ray_address,
         store=store,
         data_dir=data_dir,

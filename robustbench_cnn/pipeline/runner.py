@@ -4,7 +4,7 @@
 workflow), and
 
 1. runs them in an order that respects their dependencies (``Cell.after``): locally one after another in the
-   given order; with Ray, each cell is submitted as soon as the cells it depends on are written;
+   given order; with worker processes or Ray, each cell is submitted as soon as the cells it depends on are written;
 2. pins each cell's weights (:func:`pin_weights`, the hash of what it evaluates) once its dependencies are done,
    so that a retrained model is a new cell and resuming never reuses a stale one;
 3. skips finished cells (``resume``) and refuses a folder holding cells of another request;
@@ -32,7 +32,7 @@ from robustbench_cnn.tables.rows import run_metadata, samples_frame, summary_fra
 __all__ = ["EXECUTORS", "CellDone", "LocalExecutor", "RunInterrupted", "execute_cell", "pin_weights", "run_cells"]
 
 #: The executors :func:`run_cells` accepts.
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "processes", "ray")
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -103,6 +103,13 @@ def _make_executor(
 ) -> LocalExecutor | Any:
     if executor == "local":
         return LocalExecutor(execute_cell, progress)
+    if executor == "processes":
+        import torch
+
+        from robustbench_cnn.pipeline.process_executor import ProcessExecutor, available_cpus
+
+        workers = num_workers or available_cpus()
+        return ProcessExecutor(execute_cell, workers=workers, threads=torch.get_num_threads() // workers)
     if executor == "ray":
         from robustbench_cnn.pipeline.ray_executor import RayExecutor
 
@@ -147,8 +154,9 @@ def run_cells(
         resume: skip the cells already in the folder; without it a folder holding cells is an error (results are
             never silently mixed). A resumed folder must hold only cells of this request, and the tables are
             rebuilt from this request's cells only.
-        executor: ``local`` (default: in this process, in order) or ``ray`` (each cell a Ray task; a local
-            cluster of ``num_workers`` CPUs unless ``ray_address`` joins one).
+        executor: ``local`` (default: in this process, in order), ``processes`` (``num_workers`` spawned worker
+            processes, default one per available CPU, sharing the torch threads: :mod:`.process_executor`) or
+            ``ray`` (each cell a Ray task; a local cluster of ``num_workers`` CPUs unless ``ray_address`` joins one).
         progress: progress bars in local cells, and one line per finished cell.
         on_cell: called in this process with a :class:`CellDone` for each cell run (not for skipped ones).
         config: recorded in ``run.json`` beside the cells (e.g. the command, the plan).
