@@ -5,6 +5,9 @@ robust (as AutoAttack does); points the model misclassifies are never attacked, 
 smaller epsilon counts as broken at every larger one (its adversarial example lies in the larger ball), so
 a whole robustness curve costs little more than its largest epsilon. The loop along the epsilons is
 :class:`~robustbench_cnn.attacks.curve.GrowingBall`; this module adds the worst case, the flags and the tables.
+The cascade's trailing checks (attacks declaring ``curve_order = "descending"``: the Square check of ``fast``) run
+after it, from the largest epsilon down, on the points the other attacks left robust, skipping at each epsilon the
+points they left unbroken at the one above (:func:`~robustbench_cnn.attacks.curve.shrinking_checks`).
 
 ``evaluate(model, x, y, "linf", [0, 0.1, 0.3], "standard")`` works for any ``nn.Module`` taking images in
 [0, 1] and returning logits.
