@@ -16,9 +16,10 @@ PGD falling to ~0 after it had risen while training accuracy stays high.
 (default: digits' ``TrainConfig``). Two interventions on the data (train and test alike): ``--plant BETA`` adds a
 class-wise +-BETA pattern (row ``1 + y`` of the 64x64 Hadamard matrix) to images first squeezed into
 [BETA, 1 - BETA], the injected discriminative feature of Ortiz-Jimenez et al. 2023 ("Catastrophic overfitting can
-be induced with discriminative non-robust features"); ``--upsample N`` resizes the 8x8 images to NxN (bilinear).
+be induced with discriminative non-robust features"); ``--upsample N`` resizes the 8x8 images to NxN (bilinear); ``--binarize`` sets
+pixels >= 0.5 to 1 and the others to 0 (MNIST-like strokes of full contrast).
 A trials file is a JSON list of objects with the keys ``eps, epochs, seed, defense`` and optionally ``params,
-arch, arch_kwargs, train`` (TrainConfig fields), ``beta``, ``up``. Results of the settings tried are in
+arch, arch_kwargs, train`` (TrainConfig fields), ``beta``, ``up``, ``binarize``. Results of the settings tried are in
 ``docs/single_step_at.md``.
 """
 
@@ -50,8 +51,11 @@ def value(text: str) -> Any:
     return int(number) if number.is_integer() and "." not in text else number
 
 
-def intervene(x: torch.Tensor, y: torch.Tensor, beta: float, size: int) -> torch.Tensor:
-    """The data interventions: planted class-wise Hadamard feature of amplitude ``beta``, then resizing."""
+def intervene(x: torch.Tensor, y: torch.Tensor, beta: float, size: int, binarize: bool = False) -> torch.Tensor:
+    """The data interventions: binarizing at 0.5, a planted class-wise Hadamard feature of amplitude ``beta``, then
+    resizing."""
+    if binarize:
+        x = (x >= 0.5).float()
     if beta > 0:
         patterns = torch.tensor(hadamard(64), dtype=torch.float32)[1:11].reshape(10, 1, 8, 8)
         x = (1 - 2 * beta) * x + beta + beta * patterns[y]
@@ -64,7 +68,8 @@ def run(trial: dict[str, Any]) -> str:
     """Train one setting and return its result line."""
     eps, beta, size = float(trial["eps"]), float(trial.get("beta", 0.0)), int(trial.get("up", 8))
     train, test = load_split("digits", "train"), load_split("digits", "test")
-    x_train, x_test = intervene(train.x, train.y, beta, size), intervene(test.x, test.y, beta, size)
+    binarize = bool(trial.get("binarize", False))
+    x_train, x_test = intervene(train.x, train.y, beta, size, binarize), intervene(test.x, test.y, beta, size, binarize)
     config = TrainConfig.for_dataset(
         "digits", epochs=trial["epochs"], seed=trial["seed"], device="cpu", **trial.get("train", {})
     )
@@ -111,6 +116,7 @@ def main() -> None:
     parser.add_argument("--raw-pixels", action="store_true", help="no dataset mean/std normalization")
     parser.add_argument("--plant", type=float, default=0.0, help="amplitude of the planted class-wise feature")
     parser.add_argument("--upsample", type=int, default=8, help="resize the 8x8 images to this size")
+    parser.add_argument("--binarize", action="store_true", help="pixels >= 0.5 become 1, the others 0")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.trials:
@@ -139,6 +145,7 @@ def main() -> None:
                 "train": {k: v for k, v in training.items() if v is not None},
                 "beta": args.plant,
                 "up": args.upsample,
+                "binarize": args.binarize,
             }
         ]
     for trial in trials:
