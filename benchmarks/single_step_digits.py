@@ -44,7 +44,10 @@ from robustbench_cnn.training import EpochStats, TrainConfig, fit
 
 
 def value(text: str) -> Any:
-    """``true``/``false`` stay strings (the recipes parse them), numbers become floats (ints where whole)."""
+    """``true``/``false`` stay strings (the recipes parse them), numbers become floats (ints where whole), comma
+    separated values lists (``hidden=512,512``)."""
+    if "," in text:
+        return [value(part) for part in text.split(",") if part]
     if text in ("true", "false"):
         return text
     number = float(text)
@@ -107,7 +110,7 @@ def main() -> None:
     parser.add_argument("params", nargs="*", help="defense parameters key=value")
     parser.add_argument("--trials", help="JSON list of settings (see the module docstring)")
     parser.add_argument("--arch", default="fastcnn")
-    parser.add_argument("--arch-arg", action="append", default=[], help="architecture option key=value")
+    parser.add_argument("--arch-arg", action="append", default=[], help="architecture option key=value (a,b: a list)")
     parser.add_argument("--lr", type=float)
     parser.add_argument("--optimizer")
     parser.add_argument("--schedule")
