@@ -473,3 +473,27 @@ def test_cli_proxy_unknown_augmentation_is_one_line(store) -> None:
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Did you mean: shift-fgsm" in lines[0], res.output
+
+
+def test_fgsm_smoothed_gradient_is_seeded_and_transfer_defaults_apply(substitute, target, evalset) -> None:
+    x, y = evalset
+    sub = substitute[0].model
+    threat = ThreatModel.parse("linf:0.3")
+    plain = get_attack("fgsm")(sub, x, y, threat, seed=0)
+    assert torch.equal(get_attack("fgsm", grad_samples=1, grad_sigma=2.0)(sub, x, y, threat, seed=5).x_adv, plain.x_adv)
+    smooth = [get_attack("fgsm", grad_samples=8)(sub, x, y, threat, seed=s).x_adv for s in (0, 0, 1)]
+    assert torch.equal(smooth[0], smooth[1]) and not torch.equal(smooth[0], smooth[2])  # seeded noise
+    assert not torch.equal(smooth[0], plain.x_adv)
+    for adv in smooth:  # one signed step: on the sphere of the ball wherever [0, 1] allows, inside [0, 1]
+        assert (adv - x).abs().max() <= 0.3 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    with pytest.raises(ValueError, match="grad_samples >= 1"):
+        get_attack("fgsm", grad_samples=0)
+    # crafting for a transfer takes FGSM's transfer defaults; given parameters win; a white-box FGSM keeps its own
+    (res,) = transfer_attack(sub, target, x, y, threat, "fgsm")
+    assert res.params["source_attack_params"] == {"loss": "margin", "grad_samples": 50, "grad_sigma": 5 / 3}
+    (given,) = transfer_attack(sub, target, x, y, threat, "fgsm", attack_params={"grad_samples": 1, "loss": "ce"})
+    assert (
+        given.params["source_attack_params"]["grad_samples"] == 1
+        and given.params["source_attack_params"]["loss"] == "ce"
+    )
+    assert plain.params["grad_samples"] == 1 and plain.params["loss"] == "ce"

@@ -69,7 +69,9 @@ class Attack:
       kernels of :mod:`attacks.input_gradients` on the CPU (native gradient attacks; library adapters keep autograd's
       kernels, so they match the library exactly);
     - ``defaults``: every hyper-parameter with its default; ``Attack(**params)`` overrides them and
-      ``self.params`` (recorded in each result) is the full, JSON-serialisable set.
+      ``self.params`` (recorded in each result) is the full, JSON-serialisable set;
+    - ``transfer_defaults``: the defaults that differ when the attack crafts on a source model for a transfer
+      attack (:mod:`attacks.blackbox.transfer`), e.g. FGSM's smoothed margin gradient.
 
     Subclasses implement :meth:`perturb` and never override :meth:`__call__`.
     """
@@ -87,6 +89,7 @@ class Attack:
     curve_order: ClassVar[str] = "ascending"
     fast_gradient_kernels: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    transfer_defaults: ClassVar[dict[str, Any]] = {}
     #: parameters whose default is None but which take a number when given (checked like numeric defaults)
     optional_numbers: ClassVar[frozenset[str]] = frozenset()
     registry_name: ClassVar[str] = ""

@@ -24,8 +24,20 @@ class FGSM(Attack):
     Arguments:
         loss (str): loss ascended (descended toward the target when targeted): ``ce`` (default),
             ``margin`` or ``dlr``.
+        grad_samples (int): gradients averaged for the step (default 1: the gradient at x). With more, the
+            gradient of the loss smoothed by Gaussian noise: the mean over ``grad_samples`` copies
+            ``clip(x + N(0, (grad_sigma * eps)^2), 0, 1)`` of the gradient through the clipping (the
+            variance-reduced attack of Wu, Zhu, Tai & E, "Understanding and Enhancing the Transferability of
+            Adversarial Examples", 2018, https://arxiv.org/abs/1802.09707).
+        grad_sigma (float): the noise's standard deviation in units of eps (default 5/3, used only when
+            ``grad_samples > 1``).
 
-    Targeted: yes (descends the loss of the target class). Deterministic: yes.
+    Crafting on a substitute for a transfer attack (``transfer_defaults``), FGSM ascends the margin loss smoothed
+    over 50 noisy copies: on MNIST (linf 0.3, a fastcnn substitute of a LeNet-5) that transfers more than twice
+    as often as the plain gradient (docs/blackbox.md). A white-box FGSM keeps the plain gradient.
+
+    Targeted: yes (descends the loss of the target class). Deterministic: yes with ``grad_samples=1``
+    (the default); otherwise seeded.
 
     Shapes: x ``N x C x H x W`` in [0, 1]; y ``[N]`` int64; targets ``[N]`` int64 or None.
 
@@ -44,7 +56,15 @@ class FGSM(Attack):
     single_step = True
     eot_param = None
     fast_gradient_kernels = True
-    defaults = {"loss": "ce"}
+    defaults = {"loss": "ce", "grad_samples": 1, "grad_sigma": 5 / 3}
+    transfer_defaults = {"loss": "margin", "grad_samples": 50}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if int(self.params["grad_samples"]) < 1:
+            raise ValueError(f"fgsm needs grad_samples >= 1, got {self.params['grad_samples']}")
+        if float(self.params["grad_sigma"]) < 0:
+            raise ValueError(f"fgsm needs grad_sigma >= 0, got {self.params['grad_sigma']}")
 
     def perturb(
         self,
@@ -56,5 +76,26 @@ class FGSM(Attack):
         generator: torch.Generator,
     ) -> torch.Tensor:
         labels = targets if targets is not None else y
-        _, grad = loss_and_grad(model, x, labels, self.params["loss"], targeted=targets is not None)
+        grad = self._gradient(model, x, labels, threat, targets is not None, generator)
         return x + threat.eps * ascent_direction(grad, threat.norm)
+
+    def _gradient(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        threat: ThreatModel,
+        targeted: bool,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """The loss gradient at x, or its mean over Gaussian copies of x (``grad_samples``)."""
+        loss, samples = self.params["loss"], int(self.params["grad_samples"])
+        sigma = float(self.params["grad_sigma"]) * threat.eps
+        if samples == 1 or sigma == 0:
+            return loss_and_grad(model, x, labels, loss, targeted=targeted)[1]
+        total = torch.zeros_like(x)
+        for _ in range(samples):
+            noisy = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            inside = (noisy > 0) & (noisy < 1)  # the clipping's derivative: zero where a pixel was clipped
+            total += loss_and_grad(model, noisy.clamp(0.0, 1.0), labels, loss, targeted=targeted)[1] * inside
+        return total / samples

@@ -92,7 +92,7 @@ def _make_attack(attack: str | Attack, params: Mapping[str, Any] | None) -> Atta
         )
     if "early_stop" in getattr(cls, "defaults", {}):
         params.setdefault("early_stop", False)
-    return get_attack(attack, **params)
+    return get_attack(attack, **{**cls.transfer_defaults, **params})
 
 
 def _check_source_labels(source_labels: str) -> None:
