@@ -108,6 +108,30 @@ def test_square_check_grows_only_where_the_short_run_breaks_points() -> None:
         assert int(res.queries[survivors].min()) > 5
 
 
+@pytest.mark.parametrize("threat", ["linf:0.05", "l2:0.5"])
+def test_square_check_runs_autoattacks_square_and_abandons_it_exactly(threat: str) -> None:
+    """The check is AutoAttack's Square run, number for number: abandoned after the short budget it returns what a
+    run of that budget returns (so the state it follows is the library's), grown it returns the full run's."""
+    model = trained_model()
+    x, y = held_out(40)
+    tm = ThreatModel.parse(threat)
+
+    def run(name: str, **params):
+        res = get_attack(name, **params)(model, x, y, tm, seed=0)
+        return res.x_adv, res.queries
+
+    short = run("square", n_queries=60)
+    abandoned = run("square-check", n_queries=60, n_queries_full=300, grow_if=10**6)
+    assert torch.equal(abandoned[0], short[0]) and torch.equal(abandoned[1], short[1])
+    full = run("square", n_queries=300)
+    grown = run("square-check", n_queries=60, n_queries_full=300, grow_if=1)
+    broke_early = int((model(short[0]).argmax(1) != y).sum()) - int((model(x).argmax(1) != y).sum())
+    assert broke_early >= 1  # the short budget breaks points here, so the run goes on
+    assert torch.equal(grown[0], full[0]) and torch.equal(grown[1], full[1])
+    with pytest.raises(ValueError, match="n_queries <= n_queries_full"):
+        get_attack("square-check", n_queries=400, n_queries_full=300)
+
+
 def test_a_randomized_model_runs_the_rand_variant_with_eot() -> None:
     model = Noisy(trained_model(), 0.05).eval()
     x, y = held_out(20)

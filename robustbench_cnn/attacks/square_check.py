@@ -2,14 +2,63 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import functools
+from typing import Any
 
-from robustbench_cnn.attacks.adapters_autoattack import Square
-from robustbench_cnn.attacks.base import PerturbOutput
-from robustbench_cnn.attacks.functional import make_generator
+import torch
+
+from robustbench_cnn.attacks.adapters_autoattack import _AA_NORM, Square
 from robustbench_cnn.attacks.registry import ATTACKS
-from robustbench_cnn.core.types import Norm, ThreatModel
+from robustbench_cnn.core.types import Norm
+
+
+class _ShortBudgetSpent(Exception):
+    """Raised inside a Square run to abandon it after its short budget."""
+
+
+@functools.cache
+def abandoning_square() -> type:
+    """pyautoattack's ``SquareAttack`` whose run stops after ``short_queries`` iterations unless ``grow_if`` points
+    broke by then; otherwise it runs on to its ``n_queries``, exactly AutoAttack's run.
+
+    The run is not changed: the class follows the library's own per-point state (best margin, best loss, best point,
+    queries) through its ``margin_and_loss`` calls, with the library's update rule, so it can return that state when it
+    abandons the run (checked against the library's return in ``tests/test_fast_cascade.py``). Without the
+    rescaled schedule (AutoAttack's default) the square sizes depend on the iteration only, so an abandoned run is
+    the run a budget of ``short_queries`` would have made, number for number.
+    """
+    from pyautoattack.square import SquareAttack
+
+    class AbandoningSquare(SquareAttack):
+        short_queries: int = 0
+        grow_if: int = 1
+
+        def attack_single_run(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            self.calls = 0
+            try:
+                return super().attack_single_run(x, y)
+            except _ShortBudgetSpent:
+                return self.queries, self.best
+
+        def margin_and_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            margin, loss = super().margin_and_loss(x, y)
+            if self.calls == 0:  # the initialisation: every point of the run
+                self.margin_min, self.loss_min, self.best = margin.clone(), loss.clone(), x.clone()
+                self.queries = torch.ones(x.shape[0], device=x.device)
+            else:  # an iteration: the points the library still attacks, in index order
+                idx = (self.margin_min > 0.0).nonzero().flatten()
+                better = loss < self.loss_min[idx]
+                self.loss_min[idx] = torch.where(better, loss, self.loss_min[idx])
+                better = better | (margin <= 0.0)
+                self.margin_min[idx] = torch.where(better, margin, self.margin_min[idx])
+                self.best[idx[better]] = x[better]
+                self.queries[idx] += 1.0
+            self.calls += 1
+            if self.calls == self.short_queries + 1 and int((self.margin_min <= 0.0).sum()) < self.grow_if:
+                raise _ShortBudgetSpent
+            return margin, loss
+
+    return AbandoningSquare
 
 
 @ATTACKS.register("square-check")
@@ -20,25 +69,26 @@ class SquareCheck(Square):
     attack via random search", ECCV 2020 (https://arxiv.org/abs/1912.00049); AutoAttack's Square check (Croce &
     Hein, ICML 2020).
 
-    Run last in a cascade, on the points every white-box attack missed: a short run (``n_queries``) that breaks
-    at least ``grow_if`` points of a mini-batch means the gradients there are unreliable (masked), so the points of
-    that batch still robust get a fresh run of ``n_queries_full`` queries (another seed), as AutoAttack would
-    spend; where the short run breaks nothing, the check stops there.
+    Run last in a cascade, on the points every white-box attack missed: AutoAttack's Square run (``n_queries_full``
+    queries), abandoned on a mini-batch after ``n_queries`` queries if it has broken fewer than ``grow_if`` of its
+    points by then. Breaking points the gradient attacks missed means the gradients there are unreliable (masked),
+    so the run goes on to AutoAttack's budget; where it breaks nothing, the check stops at the short budget. The run
+    itself is AutoAttack's (``abandoning_square``): a grown run spends what AutoAttack's Square would, not more.
 
     Distance: linf, l2.
 
     Arguments:
-        n_queries (int): the short run's budget (default 2500: on an MNIST PGD-AT net 1000 queries left points
-            that AutoAttack's 5000-query Square breaks; docs/fast_cascade.md).
-        n_queries_full (int): the grown run's budget (default 5000, AutoAttack's).
-        grow_if (int): points the short run must break in a mini-batch to grow the budget there (default 1).
+        n_queries (int): the short budget (default 2500: on an MNIST PGD-AT net 1000 queries left points that
+            AutoAttack's 5000-query Square breaks; docs/fast_cascade.md).
+        n_queries_full (int): the grown budget (default 5000, AutoAttack's); at least ``n_queries``.
+        grow_if (int): points the run must break in a mini-batch within the short budget to go on (default 1).
         p_init (float): initial fraction of pixels changed (default 0.8). loss (str): ``margin`` (default) or
             ``ce``. n_restarts, resc_schedule: as ``square``.
 
     Along a robustness curve a cascade runs it from the largest epsilon down (``curve_order``): a point it leaves
     unbroken at an epsilon is robust at the smaller ones without another run.
 
-    Targeted: no. Deterministic: no (seeded). Queries: both runs, per sample, in ``result.queries``.
+    Targeted: no. Deterministic: no (seeded). Queries: per sample, in ``result.queries``.
 
     Shapes: x ``N x C x H x W`` in [0, 1]; y ``[N]`` int64.
 
@@ -55,32 +105,25 @@ class SquareCheck(Square):
 
     def __init__(self, **params):
         super().__init__(**params)
-        if int(self.params["n_queries"]) < 1 or int(self.params["n_queries_full"]) < 1:
-            raise ValueError("square-check needs n_queries and n_queries_full >= 1")
+        if not 1 <= int(self.params["n_queries"]) <= int(self.params["n_queries_full"]):
+            raise ValueError("square-check needs 1 <= n_queries <= n_queries_full")
         if int(self.params["grow_if"]) < 1:
             raise ValueError("square-check needs grow_if >= 1")
 
-    def _square(self, n_queries: int) -> Square:
-        keep = {k: v for k, v in self.params.items() if k in Square.defaults}
-        return Square(**{**keep, "n_queries": n_queries})
-
-    def perturb(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        threat: ThreatModel,
-        targets: torch.Tensor | None,
-        generator: torch.Generator,
-    ) -> PerturbOutput:
+    def make(self, model: Any, threat: Any, seed: int, device: Any, num_classes: int) -> Any:
         p = self.params
-        adv, queries = self._square(int(p["n_queries"])).perturb(model, x, y, threat, None, generator)
-        with torch.no_grad():
-            robust = model(adv).argmax(dim=1) == y
-        if int((~robust).sum()) < int(p["grow_if"]) or not robust.any():
-            return adv, queries
-        idx = robust.nonzero().flatten()
-        again = make_generator(generator.initial_seed() + 1, x.device)
-        more, more_q = self._square(int(p["n_queries_full"])).perturb(model, x[idx], y[idx], threat, None, again)
-        adv[idx], queries[idx] = more, queries[idx] + more_q
-        return adv, queries
+        square = abandoning_square()(
+            model,
+            norm=_AA_NORM[threat.norm],
+            n_queries=int(p["n_queries_full"]),
+            eps=float(threat.eps),
+            p_init=float(p["p_init"]),
+            n_restarts=1,
+            seed=seed,
+            verbose=False,
+            loss=p["loss"],
+            resc_schedule=bool(p["resc_schedule"]),
+            device=device,
+        )
+        square.short_queries, square.grow_if = int(p["n_queries"]), int(p["grow_if"])
+        return square
