@@ -46,7 +46,7 @@ PAPER = {("fgsm", 0.3): 84.24}  # % of the substitute's FGSM examples misclassif
 ATTACKS = {"fgsm": {}, "pgd": {"steps": 40}, "mi-fgsm": {"steps": 10}}
 
 
-SETTINGS = {"default": {}, "papernot": {"growth": "double", "augmentations": ("jacobian",)}}
+SETTINGS = {"default": {}, "papernot": {"growth": "double", "augmentations": ("jacobian",), "members": 1}}
 
 
 def _target(arch: str, args: argparse.Namespace, device: torch.device, kwargs: dict) -> tuple[torch.nn.Module, object]:

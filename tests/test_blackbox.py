@@ -435,7 +435,8 @@ def test_default_substitute_beats_papernot_at_the_same_budget() -> None:
     data = load_split("digits", "test", n=300)
     setting = dict(seed_size=100, rounds=4, budget=800, epochs_per_round=5, device="cpu", save=False, seed=0)
     success = {}
-    for name, options in {"papernot": dict(growth="double", augmentations=("jacobian",)), "default": {}}.items():
+    papernot = dict(growth="double", augmentations=("jacobian",), members=1)  # Algorithm 1: one substitute
+    for name, options in {"papernot": papernot, "default": {}}.items():
         sub = train_substitute(target, "digits", "fastcnn", **setting, **options)
         assert sub.queries == 800  # the same budget, all of it labelled, in both settings
         (res,) = transfer_attack(sub.model, target, data.x, data.y, ThreatModel.parse("linf:0.3"), "fgsm")
@@ -497,3 +498,26 @@ def test_fgsm_smoothed_gradient_is_seeded_and_transfer_defaults_apply(substitute
         and given.params["source_attack_params"]["loss"] == "ce"
     )
     assert plain.params["grad_samples"] == 1 and plain.params["loss"] == "ce"
+
+
+def test_the_default_substitute_is_an_ensemble_of_members_trained_on_the_same_labels(target) -> None:
+    setting = dict(seed_size=100, rounds=3, budget=500, epochs_per_round=3, device="cpu", save=False, seed=0)
+    single = train_substitute(target, "digits", "fastcnn", members=1, **setting)
+    ens = train_substitute(target, "digits", "fastcnn", members=3, member_epochs=5, **setting)
+    assert single.queries == ens.queries == 500  # the members cost no query
+    assert single.card.arch == "fastcnn" and ens.card.arch == "ensemble"
+    assert ens.card.arch_kwargs == {"member_arch": "fastcnn", "members": 3, "member_kwargs": {}}
+    members = ens.model.net.members
+    assert len(members) == 3
+    # the first member is the substitute trained through the rounds, exactly the single substitute
+    assert all(
+        torch.equal(a, b) for a, b in zip(members[0].state_dict().values(), single.model.net.state_dict().values())
+    )
+    assert not torch.equal(members[1][0].weight, members[2][0].weight)  # each further member has its own seed
+    x = load_split("digits", "test", n=20).x
+    with torch.no_grad():
+        z = (x - ens.model.mean) / ens.model.std
+        mean_logits = torch.stack([m(z) for m in members]).mean(0)
+        torch.testing.assert_close(ens.model(x), mean_logits)
+    extra = ens.card.extra["ensemble"]
+    assert extra["members"] == 3 and ens.card.clean_accuracy == extra["ensemble_accuracy"]

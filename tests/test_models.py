@@ -25,6 +25,7 @@ EXPECTED_NAMES = {
     "wide_resnet",
     "densenet121",
     "mobilenet_v2",
+    "ensemble",
     "mlp",
     "lenet-jeong",
 }
@@ -34,6 +35,7 @@ SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 FAST_KWARGS: dict[str, dict[str, int]] = {"wide_resnet": {"depth": 16, "widen_factor": 4}}
 # Parameter counts at 3x32x32 with 10 classes (wide_resnet: WRN-16-4); any change to an architecture shows here.
 PARAMS_3X32 = {
+    "ensemble": 3 * 214_918,  # three fastcnn members (the default)
     "lenet5": 83_126,
     "smallcnn": 4_259_274,
     "fastcnn": 214_918,
@@ -70,7 +72,7 @@ def _n_params(model: nn.Module) -> int:
 
 def test_registry_has_exactly_the_expected_architectures():
     assert set(MODELS.list()) == EXPECTED_NAMES
-    assert len(MODELS) == 14  # the thirteen CNNs and Papernot's MLP substitute
+    assert len(MODELS) == 15  # the thirteen CNNs, Papernot's MLP substitute and the logit-averaging ensemble
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_NAMES))
@@ -100,7 +102,8 @@ def test_forward_and_one_sgd_step(name, shape):
     assert torch.isfinite(before).all()
 
     model.train()
-    _, _, head = head_module(model)
+    # an ensemble's heads are its members' (the last member's stands for them: every parameter is checked below)
+    head = head_module(model)[2] if name != "ensemble" else model.net.members[-1][-1]
     stem = next(p for p in model.parameters() if p.dim() >= 2)  # the first conv's (or the MLP's first) weight
     stem0, head0 = stem.detach().clone(), head.weight.detach().clone()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -128,6 +131,10 @@ def test_forward_and_one_sgd_step(name, shape):
 @pytest.mark.parametrize("name", sorted(EXPECTED_NAMES))
 def test_head_is_the_final_linear_with_num_classes_outputs(name):
     model = _build(name, (1, 8, 8), num_classes=7).eval()
+    if name == "ensemble":  # one head per member: no single head to find or replace
+        with pytest.raises(ValueError, match="one classifier head per member"):
+            head_module(model)
+        return
     parent, attr, head = head_module(model)
     assert isinstance(head, nn.Linear) and getattr(parent, attr) is head
     assert head.out_features == 7

@@ -133,6 +133,21 @@ def proxy_group() -> None:
     show_default=True,
     help="How new points are made, in equal shares: jacobian (Papernot), shift-jacobian, fgsm, shift-fgsm, noise.",
 )
+@click.option(
+    "--members",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Substitutes in the saved ensemble (logits averaged): the one trained through the rounds and others trained "
+    "from scratch on the same labels, no further queries. 1: Papernot's single substitute.",
+)
+@click.option(
+    "--member-epochs",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Training epochs of each further member.",
+)
 @click.option("--tag", default=None, help="Checkpoint name suffix (default: of-<target>).")
 @_out_opt
 @_resume_opt
@@ -151,6 +166,8 @@ def proxy_train(
     reservoir: int | None,
     growth: str,
     augment: str,
+    members: int,
+    member_epochs: int,
     tag: str | None,
     out: str | None,
     resume: bool,
@@ -178,6 +195,8 @@ def proxy_train(
         reservoir=reservoir,
         growth=growth,
         augmentations=_augmentations(augment),
+        members=members,
+        member_epochs=member_epochs,
         tag=tag,
         out=out,
         resume=resume,

@@ -80,7 +80,11 @@ class NormalizedModel(nn.Module):
 
 
 def head_module(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
-    """The classifier head: the last ``nn.Linear`` in registration order, as (parent, attr name, layer)."""
+    """The classifier head: the last ``nn.Linear`` in registration order, as (parent, attr name, layer). A network
+    that declares ``single_head = False`` (an ensemble: one head per member) has none."""
+    for module in model.modules():
+        if getattr(module, "single_head", True) is False:
+            raise ValueError(f"{type(module).__name__} has one classifier head per member, not one head")
     found: tuple[nn.Module, str, nn.Linear] | None = None
     for parent in model.modules():
         for attr, child in parent.named_children():
@@ -115,6 +119,7 @@ def build_model(
 
 
 # Registration happens by explicit imports (no star imports).
+from robustbench_cnn.models import ensemble as _ensemble  # noqa: E402,F401
 from robustbench_cnn.models import resnets as _resnets  # noqa: E402,F401
 from robustbench_cnn.models import small as _small  # noqa: E402,F401
 from robustbench_cnn.models import torchvision_nets as _torchvision_nets  # noqa: E402,F401

@@ -350,6 +350,8 @@ def train_proxy(
     reservoir: int | None = None,
     growth: str = "budget",
     augmentations: tuple[str, ...] = ("shift-jacobian", "shift-fgsm"),
+    members: int = 3,
+    member_epochs: int = 30,
     tag: str | None = None,
     out: PathLike | None = None,
     resume: bool = False,
@@ -380,6 +382,8 @@ def train_proxy(
         "max_new_per_round": reservoir,
         "growth": growth,
         "augmentations": list(augmentations),
+        "members": members,
+        "member_epochs": member_epochs,
         "tag": tag,
     }
     cell = proxy_train_cell(

@@ -216,6 +216,8 @@ def train_substitute(
     mixup: float = 0.0,
     probe_eps: float | None = None,
     holdout_n: int | None = 1000,
+    members: int = 3,
+    member_epochs: int = 30,
     train_config: TrainConfig | None = None,
     arch_kwargs: dict[str, Any] | None = None,
     seed: int = 0,
@@ -252,6 +254,11 @@ def train_substitute(
         label_smoothing, mixup: substitute training regularisers (default 0: off); mixup is the Beta parameter.
         holdout_n: held-out test images for the per-round accuracy and agreement (capped so that they
             stay disjoint from the seed set).
+        members: substitutes in the returned ensemble (default 3; 1 is Papernot's single substitute). The first is
+            the one trained through the rounds; each other one is trained from scratch on the final labelled set
+            (no further queries) for ``member_epochs`` epochs (default 30), with its own seed; the ensemble averages
+            their logits (architecture ``ensemble``, :mod:`robustbench_cnn.models.ensemble`). On MNIST 3 members
+            raise FGSM transfer to a LeNet-5 from 75.7-81.3% to 83.0-86.1% (docs/blackbox.md).
         train_config: training hyper-parameters (default: Adam 1e-3, batch 32, constant rate).
         seed: seeds training and the reservoir choice.
         save, store, target_name, tag: save the substitute to the model store as
@@ -286,6 +293,8 @@ def train_substitute(
         raise ValueError(f"invalid label_smoothing {label_smoothing}: must be in [0, 1)")
     if mixup < 0:
         raise ValueError(f"invalid mixup {mixup}: must be >= 0 (0: off)")
+    if members < 1 or member_epochs < 1:
+        raise ValueError(f"invalid members {members} / member_epochs {member_epochs}: both must be >= 1")
     oracle = target_model if isinstance(target_model, Oracle) else Oracle(target_model, oracle_mode, budget)
     remaining = oracle.remaining()
     if remaining is not None and remaining < seed_size:
@@ -386,6 +395,56 @@ def train_substitute(
             }
         )
     history = pd.DataFrame(rows, columns=list(HISTORY_DTYPES)).astype(HISTORY_DTYPES)
+    ensemble_stats: dict[str, Any] = {}
+    final_arch, final_kwargs = substitute_arch, dict(arch_kwargs or {})
+    if members > 1:
+        targets = F.one_hot(answers, info.num_classes).float() if answers.dim() == 1 else answers
+        nets = [substitute.net]
+        for k in range(1, members):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + k)
+                member = build_model(
+                    substitute_arch,
+                    in_channels=info.channels,
+                    num_classes=info.num_classes,
+                    input_size=info.size,
+                    mean=info.mean,
+                    std=info.std,
+                    **(arch_kwargs or {}),
+                ).to(dev)
+            fit(
+                member,
+                x_sub,
+                torch.arange(len(x_sub)),
+                _default_config(member_epochs, str(dev), seed + k),
+                recipe=_SubstituteRecipe(targets, label_smoothing, mixup),
+                progress=progress,
+                description=f"substitute member {k + 1}/{members}",
+            )
+            nets.append(member.net)
+        final_arch = "ensemble"
+        final_kwargs = {"member_arch": substitute_arch, "members": members, "member_kwargs": dict(arch_kwargs or {})}
+        whole = build_model(
+            final_arch,
+            in_channels=info.channels,
+            num_classes=info.num_classes,
+            input_size=info.size,
+            mean=info.mean,
+            std=info.std,
+            **final_kwargs,
+        )
+        for slot, net in zip(whole.net.members, nets, strict=True):
+            slot.load_state_dict(net.state_dict())
+        whole.to(dev)
+        pred = predict(whole, hold_x).argmax(1)
+        ensemble_stats = {
+            "members": members,
+            "member_epochs": member_epochs,
+            "first_member_accuracy": rows[-1]["substitute_accuracy"],
+            "ensemble_accuracy": float((pred == hold_y).float().mean()),
+            "ensemble_agreement": float((pred == hold_target).float().mean()) if hold_target is not None else None,
+        }
+        substitute = whole
     substitute.cpu().eval()
 
     name = substitute_name(info.slug, substitute_arch, target_name, tag)
@@ -405,13 +464,15 @@ def train_substitute(
         "mixup": mixup,
         "probe_eps": probe,
         "holdout_n": hold_n,
+        "members": members,
+        "member_epochs": member_epochs,
         "train": {k: v for k, v in config.to_dict().items() if k not in ("device", "seed")},
     }
     last = rows[-1]
     card = ModelCard(
         name=name,
-        arch=substitute_arch,
-        arch_kwargs=dict(arch_kwargs or {}),
+        arch=final_arch,
+        arch_kwargs=final_kwargs,
         dataset=info.name,
         input_shape=list(info.input_shape),
         num_classes=info.num_classes,
@@ -422,7 +483,7 @@ def train_substitute(
         hyperparameters=hyper,
         epochs=total_epochs,
         seed=seed,
-        clean_accuracy=last["substitute_accuracy"],
+        clean_accuracy=ensemble_stats.get("ensemble_accuracy", last["substitute_accuracy"]),
         train_time_s=round(time.perf_counter() - start, 3),
         versions=package_versions(),
         git_sha=git_sha(),
@@ -430,8 +491,9 @@ def train_substitute(
             "target": target_name,
             "queries": int(oracle.total),
             "oracle_mode": oracle.mode,
-            "agreement": last["agreement"],
+            "agreement": ensemble_stats.get("ensemble_agreement", last["agreement"]),
             "history": history.to_dict("records"),
+            **({"ensemble": ensemble_stats} if ensemble_stats else {}),
             "seed_set": {
                 "split": "test",
                 "permutation_seed": SPLIT_SEED,
