@@ -521,3 +521,8 @@ def test_the_default_substitute_is_an_ensemble_of_members_trained_on_the_same_la
         torch.testing.assert_close(ens.model(x), mean_logits)
     extra = ens.card.extra["ensemble"]
     assert extra["members"] == 3 and ens.card.clean_accuracy == extra["ensemble_accuracy"]
+
+
+def test_an_ensemble_substitute_architecture_needs_one_member(target) -> None:
+    with pytest.raises(ValueError, match="already an ensemble"):
+        train_substitute(target, "digits", "ensemble", members=3, device="cpu", save=False)

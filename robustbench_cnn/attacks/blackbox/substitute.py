@@ -295,6 +295,8 @@ def train_substitute(
         raise ValueError(f"invalid mixup {mixup}: must be >= 0 (0: off)")
     if members < 1 or member_epochs < 1:
         raise ValueError(f"invalid members {members} / member_epochs {member_epochs}: both must be >= 1")
+    if substitute_arch == "ensemble" and members > 1:
+        raise ValueError("the substitute architecture is already an ensemble: give members=1 (--members 1)")
     oracle = target_model if isinstance(target_model, Oracle) else Oracle(target_model, oracle_mode, budget)
     remaining = oracle.remaining()
     if remaining is not None and remaining < seed_size:
