@@ -263,11 +263,15 @@ class Square(_AutoAttackBase):
     def make(self, model, threat, seed, device, num_classes):
         from pyautoattack.square import SquareAttack
 
+        return self.square_run(SquareAttack, model, threat, seed, device, int(self.params["n_queries"]))
+
+    def square_run(self, cls: type, model, threat, seed, device, n_queries: int):
+        """``cls`` (pyautoattack's ``SquareAttack`` or a subclass) with this attack's parameters and ``n_queries``."""
         p = self.params
-        return SquareAttack(
+        return cls(
             model,
             norm=_AA_NORM[threat.norm],
-            n_queries=int(p["n_queries"]),
+            n_queries=n_queries,
             eps=float(threat.eps),
             p_init=float(p["p_init"]),
             n_restarts=1,

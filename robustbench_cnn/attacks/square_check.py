@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from robustbench_cnn.attacks.adapters_autoattack import _AA_NORM, Square
+from robustbench_cnn.attacks.adapters_autoattack import Square
 from robustbench_cnn.attacks.registry import ATTACKS
 from robustbench_cnn.core.types import Norm
 
@@ -112,18 +112,6 @@ class SquareCheck(Square):
 
     def make(self, model: Any, threat: Any, seed: int, device: Any, num_classes: int) -> Any:
         p = self.params
-        square = abandoning_square()(
-            model,
-            norm=_AA_NORM[threat.norm],
-            n_queries=int(p["n_queries_full"]),
-            eps=float(threat.eps),
-            p_init=float(p["p_init"]),
-            n_restarts=1,
-            seed=seed,
-            verbose=False,
-            loss=p["loss"],
-            resc_schedule=bool(p["resc_schedule"]),
-            device=device,
-        )
+        square = self.square_run(abandoning_square(), model, threat, seed, device, int(p["n_queries_full"]))
         square.short_queries, square.grow_if = int(p["n_queries"]), int(p["grow_if"])
         return square
