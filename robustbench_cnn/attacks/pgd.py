@@ -78,6 +78,8 @@ class PGD(Attack):
         "early_stop": True,
         "eot_samples": 1,
     }
+    #: crafting for a transfer, success is the target's: every point gets all its steps on the source
+    transfer_defaults = {"early_stop": False}
 
     def __init__(self, **params):
         super().__init__(**params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -11,14 +12,17 @@ from robustbench_cnn.models import MODELS, register_model
 from robustbench_cnn.models.small import arch_options
 
 
-class LogitMean(nn.Module):
-    """The mean of the member networks' logits. It has no single classifier head (``single_head``), so it cannot be
-    fine-tuned by replacing one."""
+class LogitEnsemble(nn.Module):
+    """The mean of the logits of several models (same inputs, same classes): the network of the ``ensemble``
+    architecture, and the source a transfer attack crafts on when given several models. It has no single classifier
+    head (``single_head``), so it cannot be fine-tuned by replacing one."""
 
     single_head = False
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,11 +44,9 @@ def ensemble(in_channels: int, num_classes: int, input_size: int, **kwargs: Any)
     opts = arch_options("ensemble", kwargs, member_arch="fastcnn", members=3, member_kwargs={})
     if opts["member_arch"] == "ensemble":
         raise ValueError("an ensemble's members cannot be ensembles")
-    if int(opts["members"]) < 1:
-        raise ValueError(f"an ensemble needs at least one member, got {opts['members']}")
     factory = MODELS.get(opts["member_arch"])
     members = [
         factory(in_channels=in_channels, num_classes=num_classes, input_size=input_size, **dict(opts["member_kwargs"]))
         for _ in range(int(opts["members"]))
     ]
-    return LogitMean(members)
+    return LogitEnsemble(members)

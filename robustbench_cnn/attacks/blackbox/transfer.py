@@ -33,23 +33,11 @@ from robustbench_cnn.attacks.blackbox.oracle import Oracle
 from robustbench_cnn.attacks.curve import GrowingBall
 from robustbench_cnn.attacks.functional import make_generator
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
+from robustbench_cnn.models.ensemble import LogitEnsemble
 
 __all__ = ["LogitEnsemble", "as_source", "craft_on_source", "random_noise_attack", "score_on_target", "transfer_attack"]
 
 SourceLike = nn.Module | Sequence[nn.Module] | Mapping[str, nn.Module]
-
-
-class LogitEnsemble(nn.Module):
-    """The mean of the logits of several models (same inputs, same classes)."""
-
-    def __init__(self, members: Sequence[nn.Module]) -> None:
-        super().__init__()
-        if not members:
-            raise ValueError("an ensemble needs at least one model")
-        self.members = nn.ModuleList(members)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x) for m in self.members]).mean(dim=0)
 
 
 def as_source(sources: SourceLike, names: Sequence[str] | None = None) -> tuple[nn.Module, list[str]]:
@@ -83,16 +71,13 @@ def _make_attack(attack: str | Attack, params: Mapping[str, Any] | None) -> Atta
         if params:
             raise ValueError("give attack parameters either in the Attack instance or in attack_params")
         return attack
-    params = dict(params or {})
     cls = ATTACKS.get(attack)
     if cls.black_box:
         raise ValueError(
             f"attack {attack!r} is {cls.kind}: transfer attacks craft with a white-box attack "
             f"on the source (fgsm, pgd, mi-fgsm, di-fgsm, di-mi-fgsm)"
         )
-    if "early_stop" in getattr(cls, "defaults", {}):
-        params.setdefault("early_stop", False)
-    return get_attack(attack, **{**cls.transfer_defaults, **params})
+    return get_attack(attack, **{**cls.transfer_defaults, **dict(params or {})})
 
 
 def _check_source_labels(source_labels: str) -> None:
