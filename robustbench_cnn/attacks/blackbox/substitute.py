@@ -404,8 +404,7 @@ def train_substitute(
     history = pd.DataFrame(rows, columns=list(HISTORY_DTYPES)).astype(HISTORY_DTYPES)
     ensemble_stats: dict[str, Any] = {}
     final_arch, final_kwargs = substitute_arch, dict(arch_kwargs or {})
-    if members > 1:
-        targets = F.one_hot(answers, info.num_classes).float() if answers.dim() == 1 else answers
+    if members > 1:  # further members learn the last round's labelled set (``x_sub``, ``targets``)
         nets = [substitute.net]
         for k in range(1, members):
             with torch.random.fork_rng(devices=[]):
@@ -431,7 +430,6 @@ def train_substitute(
         ensemble_stats = {
             "members": members,
             "member_epochs": member_epochs,
-            "first_member_accuracy": rows[-1]["substitute_accuracy"],
             "ensemble_accuracy": float((pred == hold_y).float().mean()),
             "ensemble_agreement": float((pred == hold_target).float().mean()) if hold_target is not None else None,
         }
