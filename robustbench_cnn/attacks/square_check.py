@@ -22,7 +22,7 @@ def abandoning_square() -> type:
     broke by then; otherwise it runs on to its ``n_queries``, exactly AutoAttack's run.
 
     The run is not changed: the class follows the library's own per-point state (best margin, best loss, best point,
-    queries) through its ``margin_and_loss`` calls, with the library's update rule, so it can return that state when it
+    queries) through its ``margin_and_loss`` calls up to the short budget, with the library's update rule, so it can return that state when it
     abandons the run (checked against the library's return in ``tests/test_fast_cascade.py``). Without the
     rescaled schedule (AutoAttack's default) the square sizes depend on the iteration only, so an abandoned run is
     the run a budget of ``short_queries`` would have made, number for number.
@@ -42,6 +42,8 @@ def abandoning_square() -> type:
 
         def margin_and_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             margin, loss = super().margin_and_loss(x, y)
+            if self.calls > self.short_queries:  # past the short budget the run is not abandoned: nothing to follow
+                return margin, loss
             if self.calls == 0:  # the initialisation: every point of the run
                 self.margin_min, self.loss_min, self.best = margin.clone(), loss.clone(), x.clone()
                 self.queries = torch.ones(x.shape[0], device=x.device)
