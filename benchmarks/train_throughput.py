@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from _util import load_average as _load  # noqa: E402
 
 from robustbench_cnn.data import is_available, load_split
-from robustbench_cnn.models import build_model
+from robustbench_cnn.models import build_for_dataset
 from robustbench_cnn.training import TrainConfig, fit
 
 TARGET = 0.95
@@ -42,14 +42,7 @@ LR, WEIGHT_DECAY = 3e-3, 5e-4
 
 def _model(arch: str, info) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(
-        arch,
-        in_channels=info.channels,
-        num_classes=info.num_classes,
-        input_size=info.size,
-        mean=info.mean,
-        std=info.std,
-    )
+    return build_for_dataset(arch, info)
 
 
 def plain_loop(

@@ -13,7 +13,7 @@ from torch import nn
 from robustbench_cnn.core.devices import resolve_device, seed_everything
 from robustbench_cnn.core.errors import CheckpointError
 from robustbench_cnn.data import Split, load_split
-from robustbench_cnn.models import NormalizedModel, build_model, head_module
+from robustbench_cnn.models import NormalizedModel, build_for_dataset, head_module
 from robustbench_cnn.store import (
     ModelCard,
     check_compatible,
@@ -45,16 +45,7 @@ def _fresh_or_transferred(
 ) -> tuple[NormalizedModel, str, dict[str, Any]]:
     info = train.info
     if not init_from:
-        mean, std = (list(info.mean), list(info.std)) if normalize else (None, None)
-        model = build_model(
-            arch,
-            in_channels=info.channels,
-            num_classes=info.num_classes,
-            input_size=info.size,
-            mean=mean,
-            std=std,
-            **arch_kwargs,
-        )
+        model = build_for_dataset(arch, info, normalize=normalize, **arch_kwargs)
         return model, arch, arch_kwargs
     source, source_card = load_checkpoint(init_from, store)
     check_compatible(source_card, info.channels, info.size, info.name)

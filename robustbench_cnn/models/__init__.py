@@ -118,6 +118,21 @@ def build_model(
     return NormalizedModel(net, mean, std)
 
 
+def build_for_dataset(arch: str, info: Any, *, normalize: bool = True, **arch_kwargs: Any) -> NormalizedModel:
+    """:func:`build_model` for the images and classes a dataset's ``info`` describes (``channels``, ``num_classes``,
+    ``size``, ``mean``, ``std``: :class:`robustbench_cnn.data.DatasetInfo`), normalized with its mean and std unless
+    ``normalize`` is False (raw [0, 1] pixels)."""
+    return build_model(
+        arch,
+        in_channels=info.channels,
+        num_classes=info.num_classes,
+        input_size=info.size,
+        mean=list(info.mean) if normalize else None,
+        std=list(info.std) if normalize else None,
+        **arch_kwargs,
+    )
+
+
 # Registration happens by explicit imports (no star imports).
 from robustbench_cnn.models import ensemble as _ensemble  # noqa: E402,F401
 from robustbench_cnn.models import resnets as _resnets  # noqa: E402,F401

@@ -59,7 +59,7 @@ from robustbench_cnn.attacks.blackbox.oracle import Oracle
 from robustbench_cnn.core.devices import resolve_device
 from robustbench_cnn.core.errors import RbcError
 from robustbench_cnn.data import SPLIT_SEED, Split, load_split, select_indices
-from robustbench_cnn.models import NormalizedModel, build_model
+from robustbench_cnn.models import NormalizedModel, build_for_dataset
 from robustbench_cnn.store import ModelCard, checkpoint_name, git_sha, package_versions, save_checkpoint
 from robustbench_cnn.training import StepContext, TrainConfig, fit, predict
 
@@ -192,19 +192,6 @@ def _default_config(epochs: int, device: str, seed: int) -> TrainConfig:
     )
 
 
-def _build_for(info: Any, arch: str, arch_kwargs: dict[str, Any]) -> NormalizedModel:
-    """``arch`` built for the images and classes of the dataset ``info`` describes, with its normalization."""
-    return build_model(
-        arch,
-        in_channels=info.channels,
-        num_classes=info.num_classes,
-        input_size=info.size,
-        mean=info.mean,
-        std=info.std,
-        **arch_kwargs,
-    )
-
-
 def _safe_tag(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "target"
 
@@ -327,7 +314,7 @@ def train_substitute(
 
     with torch.random.fork_rng(devices=[]):  # initial weights from ``seed``, not from the global RNG's history
         torch.manual_seed(seed)
-        substitute = _build_for(info, substitute_arch, arch_kwargs or {})
+        substitute = build_for_dataset(substitute_arch, info, **(arch_kwargs or {}))
     substitute.to(dev)
     # The experimenter's view of the target (not the attacker's; not counted as queries).
     target_for_eval = target_model if isinstance(target_model, nn.Module) else None
@@ -409,7 +396,7 @@ def train_substitute(
         for k in range(1, members):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + k)
-                member = _build_for(info, substitute_arch, arch_kwargs or {}).to(dev)
+                member = build_for_dataset(substitute_arch, info, **(arch_kwargs or {})).to(dev)
             fit(
                 member,
                 x_sub,
@@ -422,7 +409,7 @@ def train_substitute(
             nets.append(member.net)
         final_arch = "ensemble"
         final_kwargs = {"member_arch": substitute_arch, "members": members, "member_kwargs": dict(arch_kwargs or {})}
-        whole = _build_for(info, final_arch, final_kwargs)
+        whole = build_for_dataset(final_arch, info, **final_kwargs)
         for slot, net in zip(whole.net.members, nets, strict=True):
             slot.load_state_dict(net.state_dict())
         whole.to(dev)
