@@ -1,12 +1,15 @@
-"""Model utilities shared by every layer that runs a network: train/eval mode switches and batched logits.
+"""Model utilities shared by every layer that runs a network: train/eval mode switches, the CPU memory layout and
+batched logits.
 
 The context managers restore each submodule's own ``training`` flag (and, for :func:`eval_mode`, each parameter's
-``requires_grad``) on exit, also on errors, so a model with a mixed state comes back exactly as it was.
+``requires_grad``; for :func:`cpu_layout`, the memory layout) on exit, also on errors, so a model with a mixed state
+comes back exactly as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 
 import torch
@@ -31,6 +34,32 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
         for p, flag in grads:
             p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def cpu_layout(model: nn.Module, device: torch.device | str) -> Iterator[nn.Module]:
+    """On the CPU, run ``model`` in the memory layout its architecture declares (its ``cpu_layout`` attribute,
+    ``channels_last`` or ``contiguous``; see :mod:`robustbench_cnn.models`); back to NCHW on exit.
+
+    Only a model whose 4-D parameters and buffers are all NCHW-contiguous is converted (and restored), so a model the
+    caller keeps in channels_last, or one already converted by an enclosing call, is left as it is. On other
+    devices nothing changes (``TrainConfig.channels_last`` chooses the layout on CUDA).
+    """
+    tensors = [t for t in itertools.chain(model.parameters(), model.buffers()) if t.dim() == 4]
+    convert = (
+        torch.device(device).type == "cpu"
+        and getattr(model, "cpu_layout", "contiguous") == "channels_last"
+        and bool(tensors)
+        and all(t.is_contiguous() for t in tensors)
+    )
+    if not convert:
+        yield model
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        model.to(memory_format=torch.contiguous_format)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from torch import nn
 from robustbench_cnn.attacks import ATTACKS, Attack, all_targets, choose_targets, get_attack
 from robustbench_cnn.attacks.curve import BallStep, GrowingBall, shrinking_checks
 from robustbench_cnn.core.errors import UnknownNameError
-from robustbench_cnn.core.model_utils import batched_logits, eval_mode
+from robustbench_cnn.core.model_utils import batched_logits, cpu_layout, eval_mode
 from robustbench_cnn.core.progress import make_progress
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel
 from robustbench_cnn.evaluation.flags import Flag, check_finite_outputs, curve_flags, flag, model_flags
@@ -313,7 +313,8 @@ def evaluate(
             raise ValueError(f"none of the attacks in {cascade!r} supports targets")
     dev = torch.device(device) if device is not None else model_device(model, x)
     was_training = model.training
-    with eval_mode(model):  # every module's mode and requires_grad restored, also on errors
+    # every module's mode and requires_grad restored, also on errors; the architecture's CPU layout meanwhile
+    with eval_mode(model), cpu_layout(model, dev):
         x, y = x.to(dev), y.to(dev)
         logits = _clean_logits(model, x, batch_size or 256)
         pred = logits.argmax(1)
@@ -568,7 +569,8 @@ def evaluate_all_targets(
     dev = model_device(model, x)
     x, y = x.to(dev), y.to(dev)
     y_cpu = y.cpu()
-    with eval_mode(model):  # the clean pass too: a model left in train mode must not update batch-norm stats
+    # the clean pass too: a model left in train mode must not update batch-norm stats; the CPU layout meanwhile
+    with eval_mode(model), cpu_layout(model, dev):
         logits = clean_logits if clean_logits is not None else _clean_logits(model, x, batch_size or 256)
         check_finite_outputs(logits)  # also the caller's logits: no attack runs against NaN outputs
         num_classes = logits.shape[1]

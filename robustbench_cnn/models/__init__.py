@@ -5,7 +5,17 @@ and returns a raw ``nn.Module`` that expects *normalized* input. :func:`build_mo
 :class:`NormalizedModel` so that the public model takes images in [0, 1] (normalization lives inside).
 
 Registering is ``@register_model("name", gradcam_layer="3")``: the properties of an architecture are declared
-on its registration. ``gradcam_layer`` is the dotted path, inside the raw network, of the module whose feature
+on its registration.
+
+``cpu_layout`` is the memory layout the network runs in on the CPU: ``"contiguous"`` (NCHW, the default) or
+``"channels_last"``, declared where measured faster (``benchmarks/cpu_layout.py``, ``docs/cpu_layout.md``: max
+pooling and wide convolutions gain, small strided ones do not). :func:`build_model` sets it on the model it builds
+as the attribute ``cpu_layout``; ``evaluation.evaluate`` switches to it for its duration on the CPU
+(:func:`robustbench_cnn.core.model_utils.cpu_layout`). The values a network computes do not depend on the layout
+beyond float rounding. Training keeps NCHW: training amplifies those last-bit differences into different weights,
+so a layout switch there would change what a seed trains.
+
+``gradcam_layer`` is the dotted path, inside the raw network, of the module whose feature
 maps Grad-CAM (Selvaraju et al. 2017) weighs: the last convolution, or the last residual/dense/inception block
 that ends in it; a function of the input size where the path depends on it (VGG drops pools on small inputs);
 ``None`` for a network without convolutions. :func:`gradcam_module` resolves it on a built model.
@@ -27,16 +37,29 @@ MODELS: Registry[ModelFactory] = Registry("model")
 #: A declared Grad-CAM layer: a dotted module path, a function of the input size giving one, or None (no conv).
 GradcamLayer = str | Callable[[int], str] | None
 
+#: The memory layouts an architecture may declare for the CPU.
+CPU_LAYOUTS = ("contiguous", "channels_last")
 
-def register_model(name: str, *, gradcam_layer: GradcamLayer) -> Callable[[ModelFactory], ModelFactory]:
+
+def register_model(
+    name: str, *, gradcam_layer: GradcamLayer, cpu_layout: str = "contiguous"
+) -> Callable[[ModelFactory], ModelFactory]:
     """Register an architecture factory under ``name`` with its declared properties (set as attributes of the
-    factory): ``gradcam_layer`` (see the module docstring)."""
+    factory): ``gradcam_layer`` and ``cpu_layout`` (see the module docstring)."""
+    if cpu_layout not in CPU_LAYOUTS:
+        raise ValueError(f"cpu_layout {cpu_layout!r} of {name!r} is not one of {', '.join(CPU_LAYOUTS)}")
 
     def decorator(factory: ModelFactory) -> ModelFactory:
         factory.gradcam_layer = gradcam_layer  # type: ignore[attr-defined]
+        factory.cpu_layout = cpu_layout  # type: ignore[attr-defined]
         return MODELS.register(name)(factory)
 
     return decorator
+
+
+def declared_cpu_layout(arch: str) -> str:
+    """The memory layout ``arch`` declares for the CPU (``contiguous`` or ``channels_last``)."""
+    return MODELS.get(arch).cpu_layout  # type: ignore[attr-defined]
 
 
 def gradcam_layer_name(arch: str, input_size: int) -> str | None:
@@ -60,7 +83,12 @@ def gradcam_module(model: nn.Module, arch: str, input_size: int) -> nn.Module | 
 
 
 class NormalizedModel(nn.Module):
-    """``net((x - mean) / std)`` for images ``x`` in [0, 1]; mean/std are buffers saved with the weights."""
+    """``net((x - mean) / std)`` for images ``x`` in [0, 1]; mean/std are buffers saved with the weights.
+
+    ``cpu_layout``: the memory layout the network runs in on the CPU (:func:`build_model` sets its architecture's
+    declaration; ``contiguous`` otherwise)."""
+
+    cpu_layout: str = "contiguous"
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -115,7 +143,9 @@ def build_model(
     std = list(std) if std is not None else [1.0] * in_channels
     if len(mean) != in_channels:
         raise ValueError(f"mean has {len(mean)} values but the model has {in_channels} input channels")
-    return NormalizedModel(net, mean, std)
+    model = NormalizedModel(net, mean, std)
+    model.cpu_layout = factory.cpu_layout
+    return model
 
 
 def build_for_dataset(arch: str, info: Any, *, normalize: bool = True, **arch_kwargs: Any) -> NormalizedModel:

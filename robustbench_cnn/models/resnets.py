@@ -59,7 +59,7 @@ class PreActResNet(nn.Module):
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
-@register_model("preact_resnet18", gradcam_layer="layers")
+@register_model("preact_resnet18", gradcam_layer="layers", cpu_layout="channels_last")
 def preact_resnet18(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """PreAct ResNet-18 (He, Zhang, Ren, Sun 2016, "Identity mappings in deep residual networks"), the CIFAR
     variant of Wong, Rice, Kolter 2020 and Rice, Wong, Kolter 2020 (fast_adversarial ``PreActResNet18``).
@@ -132,7 +132,7 @@ class WideResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
-@register_model("wide_resnet", gradcam_layer="layers")
+@register_model("wide_resnet", gradcam_layer="layers", cpu_layout="channels_last")
 def wide_resnet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """Wide ResNet (Zagoruyko, Komodakis 2016, "Wide residual networks"), the CIFAR version used by Madry et
     al. 2018, Zhang et al. 2019 (TRADES) and Rice et al. 2020.

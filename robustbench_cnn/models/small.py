@@ -32,7 +32,7 @@ def arch_options(arch: str, kwargs: dict[str, Any], **defaults: Any) -> dict[str
     return {**defaults, **kwargs}
 
 
-@register_model("lenet5", gradcam_layer="3")
+@register_model("lenet5", gradcam_layer="3", cpu_layout="channels_last")
 def lenet5(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """LeNet-5 (LeCun, Bottou, Bengio, Haffner 1998, "Gradient-based learning applied to document recognition").
 
@@ -73,7 +73,7 @@ def lenet5(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -
     )
 
 
-@register_model("smallcnn", gradcam_layer="3")
+@register_model("smallcnn", gradcam_layer="3", cpu_layout="channels_last")
 def smallcnn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """The MNIST network of Madry, Makelov, Schmidt, Tsipras, Vladu 2018 ("Towards deep learning models
     resistant to adversarial attacks", the MNIST challenge model).
@@ -140,7 +140,7 @@ def mlp(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> n
     return nn.Sequential(*layers)
 
 
-@register_model("lenet-jeong", gradcam_layer="3")
+@register_model("lenet-jeong", gradcam_layer="3", cpu_layout="channels_last")
 def lenet_jeong(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """The MNIST LeNet of the randomized-smoothing literature: Jeong & Shin 2020 ("Consistency regularization for
     certified robustness of smoothed classifiers", NeurIPS 2020, ``code/archs/lenet.py``), whose MNIST table

@@ -68,7 +68,7 @@ def _kaiming_fan_out(weight: torch.Tensor) -> None:
     nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
 
 
-@register_model("alexnet", gradcam_layer="features.10")
+@register_model("alexnet", gradcam_layer="features.10", cpu_layout="channels_last")
 def alexnet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """AlexNet (Krizhevsky, Sutskever, Hinton 2012), torchvision's single-tower variant.
 
@@ -158,7 +158,7 @@ def _vgg(cfg_name: str, in_channels: int, num_classes: int, input_size: int, kwa
     return net
 
 
-@register_model("vgg11_bn", gradcam_layer=_vgg_last_conv("A"))
+@register_model("vgg11_bn", gradcam_layer=_vgg_last_conv("A"), cpu_layout="channels_last")
 def vgg11_bn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """VGG-11 with batch norm (Simonyan, Zisserman 2015, configuration A), torchvision's ``VGG``.
 
@@ -170,7 +170,7 @@ def vgg11_bn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any)
     return _vgg("A", in_channels, num_classes, input_size, kwargs)
 
 
-@register_model("vgg16_bn", gradcam_layer=_vgg_last_conv("D"))
+@register_model("vgg16_bn", gradcam_layer=_vgg_last_conv("D"), cpu_layout="channels_last")
 def vgg16_bn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """VGG-16 with batch norm (Simonyan, Zisserman 2015, configuration D), torchvision's ``VGG``.
 
@@ -180,7 +180,7 @@ def vgg16_bn(in_channels: int, num_classes: int, input_size: int, **kwargs: Any)
     return _vgg("D", in_channels, num_classes, input_size, kwargs)
 
 
-@register_model("googlenet", gradcam_layer="inception5b")
+@register_model("googlenet", gradcam_layer="inception5b", cpu_layout="channels_last")
 def googlenet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """GoogLeNet / Inception v1 (Szegedy et al. 2015, "Going deeper with convolutions"), torchvision's
     ``GoogLeNet`` with ``aux_logits=False``, ``transform_input=False``, ``init_weights=True``.
@@ -208,7 +208,7 @@ def googlenet(in_channels: int, num_classes: int, input_size: int, **kwargs: Any
     return net
 
 
-@register_model("resnet18", gradcam_layer="layer4")
+@register_model("resnet18", gradcam_layer="layer4", cpu_layout="channels_last")
 def resnet18(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """ResNet-18 (He, Zhang, Ren, Sun 2016, "Deep residual learning for image recognition"),
     torchvision's ``resnet18``.
@@ -228,7 +228,7 @@ def resnet18(in_channels: int, num_classes: int, input_size: int, **kwargs: Any)
     return net
 
 
-@register_model("densenet121", gradcam_layer="features.denseblock4")
+@register_model("densenet121", gradcam_layer="features.denseblock4", cpu_layout="channels_last")
 def densenet121(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """DenseNet-121 (Huang, Liu, van der Maaten, Weinberger 2017, "Densely connected convolutional
     networks"), torchvision's ``densenet121`` (growth 32, blocks 6-12-24-16).
@@ -253,7 +253,7 @@ def densenet121(in_channels: int, num_classes: int, input_size: int, **kwargs: A
     return net
 
 
-@register_model("mobilenet_v2", gradcam_layer="features.18")
+@register_model("mobilenet_v2", gradcam_layer="features.18", cpu_layout="channels_last")
 def mobilenet_v2(in_channels: int, num_classes: int, input_size: int, **kwargs: Any) -> nn.Module:
     """MobileNetV2 (Sandler, Howard, Zhu, Zhmoginov, Chen 2018, "MobileNetV2: inverted residuals and
     linear bottlenecks"), torchvision's ``mobilenet_v2`` (width 1.0).
