@@ -48,7 +48,8 @@ when missing) on ``--curve-n`` MNIST test points, 8 epsilons (``--curve-eps``), 
 ball, early stop, warm starts from the previous epsilon's iterates; also without warm starts, ``warm_start=False``)
 and ``Attack.robustness_curve`` (PGD's default since 2026-12: the shrinking ball of ``attacks/curve.py``), foolbox
 via one multi-epsilon call ``attack(fmodel, x, y, epsilons=[...])``. Target: ours >= 3x cheaper at equal or lower
-robust accuracy per eps. ``benchmarks/curve_cost.py`` measures the curves in more detail (passes counted, PGD-AT
+robust accuracy per eps; every contender runs the model in its declared CPU memory layout, as ``evaluate`` does
+(the runs in ``docs/curves.md`` predate the layouts: all NCHW). ``benchmarks/curve_cost.py`` measures the curves in more detail (passes counted, PGD-AT
 net, the independent per-epsilon attack; ``docs/curves.md``).
 
 For a large model on a shared CPU: ``--contenders`` runs a subset (ours and the bound always run), ``--no-warmup``
@@ -87,7 +88,7 @@ from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.attacks.functional import make_generator
 from robustbench_cnn.attacks.input_gradients import fast_input_gradients
 from robustbench_cnn.core.geometry import random_start
-from robustbench_cnn.core.model_utils import eval_mode
+from robustbench_cnn.core.model_utils import cpu_layout, eval_mode
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.models import build_model
@@ -306,13 +307,16 @@ def run_curve(args: argparse.Namespace, eps_text: str) -> pd.DataFrame:
         ev = evaluate(model, x, y, "linf", eps_list, [attack], seed=seed, batch_size=len(y), warm_start=False)
         return [acc for _, acc in ev.curve()]
 
+    # evaluate runs the model in its declared CPU layout; the other contenders get the same layout (same model)
     def ours_curve(seed: int) -> list[float]:
-        results = attack.robustness_curve(model, x, y, "linf", eps_list, seed=seed)
+        with cpu_layout(model, "cpu"):
+            results = attack.robustness_curve(model, x, y, "linf", eps_list, seed=seed)
         return [r.robust_accuracy for r in results]
 
     def foolbox_multi(seed: int) -> list[float]:
         torch.manual_seed(seed)
-        _, _, success = fb_attack(fmodel, x, y, epsilons=eps_list)
+        with cpu_layout(model, "cpu"):
+            _, _, success = fb_attack(fmodel, x, y, epsilons=eps_list)
         return [float((clean_correct & ~s).float().mean()) for s in success]
 
     contenders = {
