@@ -48,9 +48,11 @@ when missing) on ``--curve-n`` MNIST test points, 8 epsilons (``--curve-eps``), 
 ball, early stop, warm starts from the previous epsilon's iterates; also without warm starts, ``warm_start=False``)
 and ``Attack.robustness_curve`` (PGD's default since 2026-12: the shrinking ball of ``attacks/curve.py``), foolbox
 via one multi-epsilon call ``attack(fmodel, x, y, epsilons=[...])``. Target: ours >= 3x cheaper at equal or lower
-robust accuracy per eps; every contender runs the model in its declared CPU memory layout, as ``evaluate`` does
-(the runs in ``docs/curves.md`` predate the layouts: all NCHW). ``benchmarks/curve_cost.py`` measures the curves in more detail (passes counted, PGD-AT
+robust accuracy per eps. ``benchmarks/curve_cost.py`` measures the curves in more detail (passes counted, PGD-AT
 net, the independent per-epsilon attack; ``docs/curves.md``).
+
+In both parts every contender (and the bound) runs the model in its declared CPU memory layout, as our attacks do
+(the runs in ``docs/curves.md`` and ``docs/measurements.md`` predate the layouts: all NCHW).
 
 For a large model on a shared CPU: ``--contenders`` runs a subset (ours and the bound always run), ``--no-warmup``
 makes the first timed call also the robust-accuracy call, ``--profile-reps -1`` skips the profile; e.g. the CIFAR-10
@@ -307,16 +309,13 @@ def run_curve(args: argparse.Namespace, eps_text: str) -> pd.DataFrame:
         ev = evaluate(model, x, y, "linf", eps_list, [attack], seed=seed, batch_size=len(y), warm_start=False)
         return [acc for _, acc in ev.curve()]
 
-    # evaluate runs the model in its declared CPU layout; the other contenders get the same layout (same model)
     def ours_curve(seed: int) -> list[float]:
-        with cpu_layout(model, "cpu"):
-            results = attack.robustness_curve(model, x, y, "linf", eps_list, seed=seed)
+        results = attack.robustness_curve(model, x, y, "linf", eps_list, seed=seed)
         return [r.robust_accuracy for r in results]
 
     def foolbox_multi(seed: int) -> list[float]:
         torch.manual_seed(seed)
-        with cpu_layout(model, "cpu"):
-            _, _, success = fb_attack(fmodel, x, y, epsilons=eps_list)
+        _, _, success = fb_attack(fmodel, x, y, epsilons=eps_list)
         return [float((clean_correct & ~s).float().mean()) for s in success]
 
     contenders = {
@@ -330,13 +329,15 @@ def run_curve(args: argparse.Namespace, eps_text: str) -> pd.DataFrame:
     accs: dict[str, list[list[float]]] = {k: [] for k in contenders}
     loads: list[str] = []
     names = list(contenders)
-    for rep in range(args.curve_reps):  # seed args.seed + rep for every contender: accuracy spread over seeds
-        for k in names[rep % len(names) :] + names[: rep % len(names)]:
-            t, c = time.perf_counter(), time.process_time()
-            accs[k].append(contenders[k](args.seed + rep))
-            wall[k].append(time.perf_counter() - t)
-            cpu[k].append(time.process_time() - c)
-        loads.append(_load())
+    # every contender runs the model in the memory layout our attacks switch it to on the CPU: the same model
+    with cpu_layout(model, "cpu"):
+        for rep in range(args.curve_reps):  # seed args.seed + rep for every contender: accuracy spread over seeds
+            for k in names[rep % len(names) :] + names[: rep % len(names)]:
+                t, c = time.perf_counter(), time.process_time()
+                accs[k].append(contenders[k](args.seed + rep))
+                wall[k].append(time.perf_counter() - t)
+                cpu[k].append(time.process_time() - c)
+            loads.append(_load())
     fb = "foolbox: attack(epsilons=8)"
     rows = []
     for k in names:
@@ -457,79 +458,84 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     for p in model.parameters():  # "trainable": as a trained or loaded model is held; only ours freezes them
         p.requires_grad_(args.params == "trainable")
 
-    contenders = make_contenders(model, x, y, args.eps, args.steps, args.seed)
-    if args.contenders:  # a subset (e.g. for a large model on a shared CPU); ours and the bound are always kept
-        wanted = {c.strip() for c in args.contenders.split(",")} | {"ours", "bound"}
-        unknown = wanted - set(contenders)
-        if unknown:
-            parser.error(f"unknown contender(s) {sorted(unknown)}: choose from {list(contenders)}")
-        contenders = {k: v for k, v in contenders.items() if k in wanted}
-    names = list(contenders)
-    robust_acc: dict[str, float] = {}
+    # every contender and the bound run the model in the memory layout our attacks switch it to on the CPU (the
+    # architecture's declared one): the same model for all; NCHW again before the curves
+    with cpu_layout(model, device):
+        contenders = make_contenders(model, x, y, args.eps, args.steps, args.seed)
+        if args.contenders:  # a subset (e.g. for a large model on a shared CPU); ours and the bound are always kept
+            wanted = {c.strip() for c in args.contenders.split(",")} | {"ours", "bound"}
+            unknown = wanted - set(contenders)
+            if unknown:
+                parser.error(f"unknown contender(s) {sorted(unknown)}: choose from {list(contenders)}")
+            contenders = {k: v for k, v in contenders.items() if k in wanted}
+        names = list(contenders)
+        robust_acc: dict[str, float] = {}
 
-    def record(k: str, adv: torch.Tensor) -> None:
-        with torch.no_grad():
-            robust_acc[k] = float("nan") if k.startswith("bound") else float((model(adv).argmax(1) == y).float().mean())
+        def record(k: str, adv: torch.Tensor) -> None:
+            with torch.no_grad():
+                robust_acc[k] = (
+                    float("nan") if k.startswith("bound") else float((model(adv).argmax(1) == y).float().mean())
+                )
 
-    for k, fn in contenders.items() if args.warmup else ():  # warm-up; the robust accuracy each contender leaves
-        torch.manual_seed(args.seed)
-        record(k, fn())
-    wall: dict[str, list[float]] = {k: [] for k in names}
-    cpu: dict[str, list[float]] = {k: [] for k in names}
-    loads = []
-    for rep in range(args.reps):
-        for k in names[rep % len(names) :] + names[: rep % len(names)]:
-            torch.manual_seed(args.seed + rep)
-            t, c = time.perf_counter(), time.process_time()
-            adv = contenders[k]()
-            wall[k].append(time.perf_counter() - t)
-            cpu[k].append(time.process_time() - c)
-            if k not in robust_acc:  # --no-warmup: the first timed call gives the robust accuracy
-                record(k, adv)
-        loads.append(_load())
-    work = args.batch * args.steps
-    med_w = {k: statistics.median(v) for k, v in wall.items()}
-    med_c = {k: statistics.median(v) for k, v in cpu.items()}
-    libs = [k for k in ("foolbox", "torchattacks", "art") if k in med_w]
-    fastest_w = min(libs, key=lambda k: med_w[k])
-    fastest_c = min(libs, key=lambda k: med_c[k])
-    nan = float("nan")
-    fast_bound_c = med_c.get("bound (fast kernels)", nan)
-    rows = []
-    for k in names:
-        rows.append(
-            {
-                "contender": k,
-                "robust_acc": robust_acc[k],
-                "img_steps_per_cpu_s": work / med_c[k],
-                "img_steps_per_wall_s": work / med_w[k],
-                "median_cpu_s": med_c[k],
-                "median_wall_s": med_w[k],
-                "wall_min_max_s": f"{min(wall[k]):.2f}-{max(wall[k]):.2f}",
-                "vs_bound_cpu": med_c["bound"] / med_c[k],
-                "vs_bound_wall": med_w["bound"] / med_w[k],
-                "vs_fast_bound_cpu": fast_bound_c / med_c[k],
-                "vs_fastest_lib_cpu": med_c[fastest_c] / med_c[k],
-                "vs_fastest_lib_wall": med_w[fastest_w] / med_w[k],
-                "model": args.model,
-                "input": args.input,
-                "shape": f"{args.channels}x{args.size}x{args.size}",
-                "batch": len(y),
-                "steps": args.steps,
-                "reps": args.reps,
-                "params": args.params,
-                "threads": args.threads,
-                "device": str(device),
-                "load_avg_first_last": f"{loads[0]} | {loads[-1]}",
-            }
-        )
-    df = pd.DataFrame(rows)
-    prof: dict[str, float | str] = {}
-    if args.profile_reps >= 0:
-        prof = dict(
-            profile_ours(model, x, y, args.eps, args.steps, args.seed, args.profile_reps or max(3, args.reps // 2))
-        )
-        prof["load_avg"] = _load()
+        for k, fn in contenders.items() if args.warmup else ():  # warm-up; the robust accuracy each contender leaves
+            torch.manual_seed(args.seed)
+            record(k, fn())
+        wall: dict[str, list[float]] = {k: [] for k in names}
+        cpu: dict[str, list[float]] = {k: [] for k in names}
+        loads = []
+        for rep in range(args.reps):
+            for k in names[rep % len(names) :] + names[: rep % len(names)]:
+                torch.manual_seed(args.seed + rep)
+                t, c = time.perf_counter(), time.process_time()
+                adv = contenders[k]()
+                wall[k].append(time.perf_counter() - t)
+                cpu[k].append(time.process_time() - c)
+                if k not in robust_acc:  # --no-warmup: the first timed call gives the robust accuracy
+                    record(k, adv)
+            loads.append(_load())
+        work = args.batch * args.steps
+        med_w = {k: statistics.median(v) for k, v in wall.items()}
+        med_c = {k: statistics.median(v) for k, v in cpu.items()}
+        libs = [k for k in ("foolbox", "torchattacks", "art") if k in med_w]
+        fastest_w = min(libs, key=lambda k: med_w[k])
+        fastest_c = min(libs, key=lambda k: med_c[k])
+        nan = float("nan")
+        fast_bound_c = med_c.get("bound (fast kernels)", nan)
+        rows = []
+        for k in names:
+            rows.append(
+                {
+                    "contender": k,
+                    "robust_acc": robust_acc[k],
+                    "img_steps_per_cpu_s": work / med_c[k],
+                    "img_steps_per_wall_s": work / med_w[k],
+                    "median_cpu_s": med_c[k],
+                    "median_wall_s": med_w[k],
+                    "wall_min_max_s": f"{min(wall[k]):.2f}-{max(wall[k]):.2f}",
+                    "vs_bound_cpu": med_c["bound"] / med_c[k],
+                    "vs_bound_wall": med_w["bound"] / med_w[k],
+                    "vs_fast_bound_cpu": fast_bound_c / med_c[k],
+                    "vs_fastest_lib_cpu": med_c[fastest_c] / med_c[k],
+                    "vs_fastest_lib_wall": med_w[fastest_w] / med_w[k],
+                    "model": args.model,
+                    "input": args.input,
+                    "shape": f"{args.channels}x{args.size}x{args.size}",
+                    "batch": len(y),
+                    "steps": args.steps,
+                    "reps": args.reps,
+                    "params": args.params,
+                    "threads": args.threads,
+                    "device": str(device),
+                    "load_avg_first_last": f"{loads[0]} | {loads[-1]}",
+                }
+            )
+        df = pd.DataFrame(rows)
+        prof: dict[str, float | str] = {}
+        if args.profile_reps >= 0:
+            prof = dict(
+                profile_ours(model, x, y, args.eps, args.steps, args.seed, args.profile_reps or max(3, args.reps // 2))
+            )
+            prof["load_avg"] = _load()
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""The CPU memory layout an architecture declares: used by ``evaluate``, restored after, same values.
+"""The CPU memory layout an architecture declares: used by every attack call and ``evaluate``, restored after, same
+values.
 
 Why: channels_last runs most registered CNNs faster on the CPU (``docs/cpu_layout.md``); the switch must not leak
 (a model comes back NCHW, safetensors can save it) nor change what the network computes beyond float rounding.
@@ -10,7 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.core.model_utils import cpu_layout
+from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.evaluation.engine import evaluate
 from robustbench_cnn.models import MODELS, build_model, declared_cpu_layout, register_model
 from robustbench_cnn.training import TrainConfig, fit
@@ -61,6 +64,17 @@ def test_evaluate_runs_a_channels_last_architecture_in_it_and_gives_it_back_nchw
         # same values in the other layout, up to float rounding (7e-8 on these logits; 1e-5 leaves 100x room)
         assert torch.allclose(model(x), before, atol=1e-5)
     assert 0.0 <= ev.robust_accuracy(0.1) <= 1.0
+
+
+def test_an_attack_called_directly_runs_in_the_declared_layout_too():
+    """The switch sits in ``Attack.__call__``, the one entry of every attack run (transfer crafting, curves)."""
+    torch.manual_seed(0)
+    model = build_model("smallcnn", in_channels=1, num_classes=10, input_size=8).eval()
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    seen = _layouts_seen(model)
+    get_attack("pgd", steps=2)(model, x, y, ThreatModel.parse("linf:0.1"))
+    assert seen and all(seen)
+    assert _nchw(model)
 
 
 def test_fit_keeps_training_in_nchw():

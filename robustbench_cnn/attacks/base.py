@@ -26,7 +26,7 @@ from robustbench_cnn.attacks.curve import BallStep, GrowingBall, shrinking_ball
 from robustbench_cnn.attacks.functional import make_generator
 from robustbench_cnn.attacks.input_gradients import fast_input_gradients
 from robustbench_cnn.core.geometry import project
-from robustbench_cnn.core.model_utils import batched_logits, eval_mode
+from robustbench_cnn.core.model_utils import batched_logits, cpu_layout, eval_mode
 from robustbench_cnn.core.patch_threat import PatchThreat
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel, parse_bool
 
@@ -257,7 +257,12 @@ class Attack:
         if start is not None:
             start = start.detach().to(device=x.device, dtype=x.dtype)  # indexed below with x's indices
 
-        with eval_mode(model), fast_input_gradients(model, enabled=self.fast_gradient_kernels), torch.no_grad():
+        with (
+            eval_mode(model),
+            cpu_layout(model, x.device),  # the architecture's declared CPU memory layout, NCHW again after
+            fast_input_gradients(model, enabled=self.fast_gradient_kernels),
+            torch.no_grad(),
+        ):
             if clean_logits is None:
                 clean_logits = batched_logits(model, x, bs)
             if n:
