@@ -257,8 +257,8 @@ def train_substitute(
         members: substitutes in the returned ensemble (default 3; 1 is Papernot's single substitute). The first is
             the one trained through the rounds; each other one is trained from scratch on the final labelled set
             (no further queries) for ``member_epochs`` epochs (default 30), with its own seed; the ensemble averages
-            their logits (architecture ``ensemble``, :mod:`robustbench_cnn.models.ensemble`). On MNIST 3 members
-            raise FGSM transfer to a LeNet-5 from 75.7-81.3% to 83.0-86.1% (docs/blackbox.md).
+            their logits (architecture ``ensemble``, :mod:`robustbench_cnn.models.ensemble`); what it gains in
+            transfer success is measured in docs/blackbox.md.
         train_config: training hyper-parameters (default: Adam 1e-3, batch 32, constant rate).
         seed: seeds training and the reservoir choice.
         save, store, target_name, tag: save the substitute to the model store as
