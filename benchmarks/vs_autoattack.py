@@ -20,7 +20,11 @@ Models, trained when missing from the store (``RBC_HOME`` or ``--store``; cached
 - ``mnist-noisy``: Gaussian-noise training (sigma 0.25), deployed with fresh N(0, 0.25^2) input noise on every
   forward pass (a randomized defense), attacked at linf ``--rand-eps`` (0.1) with AutoAttack's ``rand`` version;
 - ``cifar10-resnet18``: torchvision ResNet-18 (CIFAR stem), standard training for ``--cifar-epochs`` on
-  ``--cifar-subset`` training images of the JPEG CIFAR-10 copy, attacked at linf 8/255 on ``--cifar-n`` points.
+  ``--cifar-subset`` training images of the JPEG CIFAR-10 copy, attacked at linf 8/255 on ``--cifar-n`` points;
+- ``cifar10-resnet18-fgsm-rs``: the same ResNet-18 adversarially trained with FGSM-RS (Wong et al. 2020's CIFAR-10
+  settings: linf 8/255, alpha 10/255, SGD with a cyclic lr peaking at 0.2, batch 128, weight decay 5e-4) for
+  ``--cifar-adv-epochs`` epochs on ``--cifar-adv-subset`` training images (a short CPU training, not the paper's 15
+  epochs on 50,000), attacked as above.
 
     RBC_DATA_DIR=../shared/data RBC_HOME=/tmp/store nice -n 10 python benchmarks/vs_autoattack.py --threads 1
 
@@ -48,7 +52,15 @@ from robustbench_cnn.evaluation.engine import DEFAULT_CASCADE, evaluate
 from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import TrainConfig
 
-MODELS = ("mnist-standard", "mnist-pgd-at", "mnist-trades", "mnist-fgsm-masked", "mnist-noisy", "cifar10-resnet18")
+MODELS = (
+    "mnist-standard",
+    "mnist-pgd-at",
+    "mnist-trades",
+    "mnist-fgsm-masked",
+    "mnist-noisy",
+    "cifar10-resnet18",
+    "cifar10-resnet18-fgsm-rs",
+)
 
 
 class NoisyInput(nn.Module):
@@ -157,6 +169,27 @@ def build(key: str, args: argparse.Namespace) -> nn.Module:
                 progress=False,
             ).model.eval()
         return model
+    if key == "cifar10-resnet18-fgsm-rs":
+        name = checkpoint_name("cifar10-jpeg", "resnet18", "fgsm-rs", None)
+        model = _stored(name, store)
+        if model is None:
+            config = TrainConfig.for_dataset(
+                "cifar10", epochs=args.cifar_adv_epochs, device="cpu", seed=args.seed, lr=0.2, weight_decay=5e-4
+            )
+            model = defend(
+                "fgsm-rs",
+                "resnet18",
+                f"imagefolder:{args.data_dir}/cifar10-jpeg",
+                "linf:8/255",
+                config,
+                store=store,
+                data_dir=data,
+                subset=args.cifar_adv_subset,
+                progress=False,
+                eval_n=200,
+                alpha=10 / 255,
+            ).model.eval()
+        return model
     raise ValueError(f"unknown model {key!r}: use one of {', '.join(MODELS)}")
 
 
@@ -226,6 +259,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--adv-subset", type=int, default=20000)
     parser.add_argument("--cifar-epochs", type=int, default=1)
     parser.add_argument("--cifar-subset", type=int, default=3000)
+    parser.add_argument("--cifar-adv-epochs", type=int, default=5)
+    parser.add_argument("--cifar-adv-subset", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
