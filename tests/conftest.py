@@ -9,6 +9,10 @@ import pytest
 import torch
 
 os.environ.setdefault("RBC_OFFLINE", "1")  # tests never try the network
+# Piped output is laid out wide unless COLUMNS is set (commands/output.py); pytest-xdist's workers set COLUMNS=80.
+# Without it the tests see the same layout serially and in parallel; a test that wants a width passes terminal_width.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 # One thread: deterministic, and on a shared 2-core machine more threads make small models slower, not faster.
 torch.set_num_threads(1)
 
