@@ -1,7 +1,7 @@
 """Issue 18: N-FGSM keeps robustness on a seed where FGSM-RS collapses (catastrophic overfitting), MNIST linf 0.3.
 
-The collapse is planted by FGSM-RS's step: 2 eps (alpha 0.6), the regime in which Wong et al. (2020, Fig. 3) see
-FGSM training overfit catastrophically; on the bundled digits no FGSM-RS setting collapsed (docs/single_step_at.md),
+The collapse is planted by FGSM-RS's step: 2 eps (alpha 0.6), the step at which Wong et al. (2020) report
+catastrophic overfitting on CIFAR-10 (alpha 16/255 at eps 8/255); on the bundled digits no FGSM-RS setting collapsed (docs/single_step_at.md),
 so this test needs MNIST (``../shared/data``). Both recipes train on the same seeded 30,000 MNIST training images
 at their MNIST preset otherwise (10 epochs, Wong et al.'s schedule), and ``rbc defend`` ends with the default
 cascade on 500 held-out test points. About 75 s per recipe at one thread.
