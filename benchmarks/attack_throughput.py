@@ -375,6 +375,92 @@ def mnist_batch(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor, torc
 
 
 # ---------------------------------------------------------------------------------------------------- main
+def measure_throughput(
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> tuple[pd.DataFrame, dict[str, float | str], dict[str, float], dict[str, float], str, str, list[str]]:
+    """Part 1: time every contender and the bound on the batch (call it inside the model's CPU layout). Returns
+    the table, the profile of ours, the median CPU and wall seconds per contender, the fastest library by each,
+    and the load averages per round."""
+    contenders = make_contenders(model, x, y, args.eps, args.steps, args.seed)
+    if args.contenders:  # a subset (e.g. for a large model on a shared CPU); ours and the bound are always kept
+        wanted = {c.strip() for c in args.contenders.split(",")} | {"ours", "bound"}
+        unknown = wanted - set(contenders)
+        if unknown:
+            parser.error(f"unknown contender(s) {sorted(unknown)}: choose from {list(contenders)}")
+        contenders = {k: v for k, v in contenders.items() if k in wanted}
+    names = list(contenders)
+    robust_acc: dict[str, float] = {}
+
+    def record(k: str, adv: torch.Tensor) -> None:
+        with torch.no_grad():
+            robust_acc[k] = float("nan") if k.startswith("bound") else float((model(adv).argmax(1) == y).float().mean())
+
+    for k, fn in contenders.items() if args.warmup else ():  # warm-up; the robust accuracy each contender leaves
+        torch.manual_seed(args.seed)
+        record(k, fn())
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    loads = []
+    for rep in range(args.reps):
+        for k in names[rep % len(names) :] + names[: rep % len(names)]:
+            torch.manual_seed(args.seed + rep)
+            t, c = time.perf_counter(), time.process_time()
+            adv = contenders[k]()
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+            if k not in robust_acc:  # --no-warmup: the first timed call gives the robust accuracy
+                record(k, adv)
+        loads.append(_load())
+    work = args.batch * args.steps
+    med_w = {k: statistics.median(v) for k, v in wall.items()}
+    med_c = {k: statistics.median(v) for k, v in cpu.items()}
+    libs = [k for k in ("foolbox", "torchattacks", "art") if k in med_w]
+    fastest_w = min(libs, key=lambda k: med_w[k])
+    fastest_c = min(libs, key=lambda k: med_c[k])
+    nan = float("nan")
+    fast_bound_c = med_c.get("bound (fast kernels)", nan)
+    rows = []
+    for k in names:
+        rows.append(
+            {
+                "contender": k,
+                "robust_acc": robust_acc[k],
+                "img_steps_per_cpu_s": work / med_c[k],
+                "img_steps_per_wall_s": work / med_w[k],
+                "median_cpu_s": med_c[k],
+                "median_wall_s": med_w[k],
+                "wall_min_max_s": f"{min(wall[k]):.2f}-{max(wall[k]):.2f}",
+                "vs_bound_cpu": med_c["bound"] / med_c[k],
+                "vs_bound_wall": med_w["bound"] / med_w[k],
+                "vs_fast_bound_cpu": fast_bound_c / med_c[k],
+                "vs_fastest_lib_cpu": med_c[fastest_c] / med_c[k],
+                "vs_fastest_lib_wall": med_w[fastest_w] / med_w[k],
+                "model": args.model,
+                "input": args.input,
+                "shape": f"{args.channels}x{args.size}x{args.size}",
+                "batch": len(y),
+                "steps": args.steps,
+                "reps": args.reps,
+                "params": args.params,
+                "threads": args.threads,
+                "device": str(x.device),
+                "load_avg_first_last": f"{loads[0]} | {loads[-1]}",
+            }
+        )
+    df = pd.DataFrame(rows)
+    prof: dict[str, float | str] = {}
+    if args.profile_reps >= 0:
+        prof = dict(
+            profile_ours(model, x, y, args.eps, args.steps, args.seed, args.profile_reps or max(3, args.reps // 2))
+        )
+        prof["load_avg"] = _load()
+    return df, prof, med_c, med_w, fastest_c, fastest_w, loads
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smallcnn")
@@ -461,81 +547,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     # every contender and the bound run the model in the memory layout our attacks switch it to on the CPU (the
     # architecture's declared one): the same model for all; NCHW again before the curves
     with cpu_layout(model, device):
-        contenders = make_contenders(model, x, y, args.eps, args.steps, args.seed)
-        if args.contenders:  # a subset (e.g. for a large model on a shared CPU); ours and the bound are always kept
-            wanted = {c.strip() for c in args.contenders.split(",")} | {"ours", "bound"}
-            unknown = wanted - set(contenders)
-            if unknown:
-                parser.error(f"unknown contender(s) {sorted(unknown)}: choose from {list(contenders)}")
-            contenders = {k: v for k, v in contenders.items() if k in wanted}
-        names = list(contenders)
-        robust_acc: dict[str, float] = {}
-
-        def record(k: str, adv: torch.Tensor) -> None:
-            with torch.no_grad():
-                robust_acc[k] = (
-                    float("nan") if k.startswith("bound") else float((model(adv).argmax(1) == y).float().mean())
-                )
-
-        for k, fn in contenders.items() if args.warmup else ():  # warm-up; the robust accuracy each contender leaves
-            torch.manual_seed(args.seed)
-            record(k, fn())
-        wall: dict[str, list[float]] = {k: [] for k in names}
-        cpu: dict[str, list[float]] = {k: [] for k in names}
-        loads = []
-        for rep in range(args.reps):
-            for k in names[rep % len(names) :] + names[: rep % len(names)]:
-                torch.manual_seed(args.seed + rep)
-                t, c = time.perf_counter(), time.process_time()
-                adv = contenders[k]()
-                wall[k].append(time.perf_counter() - t)
-                cpu[k].append(time.process_time() - c)
-                if k not in robust_acc:  # --no-warmup: the first timed call gives the robust accuracy
-                    record(k, adv)
-            loads.append(_load())
-        work = args.batch * args.steps
-        med_w = {k: statistics.median(v) for k, v in wall.items()}
-        med_c = {k: statistics.median(v) for k, v in cpu.items()}
-        libs = [k for k in ("foolbox", "torchattacks", "art") if k in med_w]
-        fastest_w = min(libs, key=lambda k: med_w[k])
-        fastest_c = min(libs, key=lambda k: med_c[k])
-        nan = float("nan")
-        fast_bound_c = med_c.get("bound (fast kernels)", nan)
-        rows = []
-        for k in names:
-            rows.append(
-                {
-                    "contender": k,
-                    "robust_acc": robust_acc[k],
-                    "img_steps_per_cpu_s": work / med_c[k],
-                    "img_steps_per_wall_s": work / med_w[k],
-                    "median_cpu_s": med_c[k],
-                    "median_wall_s": med_w[k],
-                    "wall_min_max_s": f"{min(wall[k]):.2f}-{max(wall[k]):.2f}",
-                    "vs_bound_cpu": med_c["bound"] / med_c[k],
-                    "vs_bound_wall": med_w["bound"] / med_w[k],
-                    "vs_fast_bound_cpu": fast_bound_c / med_c[k],
-                    "vs_fastest_lib_cpu": med_c[fastest_c] / med_c[k],
-                    "vs_fastest_lib_wall": med_w[fastest_w] / med_w[k],
-                    "model": args.model,
-                    "input": args.input,
-                    "shape": f"{args.channels}x{args.size}x{args.size}",
-                    "batch": len(y),
-                    "steps": args.steps,
-                    "reps": args.reps,
-                    "params": args.params,
-                    "threads": args.threads,
-                    "device": str(device),
-                    "load_avg_first_last": f"{loads[0]} | {loads[-1]}",
-                }
-            )
-        df = pd.DataFrame(rows)
-        prof: dict[str, float | str] = {}
-        if args.profile_reps >= 0:
-            prof = dict(
-                profile_ours(model, x, y, args.eps, args.steps, args.seed, args.profile_reps or max(3, args.reps // 2))
-            )
-            prof["load_avg"] = _load()
+        df, prof, med_c, med_w, fastest_c, fastest_w, loads = measure_throughput(args, parser, model, x, y)
+    nan = float("nan")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
