@@ -21,8 +21,9 @@ Models, trained when missing from the store (``RBC_HOME`` or ``--store``; cached
   forward pass (a randomized defense), attacked at linf ``--rand-eps`` (0.1) with AutoAttack's ``rand`` version;
 - ``cifar10-resnet18``: torchvision ResNet-18 (CIFAR stem), standard training for ``--cifar-epochs`` on
   ``--cifar-subset`` training images of the JPEG CIFAR-10 copy, attacked at linf 8/255 on ``--cifar-n`` points;
-- ``cifar10-resnet18-fgsm-rs``: the same ResNet-18 adversarially trained with FGSM-RS (Wong et al. 2020's CIFAR-10
-  settings: linf 8/255, alpha 10/255, SGD with a cyclic lr peaking at 0.2, batch 128, weight decay 5e-4) for
+- ``cifar10-resnet18-fgsm-rs``: the same ResNet-18 adversarially trained with FGSM-RS at linf 8/255 at the recipe's
+  CIFAR-10 preset (Wong et al. 2020: alpha 1.25 eps = 10/255, SGD with a cyclic lr peaking at 0.2, batch 128, weight
+  decay 5e-4) for
   ``--cifar-adv-epochs`` epochs on ``--cifar-adv-subset`` training images (a short CPU training, not the paper's 15
   epochs on 50,000), attacked as above.
 
@@ -48,6 +49,8 @@ from robustbench_cnn.core.errors import CheckpointError
 from robustbench_cnn.core.model_utils import cpu_layout
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.data import load_split
+from robustbench_cnn.defenses import DEFENSES
+from robustbench_cnn.defenses.presets import apply_preset
 from robustbench_cnn.evaluation.engine import DEFAULT_CASCADE, evaluate
 from robustbench_cnn.store import checkpoint_name, load_checkpoint
 from robustbench_cnn.training import TrainConfig
@@ -173,21 +176,24 @@ def build(key: str, args: argparse.Namespace) -> nn.Module:
         name = checkpoint_name("cifar10-jpeg", "resnet18", "fgsm-rs", None)
         model = _stored(name, store)
         if model is None:
-            config = TrainConfig.for_dataset(
-                "cifar10", epochs=args.cifar_adv_epochs, device="cpu", seed=args.seed, lr=0.2, weight_decay=5e-4
-            )
+            # the recipe's CIFAR-10 preset (the JPEG copy is an imagefolder, which has none), fewer epochs
+            threat = ThreatModel.parse_ball("linf:8/255")
+            presets = DEFENSES.get("fgsm-rs").presets
+            preset = apply_preset(presets, "cifar10", threat, {}, {"epochs": args.cifar_adv_epochs})
+            config = TrainConfig.for_dataset("cifar10", **preset.train, device="cpu", seed=args.seed)
             model = defend(
                 "fgsm-rs",
                 "resnet18",
                 f"imagefolder:{args.data_dir}/cifar10-jpeg",
-                "linf:8/255",
+                threat,
                 config,
                 store=store,
                 data_dir=data,
                 subset=args.cifar_adv_subset,
                 progress=False,
                 eval_n=200,
-                alpha=10 / 255,
+                preset=preset.record,
+                **preset.params,
             ).model.eval()
         return model
     raise ValueError(f"unknown model {key!r}: use one of {', '.join(MODELS)}")
