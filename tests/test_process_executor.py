@@ -47,3 +47,31 @@ def test_a_cell_failing_in_a_worker_fails_the_run_in_the_driver(tmp_path, store)
     with pytest.raises(CheckpointError, match="digits/none"), ProcessExecutor(execute_cell, workers=1) as pool:
         pool.submit(broken)
         pool.next_done()
+
+
+def test_auto_executor_uses_the_cores_it_may(monkeypatch) -> None:
+    """``auto`` (``rbc benchmark``'s default) runs worker processes exactly when two or more CPUs and torch
+    threads are there for them on a CPU device, or ``--workers`` asks for them; one thread, one CPU or an
+    accelerator keeps the cells in this process, and an explicit executor is never replaced."""
+    import torch
+
+    from robustbench_cnn.pipeline import process_executor, runner
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(process_executor, "available_cpus", lambda: 2)
+    try:
+        torch.set_num_threads(2)
+        assert runner.choose_executor("auto", "cpu") == "processes"
+        assert runner.choose_executor("local", "cpu") == "local"
+        monkeypatch.setattr(process_executor, "available_cpus", lambda: 1)
+        assert runner.choose_executor("auto", "cpu") == "local"  # one core: nothing to run beside
+        assert runner.choose_executor("auto", "cpu", num_workers=2) == "processes"
+        monkeypatch.setattr(process_executor, "available_cpus", lambda: 2)
+        torch.set_num_threads(1)  # --threads 1: the user asked for one core
+        assert runner.choose_executor("auto", "cpu") == "local"
+        assert runner.choose_executor("processes", "cpu") == "processes"
+        torch.set_num_threads(2)
+        monkeypatch.setattr(runner, "_device_type", lambda device: "cuda")
+        assert runner.choose_executor("auto", "cuda") == "local"  # one accelerator: the cells take turns on it
+    finally:
+        torch.set_num_threads(threads)

@@ -26,11 +26,12 @@ from robustbench_cnn.commands.output import SUMMARY_COLUMNS, out, show_summary
 @click.option("--out", "-o", "out_dir", default=None, help="Run folder (default results/<plan>-<timestamp>).")
 @click.option(
     "--executor",
-    type=click.Choice(["local", "processes", "ray"]),
-    default="local",
+    type=click.Choice(["auto", "local", "processes", "ray"]),
+    default="auto",
     show_default=True,
-    help="local: one cell after another in this process; processes: cells in parallel worker processes "
-    "(--workers); ray: cells as Ray tasks.",
+    help="auto: processes on a CPU with 2 or more cores and --threads (or --workers) allowing 2 or more, else "
+    "local; local: one cell after another in this process; processes: cells in parallel worker processes "
+    "(--workers); ray: cells as Ray tasks. The tables are the same whichever runs them.",
 )
 @click.option(
     "--workers",

@@ -2,7 +2,7 @@
 
 :func:`run_benchmark` = :meth:`Plan.cells <robustbench_cnn.pipeline.plan.Plan.cells>` (train what the store
 lacks, white-box untargeted and targeted, the proxy substitute and its transfers, the transfer matrix) +
-:func:`~robustbench_cnn.pipeline.runner.run_cells` (local or Ray, resumable cell by cell, every table written
+:func:`~robustbench_cnn.pipeline.runner.run_cells` (local, worker processes or Ray, resumable cell by cell, every table written
 atomically) + a few clean/adversarial example pairs (``examples.npz``). The leaderboard report is written by
 :func:`robustbench_cnn.reporting.report.write_report` on the returned run folder (reporting sits above the
 pipeline).
@@ -19,7 +19,7 @@ import pandas as pd
 
 from robustbench_cnn.core.progress import console
 from robustbench_cnn.pipeline.plan import Plan
-from robustbench_cnn.pipeline.runner import CellDone, run_cells
+from robustbench_cnn.pipeline.runner import CellDone, choose_executor, run_cells
 
 __all__ = ["BenchmarkResult", "run_benchmark"]
 
@@ -39,7 +39,7 @@ def run_benchmark(
     out: str | os.PathLike | None = None,
     *,
     resume: bool = False,
-    executor: str = "local",
+    executor: str = "auto",
     ray_address: str | None = None,
     num_workers: int | None = None,
     store: str | os.PathLike | None = None,
@@ -48,18 +48,21 @@ def run_benchmark(
     progress: bool = True,
 ) -> BenchmarkResult:
     """Run the whole ``plan`` into ``out`` (default ``results/<plan>-<time>-<pid>``): expand it into cells, run
-    them (``executor`` ``local`` or ``ray`` with ``num_workers`` CPUs, default all, unless ``ray_address`` joins a
-    cluster; ``resume`` skips the finished ones) and write ``examples.npz``."""
+    them (``executor``: ``auto``, the default, runs them in worker processes on a multi-core CPU and locally otherwise
+    (:func:`~robustbench_cnn.pipeline.runner.choose_executor`); ``local``, ``processes``, or ``ray`` with
+    ``num_workers`` CPUs, default all, unless ``ray_address`` joins a cluster; ``resume`` skips the finished ones)
+    and write ``examples.npz``."""
     from robustbench_cnn.tables.results import run_folder
 
     start = time.perf_counter()
     run_dir = run_folder(out, resume, plan.name)
     cells = plan.cells(store=store, data_dir=data_dir, device=device)
     kinds = pd.Series([c.kind for c in cells]).value_counts().to_dict()
+    executor = choose_executor(executor, device, num_workers)
     console.print(
         f"[bold]benchmark {plan.name}[/]: {len(cells)} cells ("
         + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
-        + ")",
+        + f"), executor {executor}",
         highlight=False,
     )
     trained: list[str] = []

@@ -29,10 +29,19 @@ from robustbench_cnn.pipeline.cells import CELL_KINDS, Cell, CellKind, CellResul
 from robustbench_cnn.tables.results import RunStore, run_folder
 from robustbench_cnn.tables.rows import run_metadata, samples_frame, summary_frame, table_frame
 
-__all__ = ["EXECUTORS", "CellDone", "LocalExecutor", "RunInterrupted", "execute_cell", "pin_weights", "run_cells"]
+__all__ = [
+    "EXECUTORS",
+    "CellDone",
+    "LocalExecutor",
+    "RunInterrupted",
+    "choose_executor",
+    "execute_cell",
+    "pin_weights",
+    "run_cells",
+]
 
-#: The executors :func:`run_cells` accepts.
-EXECUTORS = ("local", "processes", "ray")
+#: The executors :func:`run_cells` accepts; ``auto`` is resolved by :func:`choose_executor`.
+EXECUTORS = ("auto", "local", "processes", "ray")
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -98,6 +107,33 @@ class LocalExecutor:
         return cell, self.fn(cell, self.progress)
 
 
+def choose_executor(executor: str, device: str = "auto", num_workers: int | None = None) -> str:
+    """The executor ``auto`` stands for; any other name is returned as given.
+
+    ``auto`` runs cells in worker processes (``processes``) when they can run side by side on this machine's
+    CPUs: the device is the CPU, and the CPUs this process may use and torch's thread count (``--threads``) both
+    allow two or more workers, or ``num_workers`` asks for them. Otherwise ``local``: on CUDA or MPS the cells
+    share one accelerator, and at ``--threads 1`` the user asked for one core. The cells and their tables are the
+    same either way (``tests/test_process_executor.py``); only the wall time differs.
+    """
+    if executor != "auto":
+        return executor
+    import torch
+
+    from robustbench_cnn.pipeline import process_executor
+
+    if _device_type(device) != "cpu":
+        return "local"
+    workers = num_workers or min(process_executor.available_cpus(), torch.get_num_threads())
+    return "processes" if workers >= 2 else "local"
+
+
+def _device_type(device: str) -> str:
+    from robustbench_cnn.core.devices import resolve_device
+
+    return resolve_device(device).type
+
+
 def _make_executor(
     executor: str, progress: bool, ray_address: str | None, num_workers: int | None
 ) -> LocalExecutor | Any:
@@ -154,7 +190,7 @@ def run_cells(
         resume: skip the cells already in the folder; without it a folder holding cells is an error (results are
             never silently mixed). A resumed folder must hold only cells of this request, and the tables are
             rebuilt from this request's cells only.
-        executor: ``local`` (default: in this process, in order), ``processes`` (``num_workers`` spawned worker
+        executor: ``local`` (default: in this process, in order), ``auto`` (:func:`choose_executor`), ``processes`` (``num_workers`` spawned worker
             processes, default one per available CPU, sharing the torch threads: :mod:`.process_executor`) or
             ``ray`` (each cell a Ray task; a local cluster of ``num_workers`` CPUs unless ``ray_address`` joins one).
         progress: progress bars in local cells, and one line per finished cell.
@@ -167,6 +203,8 @@ def run_cells(
     for cell in cells:
         _kind(cell).check(cell)
     _check_dependencies(cells)
+    if executor == "auto":
+        executor = choose_executor(executor, cells[0].device if cells else "auto", num_workers)
     store = RunStore(run_folder(run_dir, resume, prefix))
     order = list(cells)
     pinned: dict[str, Cell] = {}  # ref -> pinned cell
