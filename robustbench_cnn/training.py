@@ -104,6 +104,10 @@ class StepContext:
     lr: float
     generator: torch.Generator
     autocast: Callable[[], contextlib.AbstractContextManager]
+    #: the batch's rows of the training set (``fit``'s ``x``), for recipes that keep a state per training point
+    indices: torch.Tensor | None = None
+    #: the training set's size
+    train_size: int | None = None
 
 
 class StandardRecipe:
@@ -252,7 +256,7 @@ def fit(
                 lr = lr_at(config, global_step / total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                ctx = StepContext(epoch, step, steps_per_epoch, lr, generator, autocast)
+                ctx = StepContext(epoch, step, steps_per_epoch, lr, generator, autocast, idx, n)
                 loss = recipe.loss(model, xb, yb, ctx)
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:

@@ -109,6 +109,10 @@ class Defense:
             clip_start=clip_start,
             start_threat=start_threat,
         )
+        return self.ce_on(model, x_adv, y, ctx)
+
+    def ce_on(self, model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        """The training loss on the perturbed batch: cross-entropy, its logits kept for the training accuracy."""
         with ctx.autocast():
             logits = model(x_adv)
         self.last_logits = logits.detach()

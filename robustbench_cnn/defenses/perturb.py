@@ -64,7 +64,7 @@ def perturb(
     steps: int,
     alpha: float,
     generator: torch.Generator,
-    start: str = "uniform",
+    start: str | torch.Tensor = "uniform",
     sigma: float = 0.001,
     autocast: AutocastFactory = _no_autocast,
     y: torch.Tensor | None = None,
@@ -81,7 +81,8 @@ def perturb(
         steps: number of gradient steps (1 with ``alpha = 1.25 eps`` is FGSM-RS).
         alpha: step size in the threat's norm.
         generator: source of the random start.
-        start: ``uniform``, ``normal`` (``sigma * N(0, 1)``) or ``none``.
+        start: ``uniform``, ``normal`` (``sigma * N(0, 1)``), ``none``, or a tensor like ``x``: the first iterate
+            itself (projected onto the ball and [0, 1]; ATTA continues each point from its kept perturbation).
         autocast: the loop's mixed-precision context factory (``ctx.autocast``).
         y: labels; when given, a point keeps the first iterate that the model misclassifies
             (evaluation semantics: a point counts as broken if any iterate broke it).
@@ -96,7 +97,10 @@ def perturb(
     if y is not None and not clip_start:
         raise ValueError("perturb: an unclipped start (clip_start=False) cannot keep misclassified iterates (y)")
     x = x.detach()
-    x_adv = random_start(x, start_threat or threat, generator, start, sigma=sigma, clip=clip_start, in_place=True)
+    if isinstance(start, torch.Tensor):
+        x_adv = project(start.detach().clone(), x, threat)
+    else:
+        x_adv = random_start(x, start_threat or threat, generator, start, sigma=sigma, clip=clip_start, in_place=True)
     box = threat.linf_box(x)  # linf: the ball-and-box bounds once; each projection is then one clamp
     if clip_start or steps < 1:
         x_adv = torch.clamp(x_adv, *box) if box is not None else project(x_adv, x, threat)
