@@ -68,7 +68,8 @@ def batch_cost_ratio(
     import contextlib
 
     def ctx(step: int) -> StepContext:
-        return StepContext(5, step, 600, 1e-3, gen, contextlib.nullcontext)
+        rows = torch.arange(step * bs, (step + 1) * bs)  # the batch's training points (atta keeps a state each)
+        return StepContext(5, step, 600, 1e-3, gen, contextlib.nullcontext, indices=rows, train_size=bs * batches)
 
     def run(loss_fn) -> float:
         t = time.process_time()

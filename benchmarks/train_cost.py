@@ -67,7 +67,7 @@ def _steps_interleaved(
                 sync(device)
                 w0, c0 = time.perf_counter(), time.process_time()
                 xb, yb = x[idx].to(device), y[idx].to(device)
-                ctx = StepContext(rep, step, steps, 1e-3, generator, contextlib.nullcontext)
+                ctx = StepContext(rep, step, steps, 1e-3, generator, contextlib.nullcontext, indices=idx, train_size=n)
                 loss = recipe.loss(model, xb, yb, ctx)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

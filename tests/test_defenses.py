@@ -54,7 +54,8 @@ def defended(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 def _ctx(seed: int = 0) -> StepContext:
     import contextlib
 
-    return StepContext(0, 0, 1, 0.1, torch.Generator().manual_seed(seed), contextlib.nullcontext)
+    generator = torch.Generator().manual_seed(seed)
+    return StepContext(0, 0, 1, 0.1, generator, contextlib.nullcontext, indices=torch.arange(16), train_size=16)
 
 
 def _tiny(seed: int = 0):

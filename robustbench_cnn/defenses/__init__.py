@@ -3,8 +3,8 @@
 ``get_defense(name, threat, **params)`` returns a recipe; :func:`defenses.train.defend` trains it, monitors
 clean and PGD accuracy per epoch and saves a checkpoint whose card names the defense and the threat.
 Recipes register themselves in :data:`DEFENSES` when imported below: ``standard`` (baseline),
-``pgd-at`` (Madry et al. 2018), ``n-fgsm`` (de Jorge et al. 2022, the single-step recipe), ``fgsm-rs``
-(Wong et al. 2020), ``trades`` (Zhang et al. 2019), ``mart`` (Wang et al. 2020), ``free-at`` (Shafahi et al. 2019).
+``pgd-at`` (Madry et al. 2018), ``atta`` (Zheng et al. 2020, the single-step recipe), ``n-fgsm`` (de Jorge et
+al. 2022), ``fgsm-rs`` (Wong et al. 2020), ``trades`` (Zhang et al. 2019), ``mart`` (Wang et al. 2020), ``free-at`` (Shafahi et al. 2019).
 Each class may declare published settings per dataset and norm (``presets``, :mod:`defenses.presets`).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from robustbench_cnn.core.types import ThreatModel
-from robustbench_cnn.defenses import fgsm_rs, free_at, mart, n_fgsm, pgd_at, standard, trades  # noqa: F401  (register)
+from robustbench_cnn.defenses import atta, fgsm_rs, free_at, mart, n_fgsm, pgd_at, standard, trades  # noqa: F401  (register)
 from robustbench_cnn.defenses import gaussian_noise as _gaussian_noise  # noqa: F401  (register)
 from robustbench_cnn.defenses.base import Defense
 from robustbench_cnn.defenses.registry import DEFENSES
