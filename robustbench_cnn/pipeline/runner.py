@@ -190,9 +190,10 @@ def run_cells(
         resume: skip the cells already in the folder; without it a folder holding cells is an error (results are
             never silently mixed). A resumed folder must hold only cells of this request, and the tables are
             rebuilt from this request's cells only.
-        executor: ``local`` (default: in this process, in order), ``auto`` (:func:`choose_executor`), ``processes`` (``num_workers`` spawned worker
-            processes, default one per available CPU, sharing the torch threads: :mod:`.process_executor`) or
-            ``ray`` (each cell a Ray task; a local cluster of ``num_workers`` CPUs unless ``ray_address`` joins one).
+        executor: ``local`` (default: in this process, in order), ``processes`` (``num_workers`` spawned worker
+            processes, default one per available CPU, sharing the torch threads: :mod:`.process_executor`),
+            ``ray`` (each cell a Ray task; a local cluster of ``num_workers`` CPUs unless ``ray_address`` joins one)
+            or ``auto`` (``processes`` or ``local``, as :func:`choose_executor` decides for the cells' device).
         progress: progress bars in local cells, and one line per finished cell.
         on_cell: called in this process with a :class:`CellDone` for each cell run (not for skipped ones).
         config: recorded in ``run.json`` beside the cells (e.g. the command, the plan).
