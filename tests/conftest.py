@@ -37,3 +37,13 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty model store for one test."""
     monkeypatch.setenv("RBC_HOME", str(tmp_path / "store"))
     return tmp_path / "store"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files holding ``slow`` tests first, the others after, each file's tests kept together and in order.
+
+    pytest-xdist (``--dist loadfile``) hands the files to its workers in this order, so the longest files start at
+    once instead of last: a slow file collected late (``test_single_step_collapse_mnist.py``) used to run alone at the
+    end while the other worker idled."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within each group is kept
