@@ -55,6 +55,7 @@ def test_auto_executor_uses_the_cores_it_may(monkeypatch) -> None:
     accelerator keeps the cells in this process, and an explicit executor is never replaced."""
     import torch
 
+    from robustbench_cnn.core import devices
     from robustbench_cnn.pipeline import process_executor, runner
 
     threads = torch.get_num_threads()
@@ -71,7 +72,7 @@ def test_auto_executor_uses_the_cores_it_may(monkeypatch) -> None:
         assert runner.choose_executor("auto", "cpu") == "local"
         assert runner.choose_executor("processes", "cpu") == "processes"
         torch.set_num_threads(2)
-        monkeypatch.setattr(runner, "_device_type", lambda device: "cuda")
+        monkeypatch.setattr(devices, "resolve_device", lambda device: torch.device("cuda"))
         assert runner.choose_executor("auto", "cuda") == "local"  # one accelerator: the cells take turns on it
     finally:
         torch.set_num_threads(threads)

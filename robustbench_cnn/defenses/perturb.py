@@ -97,12 +97,13 @@ def perturb(
     if y is not None and not clip_start:
         raise ValueError("perturb: an unclipped start (clip_start=False) cannot keep misclassified iterates (y)")
     x = x.detach()
-    if isinstance(start, torch.Tensor):
-        x_adv = project(start.detach().clone(), x, threat)
+    given = isinstance(start, torch.Tensor)
+    if given:
+        x_adv = start.detach().clone()  # projected below, as a clipped random start is
     else:
         x_adv = random_start(x, start_threat or threat, generator, start, sigma=sigma, clip=clip_start, in_place=True)
     box = threat.linf_box(x)  # linf: the ball-and-box bounds once; each projection is then one clamp
-    if clip_start or steps < 1:
+    if clip_start or given or steps < 1:
         x_adv = torch.clamp(x_adv, *box) if box is not None else project(x_adv, x, threat)
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device) if y is not None else None
     best = x_adv.clone() if y is not None else None

@@ -120,18 +120,13 @@ def choose_executor(executor: str, device: str = "auto", num_workers: int | None
         return executor
     import torch
 
+    from robustbench_cnn.core import devices
     from robustbench_cnn.pipeline import process_executor
 
-    if _device_type(device) != "cpu":
+    if devices.resolve_device(device).type != "cpu":
         return "local"
     workers = num_workers or min(process_executor.available_cpus(), torch.get_num_threads())
     return "processes" if workers >= 2 else "local"
-
-
-def _device_type(device: str) -> str:
-    from robustbench_cnn.core.devices import resolve_device
-
-    return resolve_device(device).type
 
 
 def _make_executor(
