@@ -1,7 +1,8 @@
 """Memory layout on the CPU: NCHW (contiguous) vs channels_last, for every registered CNN.
 
 Each architecture's ``cpu_layout`` (declared on its registration) says which layout its attacks and ``evaluate`` run
-it in on the CPU (training stays NCHW); this script measures what that choice rests on: milliseconds per forward (inference), per input gradient
+it in on the CPU (training stays NCHW); this script measures what that choice rests on: milliseconds per forward
+(inference), per input gradient
 (what an attack step costs) and per training step (forward, backward, Adam), the two layouts interleaved in the same
 process, median of ``--rounds`` rounds, 1 thread by default. The ratio is NCHW time over channels_last time (> 1:
 channels_last is faster).

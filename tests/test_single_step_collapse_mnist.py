@@ -2,8 +2,8 @@
 linf 0.3.
 
 The collapse is planted by FGSM-RS's step: 2 eps (alpha 0.6), the step at which Wong et al. (2020) report
-catastrophic overfitting on CIFAR-10 (alpha 16/255 at eps 8/255); on the bundled digits no FGSM-RS setting collapsed (docs/single_step_at.md),
-so this test needs MNIST (``../shared/data``). The recipes train on the same seeded 30,000 MNIST training images
+catastrophic overfitting on CIFAR-10 (alpha 16/255 at eps 8/255); on the bundled digits no FGSM-RS setting
+collapsed (docs/single_step_at.md), so this test needs MNIST (``../shared/data``). The recipes train on the same seeded 30,000 MNIST training images
 at their MNIST preset otherwise (10 epochs, Wong et al.'s schedule), and ``rbc defend`` ends with the default
 cascade on 500 held-out test points. About 75-105 s per recipe at one thread.
 

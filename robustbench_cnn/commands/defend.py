@@ -50,8 +50,8 @@ def _describe(event: dict[str, Any]) -> str:
     help=f"Training recipe: {' | '.join(DEFENSE_NAMES)}. Single-step (2 passes per batch, guarded against "
     "catastrophic overfitting): atta (Zheng et al. 2020, perturbations kept across epochs; at MNIST linf 0.3 its "
     "preset held on 12 of 12 seeds), n-fgsm (de Jorge et al. 2022), fgsm-rs; at MNIST linf 0.3 the last two can "
-    "collapse (docs/single_step_at.md). Settings you do not give come from the recipe's published preset for the dataset "
-    "and norm, printed and recorded in the card.",
+    "collapse (docs/single_step_at.md). Settings you do not give come from the recipe's published preset for the "
+    "dataset and norm, printed and recorded in the card.",
 )
 @click.option(
     "--threat",

@@ -4,7 +4,8 @@
 clean and PGD accuracy per epoch and saves a checkpoint whose card names the defense and the threat.
 Recipes register themselves in :data:`DEFENSES` when imported below: ``standard`` (baseline),
 ``pgd-at`` (Madry et al. 2018), ``atta`` (Zheng et al. 2020, the single-step recipe), ``n-fgsm`` (de Jorge et
-al. 2022), ``fgsm-rs`` (Wong et al. 2020), ``trades`` (Zhang et al. 2019), ``mart`` (Wang et al. 2020), ``free-at`` (Shafahi et al. 2019).
+al. 2022), ``fgsm-rs`` (Wong et al. 2020), ``trades`` (Zhang et al. 2019), ``mart`` (Wang et al. 2020), ``free-at``
+(Shafahi et al. 2019).
 Each class may declare published settings per dataset and norm (``presets``, :mod:`defenses.presets`).
 """
 
@@ -13,7 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 from robustbench_cnn.core.types import ThreatModel
-from robustbench_cnn.defenses import atta, fgsm_rs, free_at, mart, n_fgsm, pgd_at, standard, trades  # noqa: F401  (register)
+from robustbench_cnn.defenses import (  # noqa: F401  (register)
+    atta,
+    fgsm_rs,
+    free_at,
+    mart,
+    n_fgsm,
+    pgd_at,
+    standard,
+    trades,
+)
 from robustbench_cnn.defenses import gaussian_noise as _gaussian_noise  # noqa: F401  (register)
 from robustbench_cnn.defenses.base import Defense
 from robustbench_cnn.defenses.registry import DEFENSES

@@ -12,8 +12,8 @@ on its registration.
 pooling and wide convolutions gain, small strided ones do not). :func:`build_model` sets it on the model it builds
 as the attribute ``cpu_layout``; every attack call (``Attack.__call__``) and ``evaluation.evaluate`` switch to it for
 their duration on the CPU (:func:`robustbench_cnn.core.model_utils.cpu_layout`). The values a network computes do
-not depend on the layout beyond float rounding. Training keeps NCHW: training amplifies those last-bit differences into different weights,
-so a layout switch there would change what a seed trains.
+not depend on the layout beyond float rounding. Training keeps NCHW: training amplifies those last-bit differences
+into different weights, so a layout switch there would change what a seed trains.
 
 ``gradcam_layer`` is the dotted path, inside the raw network, of the module whose feature
 maps Grad-CAM (Selvaraju et al. 2017) weighs: the last convolution, or the last residual/dense/inception block

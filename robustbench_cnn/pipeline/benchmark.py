@@ -2,8 +2,8 @@
 
 :func:`run_benchmark` = :meth:`Plan.cells <robustbench_cnn.pipeline.plan.Plan.cells>` (train what the store
 lacks, white-box untargeted and targeted, the proxy substitute and its transfers, the transfer matrix) +
-:func:`~robustbench_cnn.pipeline.runner.run_cells` (local, worker processes or Ray, resumable cell by cell, every table written
-atomically) + a few clean/adversarial example pairs (``examples.npz``). The leaderboard report is written by
+:func:`~robustbench_cnn.pipeline.runner.run_cells` (local, worker processes or Ray, resumable cell by cell, every
+table written atomically) + a few clean/adversarial example pairs (``examples.npz``). The leaderboard report is written by
 :func:`robustbench_cnn.reporting.report.write_report` on the returned run folder (reporting sits above the
 pipeline).
 """
