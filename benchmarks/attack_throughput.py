@@ -11,7 +11,7 @@ linf eps 0.3, ``--steps`` (10) steps of ``2.5 * eps / steps``, random start, cro
 - ``ours (clean logits known)``: the same call with ``clean_logits=`` as ``evaluate`` makes it (the clean pass is
   done once per evaluation, not once per attack and epsilon): 10 forward+backward and 1 forward;
 - ``ours (autograd kernels)``: ``ours (clean logits known)`` with the faster first-layer input-gradient kernels of
-  :mod:`attacks.input_gradients` switched off (``fast_gradient_kernels = False``): the same work through autograd's
+  :mod:`core.input_gradients` switched off (``fast_gradient_kernels = False``): the same work through autograd's
   own kernels, as every library runs it;
 - ``ours (defaults: early stop)``: PGD-10 as ``evaluate`` runs it by default (``early_stop=True``, clean logits
   known): a point leaves the batch at the first iterate that fools the model, so it does *less work* than the
@@ -28,7 +28,7 @@ linf eps 0.3, ``--steps`` (10) steps of ``2.5 * eps / steps``, random start, cro
   iterates of one plain PGD run on the batch (recorded beforehand, untimed): the forward+backward work of PGD and
   nothing else, through autograd's kernels. (Until 2026-12 it took the gradient ``steps`` times at the clean batch,
   which costs less than at PGD's iterates, since max-pooling's cost depends on the data: up to 6% on LeNet-5.)
-- ``bound (fast kernels)``: the same loop inside :func:`attacks.input_gradients.fast_input_gradients`, the bound of
+- ``bound (fast kernels)``: the same loop inside :func:`core.input_gradients.fast_input_gradients`, the bound of
   ours once its first-layer kernel is the faster one (where the model has an eligible layer; else equal to ``bound``).
 
 ``--input noise`` (default) attacks uniform noise through a randomly initialised ``--model``; ``--input mnist``
@@ -88,8 +88,8 @@ from torch import nn
 
 from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.attacks.functional import make_generator
-from robustbench_cnn.attacks.input_gradients import fast_input_gradients
 from robustbench_cnn.core.geometry import random_start
+from robustbench_cnn.core.input_gradients import fast_input_gradients
 from robustbench_cnn.core.model_utils import cpu_layout, eval_mode
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.evaluation.engine import evaluate
@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "The early-stop row does fewer gradient steps wherever a point breaks before the last step (work saved, "
         "not a faster kernel); the equal-work rows are the kernel-efficiency figures. 'ours (clean logits known)' "
         "beats the autograd bound where the model's first layer takes the faster input-gradient kernel "
-        "(attacks/input_gradients.py, same gradient up to float rounding); 'ours (autograd kernels)' is the same "
+        "(core/input_gradients.py, same gradient up to float rounding); 'ours (autograd kernels)' is the same "
         "work without it.",
         "",
         "## Profile of ours (one call, CPU seconds, medians)",

@@ -44,8 +44,8 @@ from torch import nn
 
 from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.attacks.functional import make_generator
-from robustbench_cnn.attacks.input_gradients import fast_input_gradients
 from robustbench_cnn.core.geometry import random_start
+from robustbench_cnn.core.input_gradients import fast_input_gradients
 from robustbench_cnn.core.types import ThreatModel
 
 EPS = "0.0375,0.075,0.1125,0.15,0.1875,0.225,0.2625,0.3;0.02,0.04,0.06,0.08,0.1,0.12,0.14,0.16"

@@ -1,5 +1,5 @@
 """Time of a first convolution's input gradient: autograd's (oneDNN) kernel against the ``flip`` and ``fold``
-kernels of ``attacks/input_gradients.py``, over the first-layer shapes of the registry's MNIST and CIFAR nets, at
+kernels of ``core/input_gradients.py``, over the first-layer shapes of the registry's MNIST and CIFAR nets, at
 several batch sizes and thread counts. Each row also says which kernel the fixed rule picks, so the rule can be
 checked on a new machine: the picked kernel should never be slower than autograd's.
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from _util import load_average, markdown_table  # noqa: E402
 from torch import nn
 
-from robustbench_cnn.attacks.input_gradients import conv2d_input_grad, input_gradient_kernel
+from robustbench_cnn.core.input_gradients import conv2d_input_grad, input_gradient_kernel
 
 #: (in, out, kernel, stride, padding, side): LeNet-5, fastcnn (Wong et al.), smallcnn, Madry's MNIST net, 3x3 MNIST
 #: nets, then CIFAR first layers (WideResNet 3->16, 3->32, ResNet/PreAct/VGG 3->64 at 32 and 64 pixels)

@@ -1,6 +1,11 @@
 """Training cost of the defenses: epoch time of standard, FGSM-RS and PGD-AT (k=10) on the same model.
 
-The issue's limits: FGSM-RS at most 2x a standard epoch, PGD-AT (10 steps) at most 11x. Epoch time is
+The limits: FGSM-RS at most 2x a standard epoch, PGD-AT (10 steps) at most 11x, the single-step recipes of issue 18
+(``atta``, ``n-fgsm``) at most 2.2x. ``--recipes`` picks the recipes; ``--presets`` builds each at its published
+settings for the dataset and threat (as ``rbc defend`` does; guard off) instead of the library defaults.
+``--autograd-kernels-too`` adds, for each adversarial recipe, a twin whose inner maximisation takes autograd's
+first-layer input gradient instead of the faster kernel of ``core/input_gradients.py`` (``NAME/autograd``), so the
+kernel's share of the cost is measured side by side. Epoch time is
 the loop's work per batch (index, copy, the recipe's loss, backward, optimizer step; no monitor, no
 guard). By default (``--mode steps``) the three recipes take turns batch by batch on the same batches,
 so a change of machine load hits all of them alike; ``--mode loop`` times whole epochs of ``fit``
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import platform
 import statistics
@@ -30,12 +36,52 @@ import pandas as pd
 import torch
 
 from robustbench_cnn.core.devices import resolve_device
+from robustbench_cnn.core.input_gradients import fast_input_gradients
+from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.data import is_available, load_split
-from robustbench_cnn.defenses import get_defense
+from robustbench_cnn.defenses import DEFENSES, get_defense
+from robustbench_cnn.defenses import perturb as perturb_module
+from robustbench_cnn.defenses.presets import apply_preset
 from robustbench_cnn.models import build_model
 from robustbench_cnn.training import StepContext, TrainConfig, fit
 
-LIMITS = {"standard": 1.0, "fgsm-rs": 2.0, "pgd-at": 11.0}
+LIMITS = {"standard": 1.0, "fgsm-rs": 2.0, "pgd-at": 11.0, "atta": 2.2, "n-fgsm": 2.2}
+AUTOGRAD = "/autograd"
+
+
+class AutogradKernels:
+    """A recipe whose inner maximisation runs with the fast first-layer kernels off (the ``NAME/autograd`` twin)."""
+
+    def __init__(self, recipe) -> None:
+        self.recipe = recipe
+
+    def loss(self, model, x, y, ctx):
+        stock = functools.partial(fast_input_gradients, enabled=False)
+        original = perturb_module.fast_input_gradients
+        perturb_module.fast_input_gradients = lambda model, **_: stock(model)
+        try:
+            return self.recipe.loss(model, x, y, ctx)
+        finally:
+            perturb_module.fast_input_gradients = original
+
+    def __getattr__(self, name: str):
+        return getattr(self.recipe, name)
+
+
+def build_recipe(name: str, threat: str, dataset: str, presets: bool):
+    """The recipe ``name`` on ``threat``: its ``dataset`` preset's parameters when ``presets`` (guard off),
+    else the library defaults (PGD-AT at 10 steps)."""
+    if name == "standard":
+        return get_defense("standard", threat)
+    if presets:
+        applied = apply_preset(DEFENSES.get(name).presets, dataset, ThreatModel.parse(threat), {}, {})
+        params = dict(applied.params)
+        if "guard" in DEFENSES.get(name).defaults:
+            params["guard"] = False
+        return get_defense(name, threat, **params)
+    if name == "pgd-at":
+        return get_defense(name, threat, steps=10)
+    return get_defense(name, threat, **({"guard": False} if "guard" in DEFENSES.get(name).defaults else {}))
 
 
 def _steps_interleaved(
@@ -139,6 +185,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         default="cpu",
         help="which ratio the limits check (default cpu: stable under shared load)",
     )
+    parser.add_argument("--recipes", default="standard,fgsm-rs,pgd-at", help="comma-separated; standard first")
+    parser.add_argument("--presets", action="store_true", help="each recipe at its dataset preset (guard off)")
+    parser.add_argument(
+        "--autograd-kernels-too",
+        action="store_true",
+        help="add NAME/autograd twins: the inner maximisation without the fast first-layer kernels",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threat", default=None, help="default: linf:0.3 (mnist), linf:0.1 (digits)")
     parser.add_argument("--device", default="auto")
@@ -152,11 +205,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     threat = args.threat or ("linf:0.3" if dataset == "mnist" else "linf:0.1")
     train = load_split(dataset, "train", n=args.subset, data_dir=args.data_dir)
     device = resolve_device(args.device)
-    recipes = {
-        "standard": get_defense("standard", threat),
-        "fgsm-rs": get_defense("fgsm-rs", threat, guard=False),
-        "pgd-at": get_defense("pgd-at", threat, steps=10),
-    }
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    if names[0] != "standard":
+        names.insert(0, "standard")
+    recipes = {}
+    for name in names:
+        recipes[name] = build_recipe(name, threat, dataset, args.presets)
+        if args.autograd_kernels_too and name != "standard":
+            recipes[name + AUTOGRAD] = AutogradKernels(build_recipe(name, threat, dataset, args.presets))
     info = train.info
     models, optimizers = {}, {}
     for name in recipes:
@@ -197,7 +253,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows)
-    frame["limit"] = frame["recipe"].map(LIMITS)
+    frame["limit"] = frame["recipe"].str.removesuffix(AUTOGRAD).map(LIMITS)
     frame["within_limit"] = frame[f"{args.limit_on}_ratio"] <= frame["limit"]
     frame["torch"] = torch.__version__
     frame["machine"] = f"{platform.machine()} {platform.processor() or platform.system()}"

@@ -1,4 +1,4 @@
-"""The first-layer input-gradient kernels (attacks/input_gradients.py) against autograd.
+"""The first-layer input-gradient kernels (core/input_gradients.py) against autograd.
 
 The fast kernels must give autograd's input gradient up to float rounding, leave every forward output bit for bit
 unchanged, restore the model, and stay out of the way where they do not apply (trainable weights, grouped or
@@ -13,7 +13,7 @@ from attack_fixtures import held_out, trained_model
 from torch import nn
 
 from robustbench_cnn.attacks import get_attack
-from robustbench_cnn.attacks.input_gradients import conv2d_input_grad, fast_input_gradients, input_gradient_kernel
+from robustbench_cnn.core.input_gradients import conv2d_input_grad, fast_input_gradients, input_gradient_kernel
 from robustbench_cnn.core.model_utils import eval_mode
 from robustbench_cnn.core.types import ThreatModel
 from robustbench_cnn.models import MODELS, build_model
@@ -164,3 +164,59 @@ def test_torch_func_and_forward_mode_work_inside_the_block() -> None:
     with fast_input_gradients(model):
         assert _close(func_grad(), ref_grad) < 1e-5
         assert _close(forward_mode(), ref_tangent) < 1e-6
+
+
+def test_constant_parameters_take_the_fast_kernel_with_trainable_weights() -> None:
+    """A training recipe's perturbation: the weights require gradients (for the training step after it), the block
+    reads them as constants, so the fast kernel runs and gives autograd's input gradient; after the block the layer
+    trains as before."""
+    conv = nn.Conv2d(1, 16, 4, stride=2, padding=1)  # fastcnn's first layer: the fold kernel
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    weights = torch.randn(conv(x).shape, generator=torch.Generator().manual_seed(1))
+    out_ref, ref = _input_grad(conv, x, weights)
+    with fast_input_gradients(conv, constant_parameters=True):
+        assert type(conv(x.clone().requires_grad_(True)).grad_fn).__name__ == "_Conv2dInputGradBackward"
+        out_fast, fast = _input_grad(conv, x, weights)
+    assert torch.equal(out_fast, out_ref)
+    assert _close(fast, ref) < 1e-5
+    assert conv.weight.grad is None  # the perturbation touched no parameter gradient
+    conv(x).square().sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+def test_training_perturbation_matches_autograd_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``perturb`` (every training recipe's inner maximisation) on fastcnn in train mode, trainable weights: the
+    same PGD-5 iterates with the fast first-layer kernel as with autograd's, up to the signs of gradient components
+    that are ~0 (the kernels agree to ~1e-6 relative; on this batch no sign differs), and no parameter gradient."""
+    import contextlib
+
+    from robustbench_cnn.defenses import perturb as perturb_module
+
+    torch.manual_seed(0)
+    model = build_model("fastcnn", in_channels=1, num_classes=10, input_size=28).train()
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(3))
+    threat = ThreatModel.parse("linf:0.3")
+
+    def run() -> torch.Tensor:
+        return perturb_module.perturb(
+            model, x, threat, perturb_module.ce_objective(y), steps=5, alpha=0.1,
+            generator=torch.Generator().manual_seed(4),
+        )  # fmt: skip
+
+    from robustbench_cnn.core import input_gradients
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[-1])
+        return conv2d_input_grad(*args, **kwargs)
+
+    monkeypatch.setattr(input_gradients, "conv2d_input_grad", counted)
+    fast = run()
+    assert calls == ["fold"] * 5  # one fast first-layer gradient per step
+    monkeypatch.setattr(perturb_module, "fast_input_gradients", lambda *a, **k: contextlib.nullcontext())
+    stock = run()
+    assert len(calls) == 5
+    assert float((fast != stock).float().mean()) < 1e-3
+    assert all(p.grad is None for p in model.parameters())

@@ -12,7 +12,7 @@ halved (and it restarts from its best iterate) when fewer than ``rho`` of the st
 its loss, or when its step was not halved at the last checkpoint and its best loss has not risen since. Unlike the
 library, a point leaves the batch as soon as one of its iterates is misclassified (it keeps that iterate), so the
 gradient passes are spent on the points still robust only; and the gradients go through
-:mod:`attacks.input_gradients` (``fast_gradient_kernels``).
+:mod:`core.input_gradients` (``fast_gradient_kernels``).
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from torch import nn
 
 from robustbench_cnn.attacks.curve import BallStep, GrowingBall, shrinking_ball
 from robustbench_cnn.attacks.functional import make_generator
-from robustbench_cnn.attacks.input_gradients import fast_input_gradients
 from robustbench_cnn.core.geometry import project
+from robustbench_cnn.core.input_gradients import fast_input_gradients
 from robustbench_cnn.core.model_utils import batched_logits, cpu_layout, eval_mode
 from robustbench_cnn.core.patch_threat import PatchThreat
 from robustbench_cnn.core.types import AttackResult, Norm, ThreatModel, parse_bool
@@ -66,7 +66,7 @@ class Attack:
     - ``universal``: one perturbation is shared by all the points of a call (a universal patch), learned by
       :meth:`prepare` before the mini-batches run;
     - ``fast_gradient_kernels``: the attack's own gradient passes may use the faster first-layer input-gradient
-      kernels of :mod:`attacks.input_gradients` on the CPU (native gradient attacks; library adapters keep autograd's
+      kernels of :mod:`core.input_gradients` on the CPU (native gradient attacks; library adapters keep autograd's
       kernels, so they match the library exactly);
     - ``defaults``: every hyper-parameter with its default; ``Attack(**params)`` overrides them and
       ``self.params`` (recorded in each result) is the full, JSON-serialisable set;

@@ -4,7 +4,9 @@ Training-time perturbations are a loop of their own, separate from the evaluatio
 run on every point of a batch (also the misclassified ones), in whatever train/eval mode the recipe's
 paper used, and under the loop's mixed precision. Their geometry is the attacks' own: projection, step direction
 and random start come from :mod:`robustbench_cnn.core.geometry`. Every recipe and the overfitting guard use
-:func:`perturb`; nothing here touches parameter gradients (``torch.autograd.grad`` w.r.t. the input only).
+:func:`perturb`; nothing here touches parameter gradients (``torch.autograd.grad`` w.r.t. the input only), so on
+the CPU the first convolution's input gradient takes the faster kernel of :mod:`core.input_gradients`, the parameters
+read as constants during the inner maximisation.
 
 All tensors are batches ``N x C x H x W`` in [0, 1]; randomness comes from a ``torch.Generator``.
 """
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_cnn.core.geometry import ascent_step, per_sample, project, random_start
+from robustbench_cnn.core.input_gradients import fast_input_gradients
 from robustbench_cnn.core.model_utils import model_mode
 from robustbench_cnn.core.types import Norm, ThreatModel
 
@@ -109,7 +112,7 @@ def perturb(
     best = x_adv.clone() if y is not None else None
     for _ in range(int(steps)):
         x_adv.requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), fast_input_gradients(model, constant_parameters=True):
             with autocast():
                 logits = model(x_adv)
             (grad,) = torch.autograd.grad(objective(logits).sum(), [x_adv])

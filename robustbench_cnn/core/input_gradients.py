@@ -1,4 +1,4 @@
-"""Faster input gradients of a frozen model's first convolution on the CPU.
+"""Faster input gradients of a model's first convolution on the CPU, for attacks and training-time perturbations.
 
 A gradient attack needs ``d loss / d x`` only: the parameters are frozen (``requires_grad`` off), so the backward
 pass of each convolution computes just its input gradient (``convolution_backward`` with the mask
@@ -20,6 +20,11 @@ as numbers, frozen weight and bias, on the CPU, and either one input channel, or
 least 64 output channels: the shapes where ``benchmarks/input_gradient_kernels.py`` found them faster at 1 and 2
 threads and batch sizes 64 to 1000 (``docs/measurements.md``); elsewhere the layer keeps autograd's kernel. The rule
 is fixed, not timed at run time, so a seeded attack gives the same result in every process.
+
+A training recipe's inner maximisation (``defenses/perturb.py``) needs ``d loss / d x`` too, while the parameters
+still require gradients for the training step that follows. ``fast_input_gradients(model, constant_parameters=True)``
+treats them as constants for the length of the block (the layer reads them detached), so the same kernels serve
+there; a loss computed inside such a block gives no parameter gradients.
 """
 
 from __future__ import annotations
@@ -112,12 +117,15 @@ class _Conv2dInputGrad(torch.autograd.Function):
         return F.conv2d(x_t, weight, None, ctx.stride, ctx.padding)
 
 
-def _fast_conv_forward(conv: nn.Conv2d, kernel: str):
+def _fast_conv_forward(conv: nn.Conv2d, kernel: str, constant_parameters: bool):
     stock = nn.Conv2d._conv_forward.__get__(conv)
 
     def conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if constant_parameters:
+            weight, bias = weight.detach(), None if bias is None else bias.detach()
         frozen = not weight.requires_grad and (bias is None or not bias.requires_grad)
-        # a batched, non-empty 4-D input only: conv2d_input_grad reads (N, C_out) from grad_out's first two dims
+        # a batched, non-empty 4-D input only: conv2d_input_grad reads (N, C_out) from grad_out's first two dims;
+        # under CPU autocast the stock layer picks the dtypes
         if not (
             frozen
             and x.requires_grad
@@ -125,6 +133,7 @@ def _fast_conv_forward(conv: nn.Conv2d, kernel: str):
             and x.device.type == "cpu"
             and x.dim() == 4
             and x.shape[0] > 0
+            and not torch.is_autocast_enabled("cpu")
         ):
             return stock(x, weight, bias)
         return _Conv2dInputGrad.apply(x, weight, bias, tuple(conv.stride), tuple(conv.padding), kernel)
@@ -133,11 +142,14 @@ def _fast_conv_forward(conv: nn.Conv2d, kernel: str):
 
 
 @contextlib.contextmanager
-def fast_input_gradients(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
+def fast_input_gradients(
+    model: nn.Module, enabled: bool = True, *, constant_parameters: bool = False
+) -> Iterator[nn.Module]:
     """Within the block, every eligible ``nn.Conv2d`` of ``model`` computes its input gradient with the faster
     kernel of :func:`input_gradient_kernel`; the modules are restored on exit (also on errors). Forward outputs
     are unchanged. A layer whose weight requires gradients, or that runs on another device than the CPU, uses its
-    stock convolution inside the block too."""
+    stock convolution inside the block too, unless ``constant_parameters``: then every eligible layer reads its
+    weight and bias detached (no parameter gradients flow from the block; a training recipe's perturbation)."""
     patched: list[nn.Conv2d] = []
     try:
         if enabled:
@@ -145,7 +157,7 @@ def fast_input_gradients(model: nn.Module, enabled: bool = True) -> Iterator[nn.
                 if isinstance(module, nn.Conv2d) and "_conv_forward" not in module.__dict__:
                     kernel = input_gradient_kernel(module)
                     if kernel is not None:
-                        module._conv_forward = _fast_conv_forward(module, kernel)
+                        module._conv_forward = _fast_conv_forward(module, kernel, constant_parameters)
                         patched.append(module)
         yield model
     finally:
