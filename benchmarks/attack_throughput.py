@@ -70,6 +70,7 @@ Writes ``results/benchmarks/attack_throughput.{parquet,csv,md}`` (and ``attack_t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import platform
 import statistics
@@ -375,16 +376,28 @@ def mnist_batch(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor, torc
 
 
 # ---------------------------------------------------------------------------------------------------- main
+@dataclasses.dataclass
+class Throughput:
+    """What part 1 measured: the table, the profile of ours, the median CPU and wall seconds per contender, the
+    fastest library by each, and the load averages per round."""
+
+    table: pd.DataFrame
+    profile: dict[str, float | str]
+    median_cpu: dict[str, float]
+    median_wall: dict[str, float]
+    fastest_cpu: str
+    fastest_wall: str
+    loads: list[str]
+
+
 def measure_throughput(
     args: argparse.Namespace,
     parser: argparse.ArgumentParser,
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-) -> tuple[pd.DataFrame, dict[str, float | str], dict[str, float], dict[str, float], str, str, list[str]]:
-    """Part 1: time every contender and the bound on the batch (call it inside the model's CPU layout). Returns
-    the table, the profile of ours, the median CPU and wall seconds per contender, the fastest library by each,
-    and the load averages per round."""
+) -> Throughput:
+    """Part 1: time every contender and the bound on the batch (call it inside the model's CPU layout)."""
     contenders = make_contenders(model, x, y, args.eps, args.steps, args.seed)
     if args.contenders:  # a subset (e.g. for a large model on a shared CPU); ours and the bound are always kept
         wanted = {c.strip() for c in args.contenders.split(",")} | {"ours", "bound"}
@@ -458,7 +471,7 @@ def measure_throughput(
             profile_ours(model, x, y, args.eps, args.steps, args.seed, args.profile_reps or max(3, args.reps // 2))
         )
         prof["load_avg"] = _load()
-    return df, prof, med_c, med_w, fastest_c, fastest_w, loads
+    return Throughput(df, prof, med_c, med_w, fastest_c, fastest_w, loads)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -547,7 +560,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     # every contender and the bound run the model in the memory layout our attacks switch it to on the CPU (the
     # architecture's declared one): the same model for all; NCHW again before the curves
     with cpu_layout(model, device):
-        df, prof, med_c, med_w, fastest_c, fastest_w, loads = measure_throughput(args, parser, model, x, y)
+        measured = measure_throughput(args, parser, model, x, y)
+    df, prof, loads = measured.table, measured.profile, measured.loads
+    med_c, med_w, fastest_c, fastest_w = (
+        measured.median_cpu,
+        measured.median_wall,
+        measured.fastest_cpu,
+        measured.fastest_wall,
+    )
     nan = float("nan")
 
     out = Path(args.out)
