@@ -491,13 +491,51 @@ def test_fgsm_smoothed_gradient_is_seeded_and_transfer_defaults_apply(substitute
         get_attack("fgsm", grad_samples=0)
     # crafting for a transfer takes FGSM's transfer defaults; given parameters win; a white-box FGSM keeps its own
     (res,) = transfer_attack(sub, target, x, y, threat, "fgsm")
-    assert res.params["source_attack_params"] == {"loss": "margin", "grad_samples": 50, "grad_sigma": 5 / 3}
+    assert res.params["source_attack_params"] == {
+        "loss": "margin",
+        "grad_samples": 50,
+        "grad_sigma": 5 / 3,
+        "grad_shift": 1 / 28,
+    }
     (given,) = transfer_attack(sub, target, x, y, threat, "fgsm", attack_params={"grad_samples": 1, "loss": "ce"})
     assert (
         given.params["source_attack_params"]["grad_samples"] == 1
         and given.params["source_attack_params"]["loss"] == "ce"
     )
     assert plain.params["grad_samples"] == 1 and plain.params["loss"] == "ce"
+
+
+def test_fgsm_gradient_translations_average_the_gradient_over_shifted_copies() -> None:
+    """``grad_shift``: each noisy copy is translated by up to ``round(grad_shift * side)`` pixels and its gradient
+    translated back. On a linear model (the same gradient everywhere, no pixel clipped) the averaged gradient is then
+    a mean of translated copies of the weights: with a one-pixel shift, the sign step of a weight map with a single
+    positive pixel covers its 3x3 neighbourhood, without it only the pixel. On the 8x8 digits 1/28 of the side
+    rounds to no translation, and the attack is the one without the parameter, number for number."""
+    from robustbench_cnn.attacks.fgsm import translation_pixels
+
+    assert translation_pixels(1 / 28, (28, 28)) == 1 and translation_pixels(1 / 28, (32, 32)) == 1
+    assert translation_pixels(1 / 28, (8, 8)) == 0 and translation_pixels(1 / 28, (224, 224)) == 8
+
+    def linear(side: int) -> nn.Module:
+        model = nn.Sequential(nn.Flatten(), nn.Linear(side * side, 2, bias=False))
+        with torch.no_grad():
+            model[1].weight.zero_()
+            model[1].weight[1].view(side, side)[side // 2, side // 2] = 1.0  # class 1 reads one pixel
+        return model.requires_grad_(False)
+
+    threat = ThreatModel.parse("linf:0.01")  # noise of 5/3 eps keeps every copy of 0.5 inside [0, 1]
+    x, y = torch.full((1, 1, 28, 28), 0.5), torch.tensor([1])  # classified right: attacked
+    params = dict(loss="ce", grad_samples=200, grad_sigma=5 / 3)
+    shifted = get_attack("fgsm", grad_shift=1 / 28, **params)(linear(28), x, y, threat, seed=0).x_adv
+    fixed = get_attack("fgsm", **params)(linear(28), x, y, threat, seed=0).x_adv
+    moved = (shifted - x).abs() > 1e-4
+    assert moved.sum() == 9 and moved[0, 0, 13:16, 13:16].all()  # the pixel and its 8 neighbours
+    assert ((fixed - x).abs() > 1e-4).sum() == 1
+    small = torch.full((2, 1, 8, 8), 0.5), torch.tensor([1, 1])
+    a = get_attack("fgsm", grad_shift=1 / 28, **params)(linear(8), *small, threat, seed=3).x_adv
+    assert torch.equal(a, get_attack("fgsm", **params)(linear(8), *small, threat, seed=3).x_adv)
+    with pytest.raises(ValueError, match="grad_shift"):
+        get_attack("fgsm", grad_shift=0.5)
 
 
 def test_the_default_substitute_is_an_ensemble_of_members_trained_on_the_same_labels(target) -> None:

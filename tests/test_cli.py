@@ -234,7 +234,7 @@ def test_transfer_param_and_its_legacy_spelling(store) -> None:
     assert legacy.exit_code == 2
     assert legacy.stderr.splitlines() == [
         f"Note: --attack-arg {DEPRECATED}.",
-        "Error: invalid parameter(s) bogus for attack 'fgsm': accepted: grad_samples, grad_sigma, loss",
+        "Error: invalid parameter(s) bogus for attack 'fgsm': accepted: grad_samples, grad_shift, grad_sigma, loss",
     ]
 
 

@@ -31,10 +31,18 @@ class FGSM(Attack):
             Adversarial Examples", 2018, https://arxiv.org/abs/1802.09707).
         grad_sigma (float): the noise's standard deviation in units of eps (default 5/3, used only when
             ``grad_samples > 1``).
+        grad_shift (float): with ``grad_samples > 1``, each copy is also translated by a random whole number of
+            pixels in each direction, up to ``round(grad_shift * side)`` (``torch.roll``), and its gradient
+            translated back: the gradient averaged over translations of the translation-invariant attack of
+            Dong, Pang, Su & Zhu, "Evading Defenses to Transferable Adversarial Examples by Translation-Invariant
+            Attacks", CVPR 2019 (https://arxiv.org/abs/1904.02884), sampled instead of convolved. Default 0 (no
+            translation); a fraction of the image side, so 1/28 is one pixel on MNIST and CIFAR-10 and none on
+            the 8x8 digits.
 
     Crafting on a substitute for a transfer attack (``transfer_defaults``), FGSM ascends the margin loss smoothed
-    over 50 noisy copies: on MNIST (linf 0.3, a fastcnn substitute of a LeNet-5) that transfers more than twice
-    as often as the plain gradient (docs/blackbox.md). A white-box FGSM keeps the plain gradient.
+    over 50 noisy copies, each translated by up to 1/28 of the image side: on MNIST (linf 0.3, a fastcnn
+    substitute ensemble of a LeNet-5) that transfers more than twice as often as the plain gradient
+    (docs/blackbox.md). A white-box FGSM keeps the plain gradient.
 
     Targeted: yes (descends the loss of the target class). Deterministic: yes with ``grad_samples=1``
     (the default); otherwise seeded.
@@ -56,8 +64,8 @@ class FGSM(Attack):
     single_step = True
     eot_param = None
     fast_gradient_kernels = True
-    defaults = {"loss": "ce", "grad_samples": 1, "grad_sigma": 5 / 3}
-    transfer_defaults = {"loss": "margin", "grad_samples": 50}
+    defaults = {"loss": "ce", "grad_samples": 1, "grad_sigma": 5 / 3, "grad_shift": 0.0}
+    transfer_defaults = {"loss": "margin", "grad_samples": 50, "grad_shift": 1 / 28}
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -65,6 +73,10 @@ class FGSM(Attack):
             raise ValueError(f"fgsm needs grad_samples >= 1, got {self.params['grad_samples']}")
         if float(self.params["grad_sigma"]) < 0:
             raise ValueError(f"fgsm needs grad_sigma >= 0, got {self.params['grad_sigma']}")
+        if not 0 <= float(self.params["grad_shift"]) < 0.5:
+            raise ValueError(
+                f"fgsm needs 0 <= grad_shift < 0.5 (a fraction of the image side), got {self.params['grad_shift']}"
+            )
 
     def perturb(
         self,
@@ -88,14 +100,26 @@ class FGSM(Attack):
         targeted: bool,
         generator: torch.Generator,
     ) -> torch.Tensor:
-        """The loss gradient at x, or its mean over Gaussian copies of x (``grad_samples``)."""
+        """The loss gradient at x, or its mean over Gaussian (and translated) copies of x (``grad_samples``)."""
         loss, samples = self.params["loss"], int(self.params["grad_samples"])
         sigma = float(self.params["grad_sigma"]) * threat.eps
         if samples == 1 or sigma == 0:
             return loss_and_grad(model, x, labels, loss, targeted=targeted)[1]
+        max_shift = translation_pixels(float(self.params["grad_shift"]), x.shape[-2:])
         total = torch.zeros_like(x)
         for _ in range(samples):
-            noisy = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            shift = (0, 0)
+            if max_shift:
+                draw = torch.randint(-max_shift, max_shift + 1, (2,), generator=generator, device=generator.device)
+                shift = (int(draw[0]), int(draw[1]))
+            moved = torch.roll(x, shift, (-2, -1)) if max_shift else x
+            noisy = moved + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             inside = (noisy > 0) & (noisy < 1)  # the clipping's derivative: zero where a pixel was clipped
-            total += loss_and_grad(model, noisy.clamp(0.0, 1.0), labels, loss, targeted=targeted)[1] * inside
+            grad = loss_and_grad(model, noisy.clamp(0.0, 1.0), labels, loss, targeted=targeted)[1] * inside
+            total += torch.roll(grad, (-shift[0], -shift[1]), (-2, -1)) if max_shift else grad
         return total / samples
+
+
+def translation_pixels(fraction: float, size: tuple[int, int] | torch.Size) -> int:
+    """The largest translation, in whole pixels, of ``fraction`` of the image's shorter side (rounded)."""
+    return int(round(fraction * min(int(size[0]), int(size[1]))))
