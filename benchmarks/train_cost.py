@@ -7,7 +7,7 @@ settings for the dataset and threat (as ``rbc defend`` does; guard off) instead 
 first-layer input gradient instead of the faster kernel of ``core/input_gradients.py`` (``NAME/autograd``), so the
 kernel's share of the cost is measured side by side. Epoch time is
 the loop's work per batch (index, copy, the recipe's loss, backward, optimizer step; no monitor, no
-guard). By default (``--mode steps``) the three recipes take turns batch by batch on the same batches,
+guard). By default (``--mode steps``) the recipes take turns batch by batch on the same batches,
 so a change of machine load hits all of them alike; ``--mode loop`` times whole epochs of ``fit``
 instead (``EpochStats.seconds``), one recipe after the other. The ratios are medians over ``--reps``
 epochs of the per-epoch ratios. Both wall-clock and process CPU time are recorded; ``--limit-on``

@@ -40,9 +40,9 @@ class FGSM(Attack):
             the 8x8 digits.
 
     Crafting on a substitute for a transfer attack (``transfer_defaults``), FGSM ascends the margin loss smoothed
-    over 50 noisy copies, each translated by up to 1/28 of the image side: on MNIST (linf 0.3, a fastcnn
-    substitute ensemble of a LeNet-5) that transfers more than twice as often as the plain gradient
-    (docs/blackbox.md). A white-box FGSM keeps the plain gradient.
+    over 50 noisy copies, each translated by up to 1/28 of the image side. On MNIST (linf 0.3, a fastcnn substitute
+    of a LeNet-5) the smoothing alone doubles the transfer of the plain gradient, and the translations add about 2
+    points on a substitute ensemble (docs/blackbox.md). A white-box FGSM keeps the plain gradient.
 
     Targeted: yes (descends the loss of the target class). Deterministic: yes with ``grad_samples=1``
     (the default); otherwise seeded.

@@ -24,7 +24,7 @@ is fixed, not timed at run time, so a seeded attack gives the same result in eve
 A training recipe's inner maximisation (``defenses/perturb.py``) needs ``d loss / d x`` too, while the parameters
 still require gradients for the training step that follows. ``fast_input_gradients(model, constant_parameters=True)``
 treats them as constants for the length of the block (the layer reads them detached), so the same kernels serve
-there; a loss computed inside such a block gives no parameter gradients.
+there; a loss computed inside such a block gives the eligible layers no parameter gradients.
 """
 
 from __future__ import annotations
