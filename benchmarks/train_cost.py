@@ -73,15 +73,14 @@ def build_recipe(name: str, threat: str, dataset: str, presets: bool):
     else the library defaults (PGD-AT at 10 steps)."""
     if name == "standard":
         return get_defense("standard", threat)
+    defense = DEFENSES.get(name)
     if presets:
-        applied = apply_preset(DEFENSES.get(name).presets, dataset, ThreatModel.parse(threat), {}, {})
-        params = dict(applied.params)
-        if "guard" in DEFENSES.get(name).defaults:
-            params["guard"] = False
-        return get_defense(name, threat, **params)
-    if name == "pgd-at":
-        return get_defense(name, threat, steps=10)
-    return get_defense(name, threat, **({"guard": False} if "guard" in DEFENSES.get(name).defaults else {}))
+        params = dict(apply_preset(defense.presets, dataset, ThreatModel.parse(threat), {}, {}).params)
+    else:
+        params = {"steps": 10} if name == "pgd-at" else {}
+    if "guard" in defense.defaults:
+        params["guard"] = False
+    return get_defense(name, threat, **params)
 
 
 def _steps_interleaved(

@@ -108,16 +108,22 @@ class FGSM(Attack):
         max_shift = translation_pixels(float(self.params["grad_shift"]), x.shape[-2:])
         total = torch.zeros_like(x)
         for _ in range(samples):
-            shift = (0, 0)
-            if max_shift:
-                draw = torch.randint(-max_shift, max_shift + 1, (2,), generator=generator, device=generator.device)
-                shift = (int(draw[0]), int(draw[1]))
-            moved = torch.roll(x, shift, (-2, -1)) if max_shift else x
-            noisy = moved + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            dy, dx = random_translation(max_shift, generator)
+            noisy = torch.roll(x, (dy, dx), (-2, -1))
+            noisy += sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             inside = (noisy > 0) & (noisy < 1)  # the clipping's derivative: zero where a pixel was clipped
             grad = loss_and_grad(model, noisy.clamp(0.0, 1.0), labels, loss, targeted=targeted)[1] * inside
-            total += torch.roll(grad, (-shift[0], -shift[1]), (-2, -1)) if max_shift else grad
+            total += torch.roll(grad, (-dy, -dx), (-2, -1))
         return total / samples
+
+
+def random_translation(max_shift: int, generator: torch.Generator) -> tuple[int, int]:
+    """A uniform whole-pixel translation ``(dy, dx)`` in ``[-max_shift, max_shift]^2``; ``(0, 0)`` without a draw
+    when ``max_shift`` is 0 (so the noise that follows is the one drawn without translations)."""
+    if not max_shift:
+        return 0, 0
+    draw = torch.randint(-max_shift, max_shift + 1, (2,), generator=generator, device=generator.device)
+    return int(draw[0]), int(draw[1])
 
 
 def translation_pixels(fraction: float, size: tuple[int, int] | torch.Size) -> int:

@@ -102,7 +102,7 @@ def perturb(
     x = x.detach()
     given = isinstance(start, torch.Tensor)
     if given:
-        x_adv = start.detach().clone()  # projected below, as a clipped random start is
+        x_adv = start.detach()  # projected below (a new tensor), as a clipped random start is
     else:
         x_adv = random_start(x, start_threat or threat, generator, start, sigma=sigma, clip=clip_start, in_place=True)
     box = threat.linf_box(x)  # linf: the ball-and-box bounds once; each projection is then one clamp
@@ -110,17 +110,18 @@ def perturb(
         x_adv = torch.clamp(x_adv, *box) if box is not None else project(x_adv, x, threat)
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device) if y is not None else None
     best = x_adv.clone() if y is not None else None
-    for _ in range(int(steps)):
-        x_adv.requires_grad_(True)
-        with torch.enable_grad(), fast_input_gradients(model, constant_parameters=True):
-            with autocast():
-                logits = model(x_adv)
-            (grad,) = torch.autograd.grad(objective(logits).sum(), [x_adv])
-        x_adv = x_adv.detach()
-        if found is not None:
-            hit = (logits.detach().argmax(1) != y) & ~found
-            best[hit], found[hit] = x_adv[hit], True  # type: ignore[index]
-        x_adv = ascent_step(x_adv, grad, alpha, x, threat, box)
+    with fast_input_gradients(model, constant_parameters=True):  # the layers are patched once for all the steps
+        for _ in range(int(steps)):
+            x_adv.requires_grad_(True)
+            with torch.enable_grad():
+                with autocast():
+                    logits = model(x_adv)
+                (grad,) = torch.autograd.grad(objective(logits).sum(), [x_adv])
+            x_adv = x_adv.detach()
+            if found is not None:
+                hit = (logits.detach().argmax(1) != y) & ~found
+                best[hit], found[hit] = x_adv[hit], True  # type: ignore[index]
+            x_adv = ascent_step(x_adv, grad, alpha, x, threat, box)
     if found is not None:
         return torch.where(per_sample(found, x_adv), best, x_adv)  # type: ignore[arg-type]
     return x_adv
