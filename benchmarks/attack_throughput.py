@@ -31,9 +31,10 @@ linf eps 0.3, ``--steps`` (10) steps of ``2.5 * eps / steps``, random start, cro
 - ``bound (fast kernels)``: the same loop inside :func:`core.input_gradients.fast_input_gradients`, the bound of
   ours once its first-layer kernel is the faster one (where the model has an eligible layer; else equal to ``bound``).
 
-``--input noise`` (default) attacks uniform noise through a randomly initialised ``--model``; ``--input mnist``
-attacks the first ``--batch`` clean-correct MNIST test images through the trained ``--curve-model`` (the realistic
-case for the early-stop row).
+``--input noise`` (default) attacks uniform noise through a randomly initialised ``--model``; ``--input test``
+attacks the first ``--batch`` test images of the store model ``--curve-model``'s dataset that it classifies
+correctly (MNIST for the default ``mnist/lenet5-standard``, trained here when missing; any stored checkpoint, e.g.
+``cifar10-jpeg/resnet18-fgsm-rs``): the realistic case for the early-stop row.
 
 Repetitions are interleaved (the order rotates each round) after one warm-up call each; the figure is the median of
 ``images * steps / seconds``. Targets: ours >= the fastest library, ours >= 0.95 x bound. A profile of one call of
@@ -363,13 +364,16 @@ def run_curve(args: argparse.Namespace, eps_text: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def mnist_batch(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """The trained ``--curve-model`` (trained here when missing) and the first ``--batch`` MNIST test images it
-    classifies correctly, with their labels: the realistic input of the early-stop row."""
+def stored_model_batch(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The trained ``--curve-model`` (a ``-standard`` one is trained here when missing) and the first ``--batch``
+    test images of its dataset that it classifies correctly, with their labels: the realistic input of the
+    early-stop row."""
     from robustbench_cnn.data import load_split
+    from robustbench_cnn.store import read_card, resolve_checkpoint
 
     model = standard_model(args.curve_model, args.store, args.data_dir, epochs=3).eval()
-    test = load_split(args.curve_model.split("/")[0], "test", n=4 * args.batch, data_dir=args.data_dir)
+    dataset = read_card(resolve_checkpoint(args.curve_model, args.store)).dataset  # e.g. imagefolder:<dir>
+    test = load_split(dataset, "test", n=8 * args.batch, data_dir=args.data_dir)
     with torch.no_grad():
         correct = (model(test.x).argmax(1) == test.y).nonzero().flatten()[: args.batch]
     return model, test.x[correct], test.y[correct]
@@ -493,10 +497,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--input",
-        choices=["noise", "mnist"],
+        choices=["noise", "test"],
         default="noise",
-        help="noise: uniform noise through a randomly initialised --model; mnist: the first --batch "
-        "clean-correct MNIST test images through the trained --curve-model",
+        help="noise: uniform noise through a randomly initialised --model; test: the first --batch "
+        "clean-correct test images of the trained --curve-model's dataset, through it",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -533,8 +537,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    if args.input == "mnist":
-        model, x, y = mnist_batch(args)
+    if args.input == "test":
+        model, x, y = stored_model_batch(args)
         model, x, y = model.to(device).eval(), x.to(device), y.to(device)
         args.model, args.channels, args.size = args.curve_model, x.shape[1], x.shape[-1]
     else:
