@@ -73,5 +73,10 @@ def detect_command(model: str | None, detectors: tuple[str, ...], param: tuple[s
     from robustbench_cnn.pipeline.detection_workflow import detect_model
 
     result = detect_model(model or "", detectors=detectors, params=parse_kv(param), **kwargs)
-    out.print(table(f"detection: percent ±95% CI half-width; {DEFINITION}", detection_rows(result.table)))
+    out.print(
+        table(
+            f"detection: percent ± the larger distance to an end of the 95% CI; {DEFINITION}",
+            detection_rows(result.table),
+        )
+    )
     out.print(f"results in {result.run_dir}")

@@ -4,8 +4,8 @@ Tables fit the terminal instead of truncating figures: numbers never wrap or shr
 text columns fold onto more lines, a common dataset prefix of the model names is dropped (and said in the title),
 and when even that is too wide, the least important columns are left out, named in the caption. The width is the
 click context's ``terminal_width`` when set, else the terminal's; piped output without ``COLUMNS`` is wide (240),
-so files and pipes get whole tables. Accuracies and rates are percent with one decimal, with the 95% interval
-half-width where the table has it.
+so files and pipes get whole tables. Accuracies and rates are percent with one decimal, with the larger distance
+to an end of the 95% interval where the table has it.
 """
 
 from __future__ import annotations
@@ -316,8 +316,8 @@ def summary_table(
     if sources:
         notes.append(f"black-box: transfer from {', '.join(s[len(prefix) :] for s in sources)}")
     notes.append(
-        "clean and robust accuracy in percent of the n points, ± the half-width of the 95% Clopper-Pearson "
-        "interval; success % of the attacked points"
+        "clean and robust accuracy in percent of the n points, ± the larger distance to an end of the 95% "
+        "Clopper-Pearson interval (asymmetric near 0 and 100); success % of the attacked points"
     )
     return fit_table(title, rows, cols, width, caption="\n".join(notes))
 

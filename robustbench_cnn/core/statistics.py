@@ -96,7 +96,8 @@ def mcnemar(a: Sequence[bool] | np.ndarray, b: Sequence[bool] | np.ndarray, alph
 
 
 def format_ci(rate: float, lo: float, hi: float) -> str:
-    """``87.3 ±2.1`` (percent, one decimal; the half-width of the interval, the larger side when asymmetric)."""
+    """``87.3 ±2.1`` (percent, one decimal; ± the larger distance from the rate to an end of the interval, which is
+    asymmetric near 0 and 1)."""
     if rate is None or not math.isfinite(float(rate)):
         return ""
     if lo is None or hi is None or not (math.isfinite(float(lo)) and math.isfinite(float(hi))):

@@ -682,7 +682,7 @@ def _eps_tables(board: Board) -> list[tuple[str, list[str], list[list[str]]]]:
     headers = ["model"] + (["cascade"] if multi else []) + ["n"] + [f"{board.norm}:{format_eps(e)}" for e in ticks]
     order = list(board.entries["label"])
     tables = []
-    values = [("robust", "robust accuracy % ± the half-width of its 95% Clopper-Pearson interval")]
+    values = [("robust", "robust accuracy % ± the larger distance to an end of its 95% Clopper-Pearson interval")]
     if board.targeted:
         values.append(("success", "target success % of the attacked points"))
     for value, caption in values:
