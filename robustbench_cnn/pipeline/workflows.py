@@ -131,6 +131,17 @@ def _is_minimal_norm_attack(cascade: str) -> bool:
     return "," not in cascade and cascade in ATTACKS and is_minimal_norm(ATTACKS.get(cascade))
 
 
+def check_model_source(model: str | None, model_def: str | None, weights: str | None) -> None:
+    """A store model, or a bring-your-own ``model_def`` (``file.py:factory``) with its optional ``weights``:
+    ``ValueError`` naming the options when neither is given, or ``weights`` come without ``model_def``."""
+    if not model and not model_def:
+        raise ValueError("give --model NAME|PATH, or --model-def file.py:factory --weights FILE")
+    if weights and not model_def:
+        raise ValueError(
+            "--weights is only used with --model-def file.py:factory (a --model checkpoint brings its own weights)"
+        )
+
+
 def evaluate_model(
     model: str | None,
     *,
@@ -163,12 +174,7 @@ def evaluate_model(
     and their worst case, in the summary rows."""
     from robustbench_cnn.core.devices import resolve_device
 
-    if not model and not model_def:
-        raise ValueError("give --model NAME|PATH, or --model-def file.py:factory --weights FILE")
-    if weights and not model_def:
-        raise ValueError(
-            "--weights is only used with --model-def file.py:factory (a --model checkpoint brings its own weights)"
-        )
+    check_model_source(model, model_def, weights)
     resolve_device(device)
     label = model or model_def or ""
     if str(threat).strip().lower().split(":", 1)[0].strip() == "patch":
@@ -719,12 +725,7 @@ def patch_model(
     from robustbench_cnn.data import dataset_info
     from robustbench_cnn.pipeline.cells.patch import parse_patch_targets
 
-    if not model and not model_def:
-        raise ValueError("give --model NAME|PATH, or --model-def file.py:factory --weights FILE")
-    if weights and not model_def:
-        raise ValueError(
-            "--weights is only used with --model-def file.py:factory (a --model checkpoint brings its own weights)"
-        )
+    check_model_source(model, model_def, weights)
     resolve_device(device)
     threats = PatchThreat.parse_sizes(threat, sizes)
     targets = parse_patch_targets(target, dataset_info(dataset, data_dir).num_classes)
