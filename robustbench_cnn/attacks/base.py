@@ -24,6 +24,7 @@ from torch import nn
 
 from robustbench_cnn.attacks.curve import BallStep, GrowingBall, shrinking_ball
 from robustbench_cnn.attacks.functional import make_generator
+from robustbench_cnn.core.batchnorm_folding import folded_batchnorm
 from robustbench_cnn.core.geometry import project
 from robustbench_cnn.core.input_gradients import fast_input_gradients
 from robustbench_cnn.core.model_utils import batched_logits, cpu_layout, eval_mode
@@ -65,9 +66,11 @@ class Attack:
       epsilon is not checked at smaller ones; :func:`~robustbench_cnn.attacks.curve.shrinking_checks`);
     - ``universal``: one perturbation is shared by all the points of a call (a universal patch), learned by
       :meth:`prepare` before the mini-batches run;
-    - ``fast_gradient_kernels``: the attack's own gradient passes may use the faster first-layer input-gradient
-      kernels of :mod:`core.input_gradients` on the CPU (native gradient attacks; library adapters keep autograd's
-      kernels, so they match the library exactly);
+    - ``fast_gradient_kernels``: the attack's own passes run on faster kernels of the same function: the model
+      with batch norm folded into the convolution before it (:mod:`core.batchnorm_folding`, any device) and the
+      first-layer input-gradient kernels of :mod:`core.input_gradients` (CPU); the clean prediction and the verdict
+      on each adversarial example stay the given model's (native gradient attacks; library adapters keep the model
+      and autograd's kernels, so they match the library exactly);
     - ``defaults``: every hyper-parameter with its default; ``Attack(**params)`` overrides them and
       ``self.params`` (recorded in each result) is the full, JSON-serialisable set;
     - ``transfer_defaults``: the defaults that differ when the attack crafts on a source model for a transfer
@@ -257,52 +260,53 @@ class Attack:
         if start is not None:
             start = start.detach().to(device=x.device, dtype=x.dtype)  # indexed below with x's indices
 
-        with (
-            eval_mode(model),
-            cpu_layout(model, x.device),  # the architecture's declared CPU memory layout, NCHW again after
-            fast_input_gradients(model, enabled=self.fast_gradient_kernels),
-            torch.no_grad(),
-        ):
-            if clean_logits is None:
-                clean_logits = batched_logits(model, x, bs)
-            if n:
-                pred, num_classes = clean_logits.argmax(dim=1).to(x.device), int(clean_logits.shape[1])
-                self._validate_classes(y, targets, num_classes)
-            else:
-                pred = torch.zeros(0, dtype=torch.int64, device=x.device)
-            clean_correct = pred == y
-            todo = clean_correct.clone()
-            if targets is not None:
-                todo &= targets != y
-            pred_adv = pred.clone()
-            idx = todo.nonzero().flatten()
-            if active and idx.numel():
-                generator = make_generator(seed, x.device)
-                with torch.enable_grad():
-                    self.prepare(
-                        model, x[idx], y[idx], threat, targets[idx] if targets is not None else None, generator
-                    )
-                for chunk in idx.split(bs):
-                    xb, yb = x[chunk], y[chunk]
-                    tb = targets[chunk] if targets is not None else None
-                    extra = {}
-                    if start is not None and self.supports_start:
-                        extra["start"] = project(start[chunk], xb, threat)
+        # the architecture's declared CPU memory layout, NCHW again after
+        with eval_mode(model), cpu_layout(model, x.device):
+            # the attack's own passes may run on a faster copy of the same function (batch norm folded into the
+            # convolution before it, core/batchnorm_folding.py); the clean prediction and the verdict on each x_adv
+            # below are the given model's own
+            attacked = folded_batchnorm(model) if self.fast_gradient_kernels else model
+            with fast_input_gradients(attacked, enabled=self.fast_gradient_kernels), torch.no_grad():
+                if clean_logits is None:
+                    clean_logits = batched_logits(model, x, bs)
+                if n:
+                    pred, num_classes = clean_logits.argmax(dim=1).to(x.device), int(clean_logits.shape[1])
+                    self._validate_classes(y, targets, num_classes)
+                else:
+                    pred = torch.zeros(0, dtype=torch.int64, device=x.device)
+                clean_correct = pred == y
+                todo = clean_correct.clone()
+                if targets is not None:
+                    todo &= targets != y
+                pred_adv = pred.clone()
+                idx = todo.nonzero().flatten()
+                if active and idx.numel():
+                    generator = make_generator(seed, x.device)
                     with torch.enable_grad():
-                        out = self.perturb(model, xb, yb, threat, tb, generator, **extra)
-                    adv, q = out if isinstance(out, tuple) else (out, None)
-                    adv = self._check_output(adv, xb)
-                    if isinstance(threat, PatchThreat):
-                        mask = self._check_mask(q, xb, threat)
-                        q = None
-                        adv = torch.where(mask, adv.clamp(0.0, 1.0), xb)  # the clean image outside the patch
-                        masks[chunk] = mask  # type: ignore[index]
-                    else:
-                        adv = project(adv, xb, threat)
-                    x_adv[chunk] = adv
-                    pred_adv[chunk] = model(adv).argmax(dim=1)
-                    if q is not None:
-                        queries[chunk] = q.to(device=x.device, dtype=torch.int64)
+                        self.prepare(
+                            attacked, x[idx], y[idx], threat, targets[idx] if targets is not None else None, generator
+                        )
+                    for chunk in idx.split(bs):
+                        xb, yb = x[chunk], y[chunk]
+                        tb = targets[chunk] if targets is not None else None
+                        extra = {}
+                        if start is not None and self.supports_start:
+                            extra["start"] = project(start[chunk], xb, threat)
+                        with torch.enable_grad():
+                            out = self.perturb(attacked, xb, yb, threat, tb, generator, **extra)
+                        adv, q = out if isinstance(out, tuple) else (out, None)
+                        adv = self._check_output(adv, xb)
+                        if isinstance(threat, PatchThreat):
+                            mask = self._check_mask(q, xb, threat)
+                            q = None
+                            adv = torch.where(mask, adv.clamp(0.0, 1.0), xb)  # the clean image outside the patch
+                            masks[chunk] = mask  # type: ignore[index]
+                        else:
+                            adv = project(adv, xb, threat)
+                        x_adv[chunk] = adv
+                        pred_adv[chunk] = model(adv).argmax(dim=1)
+                        if q is not None:
+                            queries[chunk] = q.to(device=x.device, dtype=torch.int64)
         if targets is not None:
             success = todo & (pred_adv == targets)
         else:
