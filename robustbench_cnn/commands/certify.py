@@ -64,7 +64,8 @@ def certify_command(model: str | None, **kwargs: Any) -> None:
     result = certify_model(model or "", **kwargs)
     out.print(
         table(
-            "smoothed classifier: certified (lower bound) <= empirical (upper bound), percent ± the larger distance to an end of the 95% CI",
+            "smoothed classifier: certified (lower bound) <= empirical (upper bound), percent ± the larger distance "
+            "to an end of the 95% CI",
             certify_rows(result.table),
         )
     )
