@@ -73,6 +73,10 @@ def test_folding_keeps_the_model_where_it_cannot_fold():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net(x) if float(x.sum()) > 0 else -self.net(x)
 
+    hooked = bn_net()
+    hooked[2].register_forward_hook(lambda module, inputs, output: output * 2.0)
+    assert folded_batchnorm(hooked) is hooked  # a traced copy may drop what a hook does
+
     untraceable = DataDependent().eval()
     assert folded_batchnorm(untraceable) is untraceable
 

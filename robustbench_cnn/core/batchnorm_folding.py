@@ -24,14 +24,20 @@ def batchnorm_layers(model: nn.Module) -> int:
     return sum(isinstance(m, _BatchNorm) for m in model.modules())
 
 
+def has_hooks(module: nn.Module) -> bool:
+    """Whether ``module`` has forward or forward-pre hooks of its own."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
 def folded_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` in which each ``Conv2d -> BatchNorm2d`` pair (also ``Linear -> BatchNorm1d``; the first
     layer's output read by the batch norm only, running statistics tracked) is one layer; ``model`` itself when every submodule is not in eval
-    mode, when it has no batch norm, when no pair folds, or when torch.fx cannot trace it symbolically (data-dependent
-    control flow in a bring-your-own model, for example). The copy's parameters require gradients as the model's do.
+    mode, when it has no batch norm, when a module has forward hooks (a traced copy may drop what they do), when no
+    pair folds, or when torch.fx cannot trace it symbolically (data-dependent control flow in a bring-your-own model,
+    for example). The copy's parameters require gradients as the model's do.
     """
     before = batchnorm_layers(model)
-    if before == 0 or any(m.training for m in model.modules()):
+    if before == 0 or any(m.training or has_hooks(m) for m in model.modules()):
         return model
     from torch.fx.experimental.optimization import fuse
 
