@@ -88,6 +88,18 @@ def test_folding_keeps_the_model_where_it_cannot_fold():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.head(self.conv(self.bn(x)).flatten(1))
 
+    class Shared(nn.Module):  # one convolution called twice, once before a batch norm: folding would change both
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn, self.head = nn.Conv2d(1, 1, 3, padding=1), nn.BatchNorm2d(1), nn.Linear(128, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(torch.cat([self.bn(self.conv(x)), self.conv(x)], 1).flatten(1))
+
+    shared = Shared().eval()
+    shared.bn.running_mean.fill_(0.3)
+    assert folded_batchnorm(shared) is shared
+
     pre = BnFirst()
     pre(torch.rand(2, 1, 8, 8))
     pre.eval()

@@ -31,18 +31,29 @@ def has_hooks(module: nn.Module) -> bool:
 
 def folded_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` in which each ``Conv2d -> BatchNorm2d`` pair (also ``Linear -> BatchNorm1d``; the first
-    layer's output read by the batch norm only, running statistics tracked) is one layer; ``model`` itself when every submodule is not in eval
-    mode, when it has no batch norm, when a module has forward hooks (a traced copy may drop what they do), when no
-    pair folds, or when torch.fx cannot trace it symbolically (data-dependent control flow in a bring-your-own model,
-    for example). The copy's parameters require gradients as the model's do.
+    layer's output read by the batch norm only, running statistics tracked) is one layer.
+
+    ``model`` itself when a submodule is not in eval mode, when it has no batch norm, when a module has forward hooks
+    (a traced copy may drop what they do), when a convolution, linear layer or batch norm is called more than once
+    (shared weights: folding one call site would change the others), when no pair folds, or when torch.fx cannot
+    trace it symbolically (data-dependent control flow in a bring-your-own model, for example). The copy's
+    parameters require gradients as the model's do; the model is not changed.
     """
     before = batchnorm_layers(model)
     if before == 0 or any(m.training or has_hooks(m) for m in model.modules()):
         return model
+    from torch import fx
     from torch.fx.experimental.optimization import fuse
 
     try:
-        folded = fuse(model)  # a deep copy; the model is not changed
+        traced = fx.symbolic_trace(model)  # shares the model's modules; fuse below folds a deep copy
     except Exception:  # noqa: BLE001 - any tracing failure (TraceError, TypeError, ...) means: keep the model as it is
         return model
+    modules = dict(traced.named_modules())
+    called = [n.target for n in traced.graph.nodes if n.op == "call_module"]
+    foldable = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, _BatchNorm)
+    shared = [t for t in set(called) if called.count(t) > 1 and isinstance(modules[t], foldable)]
+    if shared:
+        return model
+    folded = fuse(traced, no_trace=True)
     return folded if batchnorm_layers(folded) < before else model
