@@ -570,13 +570,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     # architecture's declared one): the same model for all; NCHW again before the curves
     with cpu_layout(model, device):
         measured = measure_throughput(args, parser, model, x, y)
-    df, prof, loads = measured.table, measured.profile, measured.loads
-    med_c, med_w, fastest_c, fastest_w = (
-        measured.median_cpu,
-        measured.median_wall,
-        measured.fastest_cpu,
-        measured.fastest_wall,
-    )
+    df = measured.table
     nan = float("nan")
 
     out = Path(args.out)
@@ -601,7 +595,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ]
     cmd = "python benchmarks/attack_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     verdicts = []
-    for label, med, fastest in (("CPU time", med_c, fastest_c), ("wall time", med_w, fastest_w)):
+    for label, med, fastest in (
+        ("CPU time", measured.median_cpu, measured.fastest_cpu),
+        ("wall time", measured.median_wall, measured.fastest_wall),
+    ):
         for who in ("ours", "ours (clean logits known)", "ours (autograd kernels)", "ours (defaults: early stop)"):
             if who not in med:
                 continue
@@ -624,7 +621,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "spent waiting for a core, so it is the steadier figure; wall time is shown beside it.",
         "",
         _markdown(shown),
-        f"load average (1/5/15 min) at first and last round: {loads[0]} | {loads[-1]}",
+        f"load average (1/5/15 min) at first and last round: {measured.loads[0]} | {measured.loads[-1]}",
         "",
         *verdicts,
         "",
@@ -637,7 +634,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "",
         "## Profile of ours (one call, CPU seconds, medians)",
         "",
-        "\n".join(f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in prof.items()),
+        "\n".join(f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in measured.profile.items()),
         "",
     ]
     if not args.no_curve:

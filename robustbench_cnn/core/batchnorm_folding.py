@@ -15,6 +15,8 @@ change every step.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -50,10 +52,9 @@ def folded_batchnorm(model: nn.Module) -> nn.Module:
     except Exception:  # noqa: BLE001 - any tracing failure (TraceError, TypeError, ...) means: keep the model as it is
         return model
     modules = dict(traced.named_modules())
-    called = [n.target for n in traced.graph.nodes if n.op == "call_module"]
+    calls = Counter(n.target for n in traced.graph.nodes if n.op == "call_module")
     foldable = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, _BatchNorm)
-    shared = [t for t in set(called) if called.count(t) > 1 and isinstance(modules[t], foldable)]
-    if shared:
+    if any(count > 1 and isinstance(modules[t], foldable) for t, count in calls.items()):
         return model
     folded = fuse(traced, no_trace=True)
     return folded if batchnorm_layers(folded) < before else model
