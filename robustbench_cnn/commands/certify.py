@@ -59,13 +59,13 @@ def certify_rows(frame: Any) -> list[dict[str, Any]]:
 @common_options
 def certify_command(model: str | None, **kwargs: Any) -> None:
     """Certify (lower bound) and attack (upper bound) a model's Gaussian-smoothed classifier per L2 radius."""
+    from robustbench_cnn.core.statistics import PLUS_MINUS
     from robustbench_cnn.pipeline.workflows import certify_model
 
     result = certify_model(model or "", **kwargs)
     out.print(
         table(
-            "smoothed classifier: certified (lower bound) <= empirical (upper bound), percent ± the larger distance "
-            "to an end of the 95% CI",
+            f"smoothed classifier: certified (lower bound) <= empirical (upper bound), percent {PLUS_MINUS}",
             certify_rows(result.table),
         )
     )

@@ -69,13 +69,14 @@ def detection_rows(frame: Any) -> list[dict[str, Any]]:
 def detect_command(model: str | None, detectors: tuple[str, ...], param: tuple[str, ...], **kwargs: Any) -> None:
     """Detection defenses guarding a model: clean FPR, non-adaptive TPR/AUC, and robust accuracy under an adaptive
     attack that must fool the classifier and evade the detector together."""
+    from robustbench_cnn.core.statistics import PLUS_MINUS
     from robustbench_cnn.evaluation.detection import DEFINITION
     from robustbench_cnn.pipeline.detection_workflow import detect_model
 
     result = detect_model(model or "", detectors=detectors, params=parse_kv(param), **kwargs)
     out.print(
         table(
-            f"detection: percent ± the larger distance to an end of the 95% CI; {DEFINITION}",
+            f"detection: percent {PLUS_MINUS}; {DEFINITION}",
             detection_rows(result.table),
         )
     )

@@ -315,9 +315,11 @@ def summary_table(
     sources = sorted({r["_source"] for r in rows if r["_source"]})
     if sources:
         notes.append(f"black-box: transfer from {', '.join(s[len(prefix) :] for s in sources)}")
+    from robustbench_cnn.core.statistics import PLUS_MINUS
+
     notes.append(
-        "clean and robust accuracy in percent of the n points, ± the larger distance to an end of the 95% "
-        "Clopper-Pearson interval (asymmetric near 0 and 100); success % of the attacked points"
+        f"clean and robust accuracy in percent of the n points, {PLUS_MINUS} (asymmetric near 0 and 100); "
+        "success % of the attacked points"
     )
     return fit_table(title, rows, cols, width, caption="\n".join(notes))
 

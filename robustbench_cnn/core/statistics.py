@@ -23,6 +23,8 @@ from scipy.stats import binomtest
 CONFIDENCE = 0.95
 ALPHA = 1.0 - CONFIDENCE
 CI_METHODS = ("exact", "wilson")
+#: What the ``±`` of :func:`format_ci` is, for table legends.
+PLUS_MINUS = f"± the larger distance to an end of the {CONFIDENCE:.0%} Clopper-Pearson interval"
 
 
 def proportion_ci(k: int, n: int, confidence: float = CONFIDENCE, method: str = "exact") -> tuple[float, float]:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from robustbench_cnn.core.errors import RbcError
-from robustbench_cnn.core.statistics import ALPHA, format_ci
+from robustbench_cnn.core.statistics import ALPHA, PLUS_MINUS, format_ci
 from robustbench_cnn.core.types import format_eps
 from robustbench_cnn.evaluation.examples import EXAMPLES_FILE, load_examples
 from robustbench_cnn.evaluation.flags import EXPLANATIONS
@@ -682,7 +682,7 @@ def _eps_tables(board: Board) -> list[tuple[str, list[str], list[list[str]]]]:
     headers = ["model"] + (["cascade"] if multi else []) + ["n"] + [f"{board.norm}:{format_eps(e)}" for e in ticks]
     order = list(board.entries["label"])
     tables = []
-    values = [("robust", "robust accuracy % ± the larger distance to an end of its 95% Clopper-Pearson interval")]
+    values = [("robust", f"robust accuracy % {PLUS_MINUS}")]
     if board.targeted:
         values.append(("success", "target success % of the attacked points"))
     for value, caption in values:
