@@ -1,15 +1,25 @@
 """Adversarial attacks behind one contract: ``get_attack(name, **params)(model, x, y, threat)``.
 
-Native attacks (fgsm, pgd, mi-fgsm, di-fgsm, di-mi-fgsm) and library adapters (foolbox:
-cw-l2, deepfool, boundary, hopskipjump, foolbox-pgd; AutoAttack: apgd-ce, apgd-dlr, apgd-t,
-fab-t, square, autoattack; the universal patch: patch) register themselves in :data:`ATTACKS` when imported below.
+Native attacks (fgsm, pgd, mi-fgsm, di-fgsm, di-mi-fgsm, apgd, apgd-mt; square and square-check: AutoAttack's
+Square run on our own loop) and library adapters (foolbox: cw-l2, deepfool, boundary, hopskipjump, foolbox-pgd;
+AutoAttack: apgd-ce, apgd-dlr, apgd-t, fab-t, autoattack; the universal patch: patch) register themselves in
+:data:`ATTACKS` when imported below.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from robustbench_cnn.attacks import adapters_autoattack, adapters_foolbox, apgd, fgsm, momentum, pgd, square_check  # noqa: F401  (register)
+from robustbench_cnn.attacks import (  # noqa: F401  (register)
+    adapters_autoattack,
+    adapters_foolbox,
+    apgd,
+    fgsm,
+    momentum,
+    pgd,
+    square,
+    square_check,
+)
 from robustbench_cnn.attacks import minimal_norm as _minimal_norm  # noqa: F401  (register: fmn, fab, ddn)
 from robustbench_cnn.attacks import patch as _patch  # noqa: F401  (register: patch)
 from robustbench_cnn.attacks.base import Attack

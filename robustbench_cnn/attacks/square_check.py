@@ -2,65 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
-import torch
-
-from robustbench_cnn.attacks.adapters_autoattack import Square
 from robustbench_cnn.attacks.registry import ATTACKS
+from robustbench_cnn.attacks.square import Square
 from robustbench_cnn.core.types import Norm
-
-
-class _ShortBudgetSpent(Exception):
-    """Raised inside a Square run to abandon it after its short budget."""
-
-
-@functools.cache
-def abandoning_square() -> type:
-    """pyautoattack's ``SquareAttack`` whose run stops after ``short_queries`` iterations unless ``grow_if`` points
-    broke by then; otherwise it runs on to its ``n_queries``, exactly AutoAttack's run.
-
-    The run is not changed: the class follows the library's own per-point state (best margin, best loss, best point,
-    queries) through its ``margin_and_loss`` calls up to the short budget, with the library's update rule, so it can return that state when it
-    abandons the run (checked against the library's return in ``tests/test_fast_cascade.py``). Without the
-    rescaled schedule (AutoAttack's default) the square sizes depend on the iteration only, so an abandoned run is
-    the run a budget of ``short_queries`` would have made, number for number.
-    """
-    from pyautoattack.square import SquareAttack
-
-    class AbandoningSquare(SquareAttack):
-        short_queries: int = 0
-        grow_if: int = 1
-
-        def attack_single_run(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            self.calls = 0
-            try:
-                return super().attack_single_run(x, y)
-            except _ShortBudgetSpent:
-                return self.queries, self.best
-
-        def margin_and_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            margin, loss = super().margin_and_loss(x, y)
-            if self.calls > self.short_queries:  # past the short budget the run is not abandoned: nothing to follow
-                return margin, loss
-            if self.calls == 0:  # the initialisation: every point of the run
-                self.margin_min, self.loss_min, self.best = margin.clone(), loss.clone(), x.clone()
-                self.queries = torch.ones(x.shape[0], device=x.device)
-            else:  # an iteration: the points the library still attacks, in index order
-                idx = (self.margin_min > 0.0).nonzero().flatten()
-                better = loss < self.loss_min[idx]
-                self.loss_min[idx] = torch.where(better, loss, self.loss_min[idx])
-                better = better | (margin <= 0.0)
-                self.margin_min[idx] = torch.where(better, margin, self.margin_min[idx])
-                self.best[idx[better]] = x[better]
-                self.queries[idx] += 1.0
-            self.calls += 1
-            if self.calls == self.short_queries + 1 and int((self.margin_min <= 0.0).sum()) < self.grow_if:
-                raise _ShortBudgetSpent
-            return margin, loss
-
-    return AbandoningSquare
 
 
 @ATTACKS.register("square-check")
@@ -75,7 +19,7 @@ class SquareCheck(Square):
     queries), abandoned on a mini-batch after ``n_queries`` queries if it has broken fewer than ``grow_if`` of its
     points by then. Breaking points the gradient attacks missed means the gradients there are unreliable (masked),
     so the run goes on to AutoAttack's budget; where it breaks nothing, the check stops at the short budget. The run
-    itself is AutoAttack's (``abandoning_square``): a grown run spends what AutoAttack's Square would, not more.
+    itself is AutoAttack's (:func:`~robustbench_cnn.attacks.square_search.square_search`): a grown run spends what AutoAttack's Square would, not more.
 
     Distance: linf, l2.
 
@@ -112,8 +56,6 @@ class SquareCheck(Square):
         if int(self.params["grow_if"]) < 1:
             raise ValueError("square-check needs grow_if >= 1")
 
-    def make(self, model: Any, threat: Any, seed: int, device: Any, num_classes: int) -> Any:
+    def budget(self) -> tuple[int, int | None, int]:
         p = self.params
-        square = self.square_run(abandoning_square(), model, threat, seed, device, int(p["n_queries_full"]))
-        square.short_queries, square.grow_if = int(p["n_queries"]), int(p["grow_if"])
-        return square
+        return int(p["n_queries_full"]), int(p["n_queries"]), int(p["grow_if"])
