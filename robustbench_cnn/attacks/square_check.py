@@ -19,7 +19,8 @@ class SquareCheck(Square):
     queries), abandoned on a mini-batch after ``n_queries`` queries if it has broken fewer than ``grow_if`` of its
     points by then. Breaking points the gradient attacks missed means the gradients there are unreliable (masked),
     so the run goes on to AutoAttack's budget; where it breaks nothing, the check stops at the short budget. The run
-    itself is AutoAttack's (:func:`~robustbench_cnn.attacks.square_search.square_search`): a grown run spends what AutoAttack's Square would, not more.
+    itself is AutoAttack's (:func:`~robustbench_cnn.attacks.square_search.square_search`): a grown run spends what
+    AutoAttack's Square would, not more.
 
     Distance: linf, l2.
 

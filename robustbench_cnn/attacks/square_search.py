@@ -76,11 +76,18 @@ class _Points:
     compacted copy of it for the points still attacked (margin > 0), in index order as the library keeps them."""
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, x_best: torch.Tensor, margin: torch.Tensor, loss: torch.Tensor
-    ):
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        x_best: torch.Tensor,
+        margin: torch.Tensor,
+        loss: torch.Tensor,
+        linf_eps: float | None = None,
+    ) -> None:
         self.x, self.y = x, y
         self.x_best, self.margin, self.loss = x_best, margin, loss
         self.queries = torch.ones(x.shape[0], device=x.device)
+        self.linf_eps = linf_eps
         self.idx = (margin > 0.0).nonzero().flatten()
         self._take_active()
 
@@ -88,6 +95,8 @@ class _Points:
         i = self.idx
         self.a_x, self.a_y, self.a_best = self.x[i], self.y[i], self.x_best[i]
         self.a_margin, self.a_loss, self.a_queries = self.margin[i], self.loss[i], self.queries[i]
+        if self.linf_eps is not None:  # the ball's bounds, as the library computes them at every query
+            self.a_low, self.a_high = self.a_x - self.linf_eps, self.a_x + self.linf_eps
 
     @property
     def n_active(self) -> int:
@@ -103,7 +112,9 @@ class _Points:
             self.a_queries,
         )
 
-    def update(self, x_new: torch.Tensor, margin: torch.Tensor, loss: torch.Tensor, region=None) -> None:
+    def update(
+        self, x_new: torch.Tensor, margin: torch.Tensor, loss: torch.Tensor, region: tuple[slice, ...] | None = None
+    ) -> None:
         """The library's update: a lower loss, or a misclassification, makes the candidate the best point."""
         improved = loss < self.a_loss
         self.a_loss = torch.where(improved, loss, self.a_loss)
@@ -186,15 +197,10 @@ def _linf_search(predict, x, y, eps, n_queries, loss, helpers, abandon_after, gr
     n_features = c * h * w
     x_best = torch.clamp(x + eps * helpers.random_choice([n, c, 1, w]), 0.0, 1.0)
     margin, loss_now = _margin_and_loss(predict, x_best, y, loss)
-    points = _Points(x, y, x_best, margin, loss_now)
+    points = _Points(x, y, x_best, margin, loss_now, linf_eps=eps)
     if bool((margin < 0.0).all()):
         return _finish(points)
-    low, high = points.a_x - eps, points.a_x + eps
-    active = points.idx
     for iteration in range(n_queries):
-        if points.idx is not active:  # points left: the ball's bounds of those still attacked
-            active = points.idx
-            low, high = points.a_x - eps, points.a_x + eps
         p = helpers.p_selection(iteration)
         s = min(max(int(round(math.sqrt(p * n_features / c))), 1), min(h, w))
         vh = int(helpers.random_int(0, h - s))
@@ -202,7 +208,7 @@ def _linf_search(predict, x, y, eps, n_queries, loss, helpers, abandon_after, gr
         step = 2.0 * eps * helpers.random_choice([c, 1, 1])
         region = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
         x_new = points.a_best.clone()
-        moved = torch.min(torch.max(points.a_best[region] + step, low[region]), high[region])
+        moved = torch.min(torch.max(points.a_best[region] + step, points.a_low[region]), points.a_high[region])
         x_new[region] = torch.clamp(moved, 0.0, 1.0)
         margin, loss_now = _margin_and_loss(predict, x_new, points.a_y, loss)
         points.update(x_new, margin, loss_now, region)
