@@ -102,6 +102,22 @@ def test_rule_leaves_other_layers_alone() -> None:
     assert input_gradient_kernel(nn.Conv2d(3, 64, 3, padding=1)) == "fold"
 
 
+def test_flip_runs_in_nchw_and_channels_last_keeps_autograds_kernel() -> None:
+    """LeNet-5's first layer takes ``flip`` in NCHW (training); in channels_last (attacks on the CPU) oneDNN's own
+    input gradient is the same computation, so the layer keeps it: the custom backward is not in the graph."""
+    conv = nn.Conv2d(1, 6, 5, padding=2).requires_grad_(False)
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    for layout, flips in ((torch.contiguous_format, True), (torch.channels_last, False)):
+        conv = conv.to(memory_format=layout)
+        xx = x.clone().requires_grad_(True)
+        with fast_input_gradients(conv):
+            out = conv(xx)
+        assert ("Conv2dInputGrad" in type(out.grad_fn).__name__) == flips, layout
+        _, ref = _input_grad(conv, x, torch.ones_like(out))
+        (grad,) = torch.autograd.grad(out, xx, torch.ones_like(out))
+        torch.testing.assert_close(grad, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_trainable_weights_keep_the_stock_convolution() -> None:
     conv = nn.Conv2d(1, 6, 5, padding=2)
     x = torch.rand(3, 1, 12, 12)

@@ -10,7 +10,9 @@ three channels, such as an MNIST net's first layer: there it is the most expensi
 one with the same forward (``F.conv2d``, bit for bit) and a backward that computes the input gradient another way:
 
 - ``flip``: the transposed convolution written as a forward convolution with the flipped kernel
-  (stride 1, at most 8 output channels: LeNet-5's first layer);
+  (stride 1, at most 8 output channels: LeNet-5's first layer), when the layer runs in NCHW. In channels_last
+  oneDNN's own input gradient of such a layer is that very computation (the same numbers, as fast), and the whole
+  step ran 3-12% slower through ``flip`` (``docs/measurements.md``), so the layer keeps autograd's kernel there;
 - ``fold``: one matrix product ``W^T @ grad_out`` per image and ``col2im`` (``F.fold``), for every other eligible
   layer.
 
@@ -80,6 +82,12 @@ def conv2d_input_grad(
     return F.fold(cols, input_size, (kh, kw), padding=padding, stride=stride)
 
 
+def runs_channels_last(weight: torch.Tensor) -> bool:
+    """Whether a convolution's 4-D weight is in channels_last memory (its input-channel stride is below its row
+    stride). Read from the strides, since ``is_contiguous`` cannot tell the layouts apart with one input channel."""
+    return weight.dim() == 4 and weight.stride(1) < weight.stride(2)
+
+
 class _Conv2dInputGrad(torch.autograd.Function):
     """``F.conv2d`` forward; a backward that returns the input gradient only (weight and bias are frozen)."""
 
@@ -124,6 +132,8 @@ def _fast_conv_forward(conv: nn.Conv2d, kernel: str, constant_parameters: bool):
         if constant_parameters:
             weight, bias = weight.detach(), None if bias is None else bias.detach()
         frozen = not weight.requires_grad and (bias is None or not bias.requires_grad)
+        if kernel == "flip" and runs_channels_last(weight):
+            return stock(x, weight, bias)
         # a batched, non-empty 4-D input only: conv2d_input_grad reads (N, C_out) from grad_out's first two dims;
         # under CPU autocast the stock layer picks the dtypes
         if not (
