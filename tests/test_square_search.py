@@ -8,6 +8,7 @@ from attack_fixtures import held_out, trained_model
 from pyautoattack.square import SquareAttack
 from torch import nn
 
+from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.attacks.square_search import square_search
 from robustbench_cnn.core.types import Norm
 
@@ -89,3 +90,17 @@ def test_an_abandoned_run_is_the_run_of_the_short_budget() -> None:
     kept = our_run(model, x, y, Norm.LINF, 0.1, 400, "margin", False, abandon_after=40, grow_if=1)
     full = library_run(model, x, y, Norm.LINF, 0.1, 400, "margin", False)
     assert torch.equal(kept[0], full[0]) and torch.equal(kept[1], full[1])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"loss": "hinge"}, "use margin or ce"),
+        ({"n_queries": 0}, "n_queries and n_restarts"),
+        ({"p_init": 1.5}, "p_init"),
+    ],
+)
+def test_bad_square_parameters_fail_when_the_attack_is_made(params: dict, message: str) -> None:
+    for name in ("square", "square-check"):
+        with pytest.raises(ValueError, match=message):
+            get_attack(name, **params)

@@ -52,6 +52,16 @@ class Square(Attack):
     eot_param = None
     defaults = {"n_queries": 5000, "p_init": 0.8, "n_restarts": 1, "loss": "margin", "resc_schedule": False}
 
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        p = self.params
+        if p["loss"] not in ("margin", "ce"):
+            raise ValueError(f"invalid loss {p['loss']!r} for attack {self.name!r}: use margin or ce")
+        if int(p["n_queries"]) < 1 or int(p["n_restarts"]) < 1:
+            raise ValueError(f"{self.name} needs n_queries and n_restarts >= 1")
+        if not 0 < float(p["p_init"]) <= 1:
+            raise ValueError(f"{self.name} needs 0 < p_init <= 1")
+
     def budget(self) -> tuple[int, int | None, int]:
         """(queries of a run, the iteration after which it is abandoned or None, points it must break by then)."""
         return int(self.params["n_queries"]), None, 1

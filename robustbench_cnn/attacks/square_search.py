@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,9 @@ def _library_class() -> type:
     return SquareAttack
 
 
-def library_helpers(norm: Norm, eps: float, n_queries: int, p_init: float, rescale_schedule: bool, device) -> Any:
+def library_helpers(
+    norm: Norm, eps: float, n_queries: int, p_init: float, rescale_schedule: bool, device: torch.device
+) -> Any:
     """pyautoattack's ``SquareAttack`` configured as AutoAttack runs it, for its helper methods (schedule, draws,
     the l2 window shape and norms)."""
     helpers = _library_class()(
@@ -133,7 +136,9 @@ class _Points:
             self._take_active()
 
 
-def _margin_and_loss(predict, x: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _margin_and_loss(
+    predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, loss: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The library's untargeted margin (true logit minus the largest other) and loss (the margin, or minus the
     cross-entropy)."""
     logits = predict(x)
@@ -146,7 +151,7 @@ def _margin_and_loss(predict, x: torch.Tensor, y: torch.Tensor, loss: str) -> tu
 
 
 def square_search(
-    predict,
+    predict: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
     norm: Norm,
