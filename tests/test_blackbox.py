@@ -16,6 +16,7 @@ from torch import nn
 
 from robustbench_cnn.attacks import get_attack
 from robustbench_cnn.attacks.blackbox import (
+    CraftedExamples,
     Oracle,
     eval_indices,
     load_seed_set,
@@ -254,6 +255,28 @@ def test_transfer_from_the_substitute_beats_random_noise(substitute, target, eva
     oracle = Oracle(target, "labels", budget=2 * len(y))
     (mi,) = transfer_attack({"sub": sub, "self": target}, oracle, x, y, ThreatModel.parse("linf:0.3"), "mi-fgsm")
     assert mi.params["sources"] == ["sub", "self"] and oracle.total == len(y) + int(mi.clean_correct.sum())
+
+
+def test_crafted_examples_are_reused_only_for_the_same_crafting(substitute, target, evalset) -> None:
+    """A second target scores the examples crafted for the first (the same ones: equal to crafting afresh); another
+    seed, epsilon list or source crafts again."""
+    x, y = evalset
+    sub = substitute[0].model
+    other = _train("lenet5", epochs=2)
+    cache = CraftedExamples()
+    first = transfer_attack(sub, target, x, y, "linf", "fgsm", eps_list=[0.1, 0.3], crafted=cache)
+    again = transfer_attack(sub, other, x, y, "linf", "fgsm", eps_list=[0.1, 0.3], crafted=cache)
+    fresh = transfer_attack(sub, other, x, y, "linf", "fgsm", eps_list=[0.1, 0.3])
+    assert [r.params["crafted_here"] for r in first + again] == [True, True, False, False]
+    for reused, new in zip(again, fresh, strict=True):
+        assert torch.equal(reused.x_adv, new.x_adv) and torch.equal(reused.success, new.success)
+        assert reused.params["source_success_rate"] == new.params["source_success_rate"]
+    for kwargs in ({"seed": 1}, {"eps_list": [0.3]}):
+        params = {"eps_list": [0.1, 0.3], **kwargs}
+        (res, *_) = transfer_attack(sub, other, x, y, "linf", "fgsm", crafted=cache, **params)
+        assert res.params["crafted_here"], kwargs
+    (res, *_) = transfer_attack(other, target, x, y, "linf", "fgsm", eps_list=[0.1, 0.3], crafted=cache)
+    assert res.params["crafted_here"]
 
 
 def test_targeted_transfer_counts_success_only_on_the_target_class(target, evalset) -> None:

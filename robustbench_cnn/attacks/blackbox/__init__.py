@@ -19,9 +19,15 @@ from robustbench_cnn.attacks.blackbox.substitute import (
     seed_set_indices,
     train_substitute,
 )
-from robustbench_cnn.attacks.blackbox.transfer import LogitEnsemble, random_noise_attack, transfer_attack
+from robustbench_cnn.attacks.blackbox.transfer import (
+    CraftedExamples,
+    LogitEnsemble,
+    random_noise_attack,
+    transfer_attack,
+)
 
 __all__ = [
+    "CraftedExamples",
     "LogitEnsemble",
     "Oracle",
     "SubstituteResult",

@@ -21,7 +21,10 @@ Conventions:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -176,6 +179,58 @@ def score_on_target(
     )
 
 
+def tensor_digest(*tensors: torch.Tensor | None) -> str:
+    """A sha256 of the tensors' shapes, dtypes and values (None included as a marker)."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        if t is None:
+            digest.update(b"none")
+            continue
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+class CraftedExamples:
+    """The examples a source attack crafted, kept for the next call that would craft the very same ones (an LRU of
+    ``maxsize`` entries, in memory, in this process).
+
+    Crafting depends only on the source side: its weights, the points and the labels it attacks, the attack and its
+    parameters, the epsilons, the seed, the targets and the mini-batch size; not on the target, which only scores
+    the examples. A plan that transfers from one proxy to every model crafts the same examples once per model;
+    with this cache it crafts them once, and every target scores the same examples it would have got.
+    """
+
+    def __init__(self, maxsize: int = 4) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[str, list[tuple[torch.Tensor, float, float]]] = OrderedDict()
+
+    @staticmethod
+    def key(source: nn.Module, x: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None,
+            attack: Attack, norm: Norm, eps_values: Sequence[float], seed: int, batch_size: int | None) -> str:  # fmt: skip
+        """What the crafted examples depend on, as one digest."""
+        state = [t for t in source.state_dict().values() if isinstance(t, torch.Tensor)]
+        meta = json.dumps(
+            [attack.name, attack.params, norm.value, list(eps_values), seed, batch_size, str(x.device)],
+            sort_keys=True,
+            default=str,
+        )
+        return tensor_digest(*state) + tensor_digest(x, labels, targets) + hashlib.sha256(meta.encode()).hexdigest()
+
+    def get(self, key: str) -> list[tuple[torch.Tensor, float, float]] | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: str, crafted: list[tuple[torch.Tensor, float, float]]) -> None:
+        self._entries[key] = crafted
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
+
 def transfer_attack(
     sources: SourceLike,
     target: nn.Module | Oracle,
@@ -192,6 +247,7 @@ def transfer_attack(
     target_name: str | None = None,
     source_labels: str = "pred",
     batch_size: int | None = None,
+    crafted: CraftedExamples | None = None,
 ) -> list[AttackResult]:
     """Transfer ``attack`` from ``sources`` to ``target``: one :class:`AttackResult` per epsilon.
 
@@ -208,6 +264,9 @@ def transfer_attack(
         targets: int64 target classes [N] (from :func:`attacks.targets.choose_targets`) for a
             targeted transfer; success then means the target predicts the target class.
         seed: seeds the source attack.
+        crafted: a :class:`CraftedExamples` cache: examples an earlier call crafted with the same source, points,
+            labels, targets, attack, epsilons, seed and batch size are scored again instead of crafted again (the
+            same examples; ``params["crafted_here"]`` says which it was).
 
     Returns:
         per epsilon (ascending), the target's result: ``attack`` is ``"transfer:<name>"``, ``params``
@@ -232,49 +291,75 @@ def transfer_attack(
     device = _device_of(source)
     xs = x.to(device)
     labels = _labels_on_source(source, xs, y.to(device), source_labels, batch_size)
-    # each epsilon is crafted afresh on the source, on every point: success is the target's, so nothing carries
-    # forward on the source and the source attack starts where it always does
-    ball = GrowingBall(
-        [atk],
-        source,
-        xs,
-        labels,
-        attackable=torch.ones(n, dtype=torch.bool),
-        targets=targets.to(device) if targets is not None else None,
-        seed=seed,
-        batch_size=batch_size,
-        warm_start=False,
-        carry_forward=False,
-    )
+    key, examples = "", None
+    if crafted is not None:
+        key = CraftedExamples.key(source, xs, labels, targets, atk, norm, eps_values, seed, batch_size)
+        examples = crafted.get(key)
+    crafted_here = examples is None
+    if examples is None:
+        examples = _craft_every_eps(atk, source, xs, labels, targets, norm, eps_values, seed, batch_size)
+        if crafted is not None:
+            crafted.put(key, examples)
     results = []
-    for eps in eps_values:
+    for eps, (x_adv, source_success, craft_s) in zip(eps_values, examples, strict=True):
         t0 = time.perf_counter()
         tm = ThreatModel(norm, eps)
-        (step,) = ball.run(tm)
-        crafted = step.result  # None only when there are no points
         params = {
             "sources": names,
             "target": target_name,
             "source_attack": atk.name,
             "source_attack_params": dict(atk.params),
             "source_labels": source_labels,
-            "source_success_rate": crafted.success_rate if crafted is not None else float("nan"),
+            "source_success_rate": source_success,
             "seed": seed,
+            "crafted_here": crafted_here,
         }
         res = score_on_target(
-            oracle,
-            x,
-            y,
-            (crafted.x_adv if crafted is not None else xs).to(x.device),
-            tm,
-            clean_pred=clean_pred,
-            targets=targets,
-            attack=f"transfer:{atk.name}",
-            params=params,
-        )
-        res.elapsed_s = time.perf_counter() - t0 + clean_s
+            oracle, x, y, x_adv.to(x.device), tm, clean_pred=clean_pred, targets=targets,
+            attack=f"transfer:{atk.name}", params=params,
+        )  # fmt: skip
+        res.elapsed_s = time.perf_counter() - t0 + clean_s + (craft_s if crafted_here else 0.0)
         results.append(res)
     return results
+
+
+def _craft_every_eps(
+    atk: Attack,
+    source: nn.Module,
+    xs: torch.Tensor,
+    labels: torch.Tensor,
+    targets: torch.Tensor | None,
+    norm: Norm,
+    eps_values: Sequence[float],
+    seed: int,
+    batch_size: int | None,
+) -> list[tuple[torch.Tensor, float, float]]:
+    """Per epsilon (ascending): the crafted points (``xs`` where there are none), the source attack's success rate
+    and the seconds it took."""
+    # each epsilon is crafted afresh on the source, on every point: success is the target's, so nothing carries
+    # forward on the source and the source attack starts where it always does
+    n = xs.shape[0]
+    ball = GrowingBall(
+        [atk],
+        source,
+        xs,
+        labels,
+        attackable=torch.ones(n, dtype=torch.bool),
+        targets=targets.to(xs.device) if targets is not None else None,
+        seed=seed,
+        batch_size=batch_size,
+        warm_start=False,
+        carry_forward=False,
+    )
+    examples = []
+    for eps in eps_values:
+        t0 = time.perf_counter()
+        (step,) = ball.run(ThreatModel(norm, eps))
+        result = step.result  # None only when there are no points
+        x_adv = result.x_adv if result is not None else xs
+        rate = result.success_rate if result is not None else float("nan")
+        examples.append((x_adv, rate, time.perf_counter() - t0))
+    return examples
 
 
 def random_noise_attack(

@@ -11,6 +11,7 @@ the ``source`` models and the number of points ``attacked`` (one target query ea
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -151,9 +152,20 @@ def _sample_records(results: list[Any], y: torch.Tensor, sample_ids: torch.Tenso
     return rows
 
 
+@functools.cache
+def crafted_in_this_process() -> Any:
+    """The :class:`~attacks.blackbox.transfer.CraftedExamples` the transfer cells of this process share."""
+    from robustbench_cnn.attacks.blackbox.transfer import CraftedExamples
+
+    return CraftedExamples()
+
+
 @CELL_KINDS.register("transfer")
 class Transfer(CellKind):
-    """Transfer a white-box attack from source model(s) to a target, at each epsilon."""
+    """Transfer a white-box attack from source model(s) to a target, at each epsilon.
+
+    The examples crafted on the source are kept in this process for the next cell that would craft the same ones
+    (a plan transfers from one proxy to every model: :class:`~attacks.blackbox.transfer.CraftedExamples`)."""
 
     def check(self, cell: Cell) -> None:
         from robustbench_cnn.attacks.blackbox.transfer import _make_attack
@@ -216,6 +228,7 @@ class Transfer(CellKind):
                 attack_params=p.get("attack_params") or None,
                 source_names=names,
                 target_name=target_card.name,
+                crafted=crafted_in_this_process(),
             )
             source = ",".join(sources)
             summary += _records(results, policy, targets is not None, p.get("cascade", "transfer"), source, cell.seed)
