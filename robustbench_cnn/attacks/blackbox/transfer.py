@@ -204,6 +204,7 @@ class CraftedExamples:
 
     def __init__(self, maxsize: int = 4) -> None:
         self.maxsize = maxsize
+        self.hits = self.misses = 0
         self._entries: OrderedDict[str, list[tuple[torch.Tensor, float, float]]] = OrderedDict()
 
     @staticmethod
@@ -220,7 +221,10 @@ class CraftedExamples:
 
     def get(self, key: str) -> list[tuple[torch.Tensor, float, float]] | None:
         found = self._entries.get(key)
-        if found is not None:
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
             self._entries.move_to_end(key)
         return found
 
@@ -266,7 +270,7 @@ def transfer_attack(
         seed: seeds the source attack.
         crafted: a :class:`CraftedExamples` cache: examples an earlier call crafted with the same source, points,
             labels, targets, attack, epsilons, seed and batch size are scored again instead of crafted again (the
-            same examples; ``params["crafted_here"]`` says which it was).
+            same examples; its ``hits`` and ``misses`` count the two cases).
 
     Returns:
         per epsilon (ascending), the target's result: ``attack`` is ``"transfer:<name>"``, ``params``
@@ -312,7 +316,6 @@ def transfer_attack(
             "source_labels": source_labels,
             "source_success_rate": source_success,
             "seed": seed,
-            "crafted_here": crafted_here,
         }
         res = score_on_target(
             oracle, x, y, x_adv.to(x.device), tm, clean_pred=clean_pred, targets=targets,
