@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -52,7 +54,7 @@ class Square(Attack):
     eot_param = None
     defaults = {"n_queries": 5000, "p_init": 0.8, "n_restarts": 1, "loss": "margin", "resc_schedule": False}
 
-    def __init__(self, **params) -> None:
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         p = self.params
         if p["loss"] not in ("margin", "ce"):
