@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,9 @@ from robustbench_cnn.pipeline.cells.base import (
     load_store_model,
     store_weights,
 )
+
+if TYPE_CHECKING:
+    from robustbench_cnn.attacks.blackbox.transfer import CraftedExamples
 
 __all__ = ["Transfer", "disjoint_n", "transfer_cell"]
 
@@ -153,7 +156,7 @@ def _sample_records(results: list[Any], y: torch.Tensor, sample_ids: torch.Tenso
 
 
 @functools.cache
-def crafted_in_this_process() -> Any:
+def crafted_in_this_process() -> CraftedExamples:
     """The :class:`~attacks.blackbox.transfer.CraftedExamples` the transfer cells of this process share."""
     from robustbench_cnn.attacks.blackbox.transfer import CraftedExamples
 
