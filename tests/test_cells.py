@@ -284,3 +284,17 @@ def test_detection_kind_runs_through_the_runner_and_resumes(two_models, store, t
     again: list[str] = []
     run_cells(cells, tmp_path / "run", resume=True, progress=False, on_cell=lambda done: again.append(done.cell.kind))
     assert again == []
+
+
+def test_the_substitute_note_is_printed_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five transfer cells share one substitute: its '-n reduced' note is printed once, the cap applies every time."""
+    from types import SimpleNamespace
+
+    from robustbench_cnn.core import progress
+    from robustbench_cnn.pipeline.cells import transfer
+
+    printed: list[str] = []
+    monkeypatch.setattr(progress.console, "print", lambda message, *a, **k: printed.append(str(message)))
+    card = SimpleNamespace(recipe="substitute", extra={"eval_max_n": 350}, dataset="digits", name="digits/sub-once")
+    assert [transfer.disjoint_n(None, 450, [card], "digits") for _ in range(5)] == [350] * 5
+    assert len(printed) == 1 and "reduced from 450 to 350" in printed[0]

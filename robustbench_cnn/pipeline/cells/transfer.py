@@ -81,16 +81,22 @@ def transfer_cell(
     )
 
 
-def disjoint_n(n: int | None, total: int, cards: list[Any], dataset: str) -> int:
-    """``n`` (None: the whole split of ``total``) capped so that the evaluation points avoid the seed set of every
-    substitute among ``cards`` (a note says so)."""
+@functools.cache
+def _note_once(message: str) -> None:
+    """Print a note once per process (a plan's transfer cells share their substitute, and its note)."""
     from robustbench_cnn.core.progress import console
 
+    console.print(message)
+
+
+def disjoint_n(n: int | None, total: int, cards: list[Any], dataset: str) -> int:
+    """``n`` (None: the whole split of ``total``) capped so that the evaluation points avoid the seed set of every
+    substitute among ``cards`` (a note says so, once per process)."""
     n_eff = total if n is None else min(n, total)
     for card in cards:
         limit = (card.extra or {}).get("eval_max_n") if card.recipe == "substitute" else None
         if limit is not None and card.dataset == dataset and n_eff > int(limit):
-            console.print(
+            _note_once(
                 f"[yellow]note:[/] -n reduced from {n_eff} to {limit} so that the evaluation points "
                 f"are disjoint from the seed set of substitute {card.name!r}"
             )
