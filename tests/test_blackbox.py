@@ -276,6 +276,15 @@ def test_crafted_examples_are_reused_only_for_the_same_crafting(substitute, targ
         transfer_attack(sub, other, x, y, "linf", "fgsm", crafted=cache, **params)
     transfer_attack(other, target, x, y, "linf", "fgsm", eps_list=[0.1, 0.3], crafted=cache)
     assert (cache.hits, cache.misses) == (1, 4)
+    one_set = x.numel() * x.element_size()
+    assert cache.nbytes == one_set * (2 + 2 + 1 + 2)  # four crafts kept: 2, 2 (seed 1), 1 (eps 0.3 only), 2 epsilons
+    small = CraftedExamples(max_bytes=3 * one_set)  # room for one two-epsilon craft and one one-epsilon craft
+    for eps_list in ([0.1, 0.3], [0.3], [0.2, 0.3]):
+        transfer_attack(sub, target, x, y, "linf", "fgsm", eps_list=eps_list, crafted=small)
+    assert small.nbytes <= 3 * one_set
+    transfer_attack(sub, other, x, y, "linf", "fgsm", eps_list=[0.2, 0.3], crafted=small)  # the newest: kept
+    transfer_attack(sub, other, x, y, "linf", "fgsm", eps_list=[0.1, 0.3], crafted=small)  # the oldest: gone
+    assert (small.hits, small.misses) == (1, 4)
 
 
 def test_targeted_transfer_counts_success_only_on_the_target_class(target, evalset) -> None:

@@ -193,8 +193,9 @@ def tensor_digest(*tensors: torch.Tensor | None) -> str:
 
 
 class CraftedExamples:
-    """The examples a source attack crafted, kept for the next call that would craft the very same ones (an LRU of
-    ``maxsize`` entries, in memory, in this process).
+    """The examples a source attack crafted, kept for the next call that would craft the very same ones (in memory,
+    in this process; the least recently used go first once they hold more than ``max_bytes``, 256 MiB by default:
+    a targeted transfer to every class crafts one set per class).
 
     Crafting depends only on the source side: its weights, the points and the labels it attacks, the attack and its
     parameters, the epsilons, the seed, the targets and the mini-batch size; not on the target, which only scores
@@ -202,8 +203,8 @@ class CraftedExamples:
     with this cache it crafts them once, and every target scores the same examples it would have got.
     """
 
-    def __init__(self, maxsize: int = 4) -> None:
-        self.maxsize = maxsize
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes
         self.hits = self.misses = 0
         self._entries: OrderedDict[str, list[tuple[torch.Tensor, float, float]]] = OrderedDict()
 
@@ -231,8 +232,13 @@ class CraftedExamples:
     def put(self, key: str, crafted: list[tuple[torch.Tensor, float, float]]) -> None:
         self._entries[key] = crafted
         self._entries.move_to_end(key)
-        while len(self._entries) > self.maxsize:
+        while len(self._entries) > 1 and self.nbytes > self.max_bytes:
             self._entries.popitem(last=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the examples held."""
+        return sum(x.numel() * x.element_size() for entry in self._entries.values() for x, _, _ in entry)
 
 
 def transfer_attack(
