@@ -261,26 +261,26 @@ class Attack:
             start = start.detach().to(device=x.device, dtype=x.dtype)  # indexed below with x's indices
 
         # the architecture's declared CPU memory layout, NCHW again after
-        with eval_mode(model), cpu_layout(model, x.device):
-            # the attack's own passes may run on a faster copy of the same function (batch norm folded into the
-            # convolution before it, core/batchnorm_folding.py); the clean prediction and the verdict on each x_adv
-            # below are the given model's own
-            attacked = folded_batchnorm(model) if self.fast_gradient_kernels else model
-            with fast_input_gradients(attacked, enabled=self.fast_gradient_kernels), torch.no_grad():
-                if clean_logits is None:
-                    clean_logits = batched_logits(model, x, bs)
-                if n:
-                    pred, num_classes = clean_logits.argmax(dim=1).to(x.device), int(clean_logits.shape[1])
-                    self._validate_classes(y, targets, num_classes)
-                else:
-                    pred = torch.zeros(0, dtype=torch.int64, device=x.device)
-                clean_correct = pred == y
-                todo = clean_correct.clone()
-                if targets is not None:
-                    todo &= targets != y
-                pred_adv = pred.clone()
-                idx = todo.nonzero().flatten()
-                if active and idx.numel():
+        with eval_mode(model), cpu_layout(model, x.device), torch.no_grad():
+            if clean_logits is None:
+                clean_logits = batched_logits(model, x, bs)
+            if n:
+                pred, num_classes = clean_logits.argmax(dim=1).to(x.device), int(clean_logits.shape[1])
+                self._validate_classes(y, targets, num_classes)
+            else:
+                pred = torch.zeros(0, dtype=torch.int64, device=x.device)
+            clean_correct = pred == y
+            todo = clean_correct.clone()
+            if targets is not None:
+                todo &= targets != y
+            pred_adv = pred.clone()
+            idx = todo.nonzero().flatten()
+            if active and idx.numel():
+                # the attack's own passes may run on a faster copy of the same function (batch norm folded into the
+                # convolution before it, core/batchnorm_folding.py), made only when there is something to attack;
+                # the clean prediction above and the verdict on each x_adv below are the given model's own
+                attacked = folded_batchnorm(model) if self.fast_gradient_kernels else model
+                with fast_input_gradients(attacked, enabled=self.fast_gradient_kernels):
                     generator = make_generator(seed, x.device)
                     with torch.enable_grad():
                         self.prepare(
