@@ -82,8 +82,7 @@ class Square(Attack):
         n_queries, abandon_after, grow_if = self.budget()
         adv = x.clone()
         queries = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
-        with torch.no_grad():
-            robust = model(x).argmax(dim=1) == y
+        robust = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)  # perturb gets clean-correct points only
         with seeded_global_rng(generator.initial_seed(), x.device), torch.no_grad():
             for _ in range(int(p["n_restarts"])):
                 idx = robust.nonzero().flatten()
